@@ -1,0 +1,314 @@
+"""The queue file: a dbbasic-tsv table with one line per job, and the lock that guards it.
+
+The file is exactly what dbbasic-tsv writes and reads (``TSV("queue", COLUMNS)``): a header,
+tab-separated fields, CSV quoting for fields that hold a double quote (``"{""to"": 1}"``), and
+the lock file ``<table>.lock`` beside it. On top of dbbasic-tsv's API this layer adds what a
+queue needs and dbbasic-tsv 1.0.2 lacks: a locked append that cannot splice two jobs into one
+line, atomic rewrites (temporary file, fsync, rename, all under the lock) that keep the file's
+mode and owner, and a line-by-line reader, so one broken line can only hide itself.
+"""
+
+import contextlib
+import csv
+import errno
+import fcntl
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable, Iterator, Optional, Tuple
+
+from dbbasic.tsv import TSV
+
+from .errors import CorruptLineError, QueueError
+
+logger = logging.getLogger("dbbasic_queue")
+
+COLUMNS = ("id", "type", "payload", "status", "created_at", "run_at", "attempts", "error", "result")
+STATUSES = ("pending", "processing", "completed", "failed", "cancelled")
+_INT_COLUMNS = ("created_at", "run_at", "attempts")
+_TEMP_PREFIX = ".dbbasic-queue-"  # never dbbasic-tsv's own "<table>.tmp", which it renames blindly
+
+
+@dataclass(frozen=True)
+class Job:
+    """One line of the queue file. ``payload`` and ``result`` hold their JSON text as stored."""
+
+    id: str
+    type: str
+    payload: str
+    status: str
+    created_at: int
+    run_at: int
+    attempts: int
+    error: str = ""
+    result: str = ""
+
+    def to_line(self) -> bytes:
+        """The job as one file line, quoted the way dbbasic-tsv's csv writer quotes it."""
+        fields = (self.id, self.type, self.payload, self.status, str(self.created_at),
+                  str(self.run_at), str(self.attempts), self.error, self.result)
+        return ("\t".join(map(_quote, fields)) + "\n").encode("utf-8")
+
+    def evolve(self, **changes) -> "Job":
+        return replace(self, **changes)
+
+
+def _quote(field: str) -> str:
+    # csv.QUOTE_MINIMAL: quote a field holding the quote character; tabs and line breaks
+    # never reach here (one_line() removes them), so plain split() can read most lines.
+    if '"' in field:
+        return '"' + field.replace('"', '""') + '"'
+    return field
+
+
+def one_line(text: str) -> str:
+    """``text`` with tabs and line breaks turned into spaces, so it fits in one field."""
+    return " ".join(text.replace("\t", " ").splitlines()) if text else ""
+
+
+def _unquote(field: str) -> Optional[str]:
+    if '"' not in field:
+        return field
+    inner = field[1:-1]
+    if len(field) < 2 or field[0] != '"' or field[-1] != '"' or '"' in inner.replace('""', ""):
+        return None
+    return inner.replace('""', '"')
+
+
+def parse_line(line: bytes) -> Job:
+    """Read one file line; raise CorruptLineError saying what is wrong with it."""
+    try:
+        text = line.decode("utf-8").rstrip("\n").rstrip("\r")
+    except UnicodeDecodeError:
+        raise CorruptLineError("it is not valid UTF-8") from None
+    fields = [_unquote(field) for field in text.split("\t")]
+    if len(fields) != len(COLUMNS) or None in fields:
+        # A field quoted around a tab (as dbbasic-tsv's update() may write) needs the csv module.
+        try:
+            fields = next(csv.reader([text], delimiter="\t", strict=True))
+        except (csv.Error, StopIteration) as error:
+            raise CorruptLineError(f"its quoting is broken ({error})") from None
+        if len(fields) != len(COLUMNS):
+            raise CorruptLineError(f"it has {len(fields)} fields, not {len(COLUMNS)}")
+    row = dict(zip(COLUMNS, fields))
+    if not row["id"]:
+        raise CorruptLineError("its id is empty")
+    if row["status"] not in STATUSES:
+        raise CorruptLineError(f"its status {row['status']!r} is not one of {', '.join(STATUSES)}")
+    for name in _INT_COLUMNS:
+        try:
+            row[name] = int(row[name])
+        except ValueError:
+            raise CorruptLineError(f"its {name} {row[name]!r} is not an integer") from None
+    return Job(**row)
+
+
+def line_id(line: bytes) -> bytes:
+    """The id field of a line, without parsing the rest."""
+    return line.split(b"\t", 1)[0]
+
+
+class Editor:
+    """Decides each job line of a rewrite: returns the line to write in its place, or None
+    to drop it; sets ``changed`` once it has changed anything, so an idle rewrite is skipped."""
+
+    changed = False
+
+    def __call__(self, line: bytes) -> Optional[bytes]:
+        return line
+
+
+class Table:
+    """One queue file and its lock. Cheap to create; holds no open files between calls."""
+
+    def __init__(self, path) -> None:
+        self.path = Path(path).absolute()
+        if self.path.suffix != ".tsv" or not self.path.stem:
+            raise ValueError(f"queue file {str(path)!r} must be a .tsv file, as dbbasic-tsv "
+                             f"names its tables, for example 'data/queue.tsv'")
+        self.lock_path = self.path.with_suffix(".lock")
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold dbbasic-tsv's exclusive table lock (flock on ``<table>.lock``).
+
+        Every writer takes it: appends, rewrites, and dbbasic-tsv's own insert and update.
+        A fresh descriptor each time, so threads and forked processes exclude each other too.
+        """
+        try:
+            fd = os.open(self.lock_path, os.O_RDONLY | os.O_CREAT, 0o666)
+        except FileNotFoundError:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.lock_path, os.O_RDONLY | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the flock
+
+    def _create(self) -> None:
+        # Called with the lock held: dbbasic-tsv's own table creation is not locked, so two
+        # processes creating the table at once could each write a header over the other's jobs.
+        TSV(self.path.stem, list(COLUMNS), data_dir=self.path.parent)
+        self._check_header()
+
+    def _check_header(self) -> None:
+        with open(self.path, "rb") as file:
+            header = file.readline()
+        if header.rstrip(b"\r\n").split(b"\t") != [c.encode() for c in COLUMNS]:
+            raise QueueError(f"{self.path} is not a dbbasic-queue file: its first line should be "
+                             f"the header {' '.join(COLUMNS)!r} (tab-separated); point the queue "
+                             f"at another file or move this one away")
+
+    def append(self, line: bytes, durable: bool = False) -> None:
+        """Add one job line at the end of the file, under the lock; fsync first if ``durable``."""
+        with self.lock():
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_APPEND)
+            except FileNotFoundError:
+                self._create()
+                fd = os.open(self.path, os.O_RDWR | os.O_APPEND)
+            try:
+                size = os.fstat(fd).st_size
+                if size == 0:  # a crash of dbbasic-tsv's creation left an empty file
+                    os.write(fd, ("\t".join(COLUMNS) + "\n").encode())
+                elif os.pread(fd, 1, size - 1) != b"\n":
+                    # A writer killed in the middle of a large write left half a line: end it
+                    # there, so it stays one corrupt line and does not swallow this job.
+                    line = b"\n" + line
+                _write_all(fd, line)
+                if durable:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def lines(self) -> Iterator[Tuple[int, bytes]]:
+        """Yield (line number, line) for every job line, without the lock.
+
+        A rename replaces the file whole, so an open file is always one consistent version;
+        a last line still being appended (no newline yet) is not yielded.
+        """
+        try:
+            file = open(self.path, "rb")
+        except FileNotFoundError:
+            return
+        with file:
+            file.readline()
+            for number, line in enumerate(file, start=2):
+                if line.endswith(b"\n"):
+                    yield number, line
+
+    def rewrite(self, start_edit: Callable[[], Editor]) -> Optional[Editor]:
+        """Rewrite the file atomically, passing every job line through a fresh editor.
+
+        Returns the editor that produced the file now on disk (None if there is no file), so
+        the caller reads what it decided from it. The long part (reading and writing every
+        line) runs without the lock, so enqueues are not held up; then, under the lock, lines
+        appended meanwhile go through the same editor, the copy is fsynced and renamed over
+        the table. If another rewrite replaced the file meanwhile, it starts again; the third
+        try holds the lock throughout, so it cannot starve.
+        """
+        for attempt in range(3):
+            hold_throughout = attempt == 2
+            with self.lock() if hold_throughout else contextlib.nullcontext():
+                done, edit = self._try_rewrite(start_edit, hold_throughout)
+            if done:
+                return edit
+        raise AssertionError("unreachable: the third rewrite holds the lock")
+
+    def _try_rewrite(self, start_edit, locked: bool):
+        try:
+            source = open(self.path, "rb")
+        except FileNotFoundError:
+            return True, None
+        with source:
+            before = os.fstat(source.fileno())
+            edit = start_edit()
+            fd, temp_path = tempfile.mkstemp(prefix=_TEMP_PREFIX, suffix=".tmp", dir=self.path.parent)
+            try:
+                with open(fd, "wb") as out:
+                    header = source.readline()
+                    out.write(header)
+                    consumed = len(header) + _edit_lines(source, out, edit, before.st_size - len(header))
+                    if not edit.changed:
+                        return True, edit  # nothing to change (lines appended meanwhile wait)
+                    if not locked:
+                        out.flush()
+                        os.fsync(out.fileno())  # the bulk of the data, before taking the lock
+                    with contextlib.nullcontext() if locked else self.lock():
+                        if not locked and os.stat(self.path).st_ino != before.st_ino:
+                            return False, None  # another rewrite won; start again from its file
+                        source.seek(consumed)
+                        _edit_lines(source, out, edit, None)  # jobs appended meanwhile
+                        out.flush()
+                        _keep_mode_and_owner(out.fileno(), before, self.path)
+                        os.fsync(out.fileno())
+                        os.replace(temp_path, self.path)
+                        temp_path = None
+                        _fsync_directory(self.path.parent)
+                        return True, edit
+            finally:
+                if temp_path is not None:
+                    os.unlink(temp_path)
+
+    def remove_stale_temporary_files(self, older_than: float, now: float) -> None:
+        """Delete temporary files left by rewrites that were killed before their rename."""
+        for entry in os.scandir(self.path.parent):
+            if entry.name.startswith(_TEMP_PREFIX) and entry.name.endswith(".tmp"):
+                with contextlib.suppress(OSError):
+                    if entry.stat().st_mtime < now - older_than:
+                        os.unlink(entry.path)
+
+
+def _edit_lines(source, out, edit: Editor, limit: Optional[int]) -> int:
+    """Copy complete lines from ``source`` through ``edit``, reading at most ``limit`` bytes
+    (all if None, with the lock held: then a final line without a newline, left by a writer
+    killed mid-append, is kept as it is and ended). Returns the bytes consumed."""
+    consumed = 0
+    for line in source:
+        if not line.endswith(b"\n"):
+            if limit is not None:
+                break  # still being appended: the locked pass copies it
+            out.write(line + b"\n")
+        elif limit is not None and consumed + len(line) > limit:
+            break
+        else:
+            new = edit(line)
+            if new is not None:
+                out.write(new)
+        consumed += len(line)
+    return consumed
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _keep_mode_and_owner(fd: int, original: os.stat_result, path: Path) -> None:
+    # A rewrite by the cron user must leave the file appendable by the web app's user.
+    try:
+        os.fchown(fd, original.st_uid, original.st_gid)
+    except PermissionError:
+        mine = os.fstat(fd)
+        if (mine.st_uid, mine.st_gid) != (original.st_uid, original.st_gid):
+            logger.warning("%s now belongs to uid %d gid %d (it was %d:%d): a process of this user "
+                           "may not append to it any more; see 'Sharing one queue between users' "
+                           "in the README", path, mine.st_uid, mine.st_gid,
+                           original.st_uid, original.st_gid)
+    os.fchmod(fd, original.st_mode & 0o7777)  # after fchown, which may clear setgid
+
+
+def _fsync_directory(directory: Path) -> None:
+    # The rename survives a power loss only once the directory entry is on disk.
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError as error:
+        if error.errno not in (errno.EINVAL, errno.EBADF):  # some file systems refuse it
+            raise
+    finally:
+        os.close(fd)
