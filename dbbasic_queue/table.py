@@ -129,6 +129,7 @@ class Table:
             raise ValueError(f"queue file {str(path)!r} must be a .tsv file, as dbbasic-tsv "
                              f"names its tables, for example 'data/queue.tsv'")
         self.lock_path = self.path.with_suffix(".lock")
+        self._header_checked = False  # once per Table: only this module rewrites headers
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
@@ -152,12 +153,9 @@ class Table:
         # Called with the lock held: dbbasic-tsv's own table creation is not locked, so two
         # processes creating the table at once could each write a header over the other's jobs.
         TSV(self.path.stem, list(COLUMNS), data_dir=self.path.parent)
-        self._check_header()
 
-    def _check_header(self) -> None:
-        with open(self.path, "rb") as file:
-            header = file.readline()
-        if header.rstrip(b"\r\n").split(b"\t") != [c.encode() for c in COLUMNS]:
+    def _check_header(self, header: bytes) -> None:
+        if header and header.rstrip(b"\r\n").split(b"\t") != [c.encode() for c in COLUMNS]:
             raise QueueError(f"{self.path} is not a dbbasic-queue file: its first line should be "
                              f"the header {' '.join(COLUMNS)!r} (tab-separated); point the queue "
                              f"at another file or move this one away")
@@ -171,6 +169,9 @@ class Table:
                 self._create()
                 fd = os.open(self.path, os.O_RDWR | os.O_APPEND)
             try:
+                if not self._header_checked:
+                    self._check_header(os.pread(fd, 200, 0).split(b"\n", 1)[0])
+                    self._header_checked = True
                 size = os.fstat(fd).st_size
                 if size == 0:  # a crash of dbbasic-tsv's creation left an empty file
                     os.write(fd, ("\t".join(COLUMNS) + "\n").encode())
@@ -195,7 +196,7 @@ class Table:
         except FileNotFoundError:
             return
         with file:
-            file.readline()
+            self._check_header(file.readline())
             for number, line in enumerate(file, start=2):
                 if line.endswith(b"\n"):
                     yield number, line
@@ -230,6 +231,7 @@ class Table:
             try:
                 with open(fd, "wb") as out:
                     header = source.readline()
+                    self._check_header(header)
                     out.write(header)
                     consumed = len(header) + _edit_lines(source, out, edit, before.st_size - len(header))
                     if not edit.changed:
@@ -255,11 +257,12 @@ class Table:
 
     def remove_stale_temporary_files(self, older_than: float, now: float) -> None:
         """Delete temporary files left by rewrites that were killed before their rename."""
-        for entry in os.scandir(self.path.parent):
-            if entry.name.startswith(_TEMP_PREFIX) and entry.name.endswith(".tmp"):
-                with contextlib.suppress(OSError):
-                    if entry.stat().st_mtime < now - older_than:
-                        os.unlink(entry.path)
+        with contextlib.suppress(FileNotFoundError), os.scandir(self.path.parent) as entries:
+            for entry in entries:
+                if entry.name.startswith(_TEMP_PREFIX) and entry.name.endswith(".tmp"):
+                    with contextlib.suppress(OSError):
+                        if entry.stat().st_mtime < now - older_than:
+                            os.unlink(entry.path)
 
 
 def _edit_lines(source, out, edit: Editor, limit: Optional[int]) -> int:

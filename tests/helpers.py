@@ -1,0 +1,64 @@
+"""Roles that the real-process tests start with ``python helpers.py ROLE ...``.
+
+work QUEUE RUNS_LOG [--lease S] [--sleep S] [--max-attempts N] [--loops N]
+    run process_jobs; every handler call appends its job id to RUNS_LOG, then sleeps
+enqueue QUEUE COUNT
+    enqueue COUNT jobs and print their ids, one a line
+"""
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from dbbasic_queue import Queue  # noqa: E402
+
+PAYLOAD = {"to": "user@example.com", "subject": "Welcome", "body": "Thanks for signing up!"}
+
+
+def append_line(path: str, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (text + "\n").encode())  # one small O_APPEND write: never interleaved
+    finally:
+        os.close(fd)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("role", choices=["work", "enqueue"])
+    parser.add_argument("queue")
+    parser.add_argument("arg")
+    parser.add_argument("--lease", type=float, default=300)
+    parser.add_argument("--sleep", type=float, default=0.0)
+    parser.add_argument("--max-attempts", type=int, default=3)
+    parser.add_argument("--loops", type=int, default=1)
+    parser.add_argument("--start-at", type=float, default=0.0, help="wait until this time.time()")
+    args = parser.parse_args()
+    queue = Queue(args.queue)
+    time.sleep(max(0.0, args.start_at - time.time()))
+    if args.role == "enqueue":
+        ids = [queue.enqueue("send_email", dict(PAYLOAD, key=f"{os.getpid()}-{n}"))
+               for n in range(int(args.arg))]
+        print("\n".join(ids))
+        return
+
+    for _ in range(args.loops):
+        queue.process_jobs({"send_email": _record_id(args.arg, args.sleep)}, args.max_attempts,
+                           lease_seconds=args.lease)
+
+
+def _record_id(runs_log: str, sleep: float):
+    """A handler that logs the payload's unique 'key' to RUNS_LOG each time it runs."""
+    def handler(payload):
+        append_line(runs_log, str(payload["key"]))
+        time.sleep(sleep)
+        return {"ok": True}
+    return handler
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,362 @@
+"""The behaviour any backend must show: the published API, retries, leases and bad input.
+
+The clock is fake (see conftest), so schedules and leases are tested without sleeping.
+"""
+
+import logging
+import math
+
+import pytest
+
+from dbbasic_queue import CorruptLineError, retry_delay
+
+EMAIL = {"to": "user@example.com", "subject": "Welcome", "body": "Thanks for signing up!"}
+
+
+def noop(payload):
+    return None
+
+
+def fail(payload):
+    raise ValueError("SMTP\tserver\nsaid no")
+
+
+def file_bytes(queue):
+    return queue.path.read_bytes() if queue.path.exists() else b""
+
+
+# --- the published API -----------------------------------------------------------------
+
+def test_enqueue_returns_an_id_and_get_job_returns_the_documented_dict(queue, clock):
+    job_id = queue.enqueue("send_email", EMAIL)
+
+    assert isinstance(job_id, str) and len(job_id) == 16
+    assert queue.get_job(job_id) == {
+        "id": job_id, "type": "send_email", "payload": EMAIL, "status": "pending",
+        "created_at": int(clock.now), "run_at": int(clock.now), "attempts": 0,
+        "error": None, "result": None}
+
+
+def test_process_jobs_runs_due_jobs_and_records_their_results(queue):
+    seen = []
+    job_id = queue.enqueue("send_email", EMAIL)
+
+    ran = queue.process_jobs({"send_email": lambda p: seen.append(p) or {"sent": True}})
+
+    assert ran == 1 and seen == [EMAIL]
+    job = queue.get_job(job_id)
+    assert (job["status"], job["attempts"], job["result"], job["error"]) == (
+        "completed", 1, {"sent": True}, None)
+
+
+def test_falsy_results_are_kept_and_none_reads_back_as_none(queue):
+    ids = {value: queue.enqueue("t", {"v": value}) for value in (0, "", None)}
+
+    queue.process_jobs({"t": lambda p: p["v"]})
+
+    assert [queue.get_job(ids[v])["result"] for v in (0, "", None)] == [0, "", None]
+
+
+def test_a_job_scheduled_later_waits_for_its_run_at(queue, clock):
+    job_id = queue.enqueue("send_email", EMAIL, run_at=clock.now + 60)
+
+    assert queue.process_jobs({"send_email": noop}) == 0
+    clock.advance(60)
+    assert queue.process_jobs({"send_email": noop}) == 1
+    assert queue.get_job(job_id)["status"] == "completed"
+
+
+def test_a_float_run_at_is_stored_as_an_int_never_earlier(queue, clock):
+    job_id = queue.enqueue("t", {}, run_at=clock.now + 10.2)
+
+    assert queue.get_job(job_id)["run_at"] == math.ceil(clock.now + 10.2)
+
+
+def test_cancel_job_returns_whether_a_pending_job_was_cancelled(queue):
+    done = queue.enqueue("t", {})
+    queue.process_jobs({"t": noop})
+    later = queue.enqueue("t", {}, run_at=queue.clock() + 100)
+
+    assert queue.cancel_job(later) is True
+    assert queue.cancel_job(later) is False
+    assert queue.cancel_job(done) is False
+    assert queue.get_job(later)["status"] == "cancelled"
+    assert queue.process_jobs({"t": noop}) == 0
+
+
+def test_unknown_and_malformed_ids_give_none_and_false(queue):
+    queue.enqueue("t", {})
+    for job_id in ("0123456789abcdef", "", "a\tb", "x\ny", None, 42, '"'):
+        assert queue.get_job(job_id) is None
+        assert queue.cancel_job(job_id) is False
+
+
+def test_get_job_on_a_missing_file_is_none_and_creates_nothing(queue):
+    assert queue.get_job("0123456789abcdef") is None
+    assert queue.cancel_job("0123456789abcdef") is False
+    assert queue.process_jobs({}) == 0
+    assert not queue.path.exists()
+
+
+# --- retries ---------------------------------------------------------------------------
+
+def test_retry_delay_follows_the_published_schedule_with_a_cap_and_jitter():
+    no_jitter = dict(random=lambda: 0.0)
+    assert [retry_delay(n, **no_jitter) for n in (1, 2, 3)] == [120, 240, 480]
+    assert retry_delay(10, **no_jitter) == 3600
+    assert retry_delay(1, random=lambda: 1.0) == 120 * 0.75
+    assert retry_delay(2, base=1, factor=3, cap=100, jitter=0, random=lambda: 0.9) == 9
+
+
+def test_a_failing_job_is_retried_on_schedule_then_failed_with_its_last_error(queue, clock):
+    job_id = queue.enqueue("send_email", EMAIL)
+
+    queue.process_jobs({"send_email": fail})
+    job = queue.get_job(job_id)
+    assert (job["status"], job["attempts"]) == ("pending", 1)
+    assert job["run_at"] == math.ceil(clock.now + retry_delay(1, random=lambda: 0.5))
+    assert job["error"] == "ValueError: SMTP server said no"
+
+    clock.advance(job["run_at"] - clock.now - 1)
+    assert queue.process_jobs({"send_email": fail}) == 0  # not yet due
+    clock.advance(1)
+    assert queue.process_jobs({"send_email": fail}) == 1
+    clock.advance(3600)
+    assert queue.process_jobs({"send_email": fail}) == 1
+
+    job = queue.get_job(job_id)
+    assert (job["status"], job["attempts"], job["error"]) == (
+        "failed", 3, "ValueError: SMTP server said no")
+    clock.advance(10 * 3600)
+    assert queue.process_jobs({"send_email": fail}) == 0  # failed jobs stay, never rerun
+
+
+def test_max_attempts_one_fails_at_the_first_error(queue):
+    job_id = queue.enqueue("t", {})
+    queue.process_jobs({"t": fail}, max_attempts=1)
+    assert queue.get_job(job_id)["status"] == "failed"
+
+
+def test_a_job_without_handler_fails_like_an_error_and_runs_once_one_is_deployed(queue, clock):
+    job_id = queue.enqueue("new_feature", {})
+
+    queue.process_jobs({"send_email": noop})
+    job = queue.get_job(job_id)
+    assert job["status"] == "pending" and "new_feature" in job["error"]
+
+    clock.advance(3600)
+    queue.process_jobs({"new_feature": lambda p: "done"})
+    assert queue.get_job(job_id)["result"] == "done"
+
+
+def test_a_result_that_is_not_json_is_stored_as_text_and_never_rerun(queue, caplog):
+    calls = []
+    job_id = queue.enqueue("t", {})
+
+    with caplog.at_level(logging.WARNING, logger="dbbasic_queue"):
+        queue.process_jobs({"t": lambda p: calls.append(1) or {1, 2}})
+    queue.process_jobs({"t": lambda p: calls.append(1)})
+
+    job = queue.get_job(job_id)
+    assert (job["status"], job["result"], calls) == ("completed", "{1, 2}", [1])
+    assert "not JSON-serialisable" in caplog.text
+
+
+# --- leases: a worker that died -------------------------------------------------------------
+
+def kill_worker_mid_job(queue, lease_seconds=60):
+    """Leave the file as a worker SIGKILLed inside a handler leaves it: the job claimed,
+    ``processing`` with one more attempt and its lease end in run_at, and nothing else.
+    (tests/test_processes.py does this with real processes and SIGKILL.)"""
+    from dbbasic_queue.table import parse_line
+    header, *lines = queue.path.read_bytes().splitlines(keepends=True)
+    out, claimed = [header], False
+    for line in lines:
+        job = parse_line(line)
+        if not claimed and job.status in ("pending", "processing") and job.run_at <= queue.clock():
+            job = job.evolve(status="processing", attempts=job.attempts + 1,
+                             run_at=math.ceil(queue.clock() + lease_seconds))
+            claimed = True
+        out.append(job.to_line())
+    queue.path.write_bytes(b"".join(out))
+
+
+def test_a_job_whose_worker_died_is_taken_again_after_its_lease_and_the_attempt_counts(queue, clock):
+    job_id = queue.enqueue("t", {})
+    kill_worker_mid_job(queue, lease_seconds=60)
+    assert queue.get_job(job_id)["status"] == "processing"
+    assert queue.get_job(job_id)["run_at"] == math.ceil(clock.now + 60)
+
+    clock.advance(59)
+    assert queue.process_jobs({"t": noop}) == 0  # lease still running
+    clock.advance(1)
+    assert queue.process_jobs({"t": noop}) == 1
+
+    job = queue.get_job(job_id)
+    assert (job["status"], job["attempts"]) == ("completed", 2)
+
+
+def test_a_job_that_kills_its_worker_on_every_attempt_ends_failed(queue, clock):
+    job_id = queue.enqueue("t", {})
+    for _ in range(3):
+        kill_worker_mid_job(queue, lease_seconds=10)
+        clock.advance(10)
+
+    assert queue.process_jobs({"t": noop}, max_attempts=3) == 0
+    job = queue.get_job(job_id)
+    assert (job["status"], job["attempts"]) == ("failed", 3)
+    assert "stopped without a result" in job["error"]
+
+
+# --- bounds of one run --------------------------------------------------------------------
+
+def test_max_jobs_bounds_a_run_and_leaves_the_rest_pending(queue):
+    ids = [queue.enqueue("t", {"n": n}) for n in range(25)]
+
+    assert queue.process_jobs({"t": noop}, max_jobs=10) == 10
+    statuses = [queue.get_job(i)["status"] for i in ids]
+    assert statuses == ["completed"] * 10 + ["pending"] * 15
+
+
+def test_max_seconds_stops_claiming_and_puts_unstarted_jobs_back_untouched(queue):
+    import time
+    ids = [queue.enqueue("t", {}) for _ in range(40)]
+    before = {i: queue.get_job(i) for i in ids}
+
+    ran = queue.process_jobs({"t": lambda p: time.sleep(0.02)}, max_seconds=0.1)
+
+    assert 1 <= ran < 40
+    after = [queue.get_job(i) for i in ids]
+    assert sum(j["status"] == "completed" for j in after) == ran
+    assert [j for j in after if j["status"] != "completed"] == [
+        before[j["id"]] for j in after if j["status"] != "completed"]
+
+
+# --- bad input: a clear error, nothing written ------------------------------------------
+
+@pytest.mark.parametrize("job_type, payload, run_at, error", [
+    (None, {}, None, TypeError),
+    (b"send_email", {}, None, TypeError),
+    ("", {}, None, ValueError),
+    ("send\temail", {}, None, ValueError),
+    ("send\nemail", {}, None, ValueError),
+    (" send_email", {}, None, ValueError),
+    ("t", ["not", "a", "dict"], None, TypeError),
+    ("t", "{}", None, TypeError),
+    ("t", {"when": object()}, None, TypeError),
+    ("t", {"ids": {1, 2}}, None, TypeError),
+    ("t", {"x": float("nan")}, None, TypeError),
+    ("t", {}, "tomorrow", TypeError),
+    ("t", {}, True, TypeError),
+    ("t", {}, float("inf"), ValueError),
+    ("t", {}, -1, ValueError),
+])
+def test_bad_enqueue_arguments_raise_and_write_nothing(queue, job_type, payload, run_at, error):
+    queue.enqueue("t", {"first": True})
+    before = file_bytes(queue)
+
+    with pytest.raises(error):
+        queue.enqueue(job_type, payload, run_at)
+
+    assert file_bytes(queue) == before
+
+
+def test_the_payload_error_names_the_offending_type(queue):
+    with pytest.raises(TypeError, match="set"):
+        queue.enqueue("t", {"ids": {1, 2}})
+
+
+@pytest.mark.parametrize("kwargs, error", [
+    (dict(handlers=[("t", noop)]), TypeError),
+    (dict(handlers={"t": "noop"}), TypeError),
+    (dict(max_attempts=0), ValueError),
+    (dict(max_attempts=2.5), TypeError),
+    (dict(lease_seconds=0), ValueError),
+    (dict(max_jobs=0), ValueError),
+    (dict(max_seconds=-1), ValueError),
+])
+def test_bad_worker_options_raise_before_touching_the_file(queue, kwargs, error):
+    queue.enqueue("t", {})
+    before = file_bytes(queue)
+    kwargs.setdefault("handlers", {"t": noop})
+
+    with pytest.raises(error):
+        queue.process_jobs(**kwargs)
+
+    assert file_bytes(queue) == before
+
+
+@pytest.mark.parametrize("use", [
+    lambda q: q.enqueue("t", {}), lambda q: q.process_jobs({}), lambda q: q.get_job("ann")])
+def test_a_file_that_is_not_a_queue_is_refused_and_left_alone(tmp_path, use):
+    from dbbasic_queue import Queue, QueueError
+    path = tmp_path / "notes.tsv"
+    path.write_text("name\tphone\nann\t123\n")
+
+    with pytest.raises(QueueError, match="header"):
+        use(Queue(path))
+
+    assert path.read_text() == "name\tphone\nann\t123\n"
+
+
+def test_a_queue_path_must_be_a_tsv_file():
+    from dbbasic_queue import Queue
+    with pytest.raises(ValueError, match=r"\.tsv"):
+        Queue("data/queue.txt")
+
+
+# --- corrupt lines: reported, left alone, never in the way ---------------------------------
+
+CORRUPT_LINES = [
+    b"handmade\tt\t{}\tpending\n",  # too few fields
+    b"badjson\tt\t{not json\tpending\t1\t1\t0\t\t\n",
+    b"badint\tt\t{}\tpending\tyesterday\t1\t0\t\t\n",
+    b"badstatus\tt\t{}\tdone\t1\t1\t0\t\t\n",
+    b'strayquote\tt\t"{""a"": 1}\tpending\t1\t1\t0\t\t\n',
+    b"notutf8\tt\t{}\tpending\t1\t1\t0\t\xff\t\n",
+    b"listpayload\tt\t[1]\tpending\t1\t1\t0\t\t\n",
+]
+
+
+def test_corrupt_lines_are_reported_left_alone_and_do_not_stop_other_jobs(queue, caplog):
+    first = queue.enqueue("t", {"n": 1})
+    with open(queue.path, "ab") as file:
+        file.writelines(CORRUPT_LINES)
+    last = queue.enqueue("t", {"n": 2})
+
+    with caplog.at_level(logging.WARNING, logger="dbbasic_queue"):
+        assert queue.process_jobs({"t": noop}) == 2
+
+    assert queue.get_job(first)["status"] == queue.get_job(last)["status"] == "completed"
+    lines = queue.path.read_bytes().splitlines(keepends=True)
+    assert lines[2:2 + len(CORRUPT_LINES)] == CORRUPT_LINES
+    for line in CORRUPT_LINES:
+        assert line.split(b"\t")[0].decode() in caplog.text
+    with pytest.raises(CorruptLineError, match="line 3"):
+        queue.get_job("handmade")
+
+
+def test_a_half_written_last_line_does_not_swallow_the_next_job(queue):
+    queue.enqueue("t", {})
+    with open(queue.path, "ab") as file:
+        file.write(b"killedwriter\tt\t{\"bo")  # a writer died mid-line
+    job_id = queue.enqueue("t", {"after": True})
+
+    assert queue.get_job(job_id)["payload"] == {"after": True}
+    assert queue.process_jobs({"t": noop}) == 2
+    assert b"killedwriter\tt\t{\"bo\n" in queue.path.read_bytes()
+
+
+# --- logs ----------------------------------------------------------------------------
+
+def test_each_job_logs_its_start_success_and_failure_with_the_next_run(queue, caplog):
+    good, bad = queue.enqueue("good", {}), queue.enqueue("bad", {})
+
+    with caplog.at_level(logging.INFO, logger="dbbasic_queue"):
+        queue.process_jobs({"good": noop, "bad": fail})
+
+    messages = [r.getMessage() for r in caplog.records if r.name == "dbbasic_queue"]
+    assert any(good in m and "started (attempt 1 of 3)" in m for m in messages)
+    assert any(good in m and "completed in" in m and "ms" in m for m in messages)
+    assert any(bad in m and "failed (attempt 1 of 3)" in m and "next try at" in m
+               for m in messages)

@@ -1,0 +1,182 @@
+"""The file itself: a dbbasic-tsv table, one line per job, readable with cat, safe to share."""
+
+import csv
+import io
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+from dbbasic.tsv import TSV
+
+from dbbasic_queue import Queue
+from dbbasic_queue.table import COLUMNS, Job, parse_line
+
+HEADER = "id\ttype\tpayload\tstatus\tcreated_at\trun_at\tattempts\terror\tresult"
+NASTY = "tab\there, newline\nthere, \r\n, \"quotes\" and 'single', unicode é 漢字 🙂 \u2028 \x85"
+
+
+@pytest.fixture
+def queue(tmp_path):
+    return Queue(tmp_path / "data" / "queue.tsv")
+
+
+def job_lines(queue):
+    return queue.path.read_bytes().splitlines()[1:]
+
+
+def test_the_file_starts_with_the_published_header(queue):
+    queue.enqueue("t", {})
+    assert queue.path.read_text().splitlines()[0] == HEADER
+
+
+def test_every_job_is_one_line_whatever_its_payload_error_and_result_hold(queue):
+    big = "x" * 1_000_000
+    payloads = [{"text": NASTY}, {"big": big}, {"nested": {"list": [NASTY, 1, None, 2.5]}}]
+    ids = [queue.enqueue("t", p) for p in payloads]
+
+    def handler(payload):
+        if "big" in payload:
+            raise RuntimeError(NASTY + big)
+        return {"echo": payload}
+    queue.process_jobs({"t": handler}, max_attempts=1)
+
+    assert len(job_lines(queue)) == 3
+    for job_id, payload in zip(ids, payloads):
+        job = queue.get_job(job_id)
+        assert job["payload"] == payload
+        if "big" in payload:
+            assert job["status"] == "failed" and "\n" not in job["error"] and "\t" not in job["error"]
+            assert job["error"].startswith("RuntimeError: tab here") and big in job["error"]
+        else:
+            assert job["result"] == {"echo": payload}
+
+
+def test_unicode_stays_readable_in_the_file(queue):
+    queue.enqueue("t", {"name": "José 漢字"})
+    assert "José 漢字" in queue.path.read_text(encoding="utf-8")
+
+
+def test_dbbasic_tsv_reads_the_file_and_sees_the_same_jobs(queue):
+    ids = [queue.enqueue("t", {"text": NASTY, "n": n}) for n in range(5)]
+    queue.process_jobs({"t": lambda p: {"n": p["n"]}}, max_jobs=2)
+
+    rows = list(TSV("queue", list(COLUMNS), data_dir=queue.path.parent).all())
+
+    assert [row["id"] for row in rows] == ids
+    for row in rows:
+        job = queue.get_job(row["id"])
+        assert [row[k] for k in ("type", "status", "created_at", "run_at", "attempts")] == [
+            str(job[k]) for k in ("type", "status", "created_at", "run_at", "attempts")]
+        assert json.loads(row["payload"]) == job["payload"]
+        assert (json.loads(row["result"]) if row["result"] else None) == job["result"]
+    assert [row["status"] for row in rows] == ["completed"] * 2 + ["pending"] * 3
+
+
+def test_the_queue_reads_and_runs_jobs_that_dbbasic_tsv_wrote(tmp_path):
+    table = TSV("queue", list(COLUMNS), data_dir=tmp_path)
+    table.insert({"id": "fromtsv1", "type": "t", "payload": {"to": "ann"}, "status": "pending",
+                  "created_at": 1, "run_at": 1, "attempts": 0, "error": "", "result": ""})
+    queue = Queue(tmp_path / "queue.tsv")
+    mine = queue.enqueue("t", {"to": "bob"})
+
+    assert queue.get_job("fromtsv1")["payload"] == {"to": "ann"}
+    assert queue.process_jobs({"t": lambda p: p["to"]}) == 2
+    assert queue.get_job("fromtsv1")["result"] == "ann" and queue.get_job(mine)["result"] == "bob"
+    table.index.clear()
+    table._rebuild_index()
+    assert table.query_one(id=mine)["status"] == "completed"
+
+
+def test_a_line_is_quoted_exactly_as_the_csv_module_quotes_it():
+    rng = random.Random(7)
+    alphabet = ['a', '"', "'", " ", "é", "{", ":", "\\", "🙂"]
+    for _ in range(500):
+        values = ["".join(rng.choice(alphabet) for _ in range(rng.randrange(6))) for _ in range(9)]
+        values[4:7] = ["1", "2", "3"]
+        job = Job(*values[:4], 1, 2, 3, *values[7:])
+        expected = io.StringIO()
+        csv.writer(expected, delimiter="\t", lineterminator="\n").writerow(
+            [job.id, job.type, job.payload, job.status, "1", "2", "3", job.error, job.result])
+        assert job.to_line().decode() == expected.getvalue()
+        if job.id and job.status in ("pending",):
+            assert parse_line(job.to_line()) == job
+
+
+def test_lines_that_dbbasic_tsv_update_breaks_over_two_lines_are_reported_not_fatal(queue, caplog):
+    good = queue.enqueue("t", {})
+    TSV("queue", list(COLUMNS), data_dir=queue.path.parent).update(
+        {"id": good}, {"error": "multi\nline"})  # dbbasic-tsv's update() keeps the newline
+    other = queue.enqueue("t", {})
+
+    assert queue.process_jobs({"t": lambda p: None}) == 1
+    assert queue.get_job(other)["status"] == "completed"
+    assert b'"multi\nline"' in queue.path.read_bytes()
+    assert "corrupt line" in caplog.text
+
+
+def test_a_rewrite_keeps_the_mode_bits_of_the_file(queue):
+    queue.enqueue("t", {})
+    os.chmod(queue.path, 0o664)
+
+    queue.process_jobs({"t": lambda p: None})
+
+    assert queue.path.stat().st_mode & 0o7777 == 0o664
+
+
+def test_new_files_follow_the_process_umask(tmp_path):
+    old = os.umask(0o007)
+    try:
+        Queue(tmp_path / "data" / "queue.tsv").enqueue("t", {})
+    finally:
+        os.umask(old)
+    assert (tmp_path / "data" / "queue.tsv").stat().st_mode & 0o777 == 0o660
+
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="changing owners needs root")
+
+
+@pytest.fixture
+def shared_dir():
+    """A directory other users can reach (pytest's tmp_path sits in a private one)."""
+    path = Path(tempfile.mkdtemp(prefix="dbbasic-queue-test-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path)
+
+
+@needs_root
+def test_after_a_root_worker_run_the_web_user_can_still_enqueue(shared_dir):
+    """The web app (here: nobody) enqueues; the cron worker (root) rewrites; the web app must
+    still be able to append afterwards, so the rewrite keeps the owner."""
+    import pwd
+    nobody = pwd.getpwnam("nobody")
+    data = shared_dir / "data"
+    data.mkdir()
+    os.chown(data, nobody.pw_uid, nobody.pw_gid)
+
+    def enqueue_as_nobody():
+        # The interpreter may sit where nobody cannot read, so the child drops to nobody
+        # after its imports, before it touches the queue.
+        code = ("import os, sys; sys.path.insert(0, sys.argv[2]); from dbbasic_queue import Queue; "
+                "os.setgroups([]); os.setgid(int(sys.argv[4])); os.setuid(int(sys.argv[3])); "
+                "print(Queue(sys.argv[1]).enqueue('t', {}))")
+        return subprocess.run(
+            [sys.executable, "-c", code, str(data / "queue.tsv"), str(Path(__file__).parents[1]),
+             str(nobody.pw_uid), str(nobody.pw_gid)],
+            capture_output=True, text=True, timeout=30, check=True).stdout.strip()
+
+    first = enqueue_as_nobody()
+    queue = Queue(data / "queue.tsv")
+    assert queue.process_jobs({"t": lambda p: None}) == 1
+    second = enqueue_as_nobody()
+
+    stat = (data / "queue.tsv").stat()
+    assert (stat.st_uid, stat.st_gid) == (nobody.pw_uid, nobody.pw_gid)
+    assert queue.get_job(first)["status"] == "completed"
+    assert queue.get_job(second)["status"] == "pending"
