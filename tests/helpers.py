@@ -1,9 +1,10 @@
-"""Roles that the real-process tests start with ``python helpers.py ROLE ...``.
+"""Roles that the real-process tests start with ``python helpers.py ROLE QUEUE ARG ...``.
 
-work QUEUE RUNS_LOG [--lease S] [--sleep S] [--max-attempts N] [--loops N]
-    run process_jobs; every handler call appends its job id to RUNS_LOG, then sleeps
-enqueue QUEUE COUNT
-    enqueue COUNT jobs and print their ids, one a line
+work QUEUE RUNS_LOG [--lease S] [--sleep S] [--max-attempts N] [--until T] [--start-at T]
+    run process_jobs (again and again until time.time() passes T, if given); every handler
+    call appends payload["key"] to RUNS_LOG, then sleeps payload["sleep"] or --sleep seconds
+enqueue QUEUE COUNT [--start-at T]
+    enqueue COUNT jobs with unique keys and print their ids, one a line
 """
 
 import argparse
@@ -27,6 +28,15 @@ def append_line(path: str, text: str) -> None:
         os.close(fd)
 
 
+def record_key(runs_log: str, sleep: float):
+    """A handler that logs the payload's unique 'key' to RUNS_LOG each time it runs."""
+    def handler(payload):
+        append_line(runs_log, str(payload["key"]))
+        time.sleep(payload.get("sleep", sleep))
+        return {"ok": True}
+    return handler
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("role", choices=["work", "enqueue"])
@@ -35,8 +45,8 @@ def main() -> None:
     parser.add_argument("--lease", type=float, default=300)
     parser.add_argument("--sleep", type=float, default=0.0)
     parser.add_argument("--max-attempts", type=int, default=3)
-    parser.add_argument("--loops", type=int, default=1)
-    parser.add_argument("--start-at", type=float, default=0.0, help="wait until this time.time()")
+    parser.add_argument("--until", type=float, default=0.0)
+    parser.add_argument("--start-at", type=float, default=0.0)
     args = parser.parse_args()
     queue = Queue(args.queue)
     time.sleep(max(0.0, args.start_at - time.time()))
@@ -45,19 +55,12 @@ def main() -> None:
                for n in range(int(args.arg))]
         print("\n".join(ids))
         return
-
-    for _ in range(args.loops):
-        queue.process_jobs({"send_email": _record_id(args.arg, args.sleep)}, args.max_attempts,
-                           lease_seconds=args.lease)
-
-
-def _record_id(runs_log: str, sleep: float):
-    """A handler that logs the payload's unique 'key' to RUNS_LOG each time it runs."""
-    def handler(payload):
-        append_line(runs_log, str(payload["key"]))
-        time.sleep(sleep)
-        return {"ok": True}
-    return handler
+    handlers = {"send_email": record_key(args.arg, args.sleep)}
+    while True:
+        queue.process_jobs(handlers, args.max_attempts, lease_seconds=args.lease)
+        if time.time() >= args.until:
+            break
+        time.sleep(0.02)
 
 
 if __name__ == "__main__":

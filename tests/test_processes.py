@@ -1,0 +1,195 @@
+"""The guarantees, proven with real processes: overlapping workers, concurrent enqueuers,
+SIGKILL at any moment. Every wait is bounded and every child is killed at the end."""
+
+import collections
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from dbbasic_queue import Queue
+from dbbasic_queue.table import parse_line
+
+HELPER = str(Path(__file__).with_name("helpers.py"))
+WAIT_SECONDS = 60  # upper bound for any child; normal runs take a few seconds
+
+
+@pytest.fixture
+def spawn():
+    """Start helper roles as child processes; kill any still running at the end."""
+    children = []
+
+    def start(*args, **popen):
+        child = subprocess.Popen([sys.executable, HELPER, *map(str, args)],
+                                 stdout=subprocess.PIPE, text=True, **popen)
+        children.append(child)
+        return child
+    yield start
+    for child in children:
+        if child.poll() is None:
+            child.kill()
+        child.wait(timeout=WAIT_SECONDS)
+        if child.stdout:
+            child.stdout.close()
+
+
+def finish(child) -> str:
+    out, _ = child.communicate(timeout=WAIT_SECONDS)
+    assert child.returncode == 0
+    return out
+
+
+def wait_for(condition, seconds=WAIT_SECONDS / 2, what="the condition"):
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+def runs(runs_log: Path):
+    text = runs_log.read_text() if runs_log.exists() else ""
+    return collections.Counter(text.split())
+
+
+def jobs_on_disk(queue):
+    """Every job line, parsed: fails if any line does not parse or an id appears twice."""
+    jobs = [parse_line(line) for _, line in queue.table.lines()]
+    ids = [job.id for job in jobs]
+    assert len(ids) == len(set(ids)), "an id appears twice"
+    return {job.id: job for job in jobs}
+
+
+def key_of(queue, job_id):
+    return queue.get_job(job_id)["payload"]["key"]
+
+
+def test_three_overlapping_workers_run_each_of_300_jobs_exactly_once(tmp_path, spawn):
+    queue = Queue(tmp_path / "data" / "queue.tsv")
+    ids = [queue.enqueue("send_email", {"key": n}) for n in range(300)]
+    runs_log = tmp_path / "runs.log"
+    start_at = time.time() + 1.0  # all three begin at the same moment, imports done
+
+    workers = [spawn("work", queue.path, runs_log, "--sleep", 0.002, "--start-at", start_at)
+               for _ in range(3)]
+    for worker in workers:
+        finish(worker)
+
+    assert runs(runs_log) == collections.Counter(str(n) for n in range(300))
+    assert {job.status for job in jobs_on_disk(queue).values()} == {"completed"}
+    assert len(jobs_on_disk(queue)) == len(ids)
+
+
+def test_a_handler_running_past_its_lease_is_not_taken_while_its_worker_lives(tmp_path, spawn):
+    queue = Queue(tmp_path / "data" / "queue.tsv")
+    job_id = queue.enqueue("send_email", {"key": "slow", "sleep": 3.0})
+    runs_log = tmp_path / "runs.log"
+
+    first = spawn("work", queue.path, runs_log, "--lease", 1.0)
+    wait_for(lambda: runs(runs_log)["slow"] == 1, what="the slow handler to start")
+    others = [spawn("work", queue.path, runs_log, "--lease", 1.0, "--until", time.time() + 3.5)
+              for _ in range(2)]  # keep trying to claim for 3.5 s, well past the 1 s lease
+    for worker in [first, *others]:
+        finish(worker)
+
+    assert runs(runs_log)["slow"] == 1
+    job = queue.get_job(job_id)
+    assert (job["status"], job["attempts"]) == ("completed", 1)
+
+
+def test_four_enqueuers_and_a_worker_at_once_lose_nothing(tmp_path, spawn):
+    path = tmp_path / "fresh" / "queue.tsv"  # not there yet: the processes race to create it
+    runs_log = tmp_path / "runs.log"
+    start_at = time.time() + 1.0
+
+    enqueuers = [spawn("enqueue", path, 500, "--start-at", start_at) for _ in range(4)]
+    worker = spawn("work", path, runs_log, "--start-at", start_at, "--until", start_at + 2)
+    printed = [finish(e).split() for e in enqueuers]
+    finish(worker)
+
+    queue = Queue(path)
+    ids = [job_id for ids in printed for job_id in ids]
+    on_disk = jobs_on_disk(queue)
+    assert len(ids) == len(set(ids)) == 2000
+    assert set(on_disk) == set(ids)
+
+    queue.process_jobs({"send_email": lambda p: None})
+    assert {job.status for job in jobs_on_disk(queue).values()} == {"completed"}
+    assert all(count == 1 for count in runs(runs_log).values())
+
+
+def test_the_result_of_a_finished_job_is_on_disk_within_about_a_second(tmp_path, spawn):
+    queue = Queue(tmp_path / "data" / "queue.tsv")
+    quick = queue.enqueue("send_email", {"key": "quick"})
+    queue.enqueue("send_email", {"key": "slow", "sleep": 10.0})
+    runs_log = tmp_path / "runs.log"
+
+    worker = spawn("work", queue.path, runs_log)
+    wait_for(lambda: runs(runs_log)["slow"] == 1, what="the slow job to start")
+    wait_for(lambda: queue.get_job(quick)["status"] == "completed", seconds=3,
+             what="the quick job's result while the slow one runs")
+    assert worker.poll() is None  # still inside the slow handler
+
+
+def kill(child) -> None:
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=WAIT_SECONDS)
+
+
+def temporary_files(queue):
+    return sorted(queue.path.parent.glob(".dbbasic-queue-*.tmp"))
+
+
+def test_workers_sigkilled_at_any_moment_lose_nothing_and_later_runs_finish_every_job(
+        tmp_path, spawn):
+    queue = Queue(tmp_path / "data" / "queue.tsv")
+    padding = "p" * 1500  # a bigger file: rewrites take long enough to be hit
+    ids = [queue.enqueue("send_email", {"key": n, "pad": padding}) for n in range(3000)]
+    runs_log = tmp_path / "runs.log"
+    worker_args = ("work", queue.path, runs_log, "--lease", 1.0, "--max-attempts", 100)
+    rng = random.Random(os.getpid())
+    kills = collections.Counter()
+
+    def check_nothing_lost():
+        assert set(jobs_on_disk(queue)) == set(ids)
+
+    # Inside a handler: kill once a handler has started (each sleeps 50 ms).
+    for _ in range(4):
+        started = sum(runs(runs_log).values())
+        worker = spawn(*worker_args, "--sleep", 0.05)
+        wait_for(lambda: sum(runs(runs_log).values()) > started, what="a handler to start")
+        kill(worker)
+        kills["in a handler"] += 1
+        check_nothing_lost()
+
+    # During a rewrite: hold the table lock, so the worker's rewrite stops after writing and
+    # fsyncing its temporary file, just before its rename; kill it there.
+    for _ in range(3):
+        with queue.table.lock():
+            before = temporary_files(queue)
+            worker = spawn(*worker_args)
+            wait_for(lambda: len(temporary_files(queue)) > len(before),
+                     what="the worker's temporary file")
+            kill(worker)
+        kills["during a rewrite"] += 1
+        check_nothing_lost()
+
+    # Anywhere at all: no-op handlers, killed after a random delay.
+    for _ in range(6):
+        worker = spawn(*worker_args)
+        time.sleep(rng.uniform(0.2, 0.8))
+        kill(worker)
+        kills["at random"] += 1
+        check_nothing_lost()
+
+    assert sum(kills.values()) >= 10
+    time.sleep(1.1)  # the last leases run out
+    while queue.process_jobs({"send_email": lambda p: None}, lease_seconds=1.0, max_attempts=100):
+        pass
+    on_disk = jobs_on_disk(queue)
+    assert {job.status for job in on_disk.values()} == {"completed"}
+    assert set(on_disk) == set(ids)
