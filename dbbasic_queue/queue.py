@@ -420,13 +420,20 @@ class _Cancel(Editor):
 
 # --- checking arguments and converting values -----------------------------------------------
 
+_known_job_types: set = set()  # job types already checked: an app uses a handful
+
+
 def _checked_job_type(job_type) -> str:
+    if type(job_type) is str and job_type in _known_job_types:
+        return job_type
     if not isinstance(job_type, str):
         raise TypeError(f"job_type must be a str such as 'send_email', not {type(job_type).__name__}")
     if not job_type or job_type != one_line(job_type) or job_type != job_type.strip():
         raise ValueError(f"job_type {job_type!r} must be a non-empty name without tabs, line "
                          f"breaks or surrounding spaces, such as 'send_email'")
     _check_encodable("job_type", job_type)
+    if len(_known_job_types) < 1000:
+        _known_job_types.add(job_type)
     return job_type
 
 
@@ -453,10 +460,11 @@ def _payload_json(payload) -> str:
 
 def _to_json(value) -> str:
     text = json.dumps(value, ensure_ascii=False, allow_nan=False)  # readable unicode in the file
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:  # lone surrogates: escaped JSON reads back the same
-        text = json.dumps(value, allow_nan=False)
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # lone surrogates: escaped JSON reads back the same
+            text = json.dumps(value, allow_nan=False)
     return text
 
 

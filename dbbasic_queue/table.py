@@ -47,9 +47,9 @@ class Job:
 
     def to_line(self) -> bytes:
         """The job as one file line, quoted the way dbbasic-tsv's csv writer quotes it."""
-        fields = (self.id, self.type, self.payload, self.status, str(self.created_at),
-                  str(self.run_at), str(self.attempts), self.error, self.result)
-        return ("\t".join(map(_quote, fields)) + "\n").encode("utf-8")
+        return (f"{_quote(self.id)}\t{_quote(self.type)}\t{_quote(self.payload)}\t{self.status}\t"
+                f"{self.created_at}\t{self.run_at}\t{self.attempts}\t{_quote(self.error)}\t"
+                f"{_quote(self.result)}\n").encode("utf-8")
 
     def evolve(self, **changes) -> "Job":
         return replace(self, **changes)
@@ -136,8 +136,16 @@ class Table:
         """Hold dbbasic-tsv's exclusive table lock (flock on ``<table>.lock``).
 
         Every writer takes it: appends, rewrites, and dbbasic-tsv's own insert and update.
-        A fresh descriptor each time, so threads and forked processes exclude each other too.
         """
+        fd = self._acquire_lock()
+        try:
+            yield
+        finally:
+            os.close(fd)  # closing releases the flock
+
+    def _acquire_lock(self) -> int:
+        # A fresh descriptor each time, so threads and forked processes exclude each other
+        # too, and a lock file deleted by hand is not held on to.
         try:
             fd = os.open(self.lock_path, os.O_RDONLY | os.O_CREAT, 0o666)
         except FileNotFoundError:
@@ -145,9 +153,10 @@ class Table:
             fd = os.open(self.lock_path, os.O_RDONLY | os.O_CREAT, 0o666)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)  # closing releases the flock
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
 
     def _create(self) -> None:
         # Called with the lock held: dbbasic-tsv's own table creation is not locked, so two
@@ -161,8 +170,12 @@ class Table:
                              f"at another file or move this one away")
 
     def append(self, line: bytes, durable: bool = False) -> None:
-        """Add one job line at the end of the file, under the lock; fsync first if ``durable``."""
-        with self.lock():
+        """Add one job line at the end of the file, under the lock; fsync it if ``durable``.
+
+        The hot path of enqueue: a plain sequence of system calls, no context managers.
+        """
+        lock = self._acquire_lock()
+        try:
             try:
                 fd = os.open(self.path, os.O_RDWR | os.O_APPEND)
             except FileNotFoundError:
@@ -172,18 +185,20 @@ class Table:
                 if not self._header_checked:
                     self._check_header(os.pread(fd, 200, 0).split(b"\n", 1)[0])
                     self._header_checked = True
-                size = os.fstat(fd).st_size
-                if size == 0:  # a crash of dbbasic-tsv's creation left an empty file
+                size = os.lseek(fd, 0, os.SEEK_END)
+                if size == 0:  # a crash inside dbbasic-tsv's table creation left it empty
                     os.write(fd, ("\t".join(COLUMNS) + "\n").encode())
                 elif os.pread(fd, 1, size - 1) != b"\n":
-                    # A writer killed in the middle of a large write left half a line: end it
-                    # there, so it stays one corrupt line and does not swallow this job.
+                    # A writer killed in the middle of a write left half a line: end it there,
+                    # so it stays one corrupt line and does not swallow this job.
                     line = b"\n" + line
                 _write_all(fd, line)
                 if durable:
                     os.fsync(fd)
             finally:
                 os.close(fd)
+        finally:
+            os.close(lock)  # releases the flock
 
     def lines(self) -> Iterator[Tuple[int, bytes]]:
         """Yield (line number, line) for every job line, without the lock.
