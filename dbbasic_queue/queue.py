@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
 from .errors import CorruptLineError
-from .table import STATUSES, Editor, Job, Table, line_id, one_line, parse_line
+from .table import STATUSES, Editor, Job, Table, job_line, line_id, one_line, parse_line
 
 logger = logging.getLogger("dbbasic_queue")
 
@@ -29,7 +29,7 @@ DEFAULT_LEASE_SECONDS = 300
 RESULT_WINDOW_SECONDS = 1.0  # a finished job's result reaches the file within about this long
 _KEEPER_TICK_SECONDS = 0.2
 _BATCH_SECONDS = 0.5  # aim for batches of about this much work
-_FIRST_BATCH, _MAX_BATCH = 8, 5000
+_FIRST_BATCH, _MAX_BATCH = 8, 20000  # a held job costs about 0.5 KB of memory
 
 
 def retry_delay(attempts: int, *, base: float = 60, factor: float = 2, cap: float = 3600,
@@ -69,11 +69,11 @@ class Queue:
         (default: now). Raises TypeError or ValueError, writing nothing, on bad arguments.
         """
         now = self.clock()
-        job = Job(id=secrets.token_hex(8), type=_checked_job_type(job_type),
-                  payload=_payload_json(payload), status="pending", created_at=int(now),
-                  run_at=_checked_run_at(run_at, now), attempts=0)
-        self.table.append(job.to_line(), durable=self.durable)
-        return job.id
+        job_id = secrets.token_hex(8)
+        line = job_line(job_id, _checked_job_type(job_type), _payload_json(payload), "pending",
+                        int(now), _checked_run_at(run_at, now), 0)
+        self.table.append(line, durable=self.durable)
+        return job_id
 
     def get_job(self, job_id: str) -> Optional[Dict[str, Any]]:
         """The job as a dict (see the README), or None if there is no such job."""
@@ -134,18 +134,19 @@ class _Held:
     """A job this worker run has claimed and whose final state is not on disk yet."""
 
     original: Job  # as it was before the claim, to put back if it never starts
-    payload: dict
     claimed_at: float
-    line: bytes  # the line now on disk: if the file holds another, the lease was lost
     lease_until: float
 
     @property
     def attempt(self) -> int:
         return self.original.attempts + 1
 
-    def processing(self, lease_until: float) -> Job:
-        return self.original.evolve(status="processing", attempts=self.attempt,
-                                    run_at=math.ceil(lease_until))
+    def line(self) -> bytes:
+        """The line this worker last wrote for the job: if the file holds another, another
+        worker has taken the job since (this worker's lease ran out)."""
+        job = self.original
+        return job_line(job.id, job.type, job.payload, "processing", job.created_at,
+                        math.ceil(self.lease_until), job.attempts + 1, job.error, job.result)
 
 
 class _WorkerRun:
@@ -190,7 +191,7 @@ class _WorkerRun:
                         count += 1
                 ran += count
                 per_job = (time.perf_counter() - started) / max(count, 1)
-                batch = max(1, min(_MAX_BATCH, batch * 4, int(_BATCH_SECONDS / max(per_job, 1e-6))))
+                batch = max(1, min(_MAX_BATCH, batch * 8, int(_BATCH_SECONDS / max(per_job, 1e-6))))
         finally:
             self.stopping.set()
             keeper.join()
@@ -210,7 +211,7 @@ class _WorkerRun:
             if handler is None:
                 raise LookupError(f"no handler for job type {job.type!r}; add one to the handlers "
                                   f"given to process_jobs")
-            result = handler(held.payload)
+            result = handler(json.loads(job.payload))
         except Exception as error:
             self._record(held, self._failure(held, error))
         except BaseException as error:  # KeyboardInterrupt, SystemExit: try again at once
@@ -278,8 +279,7 @@ class _WorkerRun:
                 for job_id in sync.settled:
                     self.held.pop(job_id, None)
                     self.finished.pop(job_id, None)
-                for job_id, line in sync.renewed.items():
-                    self.held[job_id].line = line
+                for job_id in sync.renewed:
                     self.held[job_id].lease_until = sync.lease_until
                 self.held.update(sync.claimed)
                 self.to_run.extend(sync.claimed)
@@ -318,51 +318,46 @@ class _Sync(Editor):
         self.held, self.finished, self.unstarted = held, finished, unstarted
         self.now, self.lease_until = now, lease_until
         self.claim, self.max_attempts = claim, max_attempts
-        self.changed = False
         self.settled: set = set()  # final state written, put back unstarted, or lease lost
-        self.renewed: Dict[bytes, bytes] = {}
+        self.renewed: set = set()
         self.claimed: Dict[bytes, _Held] = {}
         self.lost: List[bytes] = []
         self.abandoned: List[Job] = []
         self.retaken: List[Job] = []
         self.corrupt: list = []
 
-    def __call__(self, line: bytes) -> Optional[bytes]:
-        new = self._decide(line)
-        self.changed = self.changed or new != line
-        return new
-
-    def _decide(self, line: bytes) -> bytes:
-        job_id = line_id(line)
+    def __call__(self, line: bytes) -> bytes:
+        job_id = line[:line.find(b"\t")]
         mine = self.held.get(job_id)
-        if mine is not None:
-            if line != mine.line:
-                self.lost.append(job_id)
-                self.settled.add(job_id)
-                return line
-            if job_id in self.finished:
-                self.settled.add(job_id)
-                return self.finished[job_id].to_line()
-            if job_id in self.unstarted:
-                self.settled.add(job_id)
-                return mine.original.to_line()
-            self.renewed[job_id] = mine.processing(self.lease_until).to_line()
-            return self.renewed[job_id]
-        if len(self.claimed) < self.claim and _may_be_due(line, self.now):
-            return self._claim(job_id, line)
-        return line
+        if mine is None:
+            if len(self.claimed) < self.claim and _may_be_due(line, self.now):
+                return self._claim(job_id, line)
+            return line
+        if line != mine.line():
+            self.lost.append(job_id)
+            self.settled.add(job_id)
+            return line
+        self.changed = True
+        if job_id in self.finished:
+            self.settled.add(job_id)
+            return self.finished[job_id].to_line()
+        if job_id in self.unstarted:
+            self.settled.add(job_id)
+            return mine.original.to_line()
+        self.renewed.add(job_id)
+        return _Held(mine.original, mine.claimed_at, self.lease_until).line()
 
     def _claim(self, job_id: bytes, line: bytes) -> bytes:
         try:
             job = parse_line(line)
-            payload = json.loads(job.payload)
-            if not isinstance(payload, dict):
+            if not isinstance(json.loads(job.payload), dict):
                 raise CorruptLineError("its payload is not a JSON object")
         except (CorruptLineError, ValueError) as error:
             self.corrupt.append((line, str(error)))
             return line
         if job.run_at > self.now or job.status not in ("pending", "processing"):
             return line
+        self.changed = True
         if job.status == "processing":
             if job.attempts >= self.max_attempts:
                 job = job.evolve(status="failed", error=(
@@ -371,11 +366,8 @@ class _Sync(Editor):
                 self.abandoned.append(job)
                 return job.to_line()
             self.retaken.append(job)
-        held = _Held(original=job, payload=payload, claimed_at=self.now, line=b"",
-                     lease_until=self.lease_until)
-        held.line = held.processing(self.lease_until).to_line()
-        self.claimed[job_id] = held
-        return held.line
+        held = self.claimed[job_id] = _Held(job, claimed_at=self.now, lease_until=self.lease_until)
+        return held.line()
 
 
 _STATUS_CLAIMABLE = (b"pending", b"processing")
@@ -458,8 +450,11 @@ def _payload_json(payload) -> str:
                         f"int, float, bool and None") from None
 
 
+_json_encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False)  # unicode stays readable
+
+
 def _to_json(value) -> str:
-    text = json.dumps(value, ensure_ascii=False, allow_nan=False)  # readable unicode in the file
+    text = _json_encoder.encode(value)
     if not text.isascii():
         try:
             text.encode("utf-8")

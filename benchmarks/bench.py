@@ -1,0 +1,368 @@
+"""Benchmark dbbasic-queue against its peers and against the floor of the disk and Python.
+
+    python benchmarks/bench.py           # the full run, a few minutes
+    python benchmarks/bench.py --quick   # a smoke run with small sizes
+
+Peers: the published dbbasic-queue 1.0.0 and huey's SqliteHuey (default, and fsync=False),
+each installed by this script into a temporary directory with ``pip install --target`` and
+run in its own subprocess and working directory (``python -S``, so neither our package nor
+site-packages can shadow it). Every measurement runs in a fresh child process that prints
+one JSON line; this process only installs, orchestrates and prints the table.
+"""
+
+import argparse
+import csv
+import fcntl
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PEERS = {"v1": "dbbasic-queue==1.0.0", "huey": "huey==3.5.4"}
+PAYLOAD = {"to": "user@example.com", "subject": "Welcome", "body": "Thanks for signing up!"}
+FULL = dict(prefill=(0, 10_000, 100_000), process=(1_000, 10_000, 100_000), samples=3000,
+            v1_process=(500, 1000), rss=100_000, load=10_000)
+QUICK = dict(prefill=(0, 1_000), process=(200, 1_000), samples=300,
+             v1_process=(50, 100), rss=1_000, load=1_000)
+
+
+# --- the subjects, as seen from inside a child process ------------------------------------
+
+def noop(payload=None):
+    return None
+
+
+class Ours:
+    def __init__(self, durable=False):
+        from dbbasic_queue import Queue
+        self.queue = Queue("data/queue.tsv", durable=durable)
+
+    def enqueue(self):
+        self.queue.enqueue("send_email", PAYLOAD)
+
+    def enqueue_for_tomorrow(self):
+        """An enqueue the worker under load will not run, so it finishes its 10,000."""
+        self.queue.enqueue("send_email", PAYLOAD, run_at=time.time() + 86400)
+
+    def process(self):
+        self.queue.process_jobs({"send_email": noop})
+
+
+class Original:
+    """dbbasic-queue 1.0.0: no lock, and its worker rereads and rewrites the file per job."""
+
+    def __init__(self, durable=False):
+        import dbbasic_queue
+        assert dbbasic_queue.__version__ == "1.0.0", dbbasic_queue.__file__
+        self.module = dbbasic_queue
+
+    def enqueue(self):
+        self.module.enqueue("send_email", PAYLOAD)
+
+    def process(self):
+        self.module.process_jobs({"send_email": noop})
+
+
+class Huey:
+    def __init__(self, durable=True):
+        from huey import SqliteHuey
+        self.huey = SqliteHuey(filename="huey.db", **({} if durable else {"fsync": False}))
+        self.task = self.huey.task(name="send_email")(noop)
+
+    def enqueue(self):
+        self.task(PAYLOAD)
+
+    def process(self):
+        while True:
+            task = self.huey.dequeue()
+            if task is None:
+                return
+            self.huey.execute(task)
+
+
+SUBJECTS = {
+    "ours": lambda: Ours(), "ours-durable": lambda: Ours(durable=True),
+    "v1": lambda: Original(), "huey": lambda: Huey(), "huey-nofsync": lambda: Huey(durable=False),
+}
+FAST_PREFILL = {"ours-durable": "ours", "huey": "huey-nofsync"}  # same file, faster writer
+
+
+# --- what a child process measures ----------------------------------------------------------
+
+def child(measure, subject, arg, extra):
+    if measure == "prefill":
+        make = SUBJECTS[FAST_PREFILL.get(subject, subject)]()
+        for _ in range(int(arg)):
+            make.enqueue()
+        return {}
+    if measure == "enqueue":
+        return latencies(SUBJECTS[subject]().enqueue, int(arg))
+    if measure == "process":
+        make = SUBJECTS[subject]()
+        if extra:
+            Path(extra).touch()  # tell the loaded enqueuer we have started
+        started = time.perf_counter()
+        make.process()
+        return {"seconds": time.perf_counter() - started,
+                "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if measure == "enqueue-under-load":
+        enqueue, started, done = SUBJECTS[subject]().enqueue_for_tomorrow, Path(arg), Path(extra)
+        deadline = time.monotonic() + 120
+        while not started.exists() and time.monotonic() < deadline:
+            time.sleep(0.001)
+        samples = []
+        while not done.exists() and time.monotonic() < deadline:
+            before = time.perf_counter()
+            enqueue()
+            samples.append(time.perf_counter() - before)
+            time.sleep(0.0005)
+        return summary(samples)
+    if measure == "floor":
+        return FLOORS[subject](int(arg))
+    raise SystemExit(f"unknown measure {measure!r}")
+
+
+def latencies(call, count):
+    for _ in range(min(200, count)):  # warm up
+        call()
+    samples = []
+    for _ in range(count):
+        before = time.perf_counter()
+        call()
+        samples.append(time.perf_counter() - before)
+    return summary(samples)
+
+
+def summary(samples):
+    samples = sorted(samples)
+    return {"p50_us": statistics.median(samples) * 1e6,
+            "p99_us": samples[min(len(samples) - 1, int(len(samples) * 0.99))] * 1e6,
+            "count": len(samples)}
+
+
+def floor_append(count, fsync=False):
+    """A locked append of one line: flock, open, write, (fsync,) close."""
+    Path("data").mkdir(exist_ok=True)
+    line = b"0123456789abcdef\tsend_email\t" + json.dumps(PAYLOAD).encode() + b"\tpending\t1\t1\t0\t\t\n"
+
+    def append():
+        lock = os.open("data/queue.lock", os.O_RDONLY | os.O_CREAT, 0o666)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        fd = os.open("data/queue.tsv", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        os.write(fd, line)
+        if fsync:
+            os.fsync(fd)
+        os.close(fd)
+        os.close(lock)
+    return latencies(append, count)
+
+
+def floor_rewrite(lines):
+    """Parse and rewrite an N-line file with the csv module, as a whole-file rewrite must."""
+    row = ["0123456789abcdef", "send_email", json.dumps(PAYLOAD), "pending", "1", "1", "0", "", ""]
+    with open("floor.tsv", "w", newline="") as file:
+        csv.writer(file, delimiter="\t").writerows([row] * lines)
+    started = time.perf_counter()
+    with open("floor.tsv", newline="") as source, open("floor.tmp", "w", newline="") as out:
+        csv.writer(out, delimiter="\t").writerows(csv.reader(source, delimiter="\t"))
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace("floor.tmp", "floor.tsv")
+    return {"seconds": time.perf_counter() - started}
+
+
+FLOORS = {"append": floor_append, "append-fsync": lambda n: floor_append(n, fsync=True),
+          "rewrite": floor_rewrite}
+
+
+# --- the parent: install peers, run children, print the table --------------------------------
+
+class Runner:
+    def __init__(self, workdir: Path):
+        self.workdir = workdir
+        self.peer_paths = {}
+
+    def install_peers(self):
+        for name, requirement in PEERS.items():
+            target = self.workdir / f"peer-{name}"
+            subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
+                            "--disable-pip-version-check", "--no-deps", "--target", str(target),
+                            requirement], check=True, stdout=subprocess.DEVNULL)
+            self.peer_paths[name] = target
+
+    def run(self, measure, subject, arg="", extra="", cwd=None, wait=True):
+        peer = {"v1": "v1", "huey": "huey", "huey-nofsync": "huey"}.get(subject)
+        env = dict(os.environ, PYTHONPATH=str(self.peer_paths[peer] if peer else ROOT))
+        command = [sys.executable, *(["-S"] if peer else []), str(Path(__file__).resolve()),
+                   "--child", measure, subject, str(arg), str(extra)]
+        child_process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, text=True)
+        return self.result(child_process) if wait else child_process
+
+    @staticmethod
+    def result(child_process):
+        out, _ = child_process.communicate(timeout=1800)
+        if child_process.returncode:
+            raise SystemExit(f"a benchmark child failed: {child_process.args}")
+        return json.loads(out.strip().splitlines()[-1])
+
+    def fresh_dir(self):
+        return Path(tempfile.mkdtemp(dir=self.workdir))
+
+    def enqueue(self, subject, prefill, samples):
+        cwd = self.fresh_dir()
+        self.run("prefill", subject, prefill, cwd=cwd)
+        return self.run("enqueue", subject, samples, cwd=cwd)
+
+    def process(self, subject, jobs):
+        cwd = self.fresh_dir()
+        self.run("prefill", subject, jobs, cwd=cwd)
+        return self.run("process", subject, cwd=cwd)
+
+    def under_load(self, subject, jobs):
+        cwd = self.fresh_dir()
+        self.run("prefill", subject, jobs, cwd=cwd)
+        started, done = cwd / "started", cwd / "done"
+        enqueuer = self.run("enqueue-under-load", subject, started, done, cwd=cwd, wait=False)
+        worker = self.result(self.run("process", subject, extra=started, cwd=cwd, wait=False))
+        done.touch()
+        return dict(self.result(enqueuer), worker_seconds=worker["seconds"])
+
+
+def measure_all(runner, sizes, log):
+    figures = {}
+    for subject in ("ours", "ours-durable", "v1", "huey-nofsync", "huey"):
+        for prefill in sizes["prefill"]:
+            if subject.endswith("durable") or subject == "huey":
+                if prefill not in (0, sizes["prefill"][-1]):
+                    continue
+            log(f"enqueue {subject} with {prefill} jobs in the file")
+            figures[("enqueue", subject, prefill)] = runner.enqueue(subject, prefill, sizes["samples"])
+    for subject in ("ours", "huey-nofsync", "huey"):
+        for jobs in sizes["process"]:
+            log(f"process {jobs} jobs with {subject}")
+            figures[("process", subject, jobs)] = runner.process(subject, jobs)
+    for jobs in sizes["v1_process"]:
+        log(f"process {jobs} jobs with 1.0.0 (capped: its worker is quadratic)")
+        figures[("process", "v1", jobs)] = runner.process("v1", jobs)
+    log("floor")
+    cwd = runner.fresh_dir()
+    figures["floor-append"] = runner.run("floor", "append", sizes["samples"], cwd=cwd)
+    figures["floor-append-fsync"] = runner.run("floor", "append-fsync", min(sizes["samples"], 500), cwd=cwd)
+    for jobs in sizes["process"]:
+        figures[("floor-rewrite", jobs)] = runner.run("floor", "rewrite", jobs, cwd=runner.fresh_dir())
+    log(f"enqueue under load: ours while a worker runs {sizes['load']} jobs")
+    figures["under-load"] = runner.under_load("ours", sizes["load"])
+    return figures
+
+
+def extrapolate_quadratic(points, n):
+    """Fit t = a*n + b*n**2 through two measured (n, t) points and evaluate it at n."""
+    (n1, t1), (n2, t2) = points
+    b = (t2 / n2 - t1 / n1) / (n2 - n1)
+    a = t1 / n1 - b * n1
+    return a * n + b * n * n
+
+
+def table(figures, sizes):
+    rows = ["| figure | ours | 1.0.0 | huey fsync=False | huey default | floor | ours / floor |",
+            "|---|---|---|---|---|---|---|"]
+
+    def cell(value, fmt="{:.1f}"):
+        return "—" if value is None else fmt.format(value)
+
+    def ratio(ours, floor):
+        return "—" if not ours or not floor else f"{ours / floor:.1f}x"
+
+    append_floor = figures["floor-append"]["p50_us"]
+    for prefill in sizes["prefill"]:
+        def p(subject, key):
+            found = figures.get(("enqueue", subject, prefill))
+            return found and found[key]
+        for key in ("p50_us", "p99_us"):
+            rows.append(f"| enqueue {key[:3]} µs, {prefill:,} jobs in file | {cell(p('ours', key))} | "
+                        f"{cell(p('v1', key))} | {cell(p('huey-nofsync', key))} | "
+                        f"{cell(p('huey', key))} | {cell(figures['floor-append'][key])} | "
+                        f"{ratio(p('ours', key), figures['floor-append'][key])} |")
+    fsync_floor = figures["floor-append-fsync"]["p50_us"]
+    for prefill in (0, sizes["prefill"][-1]):
+        durable = figures[("enqueue", "ours-durable", prefill)]["p50_us"]
+        huey = figures[("enqueue", "huey", prefill)]["p50_us"]
+        rows.append(f"| enqueue p50 µs with fsync, {prefill:,} jobs in file | {cell(durable)} | — | — | "
+                    f"{cell(huey)} | {cell(fsync_floor)} | {ratio(durable, fsync_floor)} |")
+    capped = []
+    for jobs in sizes["process"]:
+        def per_job(subject):
+            found = figures.get(("process", subject, jobs))
+            return found and found["seconds"] / jobs * 1e6
+        original = per_job("v1")
+        if original is None:
+            points = [(n, figures[("process", "v1", n)]["seconds"]) for n in sizes["v1_process"]]
+            original = extrapolate_quadratic(points, jobs) / jobs * 1e6
+            capped.append(jobs)
+        floor = figures[("floor-rewrite", jobs)]["seconds"]
+        ours_total = figures[("process", "ours", jobs)]["seconds"]
+        rows.append(f"| processing µs/job, {jobs:,} jobs (ours: {ours_total:.2f} s) | "
+                    f"{cell(per_job('ours'))} | {cell(original, '{:,.0f}')}"
+                    f"{' (extrapolated)' if jobs in capped else ''} | {cell(per_job('huey-nofsync'))} | "
+                    f"{cell(per_job('huey'))} | csv rewrite of the file: {floor * 1000:.0f} ms | "
+                    f"{ours_total / floor:.1f} rewrites |")
+    rss = figures[("process", "ours", sizes["rss"])]["max_rss_mb"]
+    huey_rss = figures[("process", "huey-nofsync", sizes["rss"])]["max_rss_mb"]
+    rows.append(f"| worker peak RSS MB, {sizes['rss']:,} jobs | {rss:.1f} | — | {huey_rss:.1f} | "
+                f"{figures[('process', 'huey', sizes['rss'])]['max_rss_mb']:.1f} | — | — |")
+    load = figures["under-load"]
+    rows.append(f"| enqueue p99 µs while a worker runs {sizes['load']:,} jobs "
+                f"({load['count']} enqueues in {load['worker_seconds']:.1f} s) | {load['p99_us']:.0f} | "
+                f"— | — | — | — | — |")
+    notes = [f"1.0.0 processing was measured at {', '.join(map(str, sizes['v1_process']))} jobs only "
+             f"(its worker is quadratic); the figures at {', '.join(f'{n:,}' for n in capped)} jobs "
+             f"are extrapolated from those with t = a*n + b*n^2."] if capped else []
+    return "\n".join(rows), notes
+
+
+def machine():
+    model = "unknown CPU"
+    with open("/proc/cpuinfo") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return (f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+            f"{platform.system()} {platform.release()}")
+
+
+def main():
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        print(json.dumps(child(*sys.argv[2:6])))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
+    args = parser.parse_args()
+    sizes = QUICK if args.quick else FULL
+    started = time.monotonic()
+
+    def log(message):
+        print(f"[{time.monotonic() - started:6.1f} s] {message}", file=sys.stderr, flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="dbbasic-queue-bench-") as workdir:
+        runner = Runner(Path(workdir))
+        log("installing the peers")
+        runner.install_peers()
+        figures = measure_all(runner, sizes, log)
+    rows, notes = table(figures, sizes)
+    print(f"Machine: {machine()}; medians of single runs; "
+          f"{'quick run' if args.quick else 'full run'} in {time.monotonic() - started:.0f} s.\n")
+    print(rows)
+    for note in notes:
+        print(f"\n{note}")
+
+
+if __name__ == "__main__":
+    main()
