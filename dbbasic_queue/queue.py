@@ -29,7 +29,7 @@ DEFAULT_LEASE_SECONDS = 300
 RESULT_WINDOW_SECONDS = 1.0  # a finished job's result reaches the file within about this long
 _KEEPER_TICK_SECONDS = 0.2
 _BATCH_SECONDS = 0.5  # aim for batches of about this much work
-_FIRST_BATCH, _MAX_BATCH = 8, 20000  # a held job costs about 0.5 KB of memory
+_FIRST_BATCH, _MAX_BATCH = 8, 8000  # a held job costs about 2 KB of peak memory
 
 
 def retry_delay(attempts: int, *, base: float = 60, factor: float = 2, cap: float = 3600,
@@ -133,6 +133,7 @@ class Queue:
 class _Held:
     """A job this worker run has claimed and whose final state is not on disk yet."""
 
+    __slots__ = ("original", "claimed_at", "lease_until")
     original: Job  # as it was before the claim, to put back if it never starts
     claimed_at: float
     lease_until: float
@@ -165,12 +166,14 @@ class _WorkerRun:
         self.deadline = None if max_seconds is None else time.monotonic() + max_seconds
         self.held: Dict[bytes, _Held] = {}
         self.to_run: deque = deque()  # ids of held jobs not started yet, in claim order
-        self.finished: Dict[bytes, Job] = {}  # final states waiting to be written
+        self.finished: Dict[bytes, bytes] = {}  # final lines waiting to be written
         self.oldest_unwritten: Optional[float] = None  # monotonic time of the oldest of them
         self.reported: set = set()  # corrupt lines already logged in this run
         self.state_lock = threading.Lock()  # guards held, to_run, finished
         self.sync_lock = threading.Lock()  # one rewrite at a time
         self.stopping = threading.Event()
+        self.bookmark = None  # where the next rewrite may resume (see table.Bookmark)
+        self.last_sync_resumed = False
 
     def run(self) -> int:
         self.queue.table.remove_stale_temporary_files(older_than=3600, now=time.time())
@@ -180,8 +183,9 @@ class _WorkerRun:
         try:
             while not self._out_of_time() and (self.max_jobs is None or ran < self.max_jobs):
                 limit = batch if self.max_jobs is None else min(batch, self.max_jobs - ran)
-                if not self._sync(claim=limit):
-                    break
+                if not self._sync(claim=limit) and not (
+                        self.last_sync_resumed and self._sync(claim=limit, full=True)):
+                    break  # no due job left, in a look at the whole file
                 started, count = time.perf_counter(), 0
                 while self.to_run and not self._out_of_time():
                     with self.state_lock:
@@ -196,6 +200,8 @@ class _WorkerRun:
             self.stopping.set()
             keeper.join()
             self._sync(release=True)
+            if self.bookmark is not None:
+                self.bookmark.close()
         return ran
 
     def _out_of_time(self) -> bool:
@@ -242,7 +248,7 @@ class _WorkerRun:
 
     def _record(self, held: _Held, final: Job) -> None:
         with self.state_lock:
-            self.finished[held.original.id.encode()] = final
+            self.finished[held.original.id.encode()] = final.to_line()
             if self.oldest_unwritten is None:
                 self.oldest_unwritten = time.monotonic()
 
@@ -259,10 +265,11 @@ class _WorkerRun:
                 except Exception:
                     logger.exception("could not write results or renew leases; trying again")
 
-    def _sync(self, claim: int = 0, release: bool = False) -> List[bytes]:
+    def _sync(self, claim: int = 0, release: bool = False, full: bool = False) -> List[bytes]:
         """Write finished jobs, renew held leases, claim up to ``claim`` due jobs, and (with
         ``release``) put held jobs that never started back; all in one rewrite. Returns the
-        ids claimed."""
+        ids claimed. Unless ``full``, it starts at the bookmark: jobs before it that have
+        become due since the last look wait for a full look (every run ends with one)."""
         with self.sync_lock:
             with self.state_lock:
                 held, finished = dict(self.held), dict(self.finished)
@@ -270,11 +277,17 @@ class _WorkerRun:
             if not claim and not held:
                 return []
             now = self.queue.clock()
+            resume = None if full else self.bookmark
             sync = self.queue.table.rewrite(lambda: _Sync(
                 held, finished, unstarted, now, now + self.lease_seconds, claim,
-                self.max_attempts))
+                self.max_attempts), resume)
+            self.last_sync_resumed = resume is not None
             if sync is None:
                 return []
+            if sync.bookmark is not None or sync.changed:
+                if self.bookmark is not None:
+                    self.bookmark.close()
+                self.bookmark = sync.bookmark
             with self.state_lock:
                 for job_id in sync.settled:
                     self.held.pop(job_id, None)
@@ -325,6 +338,11 @@ class _Sync(Editor):
         self.abandoned: List[Job] = []
         self.retaken: List[Job] = []
         self.corrupt: list = []
+        self.held_seen = 0
+
+    @property
+    def done(self) -> bool:
+        return self.held_seen == len(self.held) and len(self.claimed) >= self.claim
 
     def __call__(self, line: bytes) -> bytes:
         job_id = line[:line.find(b"\t")]
@@ -333,6 +351,7 @@ class _Sync(Editor):
             if len(self.claimed) < self.claim and _may_be_due(line, self.now):
                 return self._claim(job_id, line)
             return line
+        self.held_seen += 1
         if line != mine.line():
             self.lost.append(job_id)
             self.settled.add(job_id)
@@ -340,11 +359,13 @@ class _Sync(Editor):
         self.changed = True
         if job_id in self.finished:
             self.settled.add(job_id)
-            return self.finished[job_id].to_line()
+            return self.finished[job_id]
         if job_id in self.unstarted:
             self.settled.add(job_id)
             return mine.original.to_line()
         self.renewed.add(job_id)
+        if self.resume_offset is None:  # the first line still held after this rewrite
+            self.resume_offset = self.position
         return _Held(mine.original, mine.claimed_at, self.lease_until).line()
 
     def _claim(self, job_id: bytes, line: bytes) -> bytes:
@@ -367,6 +388,8 @@ class _Sync(Editor):
                 return job.to_line()
             self.retaken.append(job)
         held = self.claimed[job_id] = _Held(job, claimed_at=self.now, lease_until=self.lease_until)
+        if self.resume_offset is None:
+            self.resume_offset = self.position
         return held.line()
 
 
@@ -398,7 +421,7 @@ class _Cancel(Editor):
         self.changed = False
 
     def __call__(self, line: bytes) -> bytes:
-        if self.cancelled or not line.startswith(self.prefix):
+        if not line.startswith(self.prefix):
             return line
         try:
             job = parse_line(line)
@@ -406,7 +429,7 @@ class _Cancel(Editor):
             return line
         if job.status != "pending":
             return line
-        self.cancelled = self.changed = True
+        self.cancelled = self.changed = self.done = True
         return job.evolve(status="cancelled", error="Cancelled by user", result="").to_line()
 
 

@@ -19,8 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Optional, Tuple
 
-from dbbasic.tsv import TSV
-
 from .errors import CorruptLineError, QueueError
 
 logger = logging.getLogger("dbbasic_queue")
@@ -35,6 +33,7 @@ _TEMP_PREFIX = ".dbbasic-queue-"  # never dbbasic-tsv's own "<table>.tmp", which
 class Job:
     """One line of the queue file. ``payload`` and ``result`` hold their JSON text as stored."""
 
+    __slots__ = COLUMNS  # a worker holds thousands of these
     id: str
     type: str
     payload: str
@@ -42,8 +41,8 @@ class Job:
     created_at: int
     run_at: int
     attempts: int
-    error: str = ""
-    result: str = ""
+    error: str
+    result: str
 
     def to_line(self) -> bytes:
         return job_line(self.id, self.type, self.payload, self.status, self.created_at,
@@ -51,7 +50,9 @@ class Job:
 
     def evolve(self, **changes) -> "Job":
         """A copy with some fields changed (dataclasses.replace, without its slow checks)."""
-        return Job(**{**self.__dict__, **changes})
+        fields = {name: getattr(self, name) for name in COLUMNS}
+        fields.update(changes)
+        return Job(**fields)
 
 
 def job_line(id: str, type: str, payload: str, status: str, created_at: int, run_at: int,
@@ -118,12 +119,39 @@ def line_id(line: bytes) -> bytes:
 
 class Editor:
     """Decides each job line of a rewrite: returns the line to write in its place, or None
-    to drop it; sets ``changed`` once it has changed anything, so an idle rewrite is skipped."""
+    to drop it. It sets ``changed`` once it has changed anything (a rewrite that changes
+    nothing is skipped), and ``done`` once it will change nothing more (the rest of the file
+    is then copied as it is, without a look at each line)."""
 
     changed = False
+    done = False
+    position = 0  # set before each call: where the returned line starts in the new file
+    resume_offset: Optional[int] = None  # set by the editor: see Bookmark
+    bookmark: Optional["Bookmark"] = None  # set by a rewrite that took place
 
     def __call__(self, line: bytes) -> Optional[bytes]:
         return line
+
+
+@dataclass(frozen=True)
+class Bookmark:
+    """Where a worker's next rewrite may start editing: ``offset`` in a file it wrote itself.
+
+    Until then that file only grows by appends, so the lines before ``offset`` (which its
+    worker has already looked at) can be copied as they are. ``fd`` keeps the file open, so
+    its inode cannot be reused; the owner closes it.
+    """
+
+    fd: int
+    offset: int
+
+    def still_current(self, current: os.stat_result) -> bool:
+        mine = os.fstat(self.fd)
+        return (mine.st_dev, mine.st_ino) == (current.st_dev, current.st_ino) and \
+            self.offset <= current.st_size
+
+    def close(self) -> None:
+        os.close(self.fd)
 
 
 class Table:
@@ -168,6 +196,8 @@ class Table:
     def _create(self) -> None:
         # Called with the lock held: dbbasic-tsv's own table creation is not locked, so two
         # processes creating the table at once could each write a header over the other's jobs.
+        # Imported here: a worker on an existing file saves its import (about 6 MB).
+        from dbbasic.tsv import TSV
         TSV(self.path.stem, list(COLUMNS), data_dir=self.path.parent)
 
     def _check_header(self, header: bytes) -> None:
@@ -223,7 +253,8 @@ class Table:
                 if line.endswith(b"\n"):
                     yield number, line
 
-    def rewrite(self, start_edit: Callable[[], Editor]) -> Optional[Editor]:
+    def rewrite(self, start_edit: Callable[[], Editor],
+                resume: Optional[Bookmark] = None) -> Optional[Editor]:
         """Rewrite the file atomically, passing every job line through a fresh editor.
 
         Returns the editor that produced the file now on disk (None if there is no file), so
@@ -231,17 +262,19 @@ class Table:
         line) runs without the lock, so enqueues are not held up; then, under the lock, lines
         appended meanwhile go through the same editor, the copy is fsynced and renamed over
         the table. If another rewrite replaced the file meanwhile, it starts again; the third
-        try holds the lock throughout, so it cannot starve.
+        try holds the lock throughout, so it cannot starve. With a ``resume`` bookmark still
+        valid, lines before it are copied without the editor seeing them; the new file's
+        bookmark is in ``edit.bookmark`` if the editor set ``resume_offset``.
         """
         for attempt in range(3):
             hold_throughout = attempt == 2
             with self.lock() if hold_throughout else contextlib.nullcontext():
-                done, edit = self._try_rewrite(start_edit, hold_throughout)
+                done, edit = self._try_rewrite(start_edit, hold_throughout, resume)
             if done:
                 return edit
         raise AssertionError("unreachable: the third rewrite holds the lock")
 
-    def _try_rewrite(self, start_edit, locked: bool):
+    def _try_rewrite(self, start_edit, locked: bool, resume: Optional[Bookmark]):
         try:
             source = open(self.path, "rb")
         except FileNotFoundError:
@@ -255,7 +288,11 @@ class Table:
                     header = source.readline()
                     self._check_header(header)
                     out.write(header)
-                    consumed = len(header) + _edit_lines(source, out, edit, before.st_size - len(header))
+                    consumed = len(header)
+                    if resume is not None and resume.still_current(before):
+                        consumed += _copy_verbatim(source, out, b"", resume.offset - consumed)
+                        source.seek(consumed)  # the copy reads ahead in blocks
+                    consumed += _edit_lines(source, out, edit, before.st_size - consumed)
                     if not edit.changed:
                         return True, edit  # nothing to change (lines appended meanwhile wait)
                     if not locked:
@@ -272,6 +309,8 @@ class Table:
                         os.replace(temp_path, self.path)
                         temp_path = None
                         _fsync_directory(self.path.parent)
+                        if edit.resume_offset is not None:
+                            edit.bookmark = Bookmark(os.dup(out.fileno()), edit.resume_offset)
                         return True, edit
             finally:
                 if temp_path is not None:
@@ -291,8 +330,10 @@ def _edit_lines(source, out, edit: Editor, limit: Optional[int]) -> int:
     """Copy complete lines from ``source`` through ``edit``, reading at most ``limit`` bytes
     (all if None, with the lock held: then a final line without a newline, left by a writer
     killed mid-append, is kept as it is and ended). Returns the bytes consumed."""
-    consumed = 0
+    consumed, written = 0, out.tell()
     for line in source:
+        if edit.done:
+            return consumed + _copy_verbatim(source, out, line, None if limit is None else limit - consumed)
         if not line.endswith(b"\n"):
             if limit is not None:
                 break  # still being appended: the locked pass copies it
@@ -300,10 +341,34 @@ def _edit_lines(source, out, edit: Editor, limit: Optional[int]) -> int:
         elif limit is not None and consumed + len(line) > limit:
             break
         else:
+            edit.position = written
             new = edit(line)
             if new is not None:
-                out.write(new)
+                written += out.write(new)
         consumed += len(line)
+    return consumed
+
+
+def _copy_verbatim(source, out, data: bytes, budget: Optional[int]) -> int:
+    """Copy ``data`` and what follows it in ``source`` unchanged, in large blocks. With a
+    ``budget`` (the pass without the lock), at most that many bytes and only whole lines;
+    without, to the end, ending a last line that has no newline. Returns the bytes consumed
+    (``source`` may have been read beyond them)."""
+    consumed = 0
+    while True:
+        if budget is not None:
+            data = data[:budget - consumed]
+        whole = data.rfind(b"\n") + 1
+        out.write(data[:whole])
+        consumed += whole
+        data = data[whole:]  # the start of a line that continues in the next block
+        more = source.read(1 << 20) if budget is None or consumed + len(data) < budget else b""
+        if not more:
+            break
+        data += more
+    if data and budget is None:
+        out.write(data + b"\n")
+        consumed += len(data)
     return consumed
 
 

@@ -164,6 +164,7 @@ def test_after_a_root_worker_run_the_web_user_can_still_enqueue(shared_dir):
         # The interpreter may sit where nobody cannot read, so the child drops to nobody
         # after its imports, before it touches the queue.
         code = ("import os, sys; sys.path.insert(0, sys.argv[2]); from dbbasic_queue import Queue; "
+                "import dbbasic.tsv; "
                 "os.setgroups([]); os.setgid(int(sys.argv[4])); os.setuid(int(sys.argv[3])); "
                 "print(Queue(sys.argv[1]).enqueue('t', {}))")
         return subprocess.run(
