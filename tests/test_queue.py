@@ -360,3 +360,15 @@ def test_each_job_logs_its_start_success_and_failure_with_the_next_run(queue, ca
     assert any(good in m and "completed in" in m and "ms" in m for m in messages)
     assert any(bad in m and "failed (attempt 1 of 3)" in m and "next try at" in m
                for m in messages)
+
+
+def test_a_job_early_in_the_file_that_falls_due_during_a_run_runs_in_that_run(queue, clock):
+    early = queue.enqueue("t", {}, run_at=clock.now + 10)  # first line, not yet due
+    for n in range(50):
+        queue.enqueue("t", {"n": n})
+
+    def tick(payload):
+        clock.advance(1)  # each job takes "a second": `early` falls due after ten
+
+    assert queue.process_jobs({"t": tick}) == 51
+    assert queue.get_job(early)["status"] == "completed"
