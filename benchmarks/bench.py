@@ -280,7 +280,6 @@ def table(figures, sizes):
     def ratio(ours, floor):
         return "—" if not ours or not floor else f"{ours / floor:.1f}x"
 
-    append_floor = figures["floor-append"]["p50_us"]
     for prefill in sizes["prefill"]:
         def p(subject, key):
             found = figures.get(("enqueue", subject, prefill))

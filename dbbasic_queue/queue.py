@@ -7,26 +7,33 @@ runs it renews its leases, so no other worker takes its jobs, and a job whose wo
 taken again once its lease has run out.
 """
 
+import contextlib
 import json
 import logging
 import math
+import os
 import random
 import secrets
+import signal
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Mapping, Optional
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional
 
 from .errors import CorruptLineError
-from .table import STATUSES, Editor, Job, Table, job_line, line_id, one_line, parse_line
+from .table import STATUSES, Editor, Job, Table, job_line, one_line, parse_line
 
 logger = logging.getLogger("dbbasic_queue")
 
 DEFAULT_PATH = "data/queue.tsv"
 DEFAULT_MAX_ATTEMPTS = 3
 DEFAULT_LEASE_SECONDS = 300
+DEFAULT_RETENTION_SECONDS = 7 * 86400  # completed and cancelled jobs older than this go
 RESULT_WINDOW_SECONDS = 1.0  # a finished job's result reaches the file within about this long
+FINISHED = ("completed", "failed", "cancelled")
+_IDLE_CHECK_SECONDS = 0.05  # how often an idle loop worker looks at the file's size and mtime
+_IDLE_RESCAN_SECONDS = 60.0  # and reads it anyway, at least this often
 _KEEPER_TICK_SECONDS = 0.2
 _BATCH_SECONDS = 0.5  # aim for batches of about this much work
 _FIRST_BATCH, _MAX_BATCH = 8, 8000  # a held job costs about 2 KB of peak memory
@@ -91,8 +98,83 @@ class Queue:
         found = self._find(job_id)
         if found is None or found[0].status != "pending":
             return False
-        edit = self.table.rewrite(lambda: _Cancel(found[0].id))
-        return edit is not None and edit.cancelled
+        return self._change_each(lambda job: job.evolve(
+            status="cancelled", error="Cancelled by user", result="")
+            if job.status == "pending" else None, only_id=job_id) == 1
+
+    def retry_job(self, job_id: str) -> bool:
+        """Put a failed or cancelled job back to pending, due now, with its attempts reset to
+        0 (it gets ``max_attempts`` new ones; its last error stays until it runs). True if
+        it was failed or cancelled."""
+        found = self._find(job_id)
+        if found is None or found[0].status not in ("failed", "cancelled"):
+            return False
+        now = int(self.clock())
+        return self._change_each(lambda job: _retried(job, now)
+                                 if job.status in ("failed", "cancelled") else None,
+                                 only_id=job_id) == 1
+
+    def retry_failed(self, job_type: Optional[str] = None) -> int:
+        """retry_job for every failed job (of ``job_type``, if given); returns how many."""
+        now = int(self.clock())
+        return self._change_each(lambda job: _retried(job, now) if job.status == "failed" and
+                                 job_type in (None, job.type) else None)
+
+    def purge(self, older_than: float, statuses=("completed", "cancelled")) -> int:
+        """Remove finished jobs (of ``statuses``) whose last activity, the later of
+        created_at and run_at, is more than ``older_than`` seconds ago; returns how many."""
+        _check_positive("older_than", older_than, zero_allowed=True)
+        statuses = tuple(statuses)
+        unknown = [s for s in statuses if s not in FINISHED]
+        if not statuses or unknown:
+            raise ValueError(f"purge removes finished jobs only: statuses must be among "
+                             f"{', '.join(FINISHED)}, not {', '.join(unknown) or 'nothing'}")
+        before = self.clock() - older_than
+        return self._change_each(lambda job: _DROP if job.status in statuses and
+                                 max(job.created_at, job.run_at) < before else None)
+
+    def _change_each(self, change, only_id: Optional[str] = None) -> int:
+        edit = self.table.rewrite(lambda: _EachJob(change, only_id))
+        return 0 if edit is None else edit.count
+
+    def jobs(self) -> Iterator[Dict[str, Any]]:
+        """Every job in file order, as get_job dicts; corrupt lines are logged and skipped."""
+        for number, line in self.table.lines():
+            try:
+                yield _as_dict(parse_line(line))
+            except (CorruptLineError, ValueError) as error:
+                logger.warning(_corrupt_message(self.path, number, error))
+
+    def stats(self) -> Dict[str, Any]:
+        """Counts by status and type, the queue's latency and the next scheduled run."""
+        now = self.clock()
+        by_status = dict.fromkeys(STATUSES, 0)
+        by_type: Dict[str, Dict[str, int]] = {}
+        oldest_due = next_run = None
+        failed_last_hour = retrying = corrupt = 0
+        for number, line in self.table.lines():
+            try:
+                job = parse_line(line)
+            except CorruptLineError:
+                corrupt += 1
+                continue
+            by_status[job.status] += 1
+            counts = by_type.setdefault(job.type, dict.fromkeys(STATUSES, 0))
+            counts[job.status] += 1
+            if job.status == "pending":
+                retrying += job.attempts > 0
+                if job.run_at <= now:
+                    oldest_due = job.run_at if oldest_due is None else min(oldest_due, job.run_at)
+                else:
+                    next_run = job.run_at if next_run is None else min(next_run, job.run_at)
+            elif job.status == "failed" and job.run_at >= now - 3600:
+                failed_last_hour += 1
+        size = self.path.stat().st_size if self.path.exists() else 0
+        return {"file": str(self.path), "size_bytes": size, "jobs": sum(by_status.values()),
+                "by_status": by_status, "by_type": dict(sorted(by_type.items())),
+                "oldest_due_seconds": None if oldest_due is None else max(0.0, now - oldest_due),
+                "next_run_at": next_run, "retrying": retrying,
+                "failed_last_hour": failed_last_hour, "corrupt_lines": corrupt}
 
     def _find(self, job_id):
         if not _is_plausible_id(job_id):
@@ -109,25 +191,118 @@ class Queue:
     def process_jobs(self, handlers: Mapping[str, Callable[[dict], Any]],
                      max_attempts: int = DEFAULT_MAX_ATTEMPTS, *,
                      lease_seconds: float = DEFAULT_LEASE_SECONDS,
-                     max_jobs: Optional[int] = None, max_seconds: Optional[float] = None) -> int:
+                     max_jobs: Optional[int] = None, max_seconds: Optional[float] = None,
+                     retention_seconds: Optional[float] = DEFAULT_RETENTION_SECONDS) -> int:
         """Run the due jobs with ``handlers`` (job type -> callable taking the payload dict).
 
         A failed job is retried on the ``retry_delay`` schedule until it has had
         ``max_attempts`` attempts, then marked ``failed``. The run stops when no job is due,
         after ``max_jobs`` jobs, or once ``max_seconds`` have passed (the job in hand is
-        finished). Returns how many jobs it ran.
+        finished). Completed and cancelled jobs older than ``retention_seconds`` (None:
+        keep them) are dropped from the lines the run rewrites anyway. Returns how many
+        jobs it ran.
         """
-        _check_handlers(handlers)
-        _check_positive("max_attempts", max_attempts, integer=True)
-        _check_positive("lease_seconds", lease_seconds)
+        options = _WorkerOptions(handlers, max_attempts, lease_seconds, retention_seconds)
+        return _WorkerRun(self, options, _Bounds(max_jobs, max_seconds)).run()
+
+    def work(self, handlers: Mapping[str, Callable[[dict], Any]],
+             max_attempts: int = DEFAULT_MAX_ATTEMPTS, *,
+             lease_seconds: float = DEFAULT_LEASE_SECONDS,
+             max_jobs: Optional[int] = None, max_seconds: Optional[float] = None,
+             retention_seconds: Optional[float] = DEFAULT_RETENTION_SECONDS,
+             stop: Optional[threading.Event] = None, handle_signals: bool = True) -> int:
+        """Run jobs as they come, until stopped; returns how many ran.
+
+        Between runs it watches the file's size and mtime (a cheap stat every 50 ms) and
+        wakes for the next scheduled job, so a new job starts within about 50 ms and an idle
+        worker costs next to nothing. It stops after ``max_jobs`` or ``max_seconds``, when
+        ``stop`` is set, or (with ``handle_signals``, from the main thread) at SIGTERM or
+        SIGINT: the job in hand finishes and is recorded first. A second signal exits at
+        once, leaving that job to its lease.
+        """
+        options = _WorkerOptions(handlers, max_attempts, lease_seconds, retention_seconds)
+        bounds = _Bounds(max_jobs, max_seconds)
+        stop = stop or threading.Event()
+        with _stop_on_signals(stop) if handle_signals else contextlib.nullcontext():
+            ran, rescan_at = 0, 0.0
+            while not stop.is_set() and not bounds.reached(ran):
+                run = _WorkerRun(self, options, bounds.less(ran), stop)
+                ran += run.run()
+                if run.ran or stop.is_set():
+                    continue
+                seen, rescan_at = self.table.signature(), time.monotonic() + _IDLE_RESCAN_SECONDS
+                while not stop.wait(_IDLE_CHECK_SECONDS) and not bounds.reached(ran):
+                    if (self.table.signature() != seen or time.monotonic() >= rescan_at or
+                            (run.next_due is not None and self.clock() >= run.next_due)):
+                        break
+        return ran
+
+
+# --- the worker ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _WorkerOptions:
+    """The settings of a worker, checked once."""
+
+    handlers: Mapping[str, Callable[[dict], Any]]
+    max_attempts: int
+    lease_seconds: float
+    retention_seconds: Optional[float]
+
+    def __post_init__(self) -> None:
+        _check_handlers(self.handlers)
+        _check_positive("max_attempts", self.max_attempts, integer=True)
+        _check_positive("lease_seconds", self.lease_seconds)
+        if self.retention_seconds is not None:
+            _check_positive("retention_seconds", self.retention_seconds)
+
+
+class _Bounds:
+    """How much one worker may do: at most ``max_jobs`` jobs, until ``max_seconds`` from now."""
+
+    def __init__(self, max_jobs: Optional[int], max_seconds: Optional[float]) -> None:
         if max_jobs is not None:
             _check_positive("max_jobs", max_jobs, integer=True)
         if max_seconds is not None:
             _check_positive("max_seconds", max_seconds)
-        return _WorkerRun(self, handlers, max_attempts, lease_seconds, max_jobs, max_seconds).run()
+        self.max_jobs = max_jobs
+        self.deadline = None if max_seconds is None else time.monotonic() + max_seconds
+
+    def reached(self, ran: int) -> bool:
+        return ((self.max_jobs is not None and ran >= self.max_jobs) or
+                (self.deadline is not None and time.monotonic() >= self.deadline))
+
+    def less(self, ran: int) -> "_Bounds":
+        """The bounds left after ``ran`` jobs, with the same deadline."""
+        left = _Bounds(None if self.max_jobs is None else self.max_jobs - ran, None)
+        left.deadline = self.deadline
+        return left
+
+    def room(self, ran: int, batch: int) -> int:
+        return batch if self.max_jobs is None else min(batch, self.max_jobs - ran)
 
 
-# --- the worker ---------------------------------------------------------------------------
+@contextlib.contextmanager
+def _stop_on_signals(stop: threading.Event):
+    """SIGTERM and SIGINT set ``stop``; a second one ends the process at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+
+    def on_signal(signum, frame):
+        if stop.is_set():
+            logger.warning("second %s: exiting now; the job in hand is left to its lease",
+                           signal.Signals(signum).name)
+            os._exit(128 + signum)
+        logger.info("%s: finishing the job in hand, then exiting", signal.Signals(signum).name)
+        stop.set()
+    previous = {signum: signal.signal(signum, on_signal) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
 
 @dataclass
 class _Held:
@@ -157,13 +332,17 @@ class _WorkerRun:
     renews the leases of held jobs before half their time is gone, while a handler runs.
     """
 
-    def __init__(self, queue, handlers, max_attempts, lease_seconds, max_jobs, max_seconds):
+    def __init__(self, queue: Queue, options: _WorkerOptions, bounds: _Bounds,
+                 stop: Optional[threading.Event] = None) -> None:
         self.queue = queue
-        self.handlers = handlers
-        self.max_attempts = max_attempts
-        self.lease_seconds = lease_seconds
-        self.max_jobs = max_jobs
-        self.deadline = None if max_seconds is None else time.monotonic() + max_seconds
+        self.handlers = options.handlers
+        self.max_attempts = options.max_attempts
+        self.lease_seconds = options.lease_seconds
+        self.retention_seconds = options.retention_seconds
+        self.bounds = bounds
+        self.stop = stop or threading.Event()
+        self.ran = 0
+        self.next_due: Optional[int] = None  # the earliest run_at of a job not due yet
         self.held: Dict[bytes, _Held] = {}
         self.to_run: deque = deque()  # ids of held jobs not started yet, in claim order
         self.finished: Dict[bytes, bytes] = {}  # final lines waiting to be written
@@ -179,21 +358,21 @@ class _WorkerRun:
         self.queue.table.remove_stale_temporary_files(older_than=3600, now=time.time())
         keeper = threading.Thread(target=self._keep, name="dbbasic-queue-keeper", daemon=True)
         keeper.start()
-        ran, batch = 0, _FIRST_BATCH
+        batch = _FIRST_BATCH
         try:
-            while not self._out_of_time() and (self.max_jobs is None or ran < self.max_jobs):
-                limit = batch if self.max_jobs is None else min(batch, self.max_jobs - ran)
+            while not self._must_stop():
+                limit = self.bounds.room(self.ran, batch)
                 if not self._sync(claim=limit) and not (
                         self.last_sync_resumed and self._sync(claim=limit, full=True)):
                     break  # no due job left, in a look at the whole file
                 started, count = time.perf_counter(), 0
-                while self.to_run and not self._out_of_time():
+                while self.to_run and not self._must_stop():
                     with self.state_lock:
                         held = self.held.get(self.to_run.popleft())
                     if held is not None:  # None: its lease was lost before it started
                         self._run_one(held)
                         count += 1
-                ran += count
+                        self.ran += 1
                 per_job = (time.perf_counter() - started) / max(count, 1)
                 batch = max(1, min(_MAX_BATCH, batch * 8, int(_BATCH_SECONDS / max(per_job, 1e-6))))
         finally:
@@ -202,10 +381,10 @@ class _WorkerRun:
             self._sync(release=True)
             if self.bookmark is not None:
                 self.bookmark.close()
-        return ran
+        return self.ran
 
-    def _out_of_time(self) -> bool:
-        return self.deadline is not None and time.monotonic() >= self.deadline
+    def _must_stop(self) -> bool:
+        return self.stop.is_set() or self.bounds.reached(self.ran)
 
     def _run_one(self, held: _Held) -> None:
         job = held.original
@@ -277,13 +456,16 @@ class _WorkerRun:
             if not claim and not held:
                 return []
             now = self.queue.clock()
+            drop_before = None if self.retention_seconds is None else now - self.retention_seconds
             resume = None if full else self.bookmark
             sync = self.queue.table.rewrite(lambda: _Sync(
                 held, finished, unstarted, now, now + self.lease_seconds, claim,
-                self.max_attempts), resume)
+                self.max_attempts, drop_before), resume)
             self.last_sync_resumed = resume is not None
             if sync is None:
                 return []
+            if claim and len(sync.claimed) < claim and resume is None:
+                self.next_due = sync.next_due  # it looked at every line
             if sync.bookmark is not None or sync.changed:
                 if self.bookmark is not None:
                     self.bookmark.close()
@@ -312,6 +494,9 @@ class _WorkerRun:
         for job in sync.retaken:
             logger.warning("job %s %s: the worker of attempt %d stopped without a result; "
                            "trying again", job.id, job.type, job.attempts)
+        if sync.dropped:
+            logger.info("dropped %d completed or cancelled jobs older than %s days (retention)",
+                        sync.dropped, f"{self.retention_seconds / 86400:g}")
         for line, reason in sync.corrupt:
             if line not in self.reported:
                 self.reported.add(line)
@@ -327,10 +512,14 @@ class _Sync(Editor):
     job already used ``max_attempts`` attempts is marked ``failed`` instead.
     """
 
-    def __init__(self, held, finished, unstarted, now, lease_until, claim, max_attempts):
+    def __init__(self, held, finished, unstarted, now, lease_until, claim, max_attempts,
+                 drop_before=None):
         self.held, self.finished, self.unstarted = held, finished, unstarted
         self.now, self.lease_until = now, lease_until
         self.claim, self.max_attempts = claim, max_attempts
+        self.drop_before = drop_before  # retention: finished jobs older than this go
+        self.dropped = 0
+        self.next_due: Optional[int] = None
         self.settled: set = set()  # final state written, put back unstarted, or lease lost
         self.renewed: set = set()
         self.claimed: Dict[bytes, _Held] = {}
@@ -348,9 +537,7 @@ class _Sync(Editor):
         job_id = line[:line.find(b"\t")]
         mine = self.held.get(job_id)
         if mine is None:
-            if len(self.claimed) < self.claim and _may_be_due(line, self.now):
-                return self._claim(job_id, line)
-            return line
+            return self._not_mine(job_id, line)
         self.held_seen += 1
         if line != mine.line():
             self.lost.append(job_id)
@@ -367,6 +554,26 @@ class _Sync(Editor):
         if self.resume_offset is None:  # the first line still held after this rewrite
             self.resume_offset = self.position
         return _Held(mine.original, mine.claimed_at, self.lease_until).line()
+
+    def _not_mine(self, job_id: bytes, line: bytes) -> Optional[bytes]:
+        claiming = len(self.claimed) < self.claim
+        if not claiming and self.drop_before is None:
+            return line
+        fields = line.split(b"\t", 7)
+        if len(fields) != 8 or fields[3] not in STATUS_WORDS or not fields[5].isdigit():
+            return self._claim(job_id, line) if claiming else line  # parses it to report it
+        status, run_at = fields[3], int(fields[5])
+        if status in _STATUS_CLAIMABLE:
+            if claiming and run_at <= self.now:
+                return self._claim(job_id, line)
+            if self.next_due is None or run_at < self.next_due:
+                self.next_due = run_at
+        elif (status in _STATUS_RETAINED and self.drop_before is not None and
+              run_at < self.drop_before and fields[4].isdigit() and int(fields[4]) < self.drop_before
+              and _reads(line)):
+            self.dropped += 1
+            return None  # retention; not a change by itself: only a rewrite done anyway drops
+        return line
 
     def _claim(self, job_id: bytes, line: bytes) -> bytes:
         try:
@@ -393,44 +600,50 @@ class _Sync(Editor):
         return held.line()
 
 
-_STATUS_CLAIMABLE = (b"pending", b"processing")
-
-
-def _may_be_due(line: bytes, now: float) -> bool:
-    """A cheap look at the status and run_at fields: could this line be claimed now?
-
-    True also for lines the cheap look cannot read, so _claim parses and reports them.
-    """
-    fields = line.split(b"\t", 7)
-    if len(fields) != 8 or fields[3] not in STATUS_WORDS:
-        return True
-    if fields[3] not in _STATUS_CLAIMABLE:
-        return False
-    return not fields[5].isdigit() or int(fields[5]) <= now
-
-
 STATUS_WORDS = frozenset(status.encode() for status in STATUSES)
+_STATUS_CLAIMABLE = (b"pending", b"processing")
+_STATUS_RETAINED = (b"completed", b"cancelled")  # failed jobs stay until purged
 
 
-class _Cancel(Editor):
-    """The rewrite behind cancel_job: a pending job with this id becomes ``cancelled``."""
+def _reads(line: bytes) -> bool:
+    try:
+        parse_line(line)
+        return True
+    except CorruptLineError:
+        return False
 
-    def __init__(self, job_id: str) -> None:
-        self.prefix = job_id.encode() + b"\t"
-        self.cancelled = False
-        self.changed = False
 
-    def __call__(self, line: bytes) -> bytes:
-        if not line.startswith(self.prefix):
+_DROP = object()  # what a change returns to remove the job
+
+
+class _EachJob(Editor):
+    """The rewrite behind cancel, retry and purge: ``change(job)`` returns the job's new
+    version, _DROP, or None to leave it. Corrupt lines are left alone. With ``only_id``,
+    only that job is looked at, and the rest is copied once it is found."""
+
+    def __init__(self, change: Callable[[Job], Any], only_id: Optional[str] = None) -> None:
+        self.change = change
+        self.prefix = None if only_id is None else only_id.encode() + b"\t"
+        self.count = 0
+
+    def __call__(self, line: bytes) -> Optional[bytes]:
+        if self.prefix is not None and not line.startswith(self.prefix):
             return line
         try:
-            job = parse_line(line)
+            new = self.change(parse_line(line))
         except CorruptLineError:
             return line
-        if job.status != "pending":
+        if self.prefix is not None:
+            self.done = True
+        if new is None:
             return line
-        self.cancelled = self.changed = self.done = True
-        return job.evolve(status="cancelled", error="Cancelled by user", result="").to_line()
+        self.count += 1
+        self.changed = True
+        return None if new is _DROP else new.to_line()
+
+
+def _retried(job: Job, now: int) -> Job:
+    return job.evolve(status="pending", run_at=now, attempts=0, result="")
 
 
 # --- checking arguments and converting values -----------------------------------------------
@@ -519,13 +732,14 @@ def _check_handlers(handlers) -> None:
                             f"({type(handler).__name__}); pass the function itself")
 
 
-def _check_positive(name: str, value, integer: bool = False) -> None:
+def _check_positive(name: str, value, integer: bool = False, zero_allowed: bool = False) -> None:
     kinds = (int,) if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, kinds):
         raise TypeError(f"{name} must be {'an int' if integer else 'a number'}, "
                         f"not {type(value).__name__}")
-    if not value > 0 or not math.isfinite(value):
-        raise ValueError(f"{name} must be greater than 0, not {value!r}")
+    if not (value >= 0 if zero_allowed else value > 0) or not math.isfinite(value):
+        raise ValueError(f"{name} must be {'0 or more' if zero_allowed else 'greater than 0'}, "
+                         f"not {value!r}")
 
 
 def _is_plausible_id(job_id) -> bool:

@@ -112,11 +112,6 @@ def parse_line(line: bytes) -> Job:
     return Job(**row)
 
 
-def line_id(line: bytes) -> bytes:
-    """The id field of a line, without parsing the rest."""
-    return line.split(b"\t", 1)[0]
-
-
 class Editor:
     """Decides each job line of a rewrite: returns the line to write in its place, or None
     to drop it. It sets ``changed`` once it has changed anything (a rewrite that changes
@@ -236,6 +231,15 @@ class Table:
                 os.close(fd)
         finally:
             os.close(lock)  # releases the flock
+
+    def signature(self) -> Optional[tuple]:
+        """(inode, size, mtime) of the file, or None: changes whenever a job is added or
+        the file is rewritten. A cheap stat, for an idle worker to watch."""
+        try:
+            stat = os.stat(self._file)
+        except FileNotFoundError:
+            return None
+        return stat.st_ino, stat.st_size, stat.st_mtime_ns
 
     def lines(self) -> Iterator[Tuple[int, bytes]]:
         """Yield (line number, line) for every job line, without the lock.
