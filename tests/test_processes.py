@@ -193,3 +193,88 @@ def test_workers_sigkilled_at_any_moment_lose_nothing_and_later_runs_finish_ever
         return {job.status for job in jobs_on_disk(queue).values()} == {"completed"}
     wait_for(all_completed, seconds=20, what="later runs to complete every job")
     assert set(jobs_on_disk(queue)) == set(ids)
+
+
+# --- the long-running worker (the command line's work --loop) ------------------------------
+
+@pytest.fixture
+def loop_worker(tmp_path):
+    """Start `python -m dbbasic_queue work --loop` on a queue in tmp_path; kill leftovers."""
+    children = []
+    env = dict(os.environ, RUNS_LOG=str(tmp_path / "runs.log"),
+               PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+
+    def start(*extra):
+        child = subprocess.Popen(
+            [sys.executable, "-m", "dbbasic_queue", "--file", str(tmp_path / "data" / "queue.tsv"),
+             "work", "--loop", "--handlers", "jobs_for_cli:handlers", *extra],
+            cwd=Path(__file__).parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True)
+        children.append(child)
+        return child
+    yield start
+    for child in children:
+        if child.poll() is None:
+            child.kill()
+        child.communicate(timeout=WAIT_SECONDS)
+
+
+def stop(child, signum=signal.SIGTERM) -> int:
+    child.send_signal(signum)
+    child.communicate(timeout=WAIT_SECONDS)
+    return child.returncode
+
+
+def test_a_loop_worker_runs_a_job_enqueued_while_it_idles(tmp_path, loop_worker):
+    queue = Queue(tmp_path / "data" / "queue.tsv")
+    queue.enqueue("send_email", {"key": "first"})
+    worker = loop_worker()
+    wait_for(lambda: queue.get_job(next(j["id"] for j in queue.jobs()))["status"] == "completed",
+             what="the first job")
+    time.sleep(0.3)  # idle now
+
+    job_id = queue.enqueue("send_email", {"key": "second"})
+    wait_for(lambda: queue.get_job(job_id)["status"] == "completed", seconds=5,
+             what="the job enqueued while the worker idled")
+    assert stop(worker) == 0
+
+
+def test_sigterm_lets_the_job_in_hand_finish_then_exits_0(tmp_path, loop_worker):
+    queue = Queue(tmp_path / "data" / "queue.tsv")
+    slow = queue.enqueue("send_email", {"key": "slow", "sleep": 1.5})
+    behind = queue.enqueue("send_email", {"key": "behind"})
+    worker = loop_worker()
+    wait_for(lambda: runs(tmp_path / "runs.log")["slow"] == 1, what="the slow job to start")
+
+    assert stop(worker) == 0
+    assert queue.get_job(slow)["status"] == "completed"
+    behind_job = queue.get_job(behind)  # claimed with it, never started: put back untouched
+    assert (behind_job["status"], behind_job["attempts"]) == ("pending", 0)
+    assert runs(tmp_path / "runs.log")["behind"] == 0
+
+
+def test_a_second_signal_exits_at_once_leaving_the_job_to_its_lease(tmp_path, loop_worker):
+    queue = Queue(tmp_path / "data" / "queue.tsv")
+    stuck = queue.enqueue("send_email", {"key": "stuck", "sleep": 60})
+    worker = loop_worker()
+    wait_for(lambda: runs(tmp_path / "runs.log")["stuck"] == 1, what="the job to start")
+
+    worker.send_signal(signal.SIGTERM)
+    time.sleep(0.2)
+    started = time.monotonic()
+    assert stop(worker) == 128 + signal.SIGTERM
+    assert time.monotonic() - started < 10
+    assert queue.get_job(stuck)["status"] == "processing"
+
+
+def test_two_loop_workers_share_the_work_and_run_each_job_once(tmp_path, loop_worker):
+    queue = Queue(tmp_path / "data" / "queue.tsv")
+    queue.enqueue("send_email", {"key": "warm-up"})
+    workers = [loop_worker(), loop_worker()]
+    ids = [queue.enqueue("send_email", {"key": n}) for n in range(200)]
+
+    wait_for(lambda: all(queue.get_job(i)["status"] == "completed" for i in ids),
+             what="all 200 jobs")
+    assert [stop(worker) for worker in workers] == [0, 0]
+    counts = runs(tmp_path / "runs.log")
+    assert all(counts[str(n)] == 1 for n in range(200)) and len(counts) == 201

@@ -372,3 +372,74 @@ def test_a_job_early_in_the_file_that_falls_due_during_a_run_runs_in_that_run(qu
 
     assert queue.process_jobs({"t": tick}) == 51
     assert queue.get_job(early)["status"] == "completed"
+
+
+# --- retention -------------------------------------------------------------------------
+
+DAY = 86400
+
+
+def test_retention_drops_old_completed_and_cancelled_jobs_in_a_rewrite_done_anyway(queue, clock):
+    done, failed = queue.enqueue("t", {}), queue.enqueue("bad", {})
+    cancelled = queue.enqueue("t", {}, run_at=clock.now + 60)
+    queue.cancel_job(cancelled)
+    queue.process_jobs({"t": noop, "bad": fail}, max_attempts=1)
+    recent = queue.enqueue("t", {})
+    queue.process_jobs({"t": noop})
+    clock.advance(7 * DAY + 120)
+    fresh = queue.enqueue("t", {})
+
+    assert queue.process_jobs({"t": noop}) == 1  # a rewrite it does anyway: drops the old
+
+    assert queue.get_job(done) is None and queue.get_job(cancelled) is None
+    assert queue.get_job(failed)["status"] == "failed"  # failed jobs stay until purged
+    assert queue.get_job(recent) is None  # completed over 7 days ago too
+    assert queue.get_job(fresh)["status"] == "completed"
+
+
+def test_a_run_with_nothing_to_do_does_not_rewrite_the_file_for_retention_alone(queue, clock):
+    queue.enqueue("t", {})
+    queue.process_jobs({"t": noop})
+    clock.advance(30 * DAY)
+    before = queue.path.stat()
+
+    assert queue.process_jobs({"t": noop}) == 0
+
+    after = queue.path.stat()
+    assert (after.st_ino, after.st_size) == (before.st_ino, before.st_size)
+
+
+def test_retention_none_keeps_every_finished_job(queue, clock):
+    done = queue.enqueue("t", {})
+    queue.process_jobs({"t": noop})
+    clock.advance(30 * DAY)
+    queue.enqueue("t", {})
+
+    queue.process_jobs({"t": noop}, retention_seconds=None)
+
+    assert queue.get_job(done)["status"] == "completed"
+
+
+def test_purge_removes_only_finished_jobs_of_the_given_statuses(queue, clock):
+    done, failed = queue.enqueue("t", {}), queue.enqueue("bad", {})
+    queue.process_jobs({"t": noop, "bad": fail}, max_attempts=1)
+    waiting = queue.enqueue("t", {}, run_at=clock.now + DAY)
+    clock.advance(2 * DAY)
+
+    assert queue.purge(3 * DAY) == 0
+    assert queue.purge(DAY) == 1 and queue.get_job(done) is None
+    assert queue.purge(DAY, statuses=["failed"]) == 1 and queue.get_job(failed) is None
+    assert queue.get_job(waiting)["status"] == "pending"
+    with pytest.raises(ValueError, match="finished"):
+        queue.purge(DAY, statuses=["pending"])
+
+
+def test_retry_job_gives_a_failed_job_fresh_attempts_due_now(queue, clock):
+    job_id = queue.enqueue("bad", {})
+    queue.process_jobs({"bad": fail}, max_attempts=1)
+    clock.advance(100)
+
+    assert queue.retry_job(job_id) is True and queue.retry_job(job_id) is False
+    job = queue.get_job(job_id)
+    assert (job["status"], job["attempts"], job["run_at"]) == ("pending", 0, int(clock.now))
+    assert queue.process_jobs({"bad": noop}) == 1
