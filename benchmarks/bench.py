@@ -10,27 +10,24 @@ site-packages can shadow it). Every measurement runs in a fresh child process th
 one JSON line; this process only installs, orchestrates and prints the table.
 """
 
-import argparse
-import csv
 import fcntl
 import json
 import os
-import platform
 import resource
-import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+# Only what a measuring child needs is imported here, so a worker's peak RSS is its own.
 
 ROOT = Path(__file__).resolve().parent.parent
 PEERS = {"v1": "dbbasic-queue==1.0.0", "huey": "huey==3.5.4"}
 PAYLOAD = {"to": "user@example.com", "subject": "Welcome", "body": "Thanks for signing up!"}
 FULL = dict(prefill=(0, 10_000, 100_000), process=(1_000, 10_000, 100_000), samples=3000,
-            v1_process=(500, 1000), rss=100_000, load=10_000)
+            v1_process=(500, 1000), rss=100_000, load=10_000, pickups=40, idle_seconds=5,
+            repeats=3)
 QUICK = dict(prefill=(0, 1_000), process=(200, 1_000), samples=300,
-             v1_process=(50, 100), rss=1_000, load=1_000)
+             v1_process=(50, 100), rss=1_000, load=1_000, pickups=5, idle_seconds=1, repeats=1)
 
 
 # --- the subjects, as seen from inside a child process ------------------------------------
@@ -126,7 +123,66 @@ def child(measure, subject, arg, extra):
         return summary(samples)
     if measure == "floor":
         return FLOORS[subject](int(arg))
+    if measure == "durable-vs-floor":
+        return durable_versus_floor(int(arg))
+    if measure == "loop-worker":
+        return loop_worker(Path(arg), float(extra))
+    if measure == "pickup-enqueue":
+        return pickup_enqueue(int(arg), Path(extra))
     raise SystemExit(f"unknown measure {measure!r}")
+
+
+def durable_versus_floor(count):
+    """Durable enqueues and fsynced floor appends, alternating in one process, so drift in
+    the disk's fsync time hits both alike."""
+    ours, floor = Ours(durable=True), floor_append_call(fsync=True)
+    ours.enqueue()
+    floor()
+    pairs = [(timed(ours.enqueue), timed(floor)) for _ in range(count)]
+    return {"ours": summary([a for a, _ in pairs]), "floor": summary([b for _, b in pairs])}
+
+
+def timed(call):
+    before = time.perf_counter()
+    call()
+    return time.perf_counter() - before
+
+
+def loop_worker(pickups: Path, idle_seconds: float):
+    """A long-running worker: first idle (its CPU use is measured), then running pings whose
+    pickup latency (enqueue to handler start) it records, until SIGTERM."""
+    import threading
+    from dbbasic_queue import Queue
+    queue = Queue("data/queue.tsv")
+
+    def ping(payload):
+        with open(pickups, "a") as log:
+            log.write(f"{time.time() - payload['sent']}\n")
+    stop = threading.Event()
+    threading.Timer(idle_seconds, stop.set).start()
+    cpu, wall = time.process_time(), time.monotonic()
+    queue.work({"ping": ping}, stop=stop, handle_signals=False)
+    idle = {"idle_cpu_percent": 100 * (time.process_time() - cpu) / (time.monotonic() - wall)}
+    Path(str(pickups) + ".idle").write_text(json.dumps(idle))
+    queue.work({"ping": ping})  # until SIGTERM
+    return idle
+
+
+def pickup_enqueue(count, pickups: Path):
+    """Enqueue ``count`` pings at random moments and wait for the worker to record them."""
+    import random
+    from dbbasic_queue import Queue
+    queue = Queue("data/queue.tsv")
+    for _ in range(count):
+        time.sleep(random.uniform(0.2, 0.4))
+        queue.enqueue("ping", {"sent": time.time()})
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        seen = pickups.read_text().split() if pickups.exists() else []
+        if len(seen) >= count:
+            return summary([float(x) for x in seen])
+        time.sleep(0.05)
+    raise SystemExit("the loop worker did not run the pings")
 
 
 def latencies(call, count):
@@ -141,6 +197,7 @@ def latencies(call, count):
 
 
 def summary(samples):
+    import statistics
     samples = sorted(samples)
     return {"p50_us": statistics.median(samples) * 1e6,
             "p99_us": samples[min(len(samples) - 1, int(len(samples) * 0.99))] * 1e6,
@@ -148,24 +205,32 @@ def summary(samples):
 
 
 def floor_append(count, fsync=False):
-    """A locked append of one line: flock, open, write, (fsync,) close."""
-    Path("data").mkdir(exist_ok=True)
-    line = b"0123456789abcdef\tsend_email\t" + json.dumps(PAYLOAD).encode() + b"\tpending\t1\t1\t0\t\t\n"
+    return latencies(floor_append_call(fsync), count)
+
+
+def floor_append_call(fsync=False):
+    """A locked append of one line: flock, open, write, (fsync,) close. The line has the
+    size and shape of a real job line (a quoted payload, ten-digit times): fsync costs more
+    for longer lines, which cross the disk's blocks more often."""
+    Path("floor").mkdir(exist_ok=True)
+    now, quoted = int(time.time()), json.dumps(PAYLOAD).replace('"', '""')
+    line = f'0123456789abcdef\tsend_email\t"{quoted}"\tpending\t{now}\t{now}\t0\t\t\n'.encode()
 
     def append():
-        lock = os.open("data/queue.lock", os.O_RDONLY | os.O_CREAT, 0o666)
+        lock = os.open("floor/queue.lock", os.O_RDONLY | os.O_CREAT, 0o666)
         fcntl.flock(lock, fcntl.LOCK_EX)
-        fd = os.open("data/queue.tsv", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        fd = os.open("floor/queue.tsv", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
         os.write(fd, line)
         if fsync:
             os.fsync(fd)
         os.close(fd)
         os.close(lock)
-    return latencies(append, count)
+    return append
 
 
 def floor_rewrite(lines):
     """Parse and rewrite an N-line file with the csv module, as a whole-file rewrite must."""
+    import csv
     row = ["0123456789abcdef", "send_email", json.dumps(PAYLOAD), "pending", "1", "1", "0", "", ""]
     with open("floor.tsv", "w", newline="") as file:
         csv.writer(file, delimiter="\t").writerows([row] * lines)
@@ -192,6 +257,7 @@ class Runner:
     def install_peers(self):
         for name, requirement in PEERS.items():
             target = self.workdir / f"peer-{name}"
+            import subprocess
             subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
                             "--disable-pip-version-check", "--no-deps", "--target", str(target),
                             requirement], check=True, stdout=subprocess.DEVNULL)
@@ -202,6 +268,7 @@ class Runner:
         env = dict(os.environ, PYTHONPATH=str(self.peer_paths[peer] if peer else ROOT))
         command = [sys.executable, *(["-S"] if peer else []), str(Path(__file__).resolve()),
                    "--child", measure, subject, str(arg), str(extra)]
+        import subprocess
         child_process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, text=True)
         return self.result(child_process) if wait else child_process
 
@@ -213,12 +280,30 @@ class Runner:
         return json.loads(out.strip().splitlines()[-1])
 
     def fresh_dir(self):
+        import tempfile
         return Path(tempfile.mkdtemp(dir=self.workdir))
 
-    def enqueue(self, subject, prefill, samples):
+    def enqueue(self, subject, prefill, samples, repeats):
+        """Median p50 and p99 of ``repeats`` runs, each in a fresh child on the same file."""
+        import statistics
         cwd = self.fresh_dir()
         self.run("prefill", subject, prefill, cwd=cwd)
-        return self.run("enqueue", subject, samples, cwd=cwd)
+        runs = [self.run("enqueue", subject, samples, cwd=cwd) for _ in range(repeats)]
+        return {key: statistics.median(run[key] for run in runs) for key in ("p50_us", "p99_us")}
+
+    def pickup(self, pickups, idle_seconds):
+        import signal
+        cwd = self.fresh_dir()
+        log = cwd / "pickups.log"
+        worker = self.run("loop-worker", "ours", log, idle_seconds, cwd=cwd, wait=False)
+        idle_file = Path(str(log) + ".idle")
+        deadline = time.monotonic() + idle_seconds + 60
+        while not idle_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        latency = self.run("pickup-enqueue", "ours", pickups, log, cwd=cwd)
+        worker.send_signal(signal.SIGTERM)
+        worker.communicate(timeout=60)
+        return dict(latency, **json.loads(idle_file.read_text()))
 
     def process(self, subject, jobs):
         cwd = self.fresh_dir()
@@ -243,7 +328,8 @@ def measure_all(runner, sizes, log):
                 if prefill not in (0, sizes["prefill"][-1]):
                     continue
             log(f"enqueue {subject} with {prefill} jobs in the file")
-            figures[("enqueue", subject, prefill)] = runner.enqueue(subject, prefill, sizes["samples"])
+            figures[("enqueue", subject, prefill)] = runner.enqueue(
+                subject, prefill, sizes["samples"], sizes["repeats"])
     for subject in ("ours", "huey-nofsync", "huey"):
         for jobs in sizes["process"]:
             log(f"process {jobs} jobs with {subject}")
@@ -255,10 +341,15 @@ def measure_all(runner, sizes, log):
     cwd = runner.fresh_dir()
     figures["floor-append"] = runner.run("floor", "append", sizes["samples"], cwd=cwd)
     figures["floor-append-fsync"] = runner.run("floor", "append-fsync", min(sizes["samples"], 500), cwd=cwd)
+    log("durable enqueue against the fsync floor, interleaved")
+    figures["durable-vs-floor"] = runner.run("durable-vs-floor", "ours", min(sizes["samples"], 500),
+                                             cwd=runner.fresh_dir())
     for jobs in sizes["process"]:
         figures[("floor-rewrite", jobs)] = runner.run("floor", "rewrite", jobs, cwd=runner.fresh_dir())
     log(f"enqueue under load: ours while a worker runs {sizes['load']} jobs")
     figures["under-load"] = runner.under_load("ours", sizes["load"])
+    log("pickup latency and idle CPU of a long-running worker")
+    figures["pickup"] = runner.pickup(sizes["pickups"], sizes["idle_seconds"])
     return figures
 
 
@@ -295,6 +386,10 @@ def table(figures, sizes):
         huey = figures[("enqueue", "huey", prefill)]["p50_us"]
         rows.append(f"| enqueue p50 µs with fsync, {prefill:,} jobs in file | {cell(durable)} | — | — | "
                     f"{cell(huey)} | {cell(fsync_floor)} | {ratio(durable, fsync_floor)} |")
+    paired = figures["durable-vs-floor"]
+    rows.append(f"| enqueue p50 µs with fsync, alternating with the floor in one process | "
+                f"{cell(paired['ours']['p50_us'])} | — | — | — | {cell(paired['floor']['p50_us'])} | "
+                f"{ratio(paired['ours']['p50_us'], paired['floor']['p50_us'])} |")
     capped = []
     for jobs in sizes["process"]:
         def per_job(subject):
@@ -320,6 +415,12 @@ def table(figures, sizes):
     rows.append(f"| enqueue p99 µs while a worker runs {sizes['load']:,} jobs "
                 f"({load['count']} enqueues in {load['worker_seconds']:.1f} s) | {load['p99_us']:.0f} | "
                 f"— | — | — | — | — |")
+    pickup = figures["pickup"]
+    rows.append(f"| pickup ms, enqueue to handler start, loop worker (p50 / p99) | "
+                f"{pickup['p50_us'] / 1000:.0f} / {pickup['p99_us'] / 1000:.0f} | 60,000 at worst (cron) | "
+                f"— | — | — | — |")
+    rows.append(f"| idle loop worker, % of a core | {pickup['idle_cpu_percent']:.2f} | 0 (cron) | "
+                f"— | — | — | — |")
     notes = [f"1.0.0 processing was measured at {', '.join(map(str, sizes['v1_process']))} jobs only "
              f"(its worker is quadratic); the figures at {', '.join(f'{n:,}' for n in capped)} jobs "
              f"are extrapolated from those with t = a*n + b*n^2."] if capped else []
@@ -327,6 +428,7 @@ def table(figures, sizes):
 
 
 def machine():
+    import platform
     model = "unknown CPU"
     with open("/proc/cpuinfo") as cpuinfo:
         for line in cpuinfo:
@@ -341,6 +443,8 @@ def main():
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         print(json.dumps(child(*sys.argv[2:6])))
         return
+    import argparse
+    import tempfile
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
     args = parser.parse_args()
@@ -356,7 +460,7 @@ def main():
         runner.install_peers()
         figures = measure_all(runner, sizes, log)
     rows, notes = table(figures, sizes)
-    print(f"Machine: {machine()}; medians of single runs; "
+    print(f"Machine: {machine()}; enqueue figures: median of {sizes['repeats']} runs; "
           f"{'quick run' if args.quick else 'full run'} in {time.monotonic() - started:.0f} s.\n")
     print(rows)
     for note in notes:
