@@ -283,11 +283,15 @@ class Runner:
         import tempfile
         return Path(tempfile.mkdtemp(dir=self.workdir))
 
+    def prefill(self, subject, jobs, cwd):
+        self.run("prefill", subject, jobs, cwd=cwd)
+        os.sync()  # so the kernel's writeback of the prefill does not land in the measurement
+
     def enqueue(self, subject, prefill, samples, repeats):
         """Median p50 and p99 of ``repeats`` runs, each in a fresh child on the same file."""
         import statistics
         cwd = self.fresh_dir()
-        self.run("prefill", subject, prefill, cwd=cwd)
+        self.prefill(subject, prefill, cwd)
         runs = [self.run("enqueue", subject, samples, cwd=cwd) for _ in range(repeats)]
         return {key: statistics.median(run[key] for run in runs) for key in ("p50_us", "p99_us")}
 
@@ -305,14 +309,19 @@ class Runner:
         worker.communicate(timeout=60)
         return dict(latency, **json.loads(idle_file.read_text()))
 
-    def process(self, subject, jobs):
-        cwd = self.fresh_dir()
-        self.run("prefill", subject, jobs, cwd=cwd)
-        return self.run("process", subject, cwd=cwd)
+    def process(self, subject, jobs, repeats=1):
+        """Median time and peak RSS of ``repeats`` fresh worker runs over ``jobs`` due jobs."""
+        import statistics
+        runs = []
+        for _ in range(repeats):
+            cwd = self.fresh_dir()
+            self.prefill(subject, jobs, cwd)
+            runs.append(self.run("process", subject, cwd=cwd))
+        return {key: statistics.median(run[key] for run in runs) for key in ("seconds", "max_rss_mb")}
 
     def under_load(self, subject, jobs):
         cwd = self.fresh_dir()
-        self.run("prefill", subject, jobs, cwd=cwd)
+        self.prefill(subject, jobs, cwd)
         started, done = cwd / "started", cwd / "done"
         enqueuer = self.run("enqueue-under-load", subject, started, done, cwd=cwd, wait=False)
         worker = self.result(self.run("process", subject, extra=started, cwd=cwd, wait=False))
@@ -331,9 +340,10 @@ def measure_all(runner, sizes, log):
             figures[("enqueue", subject, prefill)] = runner.enqueue(
                 subject, prefill, sizes["samples"], sizes["repeats"])
     for subject in ("ours", "huey-nofsync", "huey"):
+        repeats = 1 if subject == "huey" else sizes["repeats"]  # huey default: 40 s a run
         for jobs in sizes["process"]:
-            log(f"process {jobs} jobs with {subject}")
-            figures[("process", subject, jobs)] = runner.process(subject, jobs)
+            log(f"process {jobs} jobs with {subject} ({repeats} runs)")
+            figures[("process", subject, jobs)] = runner.process(subject, jobs, repeats)
     for jobs in sizes["v1_process"]:
         log(f"process {jobs} jobs with 1.0.0 (capped: its worker is quadratic)")
         figures[("process", "v1", jobs)] = runner.process("v1", jobs)
@@ -369,7 +379,7 @@ def table(figures, sizes):
         return "—" if value is None else fmt.format(value)
 
     def ratio(ours, floor):
-        return "—" if not ours or not floor else f"{ours / floor:.1f}x"
+        return "—" if not ours or not floor else f"{ours / floor:.2f}x"
 
     for prefill in sizes["prefill"]:
         def p(subject, key):
@@ -460,7 +470,8 @@ def main():
         runner.install_peers()
         figures = measure_all(runner, sizes, log)
     rows, notes = table(figures, sizes)
-    print(f"Machine: {machine()}; enqueue figures: median of {sizes['repeats']} runs; "
+    print(f"Machine: {machine()}; enqueue and processing figures are medians of "
+          f"{sizes['repeats']} runs (huey default and 1.0.0 processing: one run); "
           f"{'quick run' if args.quick else 'full run'} in {time.monotonic() - started:.0f} s.\n")
     print(rows)
     for note in notes:
