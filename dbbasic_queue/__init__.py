@@ -10,14 +10,19 @@ import os
 from typing import Any, Callable, Dict, Mapping, Optional
 
 from .errors import CorruptLineError, QueueError
-from .queue import (DEFAULT_LEASE_SECONDS, DEFAULT_MAX_ATTEMPTS, DEFAULT_PATH, Queue,
-                    retry_delay)
+from .options import Retry, register
+from .queue import (DEFAULT_LEASE_SECONDS, DEFAULT_MAX_ATTEMPTS, DEFAULT_PATH,
+                    DEFAULT_RETENTION_SECONDS, Queue, retry_delay)
 
 __version__ = "1.1.0"
-__all__ = ["enqueue", "process_jobs", "get_job", "cancel_job", "default_queue", "Queue",
+__all__ = ["enqueue", "process_jobs", "get_job", "cancel_job", "enqueue_after",
+           "enqueue_on_commit", "handler", "handlers", "default_queue", "Queue", "Retry",
            "QueueError", "CorruptLineError", "retry_delay", "__version__"]
 
 _queues: Dict[tuple, Queue] = {}
+
+handlers: Dict[str, Callable[[dict], Any]] = {}
+"""The handlers registered with ``@dbbasic_queue.handler(...)``: ``process_jobs(handlers)``."""
 
 
 def default_queue() -> Queue:
@@ -34,18 +39,24 @@ def default_queue() -> Queue:
     return _queues[key]
 
 
-def enqueue(job_type: str, payload: dict, run_at: Optional[float] = None) -> str:
+def enqueue(job_type: str, payload: dict, run_at: Optional[float] = None, *,
+            unique_key: Optional[str] = None, max_attempts: Optional[int] = None,
+            timeout: Optional[float] = None) -> str:
     """Queue a job; return its id. See Queue.enqueue."""
-    return default_queue().enqueue(job_type, payload, run_at)
+    return default_queue().enqueue(job_type, payload, run_at, unique_key=unique_key,
+                                   max_attempts=max_attempts, timeout=timeout)
 
 
 def process_jobs(handlers: Mapping[str, Callable[[dict], Any]],
                  max_attempts: int = DEFAULT_MAX_ATTEMPTS, *,
                  lease_seconds: float = DEFAULT_LEASE_SECONDS,
-                 max_jobs: Optional[int] = None, max_seconds: Optional[float] = None) -> int:
+                 max_jobs: Optional[int] = None, max_seconds: Optional[float] = None,
+                 retention_seconds: Optional[float] = DEFAULT_RETENTION_SECONDS,
+                 timeout: Optional[float] = None) -> int:
     """Run the due jobs; return how many ran. See Queue.process_jobs."""
-    return default_queue().process_jobs(handlers, max_attempts, lease_seconds=lease_seconds,
-                                        max_jobs=max_jobs, max_seconds=max_seconds)
+    return default_queue().process_jobs(
+        handlers, max_attempts, lease_seconds=lease_seconds, max_jobs=max_jobs,
+        max_seconds=max_seconds, retention_seconds=retention_seconds, timeout=timeout)
 
 
 def get_job(job_id: str) -> Optional[Dict[str, Any]]:
@@ -56,3 +67,25 @@ def get_job(job_id: str) -> Optional[Dict[str, Any]]:
 def cancel_job(job_id: str) -> bool:
     """Cancel a pending job; True if it was cancelled. See Queue.cancel_job."""
     return default_queue().cancel_job(job_id)
+
+
+def enqueue_after(register_callback: Callable[[Callable[[], Any]], Any], job_type: str,
+                  payload: dict, run_at: Optional[float] = None, **options) -> str:
+    """Enqueue once a transaction commits; see Queue.enqueue_after."""
+    return default_queue().enqueue_after(register_callback, job_type, payload, run_at, **options)
+
+
+def enqueue_on_commit(job_type: str, payload: dict, run_at: Optional[float] = None, *,
+                      using: Optional[str] = None, **options) -> str:
+    """Enqueue when the current Django transaction commits (at once outside one), so the
+    job never runs before the rows it needs exist; returns the job's id. ``using`` names
+    the database, as in Django's ``transaction.on_commit``."""
+    from django.db import transaction  # only for Django projects: no dependency otherwise
+    return enqueue_after(lambda write: transaction.on_commit(write, using=using),
+                         job_type, payload, run_at, **options)
+
+
+def handler(job_type: str) -> Callable:
+    """A decorator: ``@dbbasic_queue.handler("send_email")`` adds the function to
+    ``dbbasic_queue.handlers``; registering two for one type raises ValueError."""
+    return register(handlers, job_type)

@@ -97,6 +97,10 @@ def _parser() -> argparse.ArgumentParser:
     when.add_argument("--at", type=float, metavar="TIMESTAMP", help="run at this Unix time")
     when.add_argument("--in", dest="delay", type=duration, metavar="DURATION",
                       help="run after this long: 30s, 10m, 2h, 7d")
+    enqueue.add_argument("--unique-key", help="add nothing if a pending or processing job has it")
+    enqueue.add_argument("--max-attempts", type=int, help="this job's own, over the worker's")
+    enqueue.add_argument("--timeout", type=duration, metavar="DURATION",
+                         help="this job's own handler time limit")
     enqueue.set_defaults(command=enqueue_command)
 
     cancel = commands.add_parser("cancel", help="cancel a pending job")
@@ -125,6 +129,8 @@ def _parser() -> argparse.ArgumentParser:
     work.add_argument("--max-seconds", type=duration, metavar="DURATION")
     work.add_argument("--max-attempts", type=int, default=DEFAULT_MAX_ATTEMPTS)
     work.add_argument("--lease", type=duration, default=DEFAULT_LEASE_SECONDS, metavar="DURATION")
+    work.add_argument("--timeout", type=duration, metavar="DURATION",
+                      help="stop a handler running longer (default: no limit)")
     work.add_argument("--retention", default=f"{DEFAULT_RETENTION_SECONDS // 86400}d",
                       metavar="DURATION", help="drop completed and cancelled jobs older than "
                                                "this (default 7d; 'none' keeps them)")
@@ -199,7 +205,8 @@ def enqueue_command(queue: Queue, args) -> int:
     if not isinstance(payload, dict):
         raise UsageError(f"the payload must be a JSON object ({{...}}), not {type(payload).__name__}")
     run_at = args.at if args.delay is None else time.time() + args.delay
-    print(queue.enqueue(args.type, payload, run_at))
+    print(queue.enqueue(args.type, payload, run_at, unique_key=args.unique_key,
+                        max_attempts=args.max_attempts, timeout=args.timeout))
     return EXIT_OK
 
 
@@ -241,7 +248,7 @@ def work_command(queue: Queue, args) -> int:
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     options = dict(lease_seconds=args.lease, max_jobs=args.max_jobs, max_seconds=args.max_seconds,
-                   retention_seconds=retention)
+                   retention_seconds=retention, timeout=args.timeout)
     if args.loop:
         ran = queue.work(handlers, args.max_attempts, **options)
     else:

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional
 
 from .errors import CorruptLineError
+from .options import (JobTimeout, Retry, UniqueKeys, check_number, decode_options,
+                      encode_options, register, time_limit)
 from .table import STATUSES, Editor, Job, Table, job_line, one_line, parse_line
 
 logger = logging.getLogger("dbbasic_queue")
@@ -65,22 +67,59 @@ class Queue:
         self.durable = durable
         self.clock = clock
         self.random = random
+        self.handlers: Dict[str, Callable[[dict], Any]] = {}  # filled by @queue.handler(...)
+        self._unique_keys = UniqueKeys(parse_line)
 
     def __repr__(self) -> str:
         return f"Queue({str(self.path)!r})"
 
-    def enqueue(self, job_type: str, payload: dict, run_at: Optional[float] = None) -> str:
+    def enqueue(self, job_type: str, payload: dict, run_at: Optional[float] = None, *,
+                unique_key: Optional[str] = None, max_attempts: Optional[int] = None,
+                timeout: Optional[float] = None) -> str:
         """Queue a job for the handler of ``job_type``; return its id.
 
         ``run_at`` is a Unix timestamp; the job runs at the first worker run after it
-        (default: now). Raises TypeError or ValueError, writing nothing, on bad arguments.
+        (default: now). While a pending or processing job has the same ``unique_key``, no
+        job is added and that job's id is returned. ``max_attempts`` and ``timeout``
+        (seconds) override the worker's for this job. Raises TypeError or ValueError,
+        writing nothing, on bad arguments.
         """
+        return self._write(*self._prepare(job_type, payload, run_at, unique_key, max_attempts,
+                                          timeout))
+
+    def enqueue_after(self, register_callback: Callable[[Callable[[], Any]], Any],
+                      job_type: str, payload: dict, run_at: Optional[float] = None,
+                      **options) -> str:
+        """Enqueue once a transaction commits: checks everything now (raising as enqueue
+        does), hands ``register_callback`` a function that writes the job, and returns the
+        id the job will have. ``register_callback`` is, say, Django's
+        ``transaction.on_commit``; if it never calls the function (a rollback), there is no
+        job. With a ``unique_key``, the id kept may be the twin's, found at commit."""
+        prepared = self._prepare(job_type, payload, run_at, **options)
+        register_callback(lambda: self._write(*prepared))
+        return prepared[0]
+
+    def _prepare(self, job_type, payload, run_at=None, unique_key=None, max_attempts=None,
+                 timeout=None):
         now = self.clock()
         job_id = secrets.token_hex(8)
         line = job_line(job_id, _checked_job_type(job_type), _payload_json(payload), "pending",
-                        int(now), _checked_run_at(run_at, now), 0)
-        self.table.append(line, durable=self.durable)
-        return job_id
+                        int(now), _checked_run_at(run_at, now), 0, "", "",
+                        encode_options(unique_key, max_attempts, timeout))
+        return job_id, line, unique_key
+
+    def _write(self, job_id: str, line: bytes, unique_key: Optional[str]) -> str:
+        if unique_key is None:
+            self.table.append(line, durable=self.durable)
+            return job_id
+        twin = self.table.append(line, durable=self.durable,
+                                 unless=lambda fd: self._unique_keys.job_with(fd, unique_key))
+        return job_id if twin is None else twin
+
+    def handler(self, job_type: str) -> Callable:
+        """A decorator: ``@queue.handler("send_email")`` adds the function to
+        ``queue.handlers``, for ``process_jobs(queue.handlers)``."""
+        return register(self.handlers, job_type)
 
     def get_job(self, job_id: str) -> Optional[Dict[str, Any]]:
         """The job as a dict (see the README), or None if there is no such job."""
@@ -123,7 +162,7 @@ class Queue:
     def purge(self, older_than: float, statuses=("completed", "cancelled")) -> int:
         """Remove finished jobs (of ``statuses``) whose last activity, the later of
         created_at and run_at, is more than ``older_than`` seconds ago; returns how many."""
-        _check_positive("older_than", older_than, zero_allowed=True)
+        check_number("older_than", older_than, zero_allowed=True)
         statuses = tuple(statuses)
         unknown = [s for s in statuses if s not in FINISHED]
         if not statuses or unknown:
@@ -192,17 +231,19 @@ class Queue:
                      max_attempts: int = DEFAULT_MAX_ATTEMPTS, *,
                      lease_seconds: float = DEFAULT_LEASE_SECONDS,
                      max_jobs: Optional[int] = None, max_seconds: Optional[float] = None,
-                     retention_seconds: Optional[float] = DEFAULT_RETENTION_SECONDS) -> int:
+                     retention_seconds: Optional[float] = DEFAULT_RETENTION_SECONDS,
+                     timeout: Optional[float] = None) -> int:
         """Run the due jobs with ``handlers`` (job type -> callable taking the payload dict).
 
         A failed job is retried on the ``retry_delay`` schedule until it has had
         ``max_attempts`` attempts, then marked ``failed``. The run stops when no job is due,
         after ``max_jobs`` jobs, or once ``max_seconds`` have passed (the job in hand is
         finished). Completed and cancelled jobs older than ``retention_seconds`` (None:
-        keep them) are dropped from the lines the run rewrites anyway. Returns how many
-        jobs it ran.
+        keep them) are dropped from the lines the run rewrites anyway. A handler running
+        longer than ``timeout`` seconds (or its job's own timeout) is stopped and counts as a
+        failed attempt. Returns how many jobs it ran.
         """
-        options = _WorkerOptions(handlers, max_attempts, lease_seconds, retention_seconds)
+        options = _WorkerOptions(handlers, max_attempts, lease_seconds, retention_seconds, timeout)
         return _WorkerRun(self, options, _Bounds(max_jobs, max_seconds)).run()
 
     def work(self, handlers: Mapping[str, Callable[[dict], Any]],
@@ -210,6 +251,7 @@ class Queue:
              lease_seconds: float = DEFAULT_LEASE_SECONDS,
              max_jobs: Optional[int] = None, max_seconds: Optional[float] = None,
              retention_seconds: Optional[float] = DEFAULT_RETENTION_SECONDS,
+             timeout: Optional[float] = None,
              stop: Optional[threading.Event] = None, handle_signals: bool = True) -> int:
         """Run jobs as they come, until stopped; returns how many ran.
 
@@ -220,7 +262,7 @@ class Queue:
         SIGINT: the job in hand finishes and is recorded first. A second signal exits at
         once, leaving that job to its lease.
         """
-        options = _WorkerOptions(handlers, max_attempts, lease_seconds, retention_seconds)
+        options = _WorkerOptions(handlers, max_attempts, lease_seconds, retention_seconds, timeout)
         bounds = _Bounds(max_jobs, max_seconds)
         stop = stop or threading.Event()
         with _stop_on_signals(stop) if handle_signals else contextlib.nullcontext():
@@ -248,13 +290,16 @@ class _WorkerOptions:
     max_attempts: int
     lease_seconds: float
     retention_seconds: Optional[float]
+    timeout: Optional[float]
 
     def __post_init__(self) -> None:
         _check_handlers(self.handlers)
-        _check_positive("max_attempts", self.max_attempts, integer=True)
-        _check_positive("lease_seconds", self.lease_seconds)
+        check_number("max_attempts", self.max_attempts, integer=True)
+        check_number("lease_seconds", self.lease_seconds)
         if self.retention_seconds is not None:
-            _check_positive("retention_seconds", self.retention_seconds)
+            check_number("retention_seconds", self.retention_seconds)
+        if self.timeout is not None:
+            check_number("timeout", self.timeout)
 
 
 class _Bounds:
@@ -262,9 +307,9 @@ class _Bounds:
 
     def __init__(self, max_jobs: Optional[int], max_seconds: Optional[float]) -> None:
         if max_jobs is not None:
-            _check_positive("max_jobs", max_jobs, integer=True)
+            check_number("max_jobs", max_jobs, integer=True)
         if max_seconds is not None:
-            _check_positive("max_seconds", max_seconds)
+            check_number("max_seconds", max_seconds)
         self.max_jobs = max_jobs
         self.deadline = None if max_seconds is None else time.monotonic() + max_seconds
 
@@ -308,10 +353,12 @@ def _stop_on_signals(stop: threading.Event):
 class _Held:
     """A job this worker run has claimed and whose final state is not on disk yet."""
 
-    __slots__ = ("original", "claimed_at", "lease_until")
+    __slots__ = ("original", "claimed_at", "lease_until", "max_attempts", "timeout")
     original: Job  # as it was before the claim, to put back if it never starts
     claimed_at: float
     lease_until: float
+    max_attempts: int  # the job's own, or the worker's
+    timeout: Optional[float]
 
     @property
     def attempt(self) -> int:
@@ -322,7 +369,8 @@ class _Held:
         worker has taken the job since (this worker's lease ran out)."""
         job = self.original
         return job_line(job.id, job.type, job.payload, "processing", job.created_at,
-                        math.ceil(self.lease_until), job.attempts + 1, job.error, job.result)
+                        math.ceil(self.lease_until), job.attempts + 1, job.error, job.result,
+                        job.options)
 
 
 class _WorkerRun:
@@ -337,6 +385,7 @@ class _WorkerRun:
         self.queue = queue
         self.handlers = options.handlers
         self.max_attempts = options.max_attempts
+        self.timeout = options.timeout
         self.lease_seconds = options.lease_seconds
         self.retention_seconds = options.retention_seconds
         self.bounds = bounds
@@ -390,15 +439,23 @@ class _WorkerRun:
         job = held.original
         handler = self.handlers.get(job.type)
         logger.info("job %s %s started (attempt %d of %d)", job.id, job.type, held.attempt,
-                    self.max_attempts)
+                    held.max_attempts)
         started = time.perf_counter()
         try:
             if handler is None:
                 raise LookupError(f"no handler for job type {job.type!r}; add one to the handlers "
                                   f"given to process_jobs")
-            result = handler(json.loads(job.payload))
+            with time_limit(held.timeout or self.timeout):
+                result = handler(json.loads(job.payload))
+        except Retry as retry:  # asked for, not a failure: the attempt is not counted
+            run_at = retry.run_at(self.queue.clock())
+            self._record(held, job.evolve(status="pending", run_at=run_at))
+            logger.info("job %s %s will run again at %s, as it asked (%s)", job.id, job.type,
+                        _utc(run_at), retry)
+        except JobTimeout as error:
+            self._record(held, self._failure(held, str(error)))
         except Exception as error:
-            self._record(held, self._failure(held, error))
+            self._record(held, self._failure(held, _error_text(error)))
         except BaseException as error:  # KeyboardInterrupt, SystemExit: try again at once
             self._record(held, held.original.evolve(
                 status="pending", attempts=held.attempt, run_at=int(self.queue.clock()),
@@ -413,16 +470,16 @@ class _WorkerRun:
             logger.info("job %s %s completed in %.1f ms", job.id, job.type,
                         (time.perf_counter() - started) * 1000)
 
-    def _failure(self, held: _Held, error: Exception) -> Job:
-        job, text = held.original, _error_text(error)
-        if held.attempt >= self.max_attempts:
+    def _failure(self, held: _Held, text: str) -> Job:
+        job = held.original
+        if held.attempt >= held.max_attempts:
             logger.error("job %s %s failed for good after %d attempts: %s", job.id, job.type,
                          held.attempt, text)
             return job.evolve(status="failed", attempts=held.attempt,
                               run_at=int(held.claimed_at), error=text)
         retry_at = math.ceil(self.queue.clock() + retry_delay(held.attempt, random=self.queue.random))
         logger.warning("job %s %s failed (attempt %d of %d): %s; next try at %s", job.id, job.type,
-                       held.attempt, self.max_attempts, text, _utc(retry_at))
+                       held.attempt, held.max_attempts, text, _utc(retry_at))
         return job.evolve(status="pending", attempts=held.attempt, run_at=retry_at, error=text)
 
     def _record(self, held: _Held, final: Job) -> None:
@@ -553,7 +610,8 @@ class _Sync(Editor):
         self.renewed.add(job_id)
         if self.resume_offset is None:  # the first line still held after this rewrite
             self.resume_offset = self.position
-        return _Held(mine.original, mine.claimed_at, self.lease_until).line()
+        return _Held(mine.original, mine.claimed_at, self.lease_until, mine.max_attempts,
+                     mine.timeout).line()
 
     def _not_mine(self, job_id: bytes, line: bytes) -> Optional[bytes]:
         claiming = len(self.claimed) < self.claim
@@ -580,21 +638,24 @@ class _Sync(Editor):
             job = parse_line(line)
             if not isinstance(json.loads(job.payload), dict):
                 raise CorruptLineError("its payload is not a JSON object")
+            options = decode_options(job.options)
         except (CorruptLineError, ValueError) as error:
             self.corrupt.append((line, str(error)))
             return line
+        max_attempts = options.get("max_attempts") or self.max_attempts
         if job.run_at > self.now or job.status not in ("pending", "processing"):
             return line
         self.changed = True
         if job.status == "processing":
-            if job.attempts >= self.max_attempts:
+            if job.attempts >= max_attempts:
                 job = job.evolve(status="failed", error=(
                     f"the worker of attempt {job.attempts} stopped without a result (killed, "
                     f"or it lost its lease), and that was the last attempt"))
                 self.abandoned.append(job)
                 return job.to_line()
             self.retaken.append(job)
-        held = self.claimed[job_id] = _Held(job, claimed_at=self.now, lease_until=self.lease_until)
+        held = self.claimed[job_id] = _Held(job, self.now, self.lease_until, max_attempts,
+                                            options.get("timeout"))
         if self.resume_offset is None:
             self.resume_offset = self.position
         return held.line()
@@ -730,16 +791,6 @@ def _check_handlers(handlers) -> None:
         if not callable(handler):
             raise TypeError(f"the handler for {job_type!r} is not callable "
                             f"({type(handler).__name__}); pass the function itself")
-
-
-def _check_positive(name: str, value, integer: bool = False, zero_allowed: bool = False) -> None:
-    kinds = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds):
-        raise TypeError(f"{name} must be {'an int' if integer else 'a number'}, "
-                        f"not {type(value).__name__}")
-    if not (value >= 0 if zero_allowed else value > 0) or not math.isfinite(value):
-        raise ValueError(f"{name} must be {'0 or more' if zero_allowed else 'greater than 0'}, "
-                         f"not {value!r}")
 
 
 def _is_plausible_id(job_id) -> bool:

@@ -23,7 +23,11 @@ from .errors import CorruptLineError, QueueError
 
 logger = logging.getLogger("dbbasic_queue")
 
-COLUMNS = ("id", "type", "payload", "status", "created_at", "run_at", "attempts", "error", "result")
+PUBLISHED_COLUMNS = ("id", "type", "payload", "status", "created_at", "run_at", "attempts",
+                     "error", "result")
+COLUMNS = PUBLISHED_COLUMNS + ("options",)  # per-job settings as JSON; empty for most jobs
+HEADER = ("\t".join(COLUMNS) + "\n").encode()
+_HEADERS = {"\t".join(PUBLISHED_COLUMNS).encode(), HEADER.rstrip(b"\n")}  # files of 1.0.0 too
 STATUSES = ("pending", "processing", "completed", "failed", "cancelled")
 _INT_COLUMNS = ("created_at", "run_at", "attempts")
 _TEMP_PREFIX = ".dbbasic-queue-"  # never dbbasic-tsv's own "<table>.tmp", which it renames blindly
@@ -31,7 +35,8 @@ _TEMP_PREFIX = ".dbbasic-queue-"  # never dbbasic-tsv's own "<table>.tmp", which
 
 @dataclass(frozen=True)
 class Job:
-    """One line of the queue file. ``payload`` and ``result`` hold their JSON text as stored."""
+    """One line of the queue file. ``payload``, ``result`` and ``options`` hold their JSON
+    text as stored (``options`` is empty in lines written before that column existed)."""
 
     __slots__ = COLUMNS  # a worker holds thousands of these
     id: str
@@ -43,10 +48,11 @@ class Job:
     attempts: int
     error: str
     result: str
+    options: str
 
     def to_line(self) -> bytes:
         return job_line(self.id, self.type, self.payload, self.status, self.created_at,
-                        self.run_at, self.attempts, self.error, self.result)
+                        self.run_at, self.attempts, self.error, self.result, self.options)
 
     def evolve(self, **changes) -> "Job":
         """A copy with some fields changed (dataclasses.replace, without its slow checks)."""
@@ -55,11 +61,15 @@ class Job:
         return Job(**fields)
 
 
+_FIELD_COUNTS = (len(COLUMNS), len(PUBLISHED_COLUMNS))
+
+
 def job_line(id: str, type: str, payload: str, status: str, created_at: int, run_at: int,
-             attempts: int, error: str = "", result: str = "") -> bytes:
+             attempts: int, error: str = "", result: str = "", options: str = "") -> bytes:
     """One job as one file line, quoted the way dbbasic-tsv's csv writer quotes it."""
     return (f"{_quote(id)}\t{_quote(type)}\t{_quote(payload)}\t{status}\t{created_at}\t"
-            f"{run_at}\t{attempts}\t{_quote(error)}\t{_quote(result)}\n").encode("utf-8")
+            f"{run_at}\t{attempts}\t{_quote(error)}\t{_quote(result)}\t{_quote(options)}\n"
+            ).encode("utf-8")
 
 
 def _quote(field: str) -> str:
@@ -91,15 +101,17 @@ def parse_line(line: bytes) -> Job:
     except UnicodeDecodeError:
         raise CorruptLineError("it is not valid UTF-8") from None
     fields = [_unquote(field) for field in text.split("\t")]
-    if len(fields) != len(COLUMNS) or None in fields:
+    if len(fields) not in _FIELD_COUNTS or None in fields:
         # A field quoted around a tab (as dbbasic-tsv's update() may write) needs the csv module.
         try:
             fields = next(csv.reader([text], delimiter="\t", strict=True))
         except (csv.Error, StopIteration) as error:
             raise CorruptLineError(f"its quoting is broken ({error})") from None
-        if len(fields) != len(COLUMNS):
-            raise CorruptLineError(f"it has {len(fields)} fields, not {len(COLUMNS)}")
+        if len(fields) not in _FIELD_COUNTS:
+            raise CorruptLineError(f"it has {len(fields)} fields, not {len(COLUMNS)} "
+                                   f"(or {len(PUBLISHED_COLUMNS)}, without options)")
     row = dict(zip(COLUMNS, fields))
+    row.setdefault("options", "")
     if not row["id"]:
         raise CorruptLineError("its id is empty")
     if row["status"] not in STATUSES:
@@ -196,14 +208,17 @@ class Table:
         TSV(self.path.stem, list(COLUMNS), data_dir=self.path.parent)
 
     def _check_header(self, header: bytes) -> None:
-        if header and header.rstrip(b"\r\n").split(b"\t") != [c.encode() for c in COLUMNS]:
+        if header and header.rstrip(b"\r\n") not in _HEADERS:
             raise QueueError(f"{self.path} is not a dbbasic-queue file: its first line should be "
                              f"the header {' '.join(COLUMNS)!r} (tab-separated); point the queue "
                              f"at another file or move this one away")
 
-    def append(self, line: bytes, durable: bool = False) -> None:
+    def append(self, line: bytes, durable: bool = False,
+               unless: Optional[Callable[[int], Optional[str]]] = None) -> Optional[str]:
         """Add one job line at the end of the file, under the lock; fsync it if ``durable``.
 
+        ``unless(fd)``, called with the lock held and the file open, may return a value
+        instead: then nothing is written and append returns it (a unique job's twin).
         The hot path of enqueue: a plain sequence of system calls, no context managers.
         """
         lock = self._acquire_lock()
@@ -217,9 +232,13 @@ class Table:
                 if not self._header_checked:
                     self._check_header(os.pread(fd, 200, 0).split(b"\n", 1)[0])
                     self._header_checked = True
+                if unless is not None:
+                    found = unless(fd)
+                    if found is not None:
+                        return found
                 size = os.lseek(fd, 0, os.SEEK_END)
                 if size == 0:  # a crash inside dbbasic-tsv's table creation left it empty
-                    os.write(fd, ("\t".join(COLUMNS) + "\n").encode())
+                    os.write(fd, HEADER)
                 elif os.pread(fd, 1, size - 1) != b"\n":
                     # A writer killed in the middle of a write left half a line: end it there,
                     # so it stays one corrupt line and does not swallow this job.
@@ -227,6 +246,7 @@ class Table:
                 _write_all(fd, line)
                 if durable:
                     os.fsync(fd)
+                return None
             finally:
                 os.close(fd)
         finally:
@@ -291,7 +311,9 @@ class Table:
                 with open(fd, "wb") as out:
                     header = source.readline()
                     self._check_header(header)
-                    out.write(header)
+                    # A file written before the options column gets its header now; its
+                    # old lines, with one field less, read as jobs without options.
+                    out.write(header if header.rstrip(b"\r\n") == HEADER.rstrip(b"\n") else HEADER)
                     consumed = len(header)
                     if resume is not None and resume.still_current(before):
                         consumed += _copy_verbatim(source, out, b"", resume.offset - consumed)

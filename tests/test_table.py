@@ -30,9 +30,9 @@ def job_lines(queue):
     return queue.path.read_bytes().splitlines()[1:]
 
 
-def test_the_file_starts_with_the_published_header(queue):
+def test_the_file_starts_with_the_published_header_and_the_options_column(queue):
     queue.enqueue("t", {})
-    assert queue.path.read_text().splitlines()[0] == HEADER
+    assert queue.path.read_text().splitlines()[0] == HEADER + "\toptions"
 
 
 def test_every_job_is_one_line_whatever_its_payload_error_and_result_hold(queue):
@@ -97,12 +97,13 @@ def test_a_line_is_quoted_exactly_as_the_csv_module_quotes_it():
     rng = random.Random(7)
     alphabet = ['a', '"', "'", " ", "é", "{", ":", "\\", "🙂"]
     for _ in range(500):
-        values = ["".join(rng.choice(alphabet) for _ in range(rng.randrange(6))) for _ in range(9)]
+        values = ["".join(rng.choice(alphabet) for _ in range(rng.randrange(6))) for _ in range(10)]
         values[3], values[4:7] = rng.choice(STATUSES), ["1", "2", "3"]
         job = Job(*values[:4], 1, 2, 3, *values[7:])
         expected = io.StringIO()
         csv.writer(expected, delimiter="\t", lineterminator="\n").writerow(
-            [job.id, job.type, job.payload, job.status, "1", "2", "3", job.error, job.result])
+            [job.id, job.type, job.payload, job.status, "1", "2", "3", job.error, job.result,
+             job.options])
         assert job.to_line().decode() == expected.getvalue()
         if job.id:
             assert parse_line(job.to_line()) == job
