@@ -123,6 +123,8 @@ def child(measure, subject, arg, extra):
         return summary(samples)
     if measure == "floor":
         return FLOORS[subject](int(arg))
+    if measure == "enqueue-unique":
+        return unique_enqueues(int(arg))
     if measure == "durable-vs-floor":
         return durable_versus_floor(int(arg))
     if measure == "loop-worker":
@@ -130,6 +132,22 @@ def child(measure, subject, arg, extra):
     if measure == "pickup-enqueue":
         return pickup_enqueue(int(arg), Path(extra))
     raise SystemExit(f"unknown measure {measure!r}")
+
+
+def unique_enqueues(count):
+    """Enqueues with a unique key: in a row (each reads only the lines added since the last),
+    and the first one after a worker's rewrite (which reads the whole file again)."""
+    import itertools
+    ours = Ours()
+    keys = itertools.count()
+    steady = latencies(lambda: ours.queue.enqueue("send_email", PAYLOAD, unique_key=f"k{next(keys)}"),
+                       count)
+    after_rewrite = []
+    for _ in range(5):
+        ours.queue.process_jobs({"send_email": noop}, max_jobs=1)
+        after_rewrite.append(timed(lambda: ours.queue.enqueue("send_email", PAYLOAD,
+                                                              unique_key=f"k{next(keys)}")))
+    return dict(steady, after_rewrite_ms=sorted(after_rewrite)[2] * 1000)
 
 
 def durable_versus_floor(count):
@@ -351,6 +369,11 @@ def measure_all(runner, sizes, log):
     cwd = runner.fresh_dir()
     figures["floor-append"] = runner.run("floor", "append", sizes["samples"], cwd=cwd)
     figures["floor-append-fsync"] = runner.run("floor", "append-fsync", min(sizes["samples"], 500), cwd=cwd)
+    for prefill in (0, sizes["prefill"][-1]):
+        log(f"enqueue with a unique key, {prefill} jobs in the file")
+        cwd = runner.fresh_dir()
+        runner.prefill("ours", prefill, cwd)
+        figures[("unique", prefill)] = runner.run("enqueue-unique", "ours", sizes["samples"], cwd=cwd)
     log("durable enqueue against the fsync floor, interleaved")
     figures["durable-vs-floor"] = runner.run("durable-vs-floor", "ours", min(sizes["samples"], 500),
                                              cwd=runner.fresh_dir())
@@ -396,6 +419,11 @@ def table(figures, sizes):
         huey = figures[("enqueue", "huey", prefill)]["p50_us"]
         rows.append(f"| enqueue p50 µs with fsync, {prefill:,} jobs in file | {cell(durable)} | — | — | "
                     f"{cell(huey)} | {cell(fsync_floor)} | {ratio(durable, fsync_floor)} |")
+    for prefill in (0, sizes["prefill"][-1]):
+        unique = figures[("unique", prefill)]
+        rows.append(f"| enqueue p50 / p99 µs with a unique key, {prefill:,} jobs in file "
+                    f"(first after a worker's rewrite: {unique['after_rewrite_ms']:.1f} ms) | "
+                    f"{unique['p50_us']:.1f} / {unique['p99_us']:.1f} | — | — | — | — | — |")
     paired = figures["durable-vs-floor"]
     rows.append(f"| enqueue p50 µs with fsync, alternating with the floor in one process | "
                 f"{cell(paired['ours']['p50_us'])} | — | — | — | {cell(paired['floor']['p50_us'])} | "

@@ -84,17 +84,18 @@ class UniqueKeys:
     after a worker has rewritten it. Used with the table lock held.
     """
 
-    def __init__(self, parse_line: Callable[[bytes], Any]) -> None:
-        self.parse_line = parse_line
-        self.file: Optional[tuple] = None
+    def __init__(self) -> None:
+        self.indexed_fd: Optional[int] = None  # the file read, held open: see _same_file
         self.read_to = 0
         self.active: Dict[str, str] = {}
 
     def job_with(self, fd: int, key: str) -> Optional[str]:
         """The id of the pending or processing job with ``key`` in the file open at ``fd``."""
         stat = os.fstat(fd)
-        if (stat.st_dev, stat.st_ino) != self.file:
-            self.file, self.read_to, self.active = (stat.st_dev, stat.st_ino), 0, {}
+        if not self._same_file(stat):
+            if self.indexed_fd is not None:
+                os.close(self.indexed_fd)
+            self.indexed_fd, self.read_to, self.active = os.dup(fd), 0, {}
         rest, position = b"", self.read_to
         while position < stat.st_size:
             block = os.pread(fd, min(1 << 20, stat.st_size - position), position)
@@ -108,17 +109,34 @@ class UniqueKeys:
             rest = rest[whole:]
         return self.active.get(key)
 
+    def _same_file(self, current: os.stat_result) -> bool:
+        # Comparing inode numbers alone is not enough: a rewrite frees the old file's inode,
+        # and the next rewrite often gets the same number. Holding the indexed file open
+        # keeps its inode taken, so an equal number means the same file.
+        if self.indexed_fd is None:
+            return False
+        indexed = os.fstat(self.indexed_fd)
+        return ((indexed.st_dev, indexed.st_ino) == (current.st_dev, current.st_ino)
+                and self.read_to <= current.st_size)
+
     def _note(self, lines: bytes) -> None:
-        for line in lines.splitlines(keepends=True):
+        for line in lines.splitlines():
             if b"unique_key" not in line:
                 continue
+            # Ten plain fields, as this queue writes them; a line that is not (the header,
+            # a corrupt line) cannot hold an active key.
+            fields = line.rstrip(b"\r").split(b"\t")
+            if len(fields) != 10 or fields[3] not in (b"pending", b"processing"):
+                continue
+            options = fields[9]
+            if options.startswith(b'"') and options.endswith(b'"'):
+                options = options[1:-1].replace(b'""', b'"')
             try:
-                job = self.parse_line(line)
-                key = decode_options(job.options).get("unique_key")
+                key = decode_options(options.decode("utf-8")).get("unique_key")
             except ValueError:
-                continue  # the header, or a corrupt line
-            if key is not None and job.status in ("pending", "processing"):
-                self.active[key] = job.id
+                continue
+            if isinstance(key, str):
+                self.active[key] = fields[0].decode("utf-8", "replace")
 
 
 class JobTimeout(BaseException):

@@ -68,7 +68,7 @@ class Queue:
         self.clock = clock
         self.random = random
         self.handlers: Dict[str, Callable[[dict], Any]] = {}  # filled by @queue.handler(...)
-        self._unique_keys = UniqueKeys(parse_line)
+        self._unique_keys = UniqueKeys()
 
     def __repr__(self) -> str:
         return f"Queue({str(self.path)!r})"
