@@ -220,3 +220,16 @@ def test_every_command_is_documented_in_the_readme():
     subparsers = next(a for a in _parser()._actions if a.dest == "==SUPPRESS==" or a.choices)
     for command in subparsers.choices:
         assert f"dbbasic-queue {command}" in readme, f"README does not show `dbbasic-queue {command}`"
+
+
+def test_enqueue_takes_job_options_and_work_a_timeout(queue, capsys):
+    first = run(capsys, "enqueue", "send_email", '{"key": 1, "sleep": 30}', "--unique-key", "k",
+                "--max-attempts", "1")[1].strip()
+    assert run(capsys, "enqueue", "send_email", '{"key": 1}', "--unique-key", "k")[1].strip() == first
+
+    assert run(capsys, "work", "--handlers", "jobs_for_cli:handlers", "--timeout", "0.2")[0] == 0
+    job = queue.get_job(first)
+    assert (job["status"], job["error"]) == ("failed", "timed out after 0.2 s")
+    code, _, err = run(capsys, "enqueue", "t", "{}", "--max-attempts", "0")
+    assert code == 2
+    assert_one_line_error(err, "max_attempts")
