@@ -30,12 +30,15 @@ def spawn():
         children.append(child)
         return child
     yield start
+    kill_all(children)
+
+
+def kill_all(children) -> None:
+    """Kill the children still running and reap them all, closing their pipes."""
     for child in children:
         if child.poll() is None:
             child.kill()
-        child.wait(timeout=WAIT_SECONDS)
-        if child.stdout:
-            child.stdout.close()
+        child.communicate(timeout=WAIT_SECONDS)
 
 
 def finish(child) -> str:
@@ -213,10 +216,7 @@ def loop_worker(tmp_path):
         children.append(child)
         return child
     yield start
-    for child in children:
-        if child.poll() is None:
-            child.kill()
-        child.communicate(timeout=WAIT_SECONDS)
+    kill_all(children)
 
 
 def stop(child, signum=signal.SIGTERM) -> int:
