@@ -4,6 +4,10 @@ Every job runs at least once, however workers overlap or die; a job runs twice o
 worker died in the second between the handler returning and the result being written.
 The four published functions use a default Queue at ``data/queue.tsv`` (relative to the
 current directory at each call; ``DBBASIC_QUEUE_FILE`` overrides it).
+
+Where things are: ``table.py``, the file format, its lock and atomic rewrites; ``queue.py``,
+the Queue, the worker, the claim logic (``_Sync``) and the retry schedule (``retry_delay``);
+``options.py``, per-job options, ``Retry`` and timeouts; ``cli.py``, the command line.
 """
 
 import os

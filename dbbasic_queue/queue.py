@@ -266,7 +266,7 @@ class Queue:
         bounds = _Bounds(max_jobs, max_seconds)
         stop = stop or threading.Event()
         with _stop_on_signals(stop) if handle_signals else contextlib.nullcontext():
-            ran, rescan_at = 0, 0.0
+            ran = 0
             while not stop.is_set() and not bounds.reached(ran):
                 run = _WorkerRun(self, options, bounds.less(ran), stop)
                 ran += run.run()
