@@ -38,7 +38,7 @@ _IDLE_CHECK_SECONDS = 0.05  # how often an idle loop worker looks at the file's 
 _IDLE_RESCAN_SECONDS = 60.0  # and reads it anyway, at least this often
 _KEEPER_TICK_SECONDS = 0.2
 _BATCH_SECONDS = 0.5  # aim for batches of about this much work
-_FIRST_BATCH, _MAX_BATCH = 8, 8000  # a held job costs about 2 KB of peak memory
+_FIRST_BATCH, _MAX_BATCH = 8, 6000  # a held job costs about 2 KB of peak memory
 
 
 def retry_delay(attempts: int, *, base: float = 60, factor: float = 2, cap: float = 3600,
