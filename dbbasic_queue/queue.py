@@ -103,9 +103,10 @@ class Queue:
                  timeout=None):
         now = self.clock()
         job_id = secrets.token_hex(8)
+        no_options = unique_key is None and max_attempts is None and timeout is None
         line = job_line(job_id, _checked_job_type(job_type), _payload_json(payload), "pending",
                         int(now), _checked_run_at(run_at, now), 0, "", "",
-                        encode_options(unique_key, max_attempts, timeout))
+                        "" if no_options else encode_options(unique_key, max_attempts, timeout))
         return job_id, line, unique_key
 
     def _write(self, job_id: str, line: bytes, unique_key: Optional[str]) -> str:
