@@ -9,7 +9,7 @@ import signal
 import threading
 from typing import Any, Callable, Dict, Optional
 
-from .table import one_line
+from .table import one_line, same_file
 
 
 class Retry(Exception):
@@ -85,7 +85,7 @@ class UniqueKeys:
     """
 
     def __init__(self) -> None:
-        self.indexed_fd: Optional[int] = None  # the file read, held open: see _same_file
+        self.indexed_fd: Optional[int] = None  # the file read, held open: see same_file
         self.read_to = 0
         self.active: Dict[str, str] = {}
 
@@ -110,13 +110,7 @@ class UniqueKeys:
         return self.active.get(key)
 
     def _same_file(self, current: os.stat_result) -> bool:
-        # Comparing inode numbers alone is not enough: a rewrite frees the old file's inode,
-        # and the next rewrite often gets the same number. Holding the indexed file open
-        # keeps its inode taken, so an equal number means the same file.
-        if self.indexed_fd is None:
-            return False
-        indexed = os.fstat(self.indexed_fd)
-        return ((indexed.st_dev, indexed.st_ino) == (current.st_dev, current.st_ino)
+        return (self.indexed_fd is not None and same_file(self.indexed_fd, current)
                 and self.read_to <= current.st_size)
 
     def _note(self, lines: bytes) -> None:

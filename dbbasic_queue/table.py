@@ -140,6 +140,14 @@ class Editor:
         return line
 
 
+def same_file(fd: int, current: os.stat_result) -> bool:
+    """Whether ``current`` describes the file open at ``fd``. Comparing inode numbers is
+    enough only because ``fd`` holds that file open: a rewrite frees the old file's inode,
+    and the next rewrite often gets the same number."""
+    mine = os.fstat(fd)
+    return (mine.st_dev, mine.st_ino) == (current.st_dev, current.st_ino)
+
+
 @dataclass(frozen=True)
 class Bookmark:
     """Where a worker's next rewrite may start editing: ``offset`` in a file it wrote itself.
@@ -153,9 +161,7 @@ class Bookmark:
     offset: int
 
     def still_current(self, current: os.stat_result) -> bool:
-        mine = os.fstat(self.fd)
-        return (mine.st_dev, mine.st_ino) == (current.st_dev, current.st_ino) and \
-            self.offset <= current.st_size
+        return same_file(self.fd, current) and self.offset <= current.st_size
 
     def close(self) -> None:
         os.close(self.fd)
