@@ -25,9 +25,10 @@ PEERS = {"v1": "dbbasic-queue==1.0.0", "huey": "huey==3.5.4"}
 PAYLOAD = {"to": "user@example.com", "subject": "Welcome", "body": "Thanks for signing up!"}
 FULL = dict(prefill=(0, 10_000, 100_000), process=(1_000, 10_000, 100_000), samples=3000,
             v1_process=(500, 1000), rss=100_000, load=10_000, pickups=40, idle_seconds=5,
-            repeats=3)
+            repeats=3, rq_process=1_000)
 QUICK = dict(prefill=(0, 1_000), process=(200, 1_000), samples=300,
-             v1_process=(50, 100), rss=1_000, load=1_000, pickups=5, idle_seconds=1, repeats=1)
+             v1_process=(50, 100), rss=1_000, load=1_000, pickups=5, idle_seconds=1, repeats=1,
+             rq_process=100)
 
 
 # --- the subjects, as seen from inside a child process ------------------------------------
@@ -47,6 +48,20 @@ class Ours:
     def enqueue_for_tomorrow(self):
         """An enqueue the worker under load will not run, so it finishes its 10,000."""
         self.queue.enqueue("send_email", PAYLOAD, run_at=time.time() + 86400)
+
+    def process(self):
+        self.queue.process_jobs({"send_email": noop})
+
+
+class OnRedis:
+    """Our RQ backend, on the redis-server this benchmark started (one queue per directory)."""
+
+    def __init__(self, durable=False):
+        from dbbasic_queue.rq_backend import RQQueue
+        self.queue = RQQueue(os.environ["BENCH_REDIS_URL"], name=os.path.basename(os.getcwd()))
+
+    def enqueue(self):
+        self.queue.enqueue("send_email", PAYLOAD)
 
     def process(self):
         self.queue.process_jobs({"send_email": noop})
@@ -87,6 +102,7 @@ class Huey:
 SUBJECTS = {
     "ours": lambda: Ours(), "ours-durable": lambda: Ours(durable=True),
     "v1": lambda: Original(), "huey": lambda: Huey(), "huey-nofsync": lambda: Huey(durable=False),
+    "rq": lambda: OnRedis(),
 }
 FAST_PREFILL = {"ours-durable": "ours", "huey": "huey-nofsync"}  # same file, faster writer
 
@@ -383,7 +399,40 @@ def measure_all(runner, sizes, log):
     figures["under-load"] = runner.under_load("ours", sizes["load"])
     log("pickup latency and idle CPU of a long-running worker")
     figures["pickup"] = runner.pickup(sizes["pickups"], sizes["idle_seconds"])
+    with local_redis(runner.fresh_dir()) as url:
+        if url:
+            os.environ["BENCH_REDIS_URL"] = url
+            log("the RQ backend, on a local redis-server")
+            figures["rq-enqueue"] = runner.enqueue("rq", 0, sizes["samples"], 1)
+            figures["rq-process"] = runner.process("rq", sizes["rq_process"])
     return figures
+
+
+def local_redis(directory):
+    """A redis-server on a free local port for the RQ rows (None if not installed)."""
+    import contextlib
+    import shutil
+    import socket
+    import subprocess
+
+    @contextlib.contextmanager
+    def server():
+        if shutil.which("redis-server") is None:
+            yield None
+            return
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        process = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                                    "--dir", str(directory), "--save", "", "--appendonly", "no"],
+                                   stdout=subprocess.DEVNULL)
+        try:
+            time.sleep(0.5)
+            yield f"redis://127.0.0.1:{port}/0"
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+    return server()
 
 
 def extrapolate_quadratic(points, n):
@@ -459,6 +508,12 @@ def table(figures, sizes):
                 f"— | — | — | — |")
     rows.append(f"| idle loop worker, % of a core | {pickup['idle_cpu_percent']:.2f} | 0 (cron) | "
                 f"— | — | — | — |")
+    if "rq-enqueue" in figures:
+        rq_enqueue, rq_process = figures["rq-enqueue"], figures["rq-process"]
+        rows.append(f"| RQ backend on a local Redis: enqueue p50 / p99 µs | "
+                    f"{rq_enqueue['p50_us']:.0f} / {rq_enqueue['p99_us']:.0f} | — | — | — | — | — |")
+        rows.append(f"| RQ backend on a local Redis: processing µs/job, {sizes['rq_process']:,} jobs | "
+                    f"{rq_process['seconds'] / sizes['rq_process'] * 1e6:,.0f} | — | — | — | — | — |")
     notes = [f"1.0.0 processing was measured at {', '.join(map(str, sizes['v1_process']))} jobs only "
              f"(its worker is quadratic); the figures at {', '.join(f'{n:,}' for n in capped)} jobs "
              f"are extrapolated from those with t = a*n + b*n^2."] if capped else []

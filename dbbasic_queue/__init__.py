@@ -33,8 +33,16 @@ def default_queue() -> Queue:
     """The Queue the module-level functions use, chosen afresh at every call.
 
     Its file is ``$DBBASIC_QUEUE_FILE`` or ``data/queue.tsv``, relative to the current
-    directory; ``DBBASIC_QUEUE_DURABLE=1`` makes every enqueue fsync.
+    directory; ``DBBASIC_QUEUE_DURABLE=1`` makes every enqueue fsync. With
+    ``DBBASIC_QUEUE_URL=redis://...`` it is an RQQueue on that Redis instead (see
+    ``rq_backend``; needs the ``rq`` extra).
     """
+    url = os.environ.get("DBBASIC_QUEUE_URL")
+    if url:
+        if ("rq", url) not in _queues:
+            from .rq_backend import RQQueue
+            _queues[("rq", url)] = RQQueue(url)
+        return _queues[("rq", url)]
     path = os.path.abspath(os.environ.get("DBBASIC_QUEUE_FILE") or DEFAULT_PATH)
     durable = os.environ.get("DBBASIC_QUEUE_DURABLE", "").lower() in ("1", "true", "yes")
     key = (path, durable)

@@ -46,10 +46,13 @@ def duration(text: str) -> float:
     return float(match.group(1)) * _UNITS[match.group(2) or "s"]
 
 
+_ON_REDIS = ("enqueue", "show", "cancel", "work")  # what an RQQueue can do; the rest: rq info
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     try:
         args = _parser().parse_args(argv)
-        return args.command(Queue(args.file), args)
+        return args.command(_queue(args), args)
     except UsageError as error:
         return _fail(EXIT_USAGE, error)
     except NotApplicable as error:
@@ -58,6 +61,18 @@ def main(argv: Optional[List[str]] = None) -> int:
         return _fail(EXIT_FILE, error)
     except (TypeError, ValueError) as error:  # the queue refused an argument
         return _fail(EXIT_USAGE, error)
+
+
+def _queue(args):
+    """The TSV queue of --file, or with $DBBASIC_QUEUE_URL the RQ queue it names."""
+    url, name = os.environ.get("DBBASIC_QUEUE_URL"), args.command.__name__.split("_")[0]
+    if not url or name == "migrate":
+        return Queue(args.file)
+    if name not in _ON_REDIS:
+        raise UsageError(f"{name} reads the TSV file; DBBASIC_QUEUE_URL points at Redis: use "
+                         f"`rq info --url {url}` there, or unset DBBASIC_QUEUE_URL")
+    from .rq_backend import RQQueue
+    return RQQueue(url)
 
 
 def _fail(code: int, error: Exception) -> int:
@@ -120,6 +135,11 @@ def _parser() -> argparse.ArgumentParser:
                        help="comma-separated, among completed, failed, cancelled "
                             "(default: completed,cancelled)")
     purge.set_defaults(command=purge_command)
+
+    migrate = commands.add_parser("migrate", help="move pending jobs into Redis (RQ)")
+    migrate.add_argument("--to", required=True, metavar="URL", help="redis://host:port/db")
+    migrate.add_argument("--dry-run", action="store_true", help="only print what would move")
+    migrate.set_defaults(command=migrate_command)
 
     work = commands.add_parser("work", help="run jobs: once (for cron) or --loop")
     work.add_argument("--handlers", required=True, metavar="MODULE:NAME",
@@ -239,6 +259,20 @@ def purge_command(queue: Queue, args) -> int:
         raise UsageError(f"--status takes finished statuses ({', '.join(FINISHED)}), "
                          f"not {', '.join(unknown) or 'nothing'}")
     print(f"purged {queue.purge(args.older_than, statuses)} jobs")
+    return EXIT_OK
+
+
+def migrate_command(queue: Queue, args) -> int:
+    if not args.to.startswith(("redis://", "rediss://", "unix://")):
+        raise UsageError(f"--to {args.to!r} must be a Redis URL, such as redis://localhost:6379/0")
+    try:
+        from .rq_backend import RQQueue, migrate
+    except ImportError as error:
+        raise UsageError(f"migrate needs the rq extra: pip install 'dbbasic-queue[rq]' ({error})") from None
+    jobs = migrate(queue, RQQueue(args.to), dry_run=args.dry_run)
+    for job in jobs:
+        print(f"{job.id}  {job.type:<20} run_at {_utc(job.run_at)}  attempts {job.attempts}")
+    print(f"{'would move' if args.dry_run else 'moved'} {len(jobs)} pending jobs to {args.to}")
     return EXIT_OK
 
 

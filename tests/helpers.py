@@ -5,6 +5,7 @@ work QUEUE RUNS_LOG [--lease S] [--sleep S] [--max-attempts N] [--until T] [--st
     call appends payload["key"] to RUNS_LOG, then sleeps payload["sleep"] or --sleep seconds
 enqueue QUEUE COUNT [--start-at T]
     enqueue COUNT jobs with unique keys and print their ids, one a line
+QUEUE is a TSV file's path, or redis://host:port/db#queue-name for the RQ backend.
 """
 
 import argparse
@@ -37,6 +38,15 @@ def record_key(runs_log: str, sleep: float):
     return handler
 
 
+def make_queue(spec: str):
+    """A TSV queue for a path; an RQ queue for ``redis://host:port/db#queue-name``."""
+    if spec.startswith("redis://"):
+        from dbbasic_queue.rq_backend import RQQueue
+        url, _, name = spec.partition("#")
+        return RQQueue(url, name=name)
+    return Queue(spec)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("role", choices=["work", "enqueue"])
@@ -48,7 +58,7 @@ def main() -> None:
     parser.add_argument("--until", type=float, default=0.0)
     parser.add_argument("--start-at", type=float, default=0.0)
     args = parser.parse_args()
-    queue = Queue(args.queue)
+    queue = make_queue(args.queue)
     time.sleep(max(0.0, args.start_at - time.time()))
     if args.role == "enqueue":
         ids = [queue.enqueue("send_email", dict(PAYLOAD, key=f"{os.getpid()}-{n}"))

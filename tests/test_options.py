@@ -295,7 +295,7 @@ def test_the_module_level_decorator_registers_for_the_default_queue(monkeypatch)
 
 
 def test_the_command_line_takes_a_queue_with_registered_handlers(tmp_path, monkeypatch, capsys):
-    module = tmp_path / "app_jobs.py"
+    module = tmp_path / "app_jobs_registry.py"
     module.write_text("from dbbasic_queue import Queue\n"
                       "queue = Queue('data/queue.tsv')\n"
                       "@queue.handler('send_email')\n"
@@ -305,7 +305,7 @@ def test_the_command_line_takes_a_queue_with_registered_handlers(tmp_path, monke
     job_id = Queue(tmp_path / "data" / "queue.tsv").enqueue("send_email", {})
 
     from dbbasic_queue.cli import main
-    assert main(["work", "--handlers", "app_jobs:queue"]) == 0
+    assert main(["work", "--handlers", "app_jobs_registry:queue"]) == 0
     assert Queue(tmp_path / "data" / "queue.tsv").get_job(job_id)["result"] == "sent"
 
 
