@@ -18,6 +18,13 @@ class FakeClock:
         self.now += seconds
 
 
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch):
+    """The queue's settings from the developer's shell must not reach the tests."""
+    for name in ("DBBASIC_QUEUE_FILE", "DBBASIC_QUEUE_URL", "DBBASIC_QUEUE_DURABLE"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture
 def clock():
     return FakeClock()
