@@ -311,3 +311,21 @@ def test_a_loop_worker_on_redis_runs_new_jobs_and_stops_on_sigterm(tmp_path, red
         if worker.poll() is None:
             worker.kill()
             worker.communicate(timeout=30)
+
+
+def test_the_example_cron_worker_runs_unchanged_on_redis_with_one_setting(tmp_path, redis_url):
+    import os
+    url = redis_url[:-1] + "4"
+    env = dict(os.environ, DBBASIC_QUEUE_URL=url,
+               PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+    from dbbasic_queue.rq_backend import RQQueue
+    queue = RQQueue(url)
+    job_id = queue.enqueue("send_email", {"to": "ann@example.com", "subject": "Welcome"})
+
+    subprocess.run([sys.executable, str(Path(__file__).resolve().parents[1] / "examples" /
+                                        "queue_worker.py")],
+                   cwd=tmp_path, env=env, check=True, timeout=60, capture_output=True)
+
+    job = queue.get_job(job_id)
+    assert job["status"] == "completed" and isinstance(job["result"]["sent_at"], float)
+    assert not (tmp_path / "data").exists()  # nothing went to a TSV file
