@@ -467,7 +467,7 @@ class _WorkerRun:
         else:
             self._record(held, job.evolve(status="completed", attempts=held.attempt,
                                           run_at=int(held.claimed_at), error="",
-                                          result=_result_json(result, job)))
+                                          result=_result_json(result, job.id, job.type)))
             logger.info("job %s %s completed in %.1f ms", job.id, job.type,
                         (time.perf_counter() - started) * 1000)
 
@@ -761,14 +761,14 @@ def _to_json(value) -> str:
     return text
 
 
-def _result_json(result, job: Job) -> str:
+def _result_json(result, job_id: str, job_type: str) -> str:
     if result is None:
         return ""
     try:
         return _to_json(result)
     except (TypeError, ValueError) as error:
         logger.warning("job %s %s: its result is not JSON-serialisable (%s); stored as a string",
-                       job.id, job.type, error)
+                       job_id, job_type, error)
         return _to_json(str(result))
 
 

@@ -44,13 +44,16 @@ _ran = 0
 
 
 def dispatch(job_type: str, payload_json: str) -> Any:
-    """What RQ runs for every job: the handler for ``job_type``, with the payload."""
+    """What RQ runs for every job: the handler for ``job_type``, with the payload. It keeps
+    the attempts, the start and the error in the job's meta, for get_job."""
     global _ran
     job = get_current_job()
-    job.meta["attempts"] = job.meta.get("attempts", 0) + 1
+    job.meta["attempts"] = attempt = job.meta.get("attempts", 0) + 1
     job.meta["started_at"] = int(time.time())
     job.save_meta()
     _ran += 1
+    logger.info("job %s %s started (attempt %d)", job.id, job_type, attempt)
+    started = time.perf_counter()
     try:
         handler = _handlers.get(job_type)
         if handler is None:
@@ -60,14 +63,13 @@ def dispatch(job_type: str, payload_json: str) -> Any:
     except Exception as error:
         job.meta["error"] = _error_text(error)
         job.save_meta()
+        logger.warning("job %s %s failed (attempt %d): %s", job.id, job_type, attempt,
+                       job.meta["error"])
         raise
-    text = _result_json(result, _Named(job.id, job_type))
+    logger.info("job %s %s completed in %.1f ms", job.id, job_type,
+                (time.perf_counter() - started) * 1000)
+    text = _result_json(result, job.id, job_type)
     return None if not text else json.loads(text)
-
-
-class _Named:
-    def __init__(self, job_id: str, job_type: str) -> None:
-        self.id, self.type = job_id, job_type
 
 
 class RQQueue:
