@@ -5,23 +5,29 @@ worker died in the second between the handler returning and the result being wri
 The four published functions use a default Queue at ``data/queue.tsv`` (relative to the
 current directory at each call; ``DBBASIC_QUEUE_FILE`` overrides it).
 
-Where things are: ``table.py``, the file format, its lock and atomic rewrites; ``queue.py``,
-the Queue, the worker, the claim logic (``_Sync``) and the retry schedule (``retry_delay``);
-``options.py``, per-job options, ``Retry`` and timeouts; ``cli.py``, the command line.
+Where things are: ``job.py``, the line format (the only reader of columns and quoting);
+``storage.py``, the file's lock, appends and atomic rewrites; ``transitions.py``, a job's life
+as pure functions and the retry schedule (``retry_delay``); ``claim.py``, the claim logic;
+``worker.py``, the worker run and loop; ``queue.py``, the TSV queue's API; ``backend.py``, the
+interface every backend implements; ``rq_backend.py``, the Redis backend; ``cli.py``, the
+command line.
 """
 
 import os
 from typing import Any, Callable, Dict, Mapping, Optional
 
-from .errors import CorruptLineError, QueueError
+from .backend import (DEFAULT_LEASE_SECONDS, DEFAULT_MAX_ATTEMPTS, DEFAULT_PATH,
+                      DEFAULT_RETENTION_SECONDS, Backend)
+from .errors import CorruptLineError, QueueError, UnsupportedError
 from .options import Retry, register
-from .queue import (DEFAULT_LEASE_SECONDS, DEFAULT_MAX_ATTEMPTS, DEFAULT_PATH,
-                    DEFAULT_RETENTION_SECONDS, Queue, retry_delay)
+from .queue import Queue
+from .transitions import retry_delay
 
 __version__ = "1.1.0"
 __all__ = ["enqueue", "process_jobs", "get_job", "cancel_job", "enqueue_after",
-           "enqueue_on_commit", "handler", "handlers", "default_queue", "Queue", "Retry",
-           "QueueError", "CorruptLineError", "retry_delay", "__version__"]
+           "enqueue_on_commit", "handler", "handlers", "default_queue", "Queue", "Backend",
+           "Retry", "QueueError", "CorruptLineError", "UnsupportedError", "retry_delay",
+           "__version__"]
 
 _queues: Dict[tuple, Queue] = {}
 

@@ -17,9 +17,11 @@ import time
 from typing import Any, Dict, List, Mapping, Optional
 
 from . import __version__
+from .backend import (DEFAULT_LEASE_SECONDS, DEFAULT_MAX_ATTEMPTS, DEFAULT_PATH,
+                      DEFAULT_RETENTION_SECONDS)
 from .errors import CorruptLineError, QueueError
-from .queue import (DEFAULT_LEASE_SECONDS, DEFAULT_MAX_ATTEMPTS, DEFAULT_PATH,
-                    DEFAULT_RETENTION_SECONDS, FINISHED, STATUSES, Queue)
+from .job import FINISHED, STATUSES
+from .queue import Queue
 
 EXIT_OK, EXIT_NOT_APPLICABLE, EXIT_USAGE, EXIT_FILE = 0, 1, 2, 3
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}

@@ -10,3 +10,8 @@ class CorruptLineError(QueueError):
 
     The queue never rewrites or deletes such a line: fix or remove it by hand.
     """
+
+
+class UnsupportedError(QueueError):
+    """A verb or option this backend cannot honour; the message names the backend and what
+    to do instead."""

@@ -23,11 +23,13 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job as RQJob
 from rq.registry import ScheduledJobRegistry
 
+from .backend import DEFAULT_MAX_ATTEMPTS, DEFAULT_RETENTION_SECONDS
+from .checks import check_number, checked_job_type, checked_run_at, payload_json
 from .errors import CorruptLineError, QueueError
-from .options import check_number, decode_options
-from .queue import (DEFAULT_MAX_ATTEMPTS, DEFAULT_RETENTION_SECONDS, Queue, _checked_job_type,
-                    _checked_run_at, _error_text, _payload_json, _result_json, retry_delay)
-from .table import Job, parse_line
+from .job import Job, error_text, parse_line, result_json
+from .options import decode_options
+from .queue import Queue
+from .transitions import retry_delay
 
 logger = logging.getLogger("dbbasic_queue")
 
@@ -61,14 +63,14 @@ def dispatch(job_type: str, payload_json: str) -> Any:
                               f"given to process_jobs")
         result = handler(json.loads(payload_json))
     except Exception as error:
-        job.meta["error"] = _error_text(error)
+        job.meta["error"] = error_text(error)
         job.save_meta()
         logger.warning("job %s %s failed (attempt %d): %s", job.id, job_type, attempt,
                        job.meta["error"])
         raise
     logger.info("job %s %s completed in %.1f ms", job.id, job_type,
                 (time.perf_counter() - started) * 1000)
-    text = _result_json(result, job.id, job_type)
+    text = result_json(result, job.id, job_type)
     return None if not text else json.loads(text)
 
 
@@ -96,8 +98,8 @@ class RQQueue:
         if timeout is not None:
             check_number("timeout", timeout)
         now = time.time()
-        return self._add(secrets.token_hex(8), _checked_job_type(job_type), _payload_json(payload),
-                         _checked_run_at(run_at, now), int(now), 0,
+        return self._add(secrets.token_hex(8), checked_job_type(job_type), payload_json(payload),
+                         checked_run_at(run_at, now), int(now), 0,
                          max_attempts or DEFAULT_MAX_ATTEMPTS, timeout)
 
     def _add(self, job_id, job_type, payload_json, run_at, created_at, attempts, max_attempts,
@@ -205,6 +207,6 @@ def migrate(source: Queue, target: RQQueue, dry_run: bool = False) -> List[Job]:
                         max(options.get("max_attempts") or DEFAULT_MAX_ATTEMPTS, job.attempts + 1),
                         options.get("timeout"))
     moved, note = {job.id for job in pending}, f"moved to {target.url}"
-    source._change_each(lambda job: job.evolve(status="cancelled", error=note)
+    source.update_each(lambda job: job.evolve(status="cancelled", error=note)
                         if job.id in moved and job.status == "pending" else None)
     return pending

@@ -13,7 +13,7 @@ from dbbasic.tsv import TSV
 
 import dbbasic_queue
 from dbbasic_queue import Queue, Retry
-from dbbasic_queue.table import COLUMNS, PUBLISHED_COLUMNS
+from dbbasic_queue.job import COLUMNS, PUBLISHED_COLUMNS
 
 ROOT = Path(__file__).resolve().parent.parent
 

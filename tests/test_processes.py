@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from dbbasic_queue import Queue
-from dbbasic_queue.table import parse_line
+from dbbasic_queue.job import parse_line
 
 HELPER = str(Path(__file__).with_name("helpers.py"))
 WAIT_SECONDS = 60  # upper bound for any child; normal runs take a few seconds

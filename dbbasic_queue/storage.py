@@ -1,4 +1,4 @@
-"""The queue file: a dbbasic-tsv table with one line per job, and the lock that guards it.
+"""The queue file as storage: a dbbasic-tsv table, its lock, appends and atomic rewrites.
 
 The file is exactly what dbbasic-tsv writes and reads (``TSV("queue", COLUMNS)``): a header,
 tab-separated fields, CSV quoting for fields that hold a double quote (``"{""to"": 1}"``), and
@@ -9,7 +9,6 @@ mode and owner, and a line-by-line reader, so one broken line can only hide itse
 """
 
 import contextlib
-import csv
 import errno
 import fcntl
 import logging
@@ -19,109 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Optional, Tuple
 
-from .errors import CorruptLineError, QueueError
+from .errors import QueueError
+from .job import COLUMNS, HEADER, KNOWN_HEADERS
 
 logger = logging.getLogger("dbbasic_queue")
 
-PUBLISHED_COLUMNS = ("id", "type", "payload", "status", "created_at", "run_at", "attempts",
-                     "error", "result")
-COLUMNS = PUBLISHED_COLUMNS + ("options",)  # per-job settings as JSON; empty for most jobs
-HEADER = ("\t".join(COLUMNS) + "\n").encode()
-_HEADERS = {"\t".join(PUBLISHED_COLUMNS).encode(), HEADER.rstrip(b"\n")}  # files of 1.0.0 too
-STATUSES = ("pending", "processing", "completed", "failed", "cancelled")
-_INT_COLUMNS = ("created_at", "run_at", "attempts")
 _TEMP_PREFIX = ".dbbasic-queue-"  # never dbbasic-tsv's own "<table>.tmp", which it renames blindly
-
-
-@dataclass(frozen=True)
-class Job:
-    """One line of the queue file. ``payload``, ``result`` and ``options`` hold their JSON
-    text as stored (``options`` is empty in lines written before that column existed)."""
-
-    __slots__ = COLUMNS  # a worker holds thousands of these
-    id: str
-    type: str
-    payload: str
-    status: str
-    created_at: int
-    run_at: int
-    attempts: int
-    error: str
-    result: str
-    options: str
-
-    def to_line(self) -> bytes:
-        return job_line(self.id, self.type, self.payload, self.status, self.created_at,
-                        self.run_at, self.attempts, self.error, self.result, self.options)
-
-    def evolve(self, **changes) -> "Job":
-        """A copy with some fields changed (dataclasses.replace, without its slow checks)."""
-        fields = {name: getattr(self, name) for name in COLUMNS}
-        fields.update(changes)
-        return Job(**fields)
-
-
-_FIELD_COUNTS = (len(COLUMNS), len(PUBLISHED_COLUMNS))
-
-
-def job_line(id: str, type: str, payload: str, status: str, created_at: int, run_at: int,
-             attempts: int, error: str = "", result: str = "", options: str = "") -> bytes:
-    """One job as one file line, quoted the way dbbasic-tsv's csv writer quotes it."""
-    return (f"{_quote(id)}\t{_quote(type)}\t{_quote(payload)}\t{status}\t{created_at}\t"
-            f"{run_at}\t{attempts}\t{_quote(error)}\t{_quote(result)}\t{_quote(options)}\n"
-            ).encode("utf-8")
-
-
-def _quote(field: str) -> str:
-    # csv.QUOTE_MINIMAL: quote a field holding the quote character; tabs and line breaks
-    # never reach here (one_line() removes them), so plain split() can read most lines.
-    if '"' in field:
-        return '"' + field.replace('"', '""') + '"'
-    return field
-
-
-def one_line(text: str) -> str:
-    """``text`` with tabs and line breaks turned into spaces, so it fits in one field."""
-    return " ".join(text.replace("\t", " ").splitlines()) if text else ""
-
-
-def _unquote(field: str) -> Optional[str]:
-    if '"' not in field:
-        return field
-    inner = field[1:-1]
-    if len(field) < 2 or field[0] != '"' or field[-1] != '"' or '"' in inner.replace('""', ""):
-        return None
-    return inner.replace('""', '"')
-
-
-def parse_line(line: bytes) -> Job:
-    """Read one file line; raise CorruptLineError saying what is wrong with it."""
-    try:
-        text = line.decode("utf-8").rstrip("\n").rstrip("\r")
-    except UnicodeDecodeError:
-        raise CorruptLineError("it is not valid UTF-8") from None
-    fields = [_unquote(field) for field in text.split("\t")]
-    if len(fields) not in _FIELD_COUNTS or None in fields:
-        # A field quoted around a tab (as dbbasic-tsv's update() may write) needs the csv module.
-        try:
-            fields = next(csv.reader([text], delimiter="\t", strict=True))
-        except (csv.Error, StopIteration) as error:
-            raise CorruptLineError(f"its quoting is broken ({error})") from None
-        if len(fields) not in _FIELD_COUNTS:
-            raise CorruptLineError(f"it has {len(fields)} fields, not {len(COLUMNS)} "
-                                   f"(or {len(PUBLISHED_COLUMNS)}, without options)")
-    row = dict(zip(COLUMNS, fields))
-    row.setdefault("options", "")
-    if not row["id"]:
-        raise CorruptLineError("its id is empty")
-    if row["status"] not in STATUSES:
-        raise CorruptLineError(f"its status {row['status']!r} is not one of {', '.join(STATUSES)}")
-    for name in _INT_COLUMNS:
-        try:
-            row[name] = int(row[name])
-        except ValueError:
-            raise CorruptLineError(f"its {name} {row[name]!r} is not an integer") from None
-    return Job(**row)
 
 
 class Editor:
@@ -214,7 +116,7 @@ class Table:
         TSV(self.path.stem, list(COLUMNS), data_dir=self.path.parent)
 
     def _check_header(self, header: bytes) -> None:
-        if header and header.rstrip(b"\r\n") not in _HEADERS:
+        if header and header.rstrip(b"\r\n") not in KNOWN_HEADERS:
             raise QueueError(f"{self.path} is not a dbbasic-queue file: its first line should be "
                              f"the header {' '.join(COLUMNS)!r} (tab-separated); point the queue "
                              f"at another file or move this one away")

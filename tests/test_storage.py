@@ -15,7 +15,7 @@ import pytest
 from dbbasic.tsv import TSV
 
 from dbbasic_queue import Queue
-from dbbasic_queue.table import COLUMNS, STATUSES, Job, parse_line
+from dbbasic_queue.job import COLUMNS, STATUSES, Job, parse_line
 
 HEADER = "id\ttype\tpayload\tstatus\tcreated_at\trun_at\tattempts\terror\tresult"
 NASTY = "tab\there, newline\nthere, \r\n, \"quotes\" and 'single', unicode é 漢字 🙂 \u2028 \x85"

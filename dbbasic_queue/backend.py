@@ -1,0 +1,75 @@
+"""The interface every backend implements: the verbs, their defaults, and declared capabilities.
+
+The module-level functions, the command line and anything built on the queue use only this
+interface. Where backends differ, a backend declares it in ``capabilities`` rather than
+callers testing its class; a verb or option a backend cannot honour raises UnsupportedError
+naming the backend and what to do instead, never an AttributeError and never a silent no-op.
+"""
+
+from typing import (Any, Callable, Dict, FrozenSet, Iterator, Mapping, Optional, Protocol,
+                    Sequence, runtime_checkable)
+
+from .errors import UnsupportedError
+
+DEFAULT_PATH = "data/queue.tsv"
+DEFAULT_MAX_ATTEMPTS = 3
+DEFAULT_LEASE_SECONDS = 300
+DEFAULT_RETENTION_SECONDS = 7 * 86400  # completed and cancelled jobs older than this go
+
+# Capabilities a backend may declare (``Backend.capabilities``).
+UNIQUE_KEYS = "unique_keys"  # enqueue(..., unique_key=...)
+LEASES = "leases"  # a dead worker's job is taken again after its lease
+RETRY_KEEPS_ATTEMPTS = "retry_keeps_attempts"  # raise Retry(...) uses no attempt
+WORKER_MAX_ATTEMPTS = "worker_max_attempts"  # process_jobs(max_attempts=) applies at run time
+LISTING = "listing"  # jobs(), stats()
+PURGE = "purge"  # purge(...)
+RETRY = "retry"  # retry_job, retry_failed
+FILE = "file"  # the jobs live in a file readable with cat and grep
+
+Handlers = Mapping[str, Callable[[dict], Any]]
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What a queue backend offers. ``Queue`` (a TSV file) and ``RQQueue`` (Redis) are two."""
+
+    capabilities: FrozenSet[str]
+
+    def describe(self) -> str:
+        """Where the jobs live, for messages: ``data/queue.tsv``, ``redis://host:6379/0``."""
+
+    def enqueue(self, job_type: str, payload: dict, run_at: Optional[float] = None, *,
+                unique_key: Optional[str] = None, max_attempts: Optional[int] = None,
+                timeout: Optional[float] = None) -> str: ...
+
+    def enqueue_after(self, register_callback: Callable[[Callable[[], Any]], Any],
+                      job_type: str, payload: dict, run_at: Optional[float] = None,
+                      **options) -> str: ...
+
+    def get_job(self, job_id: str) -> Optional[Dict[str, Any]]: ...
+
+    def cancel_job(self, job_id: str) -> bool: ...
+
+    def retry_job(self, job_id: str) -> bool: ...
+
+    def retry_failed(self, job_type: Optional[str] = None) -> int: ...
+
+    def purge(self, older_than: float, statuses: Sequence[str] = ("completed", "cancelled")) -> int: ...
+
+    def jobs(self) -> Iterator[Dict[str, Any]]: ...
+
+    def stats(self) -> Dict[str, Any]: ...
+
+    def handler(self, job_type: str) -> Callable: ...
+
+    def process_jobs(self, handlers: Handlers, max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+                     **options) -> int: ...
+
+    def work(self, handlers: Handlers, max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+             **options) -> int: ...
+
+
+def require(backend: Backend, capability: str, what: str, instead: str) -> None:
+    """Raise UnsupportedError unless ``backend`` declares ``capability``."""
+    if capability not in backend.capabilities:
+        raise UnsupportedError(f"{what} is not supported on {backend.describe()}; {instead}")

@@ -1,0 +1,199 @@
+"""A job and its line in the queue file: the only code that knows the columns and the quoting.
+
+One job is one line of tab-separated fields under the published header, quoted the way
+dbbasic-tsv's csv writer quotes them (a field holding a double quote is wrapped in quotes,
+its quotes doubled). ``parse_line`` is the one judgement of a line: every reader (the worker,
+``get_job``, ``list``, ``stats``) calls a line corrupt for the same reasons.
+"""
+
+import csv
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any, Dict, Optional, Tuple
+
+from .errors import CorruptLineError
+
+logger = logging.getLogger("dbbasic_queue")
+
+PUBLISHED_COLUMNS = ("id", "type", "payload", "status", "created_at", "run_at", "attempts",
+                     "error", "result")
+COLUMNS = PUBLISHED_COLUMNS + ("options",)  # per-job settings as JSON; empty for most jobs
+HEADER = ("\t".join(COLUMNS) + "\n").encode()
+KNOWN_HEADERS = frozenset({"\t".join(PUBLISHED_COLUMNS).encode(), HEADER.rstrip(b"\n")})
+STATUSES = ("pending", "processing", "completed", "failed", "cancelled")
+FINISHED = ("completed", "failed", "cancelled")
+_INT_COLUMNS = ("created_at", "run_at", "attempts")
+_FIELD_COUNTS = (len(COLUMNS), len(PUBLISHED_COLUMNS))
+_STATUS_WORDS = frozenset(status.encode() for status in STATUSES)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One line of the queue file. ``payload``, ``result`` and ``options`` hold their JSON
+    text as stored (``options`` is empty in lines written before that column existed)."""
+
+    __slots__ = COLUMNS  # a worker holds thousands of these
+    id: str
+    type: str
+    payload: str
+    status: str
+    created_at: int
+    run_at: int
+    attempts: int
+    error: str
+    result: str
+    options: str
+
+    def to_line(self) -> bytes:
+        return job_line(self.id, self.type, self.payload, self.status, self.created_at,
+                        self.run_at, self.attempts, self.error, self.result, self.options)
+
+    def evolve(self, **changes) -> "Job":
+        """A copy with some fields changed (dataclasses.replace, without its slow checks)."""
+        fields = {name: getattr(self, name) for name in COLUMNS}
+        fields.update(changes)
+        return Job(**fields)
+
+
+def job_line(id: str, type: str, payload: str, status: str, created_at: int, run_at: int,
+             attempts: int, error: str = "", result: str = "", options: str = "") -> bytes:
+    """One job as one file line, quoted the way dbbasic-tsv's csv writer quotes it."""
+    return (f"{_quote(id)}\t{_quote(type)}\t{_quote(payload)}\t{status}\t{created_at}\t"
+            f"{run_at}\t{attempts}\t{_quote(error)}\t{_quote(result)}\t{_quote(options)}\n"
+            ).encode("utf-8")
+
+
+def _quote(field: str) -> str:
+    # csv.QUOTE_MINIMAL: quote a field holding the quote character; tabs and line breaks
+    # never reach here (one_line() removes them), so plain split() can read most lines.
+    if '"' in field:
+        return '"' + field.replace('"', '""') + '"'
+    return field
+
+
+def one_line(text: str) -> str:
+    """``text`` with tabs and line breaks turned into spaces, so it fits in one field."""
+    return " ".join(text.replace("\t", " ").splitlines()) if text else ""
+
+
+def _unquote(field: str) -> Optional[str]:
+    if '"' not in field:
+        return field
+    inner = field[1:-1]
+    if len(field) < 2 or field[0] != '"' or field[-1] != '"' or '"' in inner.replace('""', ""):
+        return None
+    return inner.replace('""', '"')
+
+
+def parse_line(line: bytes) -> Job:
+    """Read one file line; raise CorruptLineError saying what is wrong with it."""
+    try:
+        text = line.decode("utf-8").rstrip("\n").rstrip("\r")
+    except UnicodeDecodeError:
+        raise CorruptLineError("it is not valid UTF-8") from None
+    fields = [_unquote(field) for field in text.split("\t")]
+    if len(fields) not in _FIELD_COUNTS or None in fields:
+        # A field quoted around a tab (as dbbasic-tsv's update() may write) needs the csv module.
+        try:
+            fields = next(csv.reader([text], delimiter="\t", strict=True))
+        except (csv.Error, StopIteration) as error:
+            raise CorruptLineError(f"its quoting is broken ({error})") from None
+        if len(fields) not in _FIELD_COUNTS:
+            raise CorruptLineError(f"it has {len(fields)} fields, not {len(COLUMNS)} "
+                                   f"(or {len(PUBLISHED_COLUMNS)}, without options)")
+    row = dict(zip(COLUMNS, fields))
+    row.setdefault("options", "")
+    if not row["id"]:
+        raise CorruptLineError("its id is empty")
+    if row["status"] not in STATUSES:
+        raise CorruptLineError(f"its status {row['status']!r} is not one of {', '.join(STATUSES)}")
+    for name in _INT_COLUMNS:
+        try:
+            row[name] = int(row[name])
+        except ValueError:
+            raise CorruptLineError(f"its {name} {row[name]!r} is not an integer") from None
+    return Job(**row)
+
+
+def line_id(line: bytes) -> bytes:
+    """The id field of a line, as bytes, without parsing the rest (for the claim loop)."""
+    return line[:line.find(b"\t")]
+
+
+def peek_status_and_run_at(line: bytes) -> Optional[Tuple[bytes, int, bytes]]:
+    """(status, run_at, created_at) of a plainly written line, cheaply, or None when the line
+    needs a full parse (quoting around tabs, a corrupt line). For the claim loop, which looks
+    at every line but parses only the ones it takes."""
+    fields = line.split(b"\t", 7)
+    if len(fields) != 8 or fields[3] not in _STATUS_WORDS or not fields[5].isdigit():
+        return None
+    return fields[3], int(fields[5]), fields[4]
+
+
+def job_with_id_prefix(job_id: str) -> Optional[bytes]:
+    """The bytes every line of job ``job_id`` starts with, or None for an id no line can have."""
+    if not isinstance(job_id, str) or not job_id or any(c in job_id for c in '\t\r\n"'):
+        return None
+    try:
+        return job_id.encode("utf-8") + b"\t"
+    except UnicodeEncodeError:
+        return None
+
+
+def reads(line: bytes) -> bool:
+    """Whether a line parses as a job."""
+    try:
+        parse_line(line)
+        return True
+    except CorruptLineError:
+        return False
+
+
+# --- the JSON values of a job ---------------------------------------------------------------
+
+_json_encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False)  # unicode stays readable
+
+
+def to_json(value) -> str:
+    """Compact JSON, Unicode kept as itself; raises TypeError or ValueError as json does."""
+    text = _json_encoder.encode(value)
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # lone surrogates: escaped JSON reads back the same
+            text = json.dumps(value, allow_nan=False)
+    return text
+
+
+def result_json(result, job_id: str, job_type: str) -> str:
+    """The ``result`` field for a handler's return value: its JSON, or, for a value JSON cannot
+    hold, its ``str()`` (the handler did its work; a warning says what was kept)."""
+    if result is None:
+        return ""
+    try:
+        return to_json(result)
+    except (TypeError, ValueError) as error:
+        logger.warning("job %s %s: its result is not JSON-serialisable (%s); stored as a string",
+                       job_id, job_type, error)
+        return to_json(str(result))
+
+
+def error_text(error: BaseException) -> str:
+    """``Type: message`` on one line, for the ``error`` field."""
+    text = one_line(f"{type(error).__name__}: {error}")
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def as_dict(job: Job) -> Dict[str, Any]:
+    """The published get_job shape. Raises ValueError if the JSON in the line is broken."""
+    return {"id": job.id, "type": job.type,
+            "payload": json.loads(job.payload) if job.payload else {},
+            "status": job.status, "created_at": job.created_at, "run_at": job.run_at,
+            "attempts": job.attempts, "error": job.error or None,
+            "result": json.loads(job.result) if job.result else None}
+
+
+def corrupt_message(path, number: int, error: Exception) -> str:
+    """How every reader reports a corrupt line: where it is, why, and what to do."""
+    return f"{path}, line {number}: a corrupt line ({error}); fix or remove it by hand"

@@ -1,0 +1,98 @@
+"""A job's life as pure functions: given a job, the time and the policy, the job's next version.
+
+The worker's claim pass, the admin verbs (cancel, retry, run now) and the other backends call
+these, so a rule changes in one place. Nothing here reads a clock or touches a file.
+
+    pending --claim--> processing --complete--> completed
+       ^                   |  \\--fail, attempts left--> pending (run_at = retry time)
+       |                   |   \\--fail, no attempts left--> failed
+       |                   \\--lease ran out--> claimed again (or failed, if it was the last attempt)
+       \\--cancel--> cancelled          failed/cancelled --retry--> pending
+"""
+
+import math
+import random as random_module
+from typing import Callable, Optional
+
+from .job import Job
+
+CANCELLED_BY_USER = "Cancelled by user"
+
+
+def retry_delay(attempts: int, *, base: float = 60, factor: float = 2, cap: float = 3600,
+                jitter: float = 0.25,
+                random: Callable[[], float] = random_module.random) -> float:
+    """Seconds to wait before the next try of a job that has failed ``attempts`` times.
+
+    1.0.0's schedule, ``base * factor ** attempts`` (2 min, 4 min, 8 min, ...), capped at
+    ``cap`` seconds, then shortened by a random fraction of at most ``jitter``, so jobs that
+    failed together do not all come back in the same second.
+    """
+    return min(cap, base * factor ** min(attempts, 64)) * (1 - jitter * random())
+
+
+def is_due(job: Job, now: float) -> bool:
+    """A worker may take the job now: pending and due, or processing with its lease run out
+    (its worker died, or lost it)."""
+    return job.status in ("pending", "processing") and job.run_at <= now
+
+
+def claim(job: Job, lease_until: float) -> Job:
+    """The job as a worker holds it: processing, one more attempt, ``run_at`` its lease's end."""
+    return job.evolve(status="processing", attempts=job.attempts + 1,
+                      run_at=math.ceil(lease_until))
+
+
+def retake_or_abandon(job: Job, max_attempts: int) -> Optional[Job]:
+    """For a processing job whose lease ran out: None if it may be claimed again, or the
+    job marked failed if the lost attempt was its last."""
+    if job.attempts < max_attempts:
+        return None
+    return job.evolve(status="failed", error=(
+        f"the worker of attempt {job.attempts} stopped without a result (killed, or it lost "
+        f"its lease), and that was the last attempt"))
+
+
+def complete(job: Job, started_at: float, result: str) -> Job:
+    """``job`` (as it was before its claim) after a handler returned ``result`` (JSON text)."""
+    return job.evolve(status="completed", attempts=job.attempts + 1, run_at=int(started_at),
+                      error="", result=result)
+
+
+def fail(job: Job, error: str, now: float, started_at: float, max_attempts: int,
+         random: Callable[[], float] = random_module.random) -> Job:
+    """``job`` (as it was before its claim) after an attempt failed with ``error``: pending
+    again at its retry time, or failed for good once it has had ``max_attempts``."""
+    attempt = job.attempts + 1
+    if attempt >= max_attempts:
+        return job.evolve(status="failed", attempts=attempt, run_at=int(started_at), error=error)
+    retry_at = math.ceil(now + retry_delay(attempt, random=random))
+    return job.evolve(status="pending", attempts=attempt, run_at=retry_at, error=error)
+
+
+def reschedule(job: Job, run_at: int) -> Job:
+    """``job`` (as it was before its claim) after its handler asked to run again at
+    ``run_at`` (``Retry``): pending, and the attempt is not counted."""
+    return job.evolve(status="pending", run_at=run_at)
+
+
+def cancel(job: Job) -> Optional[Job]:
+    """The job cancelled, or None if it is not pending."""
+    if job.status != "pending":
+        return None
+    return job.evolve(status="cancelled", error=CANCELLED_BY_USER, result="")
+
+
+def retry(job: Job, now: float) -> Optional[Job]:
+    """A failed or cancelled job back to pending, due now, with fresh attempts (its last
+    error stays until it runs); None for a job in any other state."""
+    if job.status not in ("failed", "cancelled"):
+        return None
+    return job.evolve(status="pending", run_at=int(now), attempts=0, result="")
+
+
+def is_past_retention(job: Job, drop_before: float) -> bool:
+    """A completed or cancelled job whose last activity is before ``drop_before``; failed
+    jobs are kept until purged."""
+    return (job.status in ("completed", "cancelled") and
+            max(job.created_at, job.run_at) < drop_before)
