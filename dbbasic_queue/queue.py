@@ -136,6 +136,17 @@ class Queue:
             return False
         return self.update_each(lambda job: transitions.retry(job, now), only_id=job_id) == 1
 
+    def run_now(self, job_id: str, force: bool = False) -> bool:
+        """Make a pending job (waiting for its run_at or a retry) due now, keeping its
+        attempts. A ``processing`` job is put back only with ``force``: if its worker is
+        alive it may then run twice at once. True if the job changed."""
+        found = self._find(job_id)
+        now = self.clock()
+        if found is None or transitions.run_now(found[0], now, force) is None:
+            return False
+        return self.update_each(lambda job: transitions.run_now(job, now, force),
+                                only_id=job_id) == 1
+
     def retry_failed(self, job_type: Optional[str] = None) -> int:
         """retry_job for every failed job (of ``job_type``, if given); returns how many."""
         now = self.clock()

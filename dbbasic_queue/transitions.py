@@ -91,6 +91,18 @@ def retry(job: Job, now: float) -> Optional[Job]:
     return job.evolve(status="pending", run_at=int(now), attempts=0, result="")
 
 
+def run_now(job: Job, now: float, force: bool = False) -> Optional[Job]:
+    """A pending job made due now, keeping its attempts; with ``force``, also a processing
+    job (its lease not yet run out), put back to pending due now without counting the
+    attempt it was on, which risks a second run while its worker is still inside it.
+    None for any other job."""
+    if job.status == "pending":
+        return job.evolve(run_at=min(job.run_at, int(now)))
+    if job.status == "processing" and force:
+        return job.evolve(status="pending", run_at=int(now), attempts=max(0, job.attempts - 1))
+    return None
+
+
 def is_past_retention(job: Job, drop_before: float) -> bool:
     """A completed or cancelled job whose last activity is before ``drop_before``; failed
     jobs are kept until purged."""

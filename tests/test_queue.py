@@ -443,3 +443,35 @@ def test_retry_job_gives_a_failed_job_fresh_attempts_due_now(queue, clock):
     job = queue.get_job(job_id)
     assert (job["status"], job["attempts"], job["run_at"]) == ("pending", 0, int(clock.now))
     assert queue.process_jobs({"bad": noop}) == 1
+
+
+def test_run_now_makes_a_job_in_backoff_due_now_keeping_its_attempts(queue, clock):
+    # Given a job that failed once and waits for its retry
+    job_id = queue.enqueue("flaky", {"n": 1})
+    queue.process_jobs({"flaky": lambda payload: 1 / 0})
+    waiting = queue.get_job(job_id)
+    assert waiting["status"] == "pending" and waiting["run_at"] > clock()
+    # When it is asked to run now
+    assert queue.run_now(job_id) is True
+    # Then it is due now with its attempt still counted, and runs at the next worker run
+    now_due = queue.get_job(job_id)
+    assert now_due["run_at"] <= clock() and now_due["attempts"] == 1
+    assert queue.process_jobs({"flaky": lambda payload: "ok"}) == 1
+    assert queue.get_job(job_id)["status"] == "completed"
+
+
+def test_run_now_refuses_finished_jobs_and_a_processing_one_without_force(queue, clock):
+    done = queue.enqueue("t", {})
+    queue.process_jobs({"t": lambda payload: None})
+    assert queue.run_now(done) is False and queue.run_now("nosuchjob0000000") is False
+    # A job left processing by a dead worker, its lease still running
+    held = queue.enqueue("t", {})
+    line = queue.path.read_bytes().replace(f"{held}\tt\t{{}}\tpending".encode(),
+                                            f"{held}\tt\t{{}}\tprocessing".encode())
+    queue.path.write_bytes(line.replace(b"processing\t%d\t%d\t0" % (clock(), clock()),
+                                        b"processing\t%d\t%d\t1" % (clock(), clock() + 300)))
+    assert queue.get_job(held)["status"] == "processing"
+    assert queue.run_now(held) is False
+    assert queue.run_now(held, force=True) is True
+    after = queue.get_job(held)
+    assert after["status"] == "pending" and after["attempts"] == 0 and after["run_at"] <= clock()
