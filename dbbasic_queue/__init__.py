@@ -70,11 +70,12 @@ def process_jobs(handlers: Mapping[str, Callable[[dict], Any]],
                  lease_seconds: float = DEFAULT_LEASE_SECONDS,
                  max_jobs: Optional[int] = None, max_seconds: Optional[float] = None,
                  retention_seconds: Optional[float] = DEFAULT_RETENTION_SECONDS,
-                 timeout: Optional[float] = None) -> int:
+                 timeout: Optional[float] = None, concurrency: int = 1) -> int:
     """Run the due jobs; return how many ran. See Queue.process_jobs."""
     return default_queue().process_jobs(
         handlers, max_attempts, lease_seconds=lease_seconds, max_jobs=max_jobs,
-        max_seconds=max_seconds, retention_seconds=retention_seconds, timeout=timeout)
+        max_seconds=max_seconds, retention_seconds=retention_seconds, timeout=timeout,
+        concurrency=concurrency)
 
 
 def get_job(job_id: str) -> Optional[Dict[str, Any]]:

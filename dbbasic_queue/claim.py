@@ -12,8 +12,8 @@ from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from . import transitions
 from .errors import CorruptLineError
-from .job import Job, line_id, parse_line, peek_status_and_run_at, reads
-from .options import decode_options
+from .job import Job, line_id, parse_line, peek_status_and_run_at, reads, same_job
+from .options import WORKER_KEY, decode_options, with_worker, without_worker
 from .storage import Editor
 
 _CLAIMABLE = (b"pending", b"processing")
@@ -24,12 +24,14 @@ _RETAINED = (b"completed", b"cancelled")  # failed jobs stay until purged
 class Held:
     """A job a worker has claimed and whose final state is not on disk yet."""
 
-    __slots__ = ("original", "claimed_at", "lease_until", "max_attempts", "timeout")
+    __slots__ = ("original", "claimed_at", "lease_until", "max_attempts", "timeout",
+                 "claimed_options")
     original: Job  # as it was before the claim, to put back if it never starts
     claimed_at: float
     lease_until: float
     max_attempts: int  # the job's own, or the worker's
     timeout: Optional[float]
+    claimed_options: str  # the options field while held: the job's own and the worker's token
 
     @property
     def attempt(self) -> int:
@@ -38,7 +40,11 @@ class Held:
     def line(self) -> bytes:
         """The line this worker last wrote for the job: if the file holds another, another
         worker has taken the job since (this worker's lease ran out)."""
-        return transitions.claim(self.original, self.lease_until).to_line()
+        return transitions.claim(self.original, self.lease_until, self.claimed_options).to_line()
+
+    def renewed(self, lease_until: float) -> "Held":
+        return Held(self.original, self.claimed_at, lease_until, self.max_attempts, self.timeout,
+                    self.claimed_options)
 
 
 @dataclass
@@ -51,18 +57,22 @@ class ClaimOutcome:
     lost: List[bytes] = field(default_factory=list)  # taken by another worker meanwhile
     abandoned: List[Job] = field(default_factory=list)  # lease lost on the last attempt
     retaken: List[Job] = field(default_factory=list)  # a dead worker's job, claimed again
+    owner_alive: List[Job] = field(default_factory=list)  # lease out, but its worker lives
     corrupt: List[Tuple[bytes, str]] = field(default_factory=list)
     dropped: int = 0  # by retention
     next_due: Optional[int] = None  # the earliest run_at of a job not due yet
 
 
 class ClaimEditor(Editor):
-    """One rewrite of the worker: see the module docstring. ``held`` are the jobs the worker
-    holds, ``finished`` their final lines, ``unstarted`` the held ids to put back."""
+    """One rewrite of the worker run ``worker`` (its token): see the module docstring.
+    ``held`` are the jobs the run holds, ``finished`` their final lines, ``unstarted`` the
+    held ids to put back; ``alive(token)`` tells whether another run still lives."""
 
     def __init__(self, held: Dict[bytes, Held], finished: Dict[bytes, bytes],
                  unstarted: Set[bytes], now: float, lease_until: float, claim: int,
-                 max_attempts: int, drop_before: Optional[float] = None) -> None:
+                 max_attempts: int, drop_before: Optional[float] = None, *,
+                 worker: str, alive: Callable[[Any], Optional[bool]]) -> None:
+        self.worker, self.alive = worker, alive
         self.held, self.finished, self.unstarted = held, finished, unstarted
         self.now, self.lease_until = now, lease_until
         self.claim, self.max_attempts = claim, max_attempts
@@ -81,7 +91,7 @@ class ClaimEditor(Editor):
             return self._not_mine(job_id, line)
         self.held_seen += 1
         outcome = self.outcome
-        if line != mine.line():
+        if not same_job(line, mine.line()):
             outcome.lost.append(job_id)
             outcome.settled.add(job_id)
             return line
@@ -95,8 +105,7 @@ class ClaimEditor(Editor):
         outcome.renewed.add(job_id)
         if self.resume_offset is None:  # the first line still held after this rewrite
             self.resume_offset = self.position
-        return Held(mine.original, mine.claimed_at, self.lease_until, mine.max_attempts,
-                    mine.timeout).line()
+        return mine.renewed(self.lease_until).line()
 
     def _not_mine(self, job_id: bytes, line: bytes) -> Optional[bytes]:
         claiming = len(self.outcome.claimed) < self.claim
@@ -129,15 +138,22 @@ class ClaimEditor(Editor):
         max_attempts = options.get("max_attempts") or self.max_attempts
         if not transitions.is_due(job, self.now):
             return line
-        self.changed = True
         if job.status == "processing":
+            if self.alive(options.get(WORKER_KEY)):
+                self.outcome.owner_alive.append(job)
+                return line
+            self.changed = True
             failed = transitions.retake_or_abandon(job, max_attempts)
             if failed is not None:
+                failed = failed.evolve(options=without_worker(failed.options))
                 self.outcome.abandoned.append(failed)
                 return failed.to_line()
             self.outcome.retaken.append(job)
-        held = self.outcome.claimed[job_id] = Held(job, self.now, self.lease_until,
-                                                   max_attempts, options.get("timeout"))
+            job = job.evolve(options=without_worker(job.options))
+        self.changed = True
+        held = self.outcome.claimed[job_id] = Held(job, self.now, self.lease_until, max_attempts,
+                                                   options.get("timeout"),
+                                                   with_worker(job.options, self.worker))
         if self.resume_offset is None:
             self.resume_offset = self.position
         return held.line()

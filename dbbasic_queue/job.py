@@ -141,6 +141,17 @@ def job_with_id_prefix(job_id: str) -> Optional[bytes]:
         return None
 
 
+def same_job(line: bytes, other: bytes) -> bool:
+    """Whether two lines hold the same job in the same state, however each was written (a
+    line rewritten by dbbasic-tsv ends in CRLF and may quote fields differently)."""
+    if line == other:
+        return True
+    try:
+        return parse_line(line) == parse_line(other)
+    except CorruptLineError:
+        return False
+
+
 def reads(line: bytes) -> bool:
     """Whether a line parses as a job."""
     try:
@@ -173,10 +184,13 @@ def result_json(result, job_id: str, job_type: str) -> str:
         return ""
     try:
         return to_json(result)
-    except (TypeError, ValueError) as error:
+    except (TypeError, ValueError, RecursionError) as error:
         logger.warning("job %s %s: its result is not JSON-serialisable (%s); stored as a string",
                        job_id, job_type, error)
+    try:
         return to_json(str(result))
+    except Exception:  # a str() that fails or recurses: the job completed all the same
+        return to_json(f"<a {type(result).__name__} result that cannot be stored>")
 
 
 def error_text(error: BaseException) -> str:

@@ -62,6 +62,27 @@ def decode_options(text: str) -> Dict[str, Any]:
     return options
 
 
+WORKER_KEY = "worker"  # set while a job is processing: the token of the run holding it
+
+
+def with_worker(text: str, token: str) -> str:
+    """The options field of a job claimed by the worker run ``token``."""
+    if not text:
+        return f'{{"{WORKER_KEY}": "{token}"}}'
+    options = decode_options(text)
+    options[WORKER_KEY] = token
+    return json.dumps(options, ensure_ascii=False)
+
+
+def without_worker(text: str) -> str:
+    """The options field without a worker's token (a job no worker holds)."""
+    if WORKER_KEY not in text:
+        return text
+    options = decode_options(text)
+    options.pop(WORKER_KEY, None)
+    return json.dumps(options, ensure_ascii=False) if options else ""
+
+
 def register(handlers: Dict[str, Callable], job_type: str) -> Callable:
     """A decorator that adds a handler for ``job_type`` to ``handlers``; two for one type
     is an error, raised when the second is defined (at import time)."""

@@ -23,7 +23,8 @@ from .job import (FINISHED, STATUSES, as_dict, corrupt_message, job_line, job_wi
 from .options import encode_options, register
 from .storage import Table
 from .unique import UniqueKeys
-from .worker import Bounds, WorkerOptions, WorkerRun, stop_on_signals, work_loop
+from .loop import stop_on_signals, work_loop
+from .worker import Bounds, WorkerOptions, WorkerRun
 
 logger = logging.getLogger("dbbasic_queue")
 
@@ -229,7 +230,7 @@ class Queue:
                      lease_seconds: float = DEFAULT_LEASE_SECONDS,
                      max_jobs: Optional[int] = None, max_seconds: Optional[float] = None,
                      retention_seconds: Optional[float] = DEFAULT_RETENTION_SECONDS,
-                     timeout: Optional[float] = None) -> int:
+                     timeout: Optional[float] = None, concurrency: int = 1) -> int:
         """Run the due jobs with ``handlers`` (job type -> callable taking the payload dict).
 
         A failed job is retried on the ``retry_delay`` schedule until it has had
@@ -238,9 +239,11 @@ class Queue:
         finished). Completed and cancelled jobs older than ``retention_seconds`` (None:
         keep them) are dropped from the lines the run rewrites anyway. A handler running
         longer than ``timeout`` seconds (or its job's own timeout) is stopped and counts as a
-        failed attempt. Returns how many jobs it ran.
+        failed attempt. ``concurrency`` runs up to that many handlers at once, in threads
+        (handlers must then be thread-safe). Returns how many jobs it ran.
         """
-        options = WorkerOptions(handlers, max_attempts, lease_seconds, retention_seconds, timeout)
+        options = WorkerOptions(handlers, max_attempts, lease_seconds, retention_seconds, timeout,
+                                concurrency)
         return WorkerRun(self, options, Bounds(max_jobs, max_seconds, self.monotonic)).run()
 
     def work(self, handlers: Mapping[str, Callable[[dict], Any]],
@@ -248,7 +251,7 @@ class Queue:
              lease_seconds: float = DEFAULT_LEASE_SECONDS,
              max_jobs: Optional[int] = None, max_seconds: Optional[float] = None,
              retention_seconds: Optional[float] = DEFAULT_RETENTION_SECONDS,
-             timeout: Optional[float] = None,
+             timeout: Optional[float] = None, concurrency: int = 1,
              stop: Optional[threading.Event] = None, handle_signals: bool = True) -> int:
         """Run jobs as they come, until stopped; returns how many ran.
 
@@ -259,7 +262,8 @@ class Queue:
         SIGINT: the job in hand finishes and is recorded first. A second signal exits at
         once, leaving that job to its lease.
         """
-        options = WorkerOptions(handlers, max_attempts, lease_seconds, retention_seconds, timeout)
+        options = WorkerOptions(handlers, max_attempts, lease_seconds, retention_seconds, timeout,
+                                concurrency)
         bounds = Bounds(max_jobs, max_seconds, self.monotonic)
         stop = stop or threading.Event()
         with stop_on_signals(stop) if handle_signals else contextlib.nullcontext():

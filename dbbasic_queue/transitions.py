@@ -37,10 +37,11 @@ def is_due(job: Job, now: float) -> bool:
     return job.status in ("pending", "processing") and job.run_at <= now
 
 
-def claim(job: Job, lease_until: float) -> Job:
-    """The job as a worker holds it: processing, one more attempt, ``run_at`` its lease's end."""
+def claim(job: Job, lease_until: float, options: str) -> Job:
+    """The job as a worker holds it: processing, one more attempt, ``run_at`` its lease's end,
+    and ``options`` naming the worker (see options.with_worker)."""
     return job.evolve(status="processing", attempts=job.attempts + 1,
-                      run_at=math.ceil(lease_until))
+                      run_at=math.ceil(lease_until), options=options)
 
 
 def retake_or_abandon(job: Job, max_attempts: int) -> Optional[Job]:

@@ -1,20 +1,19 @@
-"""The TSV queue's worker: one run of ``process_jobs``, and the long-running loop of ``work``.
+"""One run of the TSV queue's worker (``process_jobs``): claim, run, record, until no job is due.
 
-A run claims due jobs in batches (one atomic rewrite marks them ``processing`` with a lease),
-runs them, and records their results in batches at most about a second old. While it runs, a
-keeper thread renews its leases, so no other worker takes its jobs; a job whose worker died
-is taken again once its lease has run out. The wall clock, a monotonic clock and randomness
-come from the queue, so tests move time by hand.
+A run claims due jobs in batches (one atomic rewrite marks them ``processing`` with a lease and
+this run's token), runs them (one at a time, or ``concurrency`` at once in threads), and
+records their results in batches at most about a second old. A keeper thread renews its
+leases while handlers run, and the run holds a liveness lock (see ``liveness.py``), so no other
+worker takes its jobs while it lives. The wall clock, a monotonic clock and randomness come
+from the queue, so tests move time by hand.
 """
 
-import contextlib
 import json
 import logging
-import os
-import signal
 import threading
 import time
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
@@ -22,17 +21,17 @@ from . import transitions
 from .checks import check_handlers, check_number
 from .claim import ClaimEditor, ClaimOutcome, Held
 from .job import Job, error_text, result_json
+from .liveness import WorkerLocks, new_token
 from .options import Retry
-from .timelimit import JobTimeout, time_limit
+from .timelimit import JobTimeout, Watchdog, call_with_time_limit
 
 logger = logging.getLogger("dbbasic_queue")
 
 RESULT_WINDOW_SECONDS = 1.0  # a finished job's result reaches the file within about this long
-IDLE_CHECK_SECONDS = 0.05  # how often an idle loop worker looks at the file's size and mtime
-IDLE_RESCAN_SECONDS = 60.0  # and reads it anyway, at least this often
 KEEPER_TICK_SECONDS = 0.2
 BATCH_SECONDS = 0.5  # aim for batches of about this much work
 FIRST_BATCH, MAX_BATCH = 8, 6000  # a held job costs about 2 KB of peak memory
+MAX_CONCURRENCY = 256
 STALE_TEMPORARY_SECONDS = 3600
 
 
@@ -45,6 +44,7 @@ class WorkerOptions:
     lease_seconds: float
     retention_seconds: Optional[float]
     timeout: Optional[float]
+    concurrency: int = 1
 
     def __post_init__(self) -> None:
         check_handlers(self.handlers)
@@ -54,6 +54,10 @@ class WorkerOptions:
             check_number("retention_seconds", self.retention_seconds)
         if self.timeout is not None:
             check_number("timeout", self.timeout)
+        check_number("concurrency", self.concurrency, integer=True)
+        if self.concurrency > MAX_CONCURRENCY:
+            raise ValueError(f"concurrency must be at most {MAX_CONCURRENCY} threads, not "
+                             f"{self.concurrency}; run more worker processes instead")
 
 
 class Bounds:
@@ -84,111 +88,110 @@ class Bounds:
         return batch if self.max_jobs is None else min(batch, self.max_jobs - ran)
 
 
-@contextlib.contextmanager
-def stop_on_signals(stop: threading.Event):
-    """SIGTERM and SIGINT set ``stop``; a second one ends the process at once."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signal handlers can only be set from the main thread
-        return
-
-    def on_signal(signum, frame):
-        if stop.is_set():
-            logger.warning("second %s: exiting now; the job in hand is left to its lease",
-                           signal.Signals(signum).name)
-            os._exit(128 + signum)
-        logger.info("%s: finishing the job in hand, then exiting", signal.Signals(signum).name)
-        stop.set()
-    previous = {signum: signal.signal(signum, on_signal) for signum in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-
-
-def work_loop(queue, options: WorkerOptions, bounds: Bounds, stop: threading.Event) -> int:
-    """Runs of WorkerRun until stopped; between them, watch the file (a stat every 50 ms)
-    and wake for the next scheduled job. Returns how many jobs ran."""
-    ran = 0
-    while not stop.is_set() and not bounds.reached(ran):
-        run = WorkerRun(queue, options, bounds.less(ran), stop)
-        ran += run.run()
-        if run.ran or stop.is_set():
-            continue
-        seen, rescan_at = queue.table.signature(), queue.monotonic() + IDLE_RESCAN_SECONDS
-        while not stop.wait(IDLE_CHECK_SECONDS) and not bounds.reached(ran):
-            if (queue.table.signature() != seen or queue.monotonic() >= rescan_at or
-                    (run.next_due is not None and queue.clock() >= run.next_due)):
-                break
-    return ran
-
-
 class WorkerRun:
-    """One call of process_jobs: claim a batch, run it, record it, until done.
-
-    A keeper thread writes finished results that have waited RESULT_WINDOW_SECONDS, and
-    renews the leases of held jobs before half their time is gone, while a handler runs.
-    """
+    """One call of process_jobs. ``next_due`` is, after the run, the earliest run_at of a job
+    that was not due yet (for the loop worker's sleep)."""
 
     def __init__(self, queue, options: WorkerOptions, bounds: Bounds,
                  stop: Optional[threading.Event] = None) -> None:
         self.queue = queue
-        self.handlers = options.handlers
-        self.max_attempts = options.max_attempts
-        self.timeout = options.timeout
-        self.lease_seconds = options.lease_seconds
-        self.retention_seconds = options.retention_seconds
+        self.options = options
         self.bounds = bounds
         self.stop = stop or threading.Event()
         self.ran = 0
-        self.next_due: Optional[int] = None  # the earliest run_at of a job not due yet
+        self.next_due: Optional[int] = None
         self.held: Dict[bytes, Held] = {}
         self.to_run: deque = deque()  # ids of held jobs not started yet, in claim order
         self.finished: Dict[bytes, bytes] = {}  # final lines waiting to be written
         self.oldest_unwritten: Optional[float] = None  # monotonic time of the oldest of them
         self.reported: set = set()  # corrupt lines already logged in this run
-        self.state_lock = threading.Lock()  # guards held, to_run, finished
+        self.state_lock = threading.Lock()  # guards held, to_run, finished, ran
         self.sync_lock = threading.Lock()  # one rewrite at a time
         self.stopping = threading.Event()
         self.bookmark = None  # where the next rewrite may resume (see storage.Bookmark)
         self.last_sync_resumed = False
+        self.locks = WorkerLocks(queue.path)
+        self.token = new_token()
+        self.watchdog: Optional[Watchdog] = None
 
     def run(self) -> int:
-        self.queue.table.remove_stale_temporary_files(older_than=STALE_TEMPORARY_SECONDS,
-                                                      now=time.time())
+        now = time.time()
+        self.queue.table.remove_stale_temporary_files(older_than=STALE_TEMPORARY_SECONDS, now=now)
+        self.locks.remove_dead(now)
+        try:
+            lock = self.locks.hold(self.token)
+        except FileNotFoundError:
+            return 0  # no directory, so no queue file: nothing to run
         keeper = threading.Thread(target=self._keep, name="dbbasic-queue-keeper", daemon=True)
         keeper.start()
-        batch = FIRST_BATCH
+        pool = None
+        if self.options.concurrency > 1:
+            pool = ThreadPoolExecutor(self.options.concurrency, "dbbasic-queue-job")
+            self.watchdog = Watchdog(self.queue.monotonic)
         try:
-            while not self._must_stop():
-                limit = self.bounds.room(self.ran, batch)
-                if not self._sync(claim=limit) and not (
-                        self.last_sync_resumed and self._sync(claim=limit, full=True)):
-                    break  # no due job left, in a look at the whole file
-                started, count = time.perf_counter(), 0
-                while self.to_run and not self._must_stop():
-                    with self.state_lock:
-                        held = self.held.get(self.to_run.popleft())
-                    if held is not None:  # None: its lease was lost before it started
-                        self._run_one(held)
-                        count += 1
-                        self.ran += 1
-                per_job = (time.perf_counter() - started) / max(count, 1)
-                batch = max(1, min(MAX_BATCH, batch * 8, int(BATCH_SECONDS / max(per_job, 1e-6))))
+            self._claim_and_run(pool)
         finally:
+            if pool is not None:
+                pool.shutdown(wait=True)
+                self.watchdog.close()
             self.stopping.set()
             keeper.join()
-            self._sync(release=True)
-            if self.bookmark is not None:
-                self.bookmark.close()
+            try:
+                self._sync(release=True)
+            finally:
+                self.locks.release(self.token, lock)
+                if self.bookmark is not None:
+                    self.bookmark.close()
         return self.ran
+
+    def _claim_and_run(self, pool: Optional[ThreadPoolExecutor]) -> None:
+        batch = max(FIRST_BATCH, 2 * self.options.concurrency)
+        slots = threading.BoundedSemaphore(self.options.concurrency)
+        while not self._must_stop():
+            limit = self.bounds.room(self.ran, batch)
+            if not self._sync(claim=limit) and not (
+                    self.last_sync_resumed and self._sync(claim=limit, full=True)):
+                break  # no due job left, in a look at the whole file
+            started, ran_before = time.perf_counter(), self.ran
+            while self.to_run and not self._must_stop():
+                with self.state_lock:
+                    held = self.held.get(self.to_run.popleft())
+                if held is None:
+                    continue  # its lease was lost before it started
+                if pool is None:
+                    self._run_counted(held)
+                    continue
+                slots.acquire()
+                pool.submit(self._run_counted, held, slots)
+            for _ in range(self.options.concurrency if pool else 0):  # the batch's last jobs
+                slots.acquire()
+            for _ in range(self.options.concurrency if pool else 0):
+                slots.release()
+            per_job = (time.perf_counter() - started) / max(self.ran - ran_before, 1)
+            batch = max(1, min(MAX_BATCH, batch * 8, int(BATCH_SECONDS / max(per_job, 1e-6))))
 
     def _must_stop(self) -> bool:
         return self.stop.is_set() or self.bounds.reached(self.ran)
 
+    def _run_counted(self, held: Held, slots: Optional[threading.BoundedSemaphore] = None) -> None:
+        try:
+            self._run_one(held)
+        except KeyboardInterrupt:
+            if slots is None:
+                raise  # Ctrl-C in a cron run: stop; jobs not started are put back
+            self.stop.set()
+        except BaseException:  # a bug of ours: never lose the thread's slot silently
+            logger.exception("job %s: the worker failed while recording it", held.original.id)
+        finally:
+            with self.state_lock:
+                self.ran += 1
+            if slots is not None:
+                slots.release()
+
     def _run_one(self, held: Held) -> None:
         job = held.original
-        handler = self.handlers.get(job.type)
+        handler = self.options.handlers.get(job.type)
+        limit = held.timeout or self.options.timeout
         logger.info("job %s %s started (attempt %d of %d)", job.id, job.type, held.attempt,
                     held.max_attempts)
         started = time.perf_counter()
@@ -196,24 +199,22 @@ class WorkerRun:
             if handler is None:
                 raise LookupError(f"no handler for job type {job.type!r}; add one to the handlers "
                                   f"given to process_jobs")
-            with time_limit(held.timeout or self.timeout):
-                result = handler(json.loads(job.payload))
+            result = call_with_time_limit(handler, json.loads(job.payload), limit, self.watchdog)
         except Retry as retry:  # asked for, not a failure: the attempt is not counted
             run_at = retry.run_at(self.queue.clock())
             self._record(held, transitions.reschedule(job, run_at))
             logger.info("job %s %s will run again at %s, as it asked (%s)", job.id, job.type,
                         utc(run_at), retry)
-        except JobTimeout as error:
-            self._record(held, self._failure(held, str(error)))
+        except JobTimeout:
+            self._record(held, self._failure(held, f"timed out after {limit:g} s"))
         except Exception as error:
             self._record(held, self._failure(held, error_text(error)))
-        except BaseException as error:  # KeyboardInterrupt, SystemExit: try again at once
-            self._record(held, held.original.evolve(
-                status="pending", attempts=held.attempt, run_at=int(self.queue.clock()),
-                error=error_text(error)))
-            logger.warning("job %s %s interrupted by %s; it will run again", job.id, job.type,
-                           type(error).__name__)
-            raise
+        except BaseException as error:
+            # SystemExit (a handler calling sys.exit), KeyboardInterrupt, GeneratorExit: a
+            # failed attempt like any other, so a handler that exits cannot loop forever.
+            self._record(held, self._failure(held, error_text(error)))
+            if isinstance(error, KeyboardInterrupt):
+                raise
         else:
             self._record(held, transitions.complete(job, held.claimed_at,
                                                     result_json(result, job.id, job.type)))
@@ -239,7 +240,7 @@ class WorkerRun:
 
     def _keep(self) -> None:
         while not self.stopping.wait(KEEPER_TICK_SECONDS):
-            renew_before = self.queue.clock() + self.lease_seconds / 2
+            renew_before = self.queue.clock() + self.options.lease_seconds / 2
             with self.state_lock:
                 results_waiting = (self.oldest_unwritten is not None and
                                    self.queue.monotonic() - self.oldest_unwritten >= RESULT_WINDOW_SECONDS)
@@ -262,11 +263,13 @@ class WorkerRun:
             if not claim and not held:
                 return []
             now = self.queue.clock()
-            drop_before = None if self.retention_seconds is None else now - self.retention_seconds
+            retention = self.options.retention_seconds
+            drop_before = None if retention is None else now - retention
             resume = None if full else self.bookmark
             edit = self.queue.table.rewrite(lambda: ClaimEditor(
-                held, finished, unstarted, now, now + self.lease_seconds, claim,
-                self.max_attempts, drop_before), resume)
+                held, finished, unstarted, now, now + self.options.lease_seconds, claim,
+                self.options.max_attempts, drop_before, worker=self.token,
+                alive=self.locks.alive), resume)
             self.last_sync_resumed = resume is not None
             if edit is None:
                 return []
@@ -303,7 +306,7 @@ class WorkerRun:
                            "trying again", job.id, job.type, job.attempts)
         if outcome.dropped:
             logger.info("dropped %d completed or cancelled jobs older than %s days (retention)",
-                        outcome.dropped, f"{self.retention_seconds / 86400:g}")
+                        outcome.dropped, f"{self.options.retention_seconds / 86400:g}")
         for line, reason in outcome.corrupt:
             if line not in self.reported:
                 self.reported.add(line)

@@ -1,0 +1,257 @@
+"""Faults a handler or a foreign writer can cause in a worker run (issue 9, faults 2 to 6).
+
+Each test reproduces a way the worker used to lose, double-run or stall a job; the ones that
+involve processes (a foreign writer, the GIL, an exiting handler) use real processes.
+"""
+
+import os
+import random
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from dbbasic_queue import Queue
+from dbbasic_queue.job import COLUMNS
+from dbbasic_queue.timelimit import JobTimeout
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# A worker process: python worker.py QUEUE RUNS_LOG LEASE SECONDS [CLOCK_OFFSET]
+# runs process_jobs again and again for SECONDS; each handler call appends the payload's
+# key to RUNS_LOG when it starts and "done KEY" when it returns.
+WORKER = textwrap.dedent("""
+    import re, sys, time
+    from dbbasic_queue import Queue
+    path, runs, lease, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
+    offset = float(sys.argv[5]) if len(sys.argv) > 5 else 0.0
+    queue = Queue(path, clock=lambda: time.time() + offset)
+
+    def log(text):
+        with open(runs, "a") as file:
+            file.write(text + "\\n")
+
+    def sleepy(payload):
+        log(payload["key"])
+        time.sleep(payload["sleep"])
+        log("done " + payload["key"])
+        return {"slept": payload["sleep"]}
+
+    def regex(payload):
+        log(payload["key"])
+        re.match(r"(a+)+$", "a" * payload["n"] + "b")  # holds the GIL throughout
+        log("done " + payload["key"])
+        return "matched"
+
+    def exits(payload):
+        log(payload["key"])
+        sys.exit(3)
+
+    def quick(payload):
+        log(payload["key"])
+
+    handlers = {"sleepy": sleepy, "regex": regex, "exits": exits, "quick": quick}
+    end = time.monotonic() + seconds
+    while True:
+        queue.process_jobs(handlers, 3, lease_seconds=lease)
+        if time.monotonic() >= end:
+            break
+        time.sleep(0.02)
+""")
+
+
+@pytest.fixture
+def spawn(tmp_path):
+    """Start worker processes; every one is reaped at the end of the test."""
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    children = []
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+
+    def start(*args):
+        child = subprocess.Popen([sys.executable, str(script), *map(str, args)], env=env,
+                                 stderr=subprocess.PIPE, text=True)
+        children.append(child)
+        return child
+    yield start
+    for child in children:
+        if child.poll() is None:
+            child.kill()
+        child.communicate(timeout=30)
+
+
+def wait_for(condition, timeout=30.0, what="the condition"):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+def runs_of(log: Path, key: str) -> int:
+    """How many times the job with ``key`` started."""
+    return log.read_text().splitlines().count(key) if log.exists() else 0
+
+
+def test_a_job_rewritten_by_dbbasic_tsv_while_it_runs_is_run_once(tmp_path, spawn):
+    # Given a worker with a short lease running a 2.5 s job, and a second worker polling
+    queue = Queue(tmp_path / "queue.tsv")
+    job_id = queue.enqueue("sleepy", {"key": "slow", "sleep": 2.5})
+    other = queue.enqueue("quick", {"key": "other"}, run_at=time.time() + 3600)
+    runs = tmp_path / "runs.log"
+    first = spawn(queue.path, runs, 1, 0)
+    wait_for(lambda: runs_of(runs, "slow") == 1, what="the job to start")
+    second = spawn(queue.path, runs, 1, 4)
+    # When dbbasic-tsv's own update() rewrites the file (every line in its CRLF dialect)
+    from dbbasic.tsv import TSV
+    assert TSV("queue", list(COLUMNS), data_dir=tmp_path).update({"id": other}, {"attempts": "0"}) == 1
+    assert b"\r\n" in queue.path.read_bytes().split(b"\n", 2)[1] + b"\n"
+    # Then the running job is still its worker's: it runs once and its result is recorded
+    assert first.wait(timeout=30) == 0 and second.wait(timeout=30) == 0
+    assert runs_of(runs, "slow") == 1
+    job = queue.get_job(job_id)
+    assert (job["status"], job["result"], job["attempts"]) == ("completed", {"slept": 2.5}, 1)
+
+
+def test_a_handler_holding_the_gil_past_its_lease_keeps_its_job(tmp_path, spawn):
+    # Given a handler whose regex holds the GIL for longer than the 0.5 s lease, so the
+    # keeper thread cannot renew it, and a second worker polling all the while
+    queue = Queue(tmp_path / "queue.tsv")
+    job_id = queue.enqueue("regex", {"key": "gil", "n": 25})
+    runs = tmp_path / "runs.log"
+    owner = spawn(queue.path, runs, 0.5, 0)
+    wait_for(lambda: runs_of(runs, "gil") == 1, what="the job to start")
+    rival = spawn(queue.path, runs, 0.5, 3)
+    # When both are done
+    assert owner.wait(timeout=60) == 0 and rival.wait(timeout=60) == 0
+    # Then the rival never took the job while its owner lived: one run, completed
+    assert runs_of(runs, "gil") == 1
+    job = queue.get_job(job_id)
+    assert (job["status"], job["attempts"], job["result"]) == ("completed", 1, "matched")
+    assert not list(tmp_path.glob("queue.worker-*.lock"))  # each run removed its own
+
+
+def test_a_job_whose_worker_was_killed_is_still_taken_again_after_its_lease(tmp_path, spawn):
+    # The liveness lock must not keep a dead worker's job: SIGKILL releases it at once.
+    queue = Queue(tmp_path / "queue.tsv")
+    job_id = queue.enqueue("sleepy", {"key": "doomed", "sleep": 30})
+    runs = tmp_path / "runs.log"
+    victim = spawn(queue.path, runs, 1, 0)
+    wait_for(lambda: runs_of(runs, "doomed") == 1, what="the job to start")
+    victim.kill()
+    victim.wait(timeout=30)
+    assert len(list(tmp_path.glob("queue.worker-*.lock"))) == 1  # left behind, unlocked
+    Queue(queue.path).update_each(lambda job: job.evolve(
+        run_at=0, payload='{"key": "doomed", "sleep": 0}') if job.id == job_id else None)
+    assert spawn(queue.path, runs, 1, 0).wait(timeout=30) == 0
+    assert runs_of(runs, "doomed") == 2
+    assert queue.get_job(job_id)["status"] == "completed"
+
+
+def test_a_result_too_deep_to_encode_is_recorded_once_and_the_worker_goes_on(tmp_path, clock):
+    queue = Queue(tmp_path / "queue.tsv", clock=clock)
+    deep = queue.enqueue("deep", {})
+    after = queue.enqueue("after", {})
+    calls = []
+
+    def nested(payload):
+        calls.append("deep")
+        result = []
+        for _ in range(100_000):
+            result = [result]
+        return result
+    handlers = {"deep": nested, "after": lambda payload: calls.append("after")}
+    assert queue.process_jobs(handlers) == 2
+    job = queue.get_job(deep)
+    assert job["status"] == "completed" and isinstance(job["result"], str)
+    assert queue.get_job(after)["status"] == "completed"
+    clock.advance(3600)  # well past any lease: nothing is taken again
+    assert queue.process_jobs(handlers) == 0
+    assert calls == ["deep", "after"]
+
+
+def test_a_handler_that_returned_is_never_reported_timed_out(tmp_path):
+    # Handlers that finish right at their time limit: the alarm lands just before or just
+    # after the return. Every JobTimeout the handler's own frame can see is recorded by its
+    # except clause, which also covers its return statement; a job reported timed out must
+    # have been interrupted there, inside the handler.
+    queue = Queue(tmp_path / "queue.tsv")
+    limit = 0.002
+    for number in range(300):
+        queue.enqueue("edge", {"n": number, "wait": limit + random.uniform(-40e-6, 40e-6)},
+                      timeout=limit)
+    interrupted = set()
+
+    def edge(payload):
+        try:
+            end = time.perf_counter() + payload["wait"]
+            while time.perf_counter() < end:
+                pass
+            return payload["n"]
+        except JobTimeout:
+            interrupted.add(payload["n"])
+            raise
+    queue.process_jobs({"edge": edge}, max_attempts=1)
+    jobs = list(queue.jobs())
+    timed_out = {job["payload"]["n"] for job in jobs if job["status"] == "failed"}
+    completed = {job["payload"]["n"] for job in jobs if job["status"] == "completed"}
+    assert len(timed_out) + len(completed) == 300
+    assert timed_out <= interrupted
+    assert all(job["result"] == job["payload"]["n"] for job in jobs if job["status"] == "completed")
+
+
+def test_a_handler_calling_sys_exit_fails_after_max_attempts_and_the_others_run(tmp_path, spawn):
+    # Given a job whose handler calls sys.exit(), between five ordinary ones
+    queue = Queue(tmp_path / "queue.tsv")
+    others = [queue.enqueue("quick", {"key": f"other{n}"}) for n in range(2)]
+    exiting = queue.enqueue("exits", {"key": "exit"})
+    others += [queue.enqueue("quick", {"key": f"other{n}"}) for n in range(2, 5)]
+    runs = tmp_path / "runs.log"
+    # When cron runs a worker process four times, each an hour after the last
+    for hour in range(4):
+        child = spawn(queue.path, runs, 300, 0, hour * 3600)
+        assert child.wait(timeout=30) == 0, child.stderr.read()
+    # Then every other job ran exactly once, and the exiting one failed after its 3 attempts
+    assert [runs_of(runs, f"other{n}") for n in range(5)] == [1] * 5
+    assert runs_of(runs, "exit") == 3
+    job = queue.get_job(exiting)
+    assert (job["status"], job["attempts"]) == ("failed", 3)
+    assert job["error"].startswith("SystemExit: 3")
+
+
+def test_keyboard_interrupt_from_a_handler_counts_an_attempt_and_stops_the_run(tmp_path, clock):
+    queue = Queue(tmp_path / "queue.tsv", clock=clock, random=lambda: 0.5)
+    interrupting = queue.enqueue("interrupt", {})
+    waiting = queue.enqueue("quick", {})
+
+    def interrupt(payload):
+        raise KeyboardInterrupt
+    handlers = {"interrupt": interrupt, "quick": lambda payload: "ran"}
+    for attempt in (1, 2, 3):
+        with pytest.raises(KeyboardInterrupt):
+            queue.process_jobs(handlers)
+        job = queue.get_job(interrupting)
+        assert job["attempts"] == attempt and job["error"] == "KeyboardInterrupt: "
+        if attempt == 1:  # the run stopped: the job claimed after it went back untouched
+            assert queue.get_job(waiting)["status"] == "pending"
+            assert queue.process_jobs(handlers) == 1  # and the next run runs it
+        clock.advance(3600)
+    assert queue.get_job(interrupting)["status"] == "failed"
+    assert queue.get_job(waiting)["status"] == "completed"
+
+
+@pytest.mark.parametrize("error", [GeneratorExit, type("Custom", (BaseException,), {})])
+def test_any_other_base_exception_from_a_handler_is_a_failed_attempt(tmp_path, clock, error):
+    queue = Queue(tmp_path / "queue.tsv", clock=clock)
+    job_id = queue.enqueue("odd", {})
+    other = queue.enqueue("quick", {})
+
+    def odd(payload):
+        raise error("odd")
+    assert queue.process_jobs({"odd": odd, "quick": lambda payload: None}, max_attempts=1) == 2
+    assert queue.get_job(job_id)["status"] == "failed"
+    assert queue.get_job(job_id)["error"] == f"{error.__name__}: odd"
+    assert queue.get_job(other)["status"] == "completed"
