@@ -153,6 +153,8 @@ def _parser() -> argparse.ArgumentParser:
     work.add_argument("--lease", type=duration, default=DEFAULT_LEASE_SECONDS, metavar="DURATION")
     work.add_argument("--timeout", type=duration, metavar="DURATION",
                       help="stop a handler running longer (default: no limit)")
+    work.add_argument("--concurrency", type=int, default=1, metavar="N",
+                      help="run up to N handlers at once, in threads (default 1)")
     work.add_argument("--retention", default=f"{DEFAULT_RETENTION_SECONDS // 86400}d",
                       metavar="DURATION", help="drop completed and cancelled jobs older than "
                                                "this (default 7d; 'none' keeps them)")
@@ -285,6 +287,8 @@ def work_command(queue: Queue, args) -> int:
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     options = dict(lease_seconds=args.lease, max_jobs=args.max_jobs, max_seconds=args.max_seconds,
                    retention_seconds=retention, timeout=args.timeout)
+    if args.concurrency != 1:
+        options["concurrency"] = args.concurrency
     if args.loop:
         ran = queue.work(handlers, args.max_attempts, **options)
     else:
