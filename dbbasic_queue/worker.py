@@ -153,16 +153,22 @@ class WorkerRun:
                     self.last_sync_resumed and self._sync(claim=limit, full=True)):
                 break  # no due job left, in a look at the whole file
             started, ran_before = time.perf_counter(), self.ran
-            while self.to_run and not self._must_stop():
+            while self.to_run:
+                if pool is not None:
+                    slots.acquire()  # a free thread first; then decide whether to go on
+                if self._must_stop():
+                    if pool is not None:
+                        slots.release()
+                    break
                 with self.state_lock:
                     held = self.held.get(self.to_run.popleft())
-                if held is None:
-                    continue  # its lease was lost before it started
-                if pool is None:
+                if held is None:  # its lease was lost before it started
+                    if pool is not None:
+                        slots.release()
+                elif pool is None:
                     self._run_counted(held)
-                    continue
-                slots.acquire()
-                pool.submit(self._run_counted, held, slots)
+                else:
+                    pool.submit(self._run_counted, held, slots)
             for _ in range(self.options.concurrency if pool else 0):  # the batch's last jobs
                 slots.acquire()
             for _ in range(self.options.concurrency if pool else 0):
