@@ -13,6 +13,7 @@ from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 from . import transitions
 from .errors import CorruptLineError
 from .job import Job, line_id, parse_line, peek_status_and_run_at, reads, same_job
+from .archive import ARCHIVE_MIN_LINES
 from .options import WORKER_KEY, decode_options, with_worker, without_worker
 from .storage import Editor
 
@@ -60,6 +61,7 @@ class ClaimOutcome:
     owner_alive: List[Job] = field(default_factory=list)  # lease out, but its worker lives
     corrupt: List[Tuple[bytes, str]] = field(default_factory=list)
     dropped: int = 0  # by retention
+    archived: int = 0  # moved to archive files
     next_due: Optional[int] = None  # the earliest run_at of a job not due yet
 
 
@@ -71,8 +73,10 @@ class ClaimEditor(Editor):
     def __init__(self, held: Dict[bytes, Held], finished: Dict[bytes, bytes],
                  unstarted: Set[bytes], now: float, lease_until: float, claim: int,
                  max_attempts: int, drop_before: Optional[float] = None, *,
-                 worker: str, alive: Callable[[Any], Optional[bool]]) -> None:
+                 worker: str, alive: Callable[[Any], Optional[bool]],
+                 archive_before: Optional[float] = None, spool=None) -> None:
         self.worker, self.alive = worker, alive
+        self.archive_before, self.spool = archive_before, spool  # see archive.py
         self.held, self.finished, self.unstarted = held, finished, unstarted
         self.now, self.lease_until = now, lease_until
         self.claim, self.max_attempts = claim, max_attempts
@@ -107,9 +111,17 @@ class ClaimEditor(Editor):
             self.resume_offset = self.position
         return mine.renewed(self.lease_until).line()
 
+    def commit(self) -> None:
+        if self.spool is not None:
+            self.spool.commit()
+
+    def abandon(self) -> None:
+        if self.spool is not None:
+            self.spool.abandon()
+
     def _not_mine(self, job_id: bytes, line: bytes) -> Optional[bytes]:
         claiming = len(self.outcome.claimed) < self.claim
-        if not claiming and self.drop_before is None:
+        if not claiming and self.drop_before is None and self.spool is None:
             return line
         peek = peek_status_and_run_at(line)
         if peek is None:
@@ -120,10 +132,23 @@ class ClaimEditor(Editor):
                 return self._claim(job_id, line)
             if self.outcome.next_due is None or run_at < self.outcome.next_due:
                 self.outcome.next_due = run_at
-        elif (status in _RETAINED and self.drop_before is not None and run_at < self.drop_before
-              and created_at.isdigit() and int(created_at) < self.drop_before and reads(line)):
+        elif status in _RETAINED and created_at.isdigit():
+            return self._retire(line, max(run_at, int(created_at)))
+        return line
+
+    def _retire(self, line: bytes, finished_at: int) -> Optional[bytes]:
+        """Drop a finished line past retention, or move one past the archive age. Neither is
+        a change by itself (only a rewrite done anyway drops or moves), except that enough
+        lines to move make the rewrite worth doing."""
+        if self.drop_before is not None and finished_at < self.drop_before and reads(line):
             self.outcome.dropped += 1
-            return None  # retention; not a change by itself: only a rewrite done anyway drops
+            return None
+        if self.spool is not None and finished_at < self.archive_before and reads(line):
+            self.spool.add(line, finished_at)
+            self.outcome.archived += 1
+            if self.outcome.archived >= ARCHIVE_MIN_LINES:
+                self.changed = True
+            return None
         return line
 
     def _claim(self, job_id: bytes, line: bytes) -> bytes:

@@ -5,7 +5,9 @@ The admin verbs (cancel, retry, purge) are atomic rewrites; the worker is in ``w
 """
 
 import contextlib
+import itertools
 import logging
+import os
 import random
 import secrets
 import threading
@@ -16,11 +18,13 @@ from . import backend, transitions
 from .backend import (DEFAULT_LEASE_SECONDS, DEFAULT_MAX_ATTEMPTS, DEFAULT_PATH,
                       DEFAULT_RETENTION_SECONDS)
 from .checks import check_number, checked_job_type, checked_run_at, payload_json
+from .archive import ARCHIVE_AFTER_SECONDS, Archive
 from .claim import DROP, EachJob
 from .errors import CorruptLineError
-from .job import (FINISHED, STATUSES, as_dict, corrupt_message, job_line, job_with_id_prefix,
+from .job import (FINISHED, as_dict, corrupt_message, job_line, job_with_id_prefix, line_id,
                   parse_line)
 from .options import encode_options, register
+from .stats import queue_stats
 from .storage import Table
 from .unique import UniqueKeys
 from .loop import stop_on_signals, work_loop
@@ -33,7 +37,8 @@ class Queue:
     """A job queue kept in one dbbasic-tsv file (``data/queue.tsv`` unless told otherwise).
 
     ``durable=True`` fsyncs every enqueue, so a queued job survives a power loss, not only a
-    crash of the process. ``clock`` (the wall clock), ``monotonic`` (for the worker's bounds
+    crash of the process. Completed and cancelled jobs move to dated archive files beside it
+    ``archive_after`` seconds after they finish (None: they stay in the file). ``clock`` (the wall clock), ``monotonic`` (for the worker's bounds
     and result window) and ``random`` (the retry jitter) are there for tests.
     """
 
@@ -44,9 +49,14 @@ class Queue:
     def __init__(self, path=DEFAULT_PATH, *, durable: bool = False,
                  clock: Callable[[], float] = time.time,
                  random: Callable[[], float] = random.random,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic,
+                 archive_after: Optional[float] = ARCHIVE_AFTER_SECONDS) -> None:
+        if archive_after is not None:
+            check_number("archive_after", archive_after, zero_allowed=True)
         self.table = Table(path)
         self.path = self.table.path
+        self.archive = Archive(self.table)
+        self.archive_after = archive_after
         self.durable = durable
         self.clock = clock
         self.random = random
@@ -114,11 +124,11 @@ class Queue:
         found = self._find(job_id)
         if found is None:
             return None
-        job, number = found
+        job, number, path = found
         try:
             return as_dict(job)
         except ValueError as error:
-            raise CorruptLineError(corrupt_message(self.path, number, error)) from None
+            raise CorruptLineError(corrupt_message(path, number, error)) from None
 
     def cancel_job(self, job_id: str) -> bool:
         """Cancel a pending job. True if it was pending and is now cancelled."""
@@ -135,7 +145,21 @@ class Queue:
         now = self.clock()
         if found is None or transitions.retry(found[0], now) is None:
             return False
+        if found[2] != self.path:
+            return self._bring_back(found[0], found[2], transitions.retry(found[0], now))
         return self.update_each(lambda job: transitions.retry(job, now), only_id=job_id) == 1
+
+    def _bring_back(self, job, archived_in, new) -> bool:
+        """Put an archived job's new version in the live file, then drop it from its archive
+        file (a crash in between leaves both; the live one wins)."""
+        prefix = job.id.encode() + b"\t"
+        twin = self.table.append(new.to_line(), durable=self.durable,
+                                 unless=lambda fd: "there" if _has_line(fd, prefix) else None)
+        if twin is not None:
+            return False
+        self.archive.table_of(archived_in).rewrite(
+            lambda: EachJob(lambda old: DROP, only_id=job.id))
+        return True
 
     def run_now(self, job_id: str, force: bool = False) -> bool:
         """Make a pending job (waiting for its run_at or a retry) due now, keeping its
@@ -164,8 +188,16 @@ class Queue:
             raise ValueError(f"purge removes finished jobs only: statuses must be among "
                              f"{', '.join(FINISHED)}, not {', '.join(unknown) or 'nothing'}")
         before = self.clock() - older_than
-        return self.update_each(lambda job: DROP if job.status in statuses and
-                                 max(job.created_at, job.run_at) < before else None)
+
+        def change(job):
+            return DROP if job.status in statuses and max(job.created_at, job.run_at) < before else None
+        purged = self.update_each(change)
+        for _, path in self.archive.files():
+            edit = self.archive.table_of(path).rewrite(lambda: EachJob(change))
+            purged += 0 if edit is None else edit.count
+            if edit is not None and edit.count and not any(True for _ in self.archive.table_of(path).lines()):
+                os.unlink(path)  # an archive file with no job left
+        return purged
 
     def update_each(self, change: Callable, only_id: Optional[str] = None) -> int:
         """Apply ``change(job) -> new Job | claim.DROP | None`` to every readable job (or
@@ -175,55 +207,37 @@ class Queue:
         return 0 if edit is None else edit.count
 
     def jobs(self) -> Iterator[Dict[str, Any]]:
-        """Every job in file order, as get_job dicts; corrupt lines are logged and skipped."""
-        for number, line in self.table.lines():
+        """Every job, as get_job dicts: the archive files' (oldest first), then the queue
+        file's, each in file order; corrupt lines are logged and skipped. A job moved back
+        from an archive file (retried) is listed once, as it is now."""
+        live = [(self.path, number, line) for number, line in self.table.lines()]
+        current = {line_id(line) for _, _, line in live}
+        archived = ((path, number, line) for path, number, line in self.archive.lines()
+                    if line_id(line) not in current)
+        for path, number, line in itertools.chain(archived, live):
             try:
                 yield as_dict(parse_line(line))
             except (CorruptLineError, ValueError) as error:
-                logger.warning(corrupt_message(self.path, number, error))
+                logger.warning(corrupt_message(path, number, error))
 
     def stats(self) -> Dict[str, Any]:
-        """Counts by status and type, the queue's latency and the next scheduled run."""
-        now = self.clock()
-        by_status = dict.fromkeys(STATUSES, 0)
-        by_type: Dict[str, Dict[str, int]] = {}
-        oldest_due = next_run = None
-        failed_last_hour = retrying = corrupt = 0
-        for number, line in self.table.lines():
-            try:
-                job = parse_line(line)
-            except CorruptLineError:
-                corrupt += 1
-                continue
-            by_status[job.status] += 1
-            counts = by_type.setdefault(job.type, dict.fromkeys(STATUSES, 0))
-            counts[job.status] += 1
-            if job.status == "pending":
-                retrying += job.attempts > 0
-                if job.run_at <= now:
-                    oldest_due = job.run_at if oldest_due is None else min(oldest_due, job.run_at)
-                else:
-                    next_run = job.run_at if next_run is None else min(next_run, job.run_at)
-            elif job.status == "failed" and job.run_at >= now - 3600:
-                failed_last_hour += 1
-        size = self.path.stat().st_size if self.path.exists() else 0
-        return {"file": str(self.path), "size_bytes": size, "jobs": sum(by_status.values()),
-                "by_status": by_status, "by_type": dict(sorted(by_type.items())),
-                "oldest_due_seconds": None if oldest_due is None else max(0.0, now - oldest_due),
-                "next_run_at": next_run, "retrying": retrying,
-                "failed_last_hour": failed_last_hour, "corrupt_lines": corrupt}
+        """Counts by status and type, the queue's latency and the next scheduled run, over
+        the queue file and its archive files."""
+        return queue_stats(self)
 
     def _find(self, job_id):
         prefix = job_with_id_prefix(job_id)
         if prefix is None:
             return None
-        for number, line in self.table.lines():
-            if line.startswith(prefix):
-                try:
-                    return parse_line(line), number
-                except CorruptLineError as error:
-                    raise CorruptLineError(corrupt_message(self.path, number, error)) from None
-        return None
+        found = next(((self.path, number, line) for number, line in self.table.lines()
+                      if line.startswith(prefix)), None) or self.archive.find(prefix)
+        if found is None:
+            return None
+        path, number, line = found
+        try:
+            return parse_line(line), number, path
+        except CorruptLineError as error:
+            raise CorruptLineError(corrupt_message(path, number, error)) from None
 
     def process_jobs(self, handlers: Mapping[str, Callable[[dict], Any]],
                      max_attempts: int = DEFAULT_MAX_ATTEMPTS, *,
@@ -268,3 +282,10 @@ class Queue:
         stop = stop or threading.Event()
         with stop_on_signals(stop) if handle_signals else contextlib.nullcontext():
             return work_loop(self, options, bounds, stop)
+
+
+def _has_line(fd: int, prefix: bytes) -> bool:
+    """Whether the file open at ``fd`` has a line starting with ``prefix``."""
+    with open(os.dup(fd), "rb") as file:
+        file.seek(0)
+        return any(line.startswith(prefix) for line in file)

@@ -23,7 +23,7 @@ from .job import COLUMNS, HEADER, KNOWN_HEADERS
 
 logger = logging.getLogger("dbbasic_queue")
 
-_TEMP_PREFIX = ".dbbasic-queue-"  # never dbbasic-tsv's own "<table>.tmp", which it renames blindly
+TEMP_PREFIX = ".dbbasic-queue-"  # never dbbasic-tsv's own "<table>.tmp", which it renames blindly
 
 
 class Editor:
@@ -40,6 +40,13 @@ class Editor:
 
     def __call__(self, line: bytes) -> Optional[bytes]:
         return line
+
+    def commit(self) -> None:
+        """Called with the lock held, the new file written and fsynced, just before it is
+        renamed over the table: what must be durable before the new file is (archived lines)."""
+
+    def abandon(self) -> None:
+        """Called when this editor's rewrite will not be renamed into place."""
 
 
 def same_file(fd: int, current: os.stat_result) -> bool:
@@ -72,12 +79,13 @@ class Bookmark:
 class Table:
     """One queue file and its lock. Cheap to create; holds no open files between calls."""
 
-    def __init__(self, path) -> None:
+    def __init__(self, path, lock_path=None) -> None:
         self.path = Path(path).absolute()
         if self.path.suffix != ".tsv" or not self.path.stem:
             raise ValueError(f"queue file {str(path)!r} must be a .tsv file, as dbbasic-tsv "
                              f"names its tables, for example 'data/queue.tsv'")
-        self.lock_path = self.path.with_suffix(".lock")
+        # An archive file shares its queue's lock: every file of one queue has one writer at a time.
+        self.lock_path = self.path.with_suffix(".lock") if lock_path is None else Path(lock_path)
         self._file, self._lock_file = str(self.path), str(self.lock_path)  # os.open takes str fastest
         self._header_checked = False  # once per Table: only this module rewrites headers
 
@@ -214,7 +222,7 @@ class Table:
         with source:
             before = os.fstat(source.fileno())
             edit = start_edit()
-            fd, temp_path = tempfile.mkstemp(prefix=_TEMP_PREFIX, suffix=".tmp", dir=self.path.parent)
+            fd, temp_path = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=".tmp", dir=self.path.parent)
             try:
                 with open(fd, "wb") as out:
                     header = source.readline()
@@ -238,23 +246,25 @@ class Table:
                         source.seek(consumed)
                         _edit_lines(source, out, edit, None)  # jobs appended meanwhile
                         out.flush()
-                        _keep_mode_and_owner(out.fileno(), before, self.path)
+                        keep_mode_and_owner(out.fileno(), before, self.path)
                         os.fsync(out.fileno())
+                        edit.commit()
                         os.replace(temp_path, self.path)
                         temp_path = None
-                        _fsync_directory(self.path.parent)
+                        fsync_directory(self.path.parent)
                         if edit.resume_offset is not None:
                             edit.bookmark = Bookmark(os.dup(out.fileno()), edit.resume_offset)
                         return True, edit
             finally:
                 if temp_path is not None:
+                    edit.abandon()
                     os.unlink(temp_path)
 
     def remove_stale_temporary_files(self, older_than: float, now: float) -> None:
         """Delete temporary files left by rewrites that were killed before their rename."""
         with contextlib.suppress(FileNotFoundError), os.scandir(self.path.parent) as entries:
             for entry in entries:
-                if entry.name.startswith(_TEMP_PREFIX) and entry.name.endswith(".tmp"):
+                if entry.name.startswith(TEMP_PREFIX) and entry.name.endswith(".tmp"):
                     with contextlib.suppress(OSError):
                         if entry.stat().st_mtime < now - older_than:
                             os.unlink(entry.path)
@@ -314,7 +324,9 @@ def _write_all(fd: int, data: bytes) -> None:
             view = view[os.write(fd, view):]
 
 
-def _keep_mode_and_owner(fd: int, original: os.stat_result, path: Path) -> None:
+def keep_mode_and_owner(fd: int, original: os.stat_result, path: Path) -> None:
+    """Give the file open at ``fd`` the mode and owner of ``original`` (the file at ``path``
+    it replaces or joins), so the web app's user can still use it after root wrote it."""
     # A rewrite by the cron user must leave the file appendable by the web app's user.
     try:
         os.fchown(fd, original.st_uid, original.st_gid)
@@ -328,7 +340,7 @@ def _keep_mode_and_owner(fd: int, original: os.stat_result, path: Path) -> None:
     os.fchmod(fd, original.st_mode & 0o7777)  # after fchown, which may clear setgid
 
 
-def _fsync_directory(directory: Path) -> None:
+def fsync_directory(directory: Path) -> None:
     # The rename survives a power loss only once the directory entry is on disk.
     fd = os.open(directory, os.O_RDONLY)
     try:

@@ -118,6 +118,8 @@ class WorkerRun:
         now = time.time()
         self.queue.table.remove_stale_temporary_files(older_than=STALE_TEMPORARY_SECONDS, now=now)
         self.locks.remove_dead(now)
+        if self.options.retention_seconds is not None:
+            self.queue.archive.remove_expired(self.queue.clock() - self.options.retention_seconds)
         try:
             lock = self.locks.hold(self.token)
         except FileNotFoundError:
@@ -272,10 +274,13 @@ class WorkerRun:
             retention = self.options.retention_seconds
             drop_before = None if retention is None else now - retention
             resume = None if full else self.bookmark
+            archive_after = self.queue.archive_after
             edit = self.queue.table.rewrite(lambda: ClaimEditor(
                 held, finished, unstarted, now, now + self.options.lease_seconds, claim,
                 self.options.max_attempts, drop_before, worker=self.token,
-                alive=self.locks.alive), resume)
+                alive=self.locks.alive,
+                archive_before=None if archive_after is None else now - archive_after,
+                spool=None if archive_after is None else self.queue.archive.spool()), resume)
             self.last_sync_resumed = resume is not None
             if edit is None:
                 return []
@@ -298,10 +303,10 @@ class WorkerRun:
                     self.to_run.clear()
                 if not self.finished:
                     self.oldest_unwritten = None
-            self._report(outcome)
+            self._report(outcome, edit.changed)
             return list(outcome.claimed)
 
-    def _report(self, outcome: ClaimOutcome) -> None:
+    def _report(self, outcome: ClaimOutcome, edit_changed: bool) -> None:
         for job_id in outcome.lost:
             logger.warning("job %s: another worker took it after its lease ran out (was this "
                            "process stopped?); its result here is not recorded", job_id.decode())
@@ -310,9 +315,11 @@ class WorkerRun:
         for job in outcome.retaken:
             logger.warning("job %s %s: the worker of attempt %d stopped without a result; "
                            "trying again", job.id, job.type, job.attempts)
-        if outcome.dropped:
+        if outcome.dropped and edit_changed:
             logger.info("dropped %d completed or cancelled jobs older than %s days (retention)",
                         outcome.dropped, f"{self.options.retention_seconds / 86400:g}")
+        if outcome.archived and edit_changed:
+            logger.info("moved %d finished jobs to the archive files", outcome.archived)
         for line, reason in outcome.corrupt:
             if line not in self.reported:
                 self.reported.add(line)
