@@ -75,9 +75,9 @@ class Archive:
             for number, line in self.table_of(path).lines():
                 yield path, number, line
 
-    def find(self, prefix: bytes) -> Optional[Tuple[Path, int, bytes]]:
-        """The newest archived line starting with ``prefix`` (a job id and a tab):
-        (file, line number, line). Searches whole files at memory speed, newest first."""
+    def find(self, prefix: bytes) -> Optional[Tuple[Path, Optional[int], bytes]]:
+        """The newest archived line starting with ``prefix`` (a job id and a tab): (file,
+        None, line); see ``line_number``. Searches whole files at memory speed, newest first."""
         needle = b"\n" + prefix
         for _, path in self.files(newest_first=True):
             try:
@@ -89,10 +89,17 @@ class Archive:
                     end = data.find(b"\n", at + 1)
                     if end < 0:
                         continue  # a last line still being appended
-                    return path, data[:at + 1].count(b"\n") + 1, data[at + 1:end + 1]
+                    return path, None, data[at + 1:end + 1]
             except (FileNotFoundError, ValueError):  # gone meanwhile, or empty
                 continue
         return None
+
+    def line_number(self, path: Path, line: bytes) -> int:
+        """The number of ``line`` in an archive file (for a message about a corrupt line)."""
+        for number, candidate in self.table_of(path).lines():
+            if candidate == line:
+                return number
+        return 0
 
     def remove_expired(self, drop_before: float) -> int:
         """Delete the archive files whose every job finished before ``drop_before``."""

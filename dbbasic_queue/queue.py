@@ -128,6 +128,7 @@ class Queue:
         try:
             return as_dict(job)
         except ValueError as error:
+            number = number or self.archive.line_number(path, job.to_line())
             raise CorruptLineError(corrupt_message(path, number, error)) from None
 
     def cancel_job(self, job_id: str) -> bool:
@@ -237,6 +238,7 @@ class Queue:
         try:
             return parse_line(line), number, path
         except CorruptLineError as error:
+            number = number or self.archive.line_number(path, line)
             raise CorruptLineError(corrupt_message(path, number, error)) from None
 
     def process_jobs(self, handlers: Mapping[str, Callable[[dict], Any]],
