@@ -6,8 +6,8 @@ callers testing its class; a verb or option a backend cannot honour raises Unsup
 naming the backend and what to do instead, never an AttributeError and never a silent no-op.
 """
 
-from typing import (Any, Callable, Dict, FrozenSet, Iterator, Mapping, Optional, Protocol,
-                    Sequence, runtime_checkable)
+from typing import (Any, Callable, Dict, FrozenSet, Iterator, List, Mapping, Optional,
+                    Protocol, Sequence, runtime_checkable)
 
 from .errors import UnsupportedError
 
@@ -49,6 +49,10 @@ class Backend(Protocol):
     def get_job(self, job_id: str) -> Optional[Dict[str, Any]]: ...
 
     def cancel_job(self, job_id: str) -> bool: ...
+
+    def tracebacks(self, job_id: str) -> List[Dict[str, Any]]:
+        """The tracebacks of a job's failed attempts, oldest first (attempt, failed_at,
+        error, traceback); empty where the backend keeps none."""
 
     def retry_job(self, job_id: str) -> bool: ...
 

@@ -12,7 +12,7 @@ import random
 import secrets
 import threading
 import time
-from typing import Any, Callable, Dict, Iterator, Mapping, Optional
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional
 
 from . import backend, transitions
 from .backend import (DEFAULT_LEASE_SECONDS, DEFAULT_MAX_ATTEMPTS, DEFAULT_PATH,
@@ -26,6 +26,7 @@ from .job import (FINISHED, as_dict, corrupt_message, job_line, job_with_id_pref
 from .options import encode_options, register
 from .stats import queue_stats
 from .storage import Table
+from .tracebacks import Tracebacks
 from .unique import UniqueKeys
 from .loop import stop_on_signals, work_loop
 from .worker import Bounds, WorkerOptions, WorkerRun
@@ -56,6 +57,7 @@ class Queue:
         self.table = Table(path)
         self.path = self.table.path
         self.archive = Archive(self.table)
+        self.traceback_files = Tracebacks(self.table)
         self.archive_after = archive_after
         self.durable = durable
         self.clock = clock
@@ -130,6 +132,11 @@ class Queue:
         except ValueError as error:
             number = number or self.archive.line_number(path, job.to_line())
             raise CorruptLineError(corrupt_message(path, number, error)) from None
+
+    def tracebacks(self, job_id: str) -> List[Dict[str, Any]]:
+        """The tracebacks of a job's failed attempts kept in the last retention period,
+        oldest first: dicts of attempt, failed_at, error and traceback (text)."""
+        return self.traceback_files.of(job_id)
 
     def cancel_job(self, job_id: str) -> bool:
         """Cancel a pending job. True if it was pending and is now cancelled."""

@@ -24,6 +24,7 @@ from .job import Job, error_text, result_json
 from .liveness import WorkerLocks, new_token
 from .options import Retry
 from .timelimit import JobTimeout, Watchdog, call_with_time_limit
+from .tracebacks import format_traceback
 
 logger = logging.getLogger("dbbasic_queue")
 
@@ -119,7 +120,9 @@ class WorkerRun:
         self.queue.table.remove_stale_temporary_files(older_than=STALE_TEMPORARY_SECONDS, now=now)
         self.locks.remove_dead(now)
         if self.options.retention_seconds is not None:
-            self.queue.archive.remove_expired(self.queue.clock() - self.options.retention_seconds)
+            drop_before = self.queue.clock() - self.options.retention_seconds
+            self.queue.archive.remove_expired(drop_before)
+            self.queue.traceback_files.remove_expired(drop_before)
         try:
             lock = self.locks.hold(self.token)
         except FileNotFoundError:
@@ -213,14 +216,14 @@ class WorkerRun:
             self._record(held, transitions.reschedule(job, run_at))
             logger.info("job %s %s will run again at %s, as it asked (%s)", job.id, job.type,
                         utc(run_at), retry)
-        except JobTimeout:
-            self._record(held, self._failure(held, f"timed out after {limit:g} s"))
+        except JobTimeout as error:
+            self._record(held, self._failure(held, f"timed out after {limit:g} s", error))
         except Exception as error:
-            self._record(held, self._failure(held, error_text(error)))
+            self._record(held, self._failure(held, error_text(error), error))
         except BaseException as error:
             # SystemExit (a handler calling sys.exit), KeyboardInterrupt, GeneratorExit: a
             # failed attempt like any other, so a handler that exits cannot loop forever.
-            self._record(held, self._failure(held, error_text(error)))
+            self._record(held, self._failure(held, error_text(error), error))
             if isinstance(error, KeyboardInterrupt):
                 raise
         else:
@@ -229,7 +232,13 @@ class WorkerRun:
             logger.info("job %s %s completed in %.1f ms", job.id, job.type,
                         (time.perf_counter() - started) * 1000)
 
-    def _failure(self, held: Held, text: str) -> Job:
+    def _failure(self, held: Held, text: str, error: BaseException) -> Job:
+        try:
+            self.queue.traceback_files.add(held.original.id, held.attempt, self.queue.clock(),
+                                           text, format_traceback(error))
+        except Exception:  # a full disk: the attempt is still recorded, without its traceback
+            logger.warning("job %s: could not keep the traceback of attempt %d", held.original.id,
+                           held.attempt, exc_info=True)
         job = transitions.fail(held.original, text, self.queue.clock(), held.claimed_at,
                                held.max_attempts, random=self.queue.random)
         if job.status == "failed":

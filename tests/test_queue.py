@@ -475,3 +475,42 @@ def test_run_now_refuses_finished_jobs_and_a_processing_one_without_force(queue,
     assert queue.run_now(held, force=True) is True
     after = queue.get_job(held)
     assert after["status"] == "pending" and after["attempts"] == 0 and after["run_at"] <= clock()
+
+
+def test_the_tracebacks_of_failed_attempts_are_kept_beside_the_file_not_in_it(queue, clock):
+    job_id = queue.enqueue("broken", {"n": 1})
+
+    def broken(payload):
+        raise KeyError("subject")
+    for _ in range(3):
+        queue.process_jobs({"broken": broken})
+        clock.advance(3600)
+    kept = queue.tracebacks(job_id)
+    assert [t["attempt"] for t in kept] == [1, 2, 3]
+    assert all(t["error"] == "KeyError: 'subject'" for t in kept)
+    assert 'raise KeyError("subject")' in kept[0]["traceback"]
+    assert "Traceback (most recent call last)" in kept[0]["traceback"]
+    # queue.tsv keeps one short line; get_job keeps its published shape
+    assert b"Traceback" not in queue.path.read_bytes()
+    assert set(queue.get_job(job_id)) == {"id", "type", "payload", "status", "created_at",
+                                         "run_at", "attempts", "error", "result"}
+    # and one grep finds the job's line and its tracebacks
+    found = [line for path in queue.path.parent.glob("queue*.tsv")
+             for line in path.read_bytes().splitlines() if line.startswith(job_id.encode())]
+    assert len(found) == 4
+    assert queue.tracebacks("nosuchjob") == [] and queue.tracebacks("\ud800") == []
+
+
+def test_a_traceback_is_cut_to_its_start_and_end_and_goes_with_retention(queue, clock):
+    from dbbasic_queue.tracebacks import MAX_TRACEBACK_CHARS
+    job_id = queue.enqueue("deep", {})
+
+    def deep(payload, n=300):
+        return deep(payload, n - 1) if n else 1 / 0
+    queue.process_jobs({"deep": deep}, max_attempts=1)
+    [kept] = queue.tracebacks(job_id)
+    assert len(kept["traceback"]) <= MAX_TRACEBACK_CHARS + 100
+    assert kept["traceback"].startswith("Traceback") and "ZeroDivisionError" in kept["traceback"]
+    clock.advance(9 * 86400)
+    queue.process_jobs({}, retention_seconds=7 * 86400)
+    assert queue.tracebacks(job_id) == []

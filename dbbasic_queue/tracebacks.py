@@ -1,0 +1,131 @@
+"""Tracebacks of failed attempts, kept beside the queue so queue.tsv stays one short line a job.
+
+Each failed attempt appends one line to the file of its UTC day, ``data/queue.tracebacks.
+2026-11-28.tsv`` (a table: id, attempt, failed_at, error, traceback as a JSON string), so
+``grep ID data/queue*.tsv`` shows a job's line and its tracebacks together. A traceback is cut
+to its first and last frames beyond ``MAX_TRACEBACK_CHARS``; a job has at most one line per
+attempt; retention deletes whole files, as it does archive files.
+"""
+
+import calendar
+import contextlib
+import json
+import os
+import re
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Dict, List
+
+from .job import job_with_id_prefix, to_json
+from .storage import Table, keep_mode_and_owner
+
+MAX_TRACEBACK_CHARS = 8000
+COLUMNS = ("id", "attempt", "failed_at", "error", "traceback")
+HEADER = ("\t".join(COLUMNS) + "\n").encode()
+
+
+def format_traceback(error: BaseException) -> str:
+    """The traceback of ``error`` as text, at most MAX_TRACEBACK_CHARS (its start and end)."""
+    text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    if len(text) <= MAX_TRACEBACK_CHARS:
+        return text
+    half = MAX_TRACEBACK_CHARS // 2
+    return f"{text[:half]}\n... {len(text) - 2 * half} characters left out ...\n{text[-half:]}"
+
+
+class Tracebacks:
+    """The traceback files of one queue file; appends hold the queue's lock."""
+
+    def __init__(self, table: Table) -> None:
+        self.queue_path = table.path
+        self.directory = table.path.parent
+        self.stem = table.path.stem
+        self.lock_path = table.lock_path
+        self.name = re.compile(re.escape(self.stem) + r"\.tracebacks\.(\d{4}-\d{2}-\d{2})\.tsv\Z")
+
+    def path(self, day: str) -> Path:
+        return self.directory / f"{self.stem}.tracebacks.{day}.tsv"
+
+    def files(self) -> List[Path]:
+        try:
+            names = os.listdir(self.directory)
+        except FileNotFoundError:
+            return []
+        return [self.directory / name for name in sorted(names) if self.name.match(name)]
+
+    def add(self, job_id: str, attempt: int, failed_at: float, error: str, text: str) -> None:
+        """Keep the traceback of one failed attempt."""
+        day = time.strftime("%Y-%m-%d", time.gmtime(failed_at))
+        line = "\t".join((job_id, str(attempt), str(int(failed_at)), _field(error),
+                          _field(to_json(text)))) + "\n"
+        path = self.path(day)
+        with Table(path, lock_path=self.lock_path).lock():
+            fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW |
+                         os.O_CLOEXEC, 0o644)
+            try:
+                size = os.fstat(fd).st_size
+                if size == 0:
+                    with contextlib.suppress(FileNotFoundError):
+                        keep_mode_and_owner(fd, os.stat(self.queue_path), path)
+                    os.write(fd, HEADER)
+                elif os.pread(fd, 1, size - 1) != b"\n":
+                    os.write(fd, b"\n")  # a line cut short stays one line
+                os.write(fd, line.encode("utf-8", "backslashreplace"))
+            finally:
+                os.close(fd)
+
+    def of(self, job_id: str) -> List[Dict[str, Any]]:
+        """The kept tracebacks of a job, oldest first: attempt, failed_at, error, traceback."""
+        prefix = job_with_id_prefix(job_id)
+        if prefix is None:
+            return []
+        found = []
+        for path in self.files():
+            for line in _lines(path):
+                if not line.startswith(prefix):
+                    continue
+                fields = line.rstrip(b"\r\n").decode("utf-8", "replace").split("\t")
+                if len(fields) != len(COLUMNS):
+                    continue
+                try:
+                    found.append({"attempt": int(fields[1]), "failed_at": int(fields[2]),
+                                  "error": _unfield(fields[3]),
+                                  "traceback": json.loads(_unfield(fields[4]))})
+                except ValueError:
+                    continue  # a hand-edited line: tracebacks are help, not the record
+        return found
+
+    def remove_expired(self, drop_before: float) -> None:
+        """Delete the files of days that ended before ``drop_before``."""
+        for path in self.files():
+            day = self.name.match(path.name).group(1)
+            if calendar.timegm(time.strptime(day, "%Y-%m-%d")) + 86400 <= drop_before:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+
+
+def _lines(path: Path):
+    """The complete lines after the header (none if the file went away or is a symlink)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return
+    with open(fd, "rb") as file:
+        file.readline()
+        for line in file:
+            if line.endswith(b"\n"):
+                yield line
+
+
+def _field(text: str) -> str:
+    """A field as dbbasic-tsv's csv writer quotes it (tabs and line breaks never occur:
+    errors are one line and tracebacks are JSON strings)."""
+    text = text.replace("\t", " ").replace("\n", " ").replace("\r", " ")
+    return '"' + text.replace('"', '""') + '"' if '"' in text else text
+
+
+def _unfield(text: str) -> str:
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        return text[1:-1].replace('""', '"')
+    return text
