@@ -114,6 +114,7 @@ class WorkerRun:
         self.locks = WorkerLocks(queue.path)
         self.token = new_token()
         self.watchdog: Optional[Watchdog] = None
+        self.outcomes: Dict[str, int] = {}  # completed, failed, to retry, rescheduled: counts
 
     def run(self) -> int:
         now = time.time()
@@ -133,6 +134,7 @@ class WorkerRun:
         if self.options.concurrency > 1:
             pool = ThreadPoolExecutor(self.options.concurrency, "dbbasic-queue-job")
             self.watchdog = Watchdog(self.queue.monotonic)
+        started = time.perf_counter()
         try:
             self._claim_and_run(pool)
         finally:
@@ -147,6 +149,10 @@ class WorkerRun:
                 self.locks.release(self.token, lock)
                 if self.bookmark is not None:
                     self.bookmark.close()
+        if self.ran:
+            logger.info("ran %s in %.2f s: %s", plural(self.ran, "job"),
+                        time.perf_counter() - started,
+                        ", ".join(f"{count} {what}" for what, count in sorted(self.outcomes.items())))
         return self.ran
 
     def _claim_and_run(self, pool: Optional[ThreadPoolExecutor]) -> None:
@@ -203,8 +209,8 @@ class WorkerRun:
         job = held.original
         handler = self.options.handlers.get(job.type)
         limit = held.timeout or self.options.timeout
-        logger.info("job %s %s started (attempt %d of %d)", job.id, job.type, held.attempt,
-                    held.max_attempts)
+        logger.debug("job %s %s started (attempt %d of %d)", job.id, job.type, held.attempt,
+                     held.max_attempts)
         started = time.perf_counter()
         try:
             if handler is None:
@@ -229,8 +235,8 @@ class WorkerRun:
         else:
             self._record(held, transitions.complete(job, held.claimed_at,
                                                     result_json(result, job.id, job.type)))
-            logger.info("job %s %s completed in %.1f ms", job.id, job.type,
-                        (time.perf_counter() - started) * 1000)
+            logger.debug("job %s %s completed in %.1f ms", job.id, job.type,
+                         (time.perf_counter() - started) * 1000)
 
     def _failure(self, held: Held, text: str, error: BaseException) -> Job:
         try:
@@ -251,6 +257,13 @@ class WorkerRun:
 
     def _record(self, held: Held, final: Job) -> None:
         with self.state_lock:
+            if final.status != "pending":
+                outcome = final.status
+            elif final.attempts == held.attempt:
+                outcome = "to retry"
+            else:
+                outcome = "rescheduled"  # by Retry: the attempt was not counted
+            self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
             self.finished[held.original.id.encode()] = final.to_line()
             if self.oldest_unwritten is None:
                 self.oldest_unwritten = self.queue.monotonic()
@@ -334,6 +347,11 @@ class WorkerRun:
                 self.reported.add(line)
                 logger.warning("%s: a corrupt line, left as it is (%s): %s", self.queue.path,
                                reason, line[:120].decode("utf-8", "replace").rstrip())
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 job``, ``2 jobs``."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def utc(timestamp: float) -> str:

@@ -349,17 +349,29 @@ def test_a_half_written_last_line_does_not_swallow_the_next_job(queue):
 
 # --- logs ----------------------------------------------------------------------------
 
-def test_each_job_logs_its_start_success_and_failure_with_the_next_run(queue, caplog):
+def test_each_job_logs_its_start_and_success_at_debug_and_failure_with_the_next_run(queue, caplog):
     good, bad = queue.enqueue("good", {}), queue.enqueue("bad", {})
 
-    with caplog.at_level(logging.INFO, logger="dbbasic_queue"):
+    with caplog.at_level(logging.DEBUG, logger="dbbasic_queue"):
         queue.process_jobs({"good": noop, "bad": fail})
 
-    messages = [r.getMessage() for r in caplog.records if r.name == "dbbasic_queue"]
-    assert any(good in m and "started (attempt 1 of 3)" in m for m in messages)
-    assert any(good in m and "completed in" in m and "ms" in m for m in messages)
-    assert any(bad in m and "failed (attempt 1 of 3)" in m and "next try at" in m
-               for m in messages)
+    records = [r for r in caplog.records if r.name == "dbbasic_queue"]
+    def logged(level, *parts):
+        return any(r.levelno == level and all(p in r.getMessage() for p in parts) for r in records)
+    assert logged(logging.DEBUG, good, "started (attempt 1 of 3)")
+    assert logged(logging.DEBUG, good, "completed in", "ms")
+    assert logged(logging.WARNING, bad, "failed (attempt 1 of 3)", "next try at")
+
+
+def test_a_run_logs_one_summary_line_at_info_and_nothing_per_job(queue, caplog):
+    for n in range(5):
+        queue.enqueue("good", {"n": n})
+    queue.enqueue("bad", {})
+    with caplog.at_level(logging.INFO, logger="dbbasic_queue"):
+        queue.process_jobs({"good": noop, "bad": fail})
+    info = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert len(info) == 1
+    assert info[0].startswith("ran 6 jobs in ") and info[0].endswith("s: 5 completed, 1 to retry")
 
 
 def test_a_job_early_in_the_file_that_falls_due_during_a_run_runs_in_that_run(queue, clock):
