@@ -33,12 +33,12 @@ FULL = dict(prefill=(0, 10_000, 100_000), process=(1_000, 10_000, 100_000), samp
             v1_process=(500, 1000), rss=100_000, load=10_000, pickups=40, idle_seconds=5,
             repeats=3, rq_process=1_000,
             kept=(0, 100_000, 500_000), due=(10, 10_000), lookup_kept=500_000, lookups=300,
-            lookup_seconds=10, sleepy={1: 1_000, 4: 5_000, 16: 10_000})
+            lookup_seconds=10, sleepy={1: 1_000, 4: 10_000, 16: 10_000})
 QUICK = dict(prefill=(0, 1_000), process=(200, 1_000), samples=300,
              v1_process=(50, 100), rss=1_000, load=1_000, pickups=5, idle_seconds=1, repeats=1,
              rq_process=100,
              kept=(0, 2_000), due=(10, 200), lookup_kept=2_000, lookups=20, lookup_seconds=2,
-             sleepy={1: 25, 4: 100, 16: 200})
+             sleepy={1: 10, 4: 40, 16: 160})
 SECTIONS = ("main", "history", "concurrency")
 SLEEP_SECONDS = 0.02  # the concurrency rows' handler: a network call's wait, roughly
 COLUMNS = ("id", "type", "payload", "status", "created_at", "run_at", "attempts", "error",

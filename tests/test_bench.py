@@ -77,7 +77,7 @@ def test_the_quick_benchmark_completes_and_prints_every_table_with_every_peer():
         row = next(row for row in concurrency[1:] if row[1] == level)
         assert NUMBER.match(row[3]) and NUMBER.match(row[4]), row
         assert NUMBER.match(row[2]) if (has_concurrency or level == "1") else row[2] == "—", row
-    assert "(not 200: at this concurrency that takes 4+ s)" in row_starting(concurrency, "25")[0]
+    assert "(not 160: at this concurrency that takes 3+ s)" in row_starting(concurrency, "10")[0]
 
 
 def test_only_runs_the_sections_it_names():
