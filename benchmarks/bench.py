@@ -1,13 +1,19 @@
 """Benchmark dbbasic-queue against its peers and against the floor of the disk and Python.
 
-    python benchmarks/bench.py           # the full run, a few minutes
+    python benchmarks/bench.py           # the full run, about 7 minutes
     python benchmarks/bench.py --quick   # a smoke run with small sizes
+    python benchmarks/bench.py --only history,concurrency   # some sections (main, history,
+                                                            # concurrency), in full or --quick
 
 Peers: the published dbbasic-queue 1.0.0 and huey's SqliteHuey (default, and fsync=False),
 each installed by this script into a temporary directory with ``pip install --target`` and
 run in its own subprocess and working directory (``python -S``, so neither our package nor
 site-packages can shadow it). Every measurement runs in a fresh child process that prints
-one JSON line; this process only installs, orchestrates and prints the table.
+one JSON line; this process only installs, orchestrates and prints the tables.
+
+Sections: ``main``, the peers table; ``history``, a worker run and ``get_job`` with hundreds of
+thousands of finished jobs kept (bytes written from ``/proc/self/io``); ``concurrency``, jobs
+whose handler sleeps 20 ms, run N at a time by our worker and by huey's thread workers.
 """
 
 import fcntl
@@ -25,10 +31,19 @@ PEERS = {"v1": "dbbasic-queue==1.0.0", "huey": "huey==3.5.4"}
 PAYLOAD = {"to": "user@example.com", "subject": "Welcome", "body": "Thanks for signing up!"}
 FULL = dict(prefill=(0, 10_000, 100_000), process=(1_000, 10_000, 100_000), samples=3000,
             v1_process=(500, 1000), rss=100_000, load=10_000, pickups=40, idle_seconds=5,
-            repeats=3, rq_process=1_000)
+            repeats=3, rq_process=1_000,
+            kept=(0, 100_000, 500_000), due=(10, 10_000), lookup_kept=500_000, lookups=300,
+            lookup_seconds=10, sleepy={1: 1_000, 4: 10_000, 16: 10_000})
 QUICK = dict(prefill=(0, 1_000), process=(200, 1_000), samples=300,
              v1_process=(50, 100), rss=1_000, load=1_000, pickups=5, idle_seconds=1, repeats=1,
-             rq_process=100)
+             rq_process=100,
+             kept=(0, 2_000), due=(10, 200), lookup_kept=2_000, lookups=20, lookup_seconds=2,
+             sleepy={1: 10, 4: 40, 16: 160})
+SECTIONS = ("main", "history", "concurrency")
+SLEEP_SECONDS = 0.02  # the concurrency rows' handler: a network call's wait, roughly
+COLUMNS = ("id", "type", "payload", "status", "created_at", "run_at", "attempts", "error",
+           "result", "options")  # the file's published header (README: The file)
+DAY = 86400
 
 
 # --- the subjects, as seen from inside a child process ------------------------------------
@@ -147,6 +162,17 @@ def child(measure, subject, arg, extra):
         return loop_worker(Path(arg), float(extra))
     if measure == "pickup-enqueue":
         return pickup_enqueue(int(arg), Path(extra))
+    if measure == "history-prefill":
+        return write_history(int(arg), extra)
+    if measure == "process-io":
+        return process_with_io(int(arg))
+    if measure == "get-job":
+        count, seconds = extra.split("/")
+        return lookups(arg, int(count), float(seconds))
+    if measure == "capabilities":
+        return capabilities()
+    if measure == "sleepy":
+        return SLEEPY[subject](int(arg), int(extra))
     raise SystemExit(f"unknown measure {measure!r}")
 
 
@@ -219,6 +245,161 @@ def pickup_enqueue(count, pickups: Path):
     raise SystemExit("the loop worker did not run the pings")
 
 
+def write_history(count, spread):
+    """Write ``count`` completed welcome-email jobs into data/queue.tsv, each line as the
+    queue writes it (README: The file), in a second or two: enqueueing and running 500,000
+    jobs would take a minute and could not date them in the past. The file is created as
+    the queue creates it (dbbasic-tsv's table), so this is a file as 1.1 leaves it, and a
+    worker of any later storage design takes it over on its first run.
+
+    ``spread`` "days-ago": all finished 3 to 4 days ago, history no run should need to read;
+    "week": evenly over the last 6.9 days, the newest a minute ago (a week of retention), with
+    the ids of jobs finished in the last 55 minutes and of the oldest saved to ids.json.
+    """
+    import random
+    if not count:
+        return {"file_mb": 0.0}
+    from dbbasic.tsv import TSV  # how the queue creates its file
+    TSV("queue", list(COLUMNS), data_dir=Path("data"))
+    now = int(time.time())
+    first, last = (now - int(6.9 * DAY), now - 60) if spread == "week" else (now - 4 * DAY,
+                                                                                now - 3 * DAY)
+    payload = '"' + json.dumps(PAYLOAD).replace('"', '""') + '"'
+    step = (last - first) / max(1, count - 1)
+    random_bits = random.Random(count).getrandbits
+    recent, oldest = [], None
+    with open("data/queue.tsv", "ab") as out:
+        for start in range(0, count, 50_000):
+            lines = []
+            for n in range(start, min(count, start + 50_000)):
+                job_id, finished = f"{random_bits(64):016x}", first + int(n * step)
+                lines.append(f'{job_id}\tsend_email\t{payload}\tcompleted\t{finished}\t'
+                             f'{finished}\t1\t\t"{{""sent_at"": {finished}.2}}"\t\n')
+                if oldest is None:
+                    oldest = job_id
+                if finished >= now - 3300:
+                    recent.append(job_id)
+            out.write("".join(lines).encode())
+    if spread == "week":
+        random.Random(0).shuffle(recent)
+        Path("ids.json").write_text(json.dumps({"recent": recent, "oldest": oldest}))
+    return {"file_mb": os.path.getsize("data/queue.tsv") / 1e6}
+
+
+def proc_io():
+    """This process's I/O counters: rchar and wchar count the bytes of every read and write
+    call (page cache or not); write_bytes the bytes it sent towards the disk (pages it
+    dirtied), cancelled_write_bytes those of files deleted before they were written back."""
+    with open("/proc/self/io") as counters:
+        return {name: int(value) for name, value in
+                (line.split(":") for line in counters if line.strip())}
+
+
+def queue_files():
+    """The sizes of data/queue.tsv and of every file in the queue's directory, in MB."""
+    sizes = {path.name: path.stat().st_size for path in Path("data").rglob("*") if path.is_file()}
+    return {"live_mb": sizes.get("queue.tsv", 0) / 1e6, "dir_mb": sum(sizes.values()) / 1e6,
+            "dir_files": len(sizes)}
+
+
+def process_with_io(expected):
+    """One ``process_jobs`` run over the queue as it is: wall time, the bytes it wrote and
+    read (from /proc/self/io, before and after; the keeper thread's included), peak RSS, and
+    the queue's files before and after. It must run exactly the ``expected`` due jobs."""
+    from dbbasic_queue import Queue
+    queue = Queue("data/queue.tsv")
+    files_before = queue_files()
+    before, started = proc_io(), time.perf_counter()
+    ran = queue.process_jobs({"send_email": noop})
+    seconds = time.perf_counter() - started
+    after = proc_io()
+    if ran != expected:
+        raise SystemExit(f"the run ran {ran} jobs, not the {expected} due")
+    return dict({key: after[key] - before[key] for key in
+                 ("rchar", "wchar", "write_bytes", "cancelled_write_bytes")},
+                seconds=seconds, max_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                live_mb_before=files_before["live_mb"], **queue_files())
+
+
+def lookups(which, count, seconds):
+    """``get_job`` in one process, as a web app asks for a job's result: ``count`` lookups of
+    different jobs finished in the last hour ("recent"), of the oldest kept job again and
+    again ("oldest"), or of ids no job has ("missing"); stopped early once ``seconds`` have
+    passed (after at least 5). Every lookup must find its completed job, or none."""
+    import random
+    from dbbasic_queue import Queue
+    queue = Queue("data/queue.tsv")
+    ids = json.loads(Path("ids.json").read_text())
+    targets = {"recent": lambda: ids["recent"][:count], "oldest": lambda: [ids["oldest"]] * count,
+               "missing": lambda: [f"{random.getrandbits(64):016x}" for _ in range(count)]}[which]()
+    deadline, samples = time.monotonic() + seconds, []
+    for job_id in targets:
+        before = time.perf_counter()
+        job = queue.get_job(job_id)
+        samples.append(time.perf_counter() - before)
+        if (job is not None) if which == "missing" else (
+                job is None or job["status"] != "completed" or job["id"] != job_id):
+            raise SystemExit(f"get_job({job_id!r}) gave {job!r}")
+        if len(samples) >= 5 and time.monotonic() > deadline:
+            break
+    return dict(summary(samples), first_ms=samples[0] * 1000, distinct=len(set(targets[:len(samples)])))
+
+
+def capabilities():
+    import inspect
+    from dbbasic_queue import Queue
+    return {"concurrency": "concurrency" in inspect.signature(Queue.process_jobs).parameters}
+
+
+def sleepy_handler(payload):
+    time.sleep(SLEEP_SECONDS)
+
+
+def sleepy_ours(concurrency, jobs):
+    """One ``process_jobs`` run over ``jobs`` due jobs whose handler sleeps 20 ms, with
+    ``concurrency=N`` (concurrency 1 without the keyword if this version has none)."""
+    from dbbasic_queue import Queue
+    keyword = {"concurrency": concurrency} if capabilities()["concurrency"] else {}
+    if not keyword and concurrency != 1:
+        raise SystemExit("this dbbasic_queue has no concurrency keyword")
+    queue = Queue("data/queue.tsv")
+    started = time.perf_counter()
+    ran = queue.process_jobs({"send_email": sleepy_handler}, **keyword)
+    seconds = time.perf_counter() - started
+    if ran != jobs:
+        raise SystemExit(f"the run ran {ran} jobs, not {jobs}")
+    return {"seconds": seconds}
+
+
+def sleepy_huey(concurrency, jobs):
+    """huey's consumer with ``concurrency`` thread workers (``huey_consumer -w N -k thread``,
+    its other settings at their defaults) over ``jobs`` queued tasks whose function sleeps
+    20 ms: wall time from the consumer's start to the end of the last task."""
+    import threading
+    from huey import SqliteHuey
+    huey = SqliteHuey(filename="huey.db", fsync=False)
+    lock, ended, last_done = threading.Lock(), [], threading.Event()
+
+    def sleepy(payload):
+        sleepy_handler(payload)
+        with lock:
+            ended.append(time.perf_counter())
+            if len(ended) == jobs:
+                last_done.set()
+    huey.task(name="send_email")(sleepy)
+    consumer = huey.create_consumer(workers=concurrency, worker_type="thread")
+    started = time.perf_counter()
+    consumer.start()
+    finished = last_done.wait(timeout=jobs * SLEEP_SECONDS / concurrency * 3 + 60)
+    consumer.stop(graceful=True)
+    if not finished:
+        raise SystemExit(f"huey ran {len(ended)} of {jobs} tasks in time")
+    return {"seconds": ended[-1] - started}
+
+
+SLEEPY = {"ours": sleepy_ours, "huey-nofsync": sleepy_huey}
+
+
 def latencies(call, count):
     for _ in range(min(200, count)):  # warm up
         call()
@@ -288,8 +469,9 @@ class Runner:
         self.workdir = workdir
         self.peer_paths = {}
 
-    def install_peers(self):
-        for name, requirement in PEERS.items():
+    def install_peers(self, names=tuple(PEERS)):
+        for name in names:
+            requirement = PEERS[name]
             target = self.workdir / f"peer-{name}"
             import subprocess
             subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
@@ -362,9 +544,80 @@ class Runner:
         done.touch()
         return dict(self.result(enqueuer), worker_seconds=worker["seconds"])
 
+    def history(self, kept, due, repeats):
+        """Medians of ``repeats`` builds, each: ``kept`` jobs finished 3-4 days ago written
+        into a fresh file; one run with nothing due, which takes the file over (the first run
+        on an upgraded file, whatever the storage does with history then); ``due`` jobs
+        enqueued; the measured run. Returns (measured run, first run or None)."""
+        import shutil
+        runs, firsts = [], []
+        for _ in range(repeats):
+            cwd = self.fresh_dir()
+            self.run("history-prefill", "ours", kept, "days-ago", cwd=cwd)
+            os.sync()
+            if kept:
+                firsts.append(self.run("process-io", "ours", 0, cwd=cwd))
+            self.prefill("ours", due, cwd)
+            runs.append(self.run("process-io", "ours", due, cwd=cwd))
+            shutil.rmtree(cwd)
+        return medians(runs), (medians(firsts) if firsts else None)
 
-def measure_all(runner, sizes, log):
+    def lookup(self, kept, count, seconds):
+        """get_job among ``kept`` jobs finished over the last week, after the run that takes
+        the file over: jobs finished in the last hour, and the oldest kept."""
+        cwd = self.fresh_dir()
+        self.run("history-prefill", "ours", kept, "week", cwd=cwd)
+        os.sync()
+        first = self.run("process-io", "ours", 0, cwd=cwd)
+        os.sync()
+        found = {which: self.run("get-job", "ours", which, f"{number}/{seconds}", cwd=cwd)
+                 for which, number in (("recent", count), ("oldest", max(5, count // 10)),
+                                       ("missing", max(5, count // 10)))}
+        return dict(found, first_run=first)
+
+    def sleepy(self, subject, concurrency, jobs):
+        cwd = self.fresh_dir()
+        self.prefill(subject, jobs, cwd)
+        return self.run("sleepy", subject, concurrency, jobs, cwd=cwd)
+
+
+def medians(runs):
+    import statistics
+    return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+
+
+def measure_all(runner, sizes, log, sections):
     figures = {}
+    if "main" in sections:
+        measure_main(runner, sizes, log, figures)
+    if "history" in sections:
+        measure_history(runner, sizes, log, figures)
+    if "concurrency" in sections:
+        measure_concurrency(runner, sizes, log, figures)
+    return figures
+
+
+def measure_history(runner, sizes, log, figures):
+    for kept in sizes["kept"]:
+        for due in sizes["due"]:
+            log(f"history: {due} due jobs with {kept} finished jobs kept ({sizes['repeats']} runs)")
+            figures[("history", kept, due)] = runner.history(kept, due, sizes["repeats"])
+    log(f"history: get_job among {sizes['lookup_kept']} finished jobs kept over a week")
+    figures["lookup"] = runner.lookup(sizes["lookup_kept"], sizes["lookups"], sizes["lookup_seconds"])
+
+
+def measure_concurrency(runner, sizes, log, figures):
+    can = runner.run("capabilities", "ours", cwd=runner.fresh_dir())["concurrency"]
+    for concurrency, jobs in sorted(sizes["sleepy"].items()):
+        for subject in ("ours", "huey-nofsync"):
+            if subject == "ours" and concurrency > 1 and not can:
+                log(f"concurrency {concurrency}: ours has no concurrency keyword yet")
+                continue
+            log(f"concurrency {concurrency}: {jobs} jobs of 20 ms with {subject}")
+            figures[("sleepy", subject, concurrency)] = runner.sleepy(subject, concurrency, jobs)
+
+
+def measure_main(runner, sizes, log, figures):
     for subject in ("ours", "ours-durable", "v1", "huey-nofsync", "huey"):
         for prefill in sizes["prefill"]:
             if subject.endswith("durable") or subject == "huey":
@@ -405,7 +658,6 @@ def measure_all(runner, sizes, log):
             log("the RQ backend, on a local redis-server")
             figures["rq-enqueue"] = runner.enqueue("rq", 0, sizes["samples"], 1)
             figures["rq-process"] = runner.process("rq", sizes["rq_process"])
-    return figures
 
 
 def local_redis(directory):
@@ -520,6 +772,68 @@ def table(figures, sizes):
     return "\n".join(rows), notes
 
 
+def megabytes(count):
+    mb = count / 1e6
+    return f"{mb:.2f}" if mb < 10 else f"{mb:,.0f}"
+
+
+def history_tables(figures, sizes):
+    """A worker run with finished jobs kept (and the first run that takes such a file over),
+    and get_job among a week of finished jobs."""
+    rows = ["| finished jobs kept | due jobs | queue.tsv before the run, MB | run time, s | "
+            "µs/job | written, MB: wchar / write_bytes / cancelled_write_bytes | read, MB: rchar | "
+            "peak RSS, MB | after the run, MB: queue.tsv / queue directory (files) |",
+            "|---|---|---|---|---|---|---|---|---|"]
+
+    def row(kept, due, run):
+        """One run's row; ``due`` 0 is the first run on a file, with nothing due."""
+        due_cell = f"{due:,}" if due else "none: the first run on an upgraded file"
+        per_job = f"{run['seconds'] / due * 1e6:,.0f}" if due else "—"
+        written = " / ".join(megabytes(run[key]) for key in
+                             ("wchar", "write_bytes", "cancelled_write_bytes"))
+        return (f"| {kept} | {due_cell} | {run['live_mb_before']:.1f} | {run['seconds']:.3f} | "
+                f"{per_job} | {written} | {megabytes(run['rchar'])} | {run['max_rss_mb']:.1f} | "
+                f"{run['live_mb']:.1f} / {run['dir_mb']:.1f} ({run['dir_files']:.0f}) |")
+    for kept in sizes["kept"]:
+        label = f"{kept:,}" + (" (finished 3-4 days ago)" if kept else "")
+        for due in sizes["due"]:
+            run, first = figures[("history", kept, due)]
+            if first and due == sizes["due"][0]:
+                rows.append(row(label, 0, first))
+            rows.append(row(label, due, run))
+    lookup, kept = figures["lookup"], sizes["lookup_kept"]
+    rows.append(row(f"{kept:,} (finished over the last 7 days: the get_job file below)", 0,
+                    lookup["first_run"]))
+    rows += ["", f"| get_job among {kept:,} finished jobs kept, finished over the last 7 days | "
+                 f"p50, ms | p99, ms | first lookup in a fresh process, ms | lookups (different ids) |",
+             "|---|---|---|---|---|"]
+    for which, label in (("recent", "a job finished in the last hour (a different one each time)"),
+                         ("oldest", "the oldest kept job (the same one each time)"),
+                         ("missing", "an id no job has (a different one each time): None")):
+        found = lookup[which]
+        rows.append(f"| {label} | {found['p50_us'] / 1000:,.2f} | {found['p99_us'] / 1000:,.2f} | "
+                    f"{found['first_ms']:,.2f} | {found['count']} ({found['distinct']}) |")
+    return "\n".join(rows)
+
+
+def concurrency_table(figures, sizes):
+    rows = ["| jobs whose handler sleeps 20 ms | concurrency | ours, s | "
+            "huey fsync=False, thread workers, s | ideal: jobs × 20 ms / concurrency, s | "
+            "ours / huey |",
+            "|---|---|---|---|---|---|"]
+    most = max(sizes["sleepy"].values())
+    for concurrency, jobs in sorted(sizes["sleepy"].items()):
+        ours = figures.get(("sleepy", "ours", concurrency))
+        huey = figures[("sleepy", "huey-nofsync", concurrency)]
+        scaled = (f" (not {most:,}: at this concurrency that takes "
+                  f"{most * SLEEP_SECONDS / concurrency:.0f}+ s)" if jobs < most else "")
+        rows.append(f"| {jobs:,}{scaled} | {concurrency} | "
+                    f"{'—' if ours is None else format(ours['seconds'], '.2f')} | "
+                    f"{huey['seconds']:.2f} | {jobs * SLEEP_SECONDS / concurrency:.2f} | "
+                    f"{'—' if ours is None else format(ours['seconds'] / huey['seconds'], '.2f') + 'x'} |")
+    return "\n".join(rows)
+
+
 def machine():
     import platform
     model = "unknown CPU"
@@ -540,9 +854,15 @@ def main():
     import tempfile
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
+    parser.add_argument("--only", default=",".join(SECTIONS),
+                        help=f"comma-separated sections to run, of {', '.join(SECTIONS)} (default: all)")
     args = parser.parse_args()
+    sections = [name.strip() for name in args.only.split(",") if name.strip()]
+    unknown = sorted(set(sections) - set(SECTIONS))
+    if unknown or not sections:
+        parser.error(f"--only takes sections among {', '.join(SECTIONS)}, not {args.only!r}")
     sizes = QUICK if args.quick else FULL
-    started = time.monotonic()
+    started, load_before = time.monotonic(), os.getloadavg()[0]
 
     def log(message):
         print(f"[{time.monotonic() - started:6.1f} s] {message}", file=sys.stderr, flush=True)
@@ -550,15 +870,24 @@ def main():
     with tempfile.TemporaryDirectory(prefix="dbbasic-queue-bench-") as workdir:
         runner = Runner(Path(workdir))
         log("installing the peers")
-        runner.install_peers()
-        figures = measure_all(runner, sizes, log)
-    rows, notes = table(figures, sizes)
-    print(f"Machine: {machine()}; enqueue and processing figures are medians of "
-          f"{sizes['repeats']} runs (huey default and 1.0.0 processing: one run); "
-          f"{'quick run' if args.quick else 'full run'} in {time.monotonic() - started:.0f} s.\n")
-    print(rows)
-    for note in notes:
-        print(f"\n{note}")
+        runner.install_peers([name for name, needed_by in (("v1", {"main"}),
+                                                           ("huey", {"main", "concurrency"}))
+                              if needed_by & set(sections)])
+        figures = measure_all(runner, sizes, log, sections)
+    print(f"Machine: {machine()}, load average {load_before:.2f} at the start and "
+          f"{os.getloadavg()[0]:.2f} at the end; enqueue, processing and history figures are "
+          f"medians of {sizes['repeats']} runs (huey default and 1.0.0 processing, get_job and "
+          f"the 20 ms handlers: one run); {'quick run' if args.quick else 'full run'} of "
+          f"{', '.join(sections)} in {time.monotonic() - started:.0f} s.")
+    if "main" in sections:
+        rows, notes = table(figures, sizes)
+        print(f"\n{rows}")
+        for note in notes:
+            print(f"\n{note}")
+    if "history" in sections:
+        print(f"\n{history_tables(figures, sizes)}")
+    if "concurrency" in sections:
+        print(f"\n{concurrency_table(figures, sizes)}")
 
 
 if __name__ == "__main__":

@@ -1,28 +1,97 @@
-"""The benchmark runs end to end (--quick) and prints its table. Timings are its business,
-not the tests': nothing here asserts a figure."""
+"""The benchmark runs end to end (--quick) and prints its tables. Timings are its business,
+not the tests': nothing here asserts a figure, only that each row has one."""
 
+import inspect
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+from dbbasic_queue import Queue
+
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "bench.py"
+NUMBER = re.compile(r"^[\d,]+(\.\d+)?x?$")
 
 
-def test_the_quick_benchmark_completes_and_prints_the_table_with_every_peer():
-    done = subprocess.run([sys.executable, str(BENCH), "--quick"], capture_output=True,
+def run_bench(*arguments):
+    return subprocess.run([sys.executable, str(BENCH), *arguments], capture_output=True,
                           text=True, timeout=300)
 
+
+def tables(stdout):
+    """Each markdown table of the output, as its rows of stripped cells (header first)."""
+    found, current = [], []
+    for line in stdout.splitlines() + [""]:
+        if line.startswith("|"):
+            current.append([cell.strip() for cell in line.strip().strip("|").split("|")])
+        elif current:
+            found.append([row for row in current if not set("".join(row)) <= set("-")])
+            current = []
+    return found
+
+
+def row_starting(table, *cells):
+    rows = [row for row in table[1:] if all(row[i].startswith(cell) for i, cell in enumerate(cells))]
+    assert rows, f"no row starting {cells} in {table}"
+    return rows[0]
+
+
+def test_the_quick_benchmark_completes_and_prints_every_table_with_every_peer():
+    done = run_bench("--quick")
+
     assert done.returncode == 0, done.stderr[-2000:]
-    table = [line for line in done.stdout.splitlines() if line.startswith("|")]
-    assert table[0].split("|")[1:6] == [" figure ", " ours ", " 1.0.0 ", " huey fsync=False ",
-                                        " huey default "]
-    figures = [row.split("|")[1].strip() for row in table[2:]]
+    main, history, lookup, concurrency = tables(done.stdout)
+    assert main[0][:5] == ["figure", "ours", "1.0.0", "huey fsync=False", "huey default"]
+    figures = [row[0] for row in main[1:]]
     for expected in ("enqueue p50 µs, 0 jobs in file", "enqueue p50 µs with fsync, 0 jobs in file",
                      "processing µs/job, 1,000 jobs", "worker peak RSS MB, 1,000 jobs",
                      "enqueue p99 µs while a worker runs 1,000 jobs",
                      "pickup ms, enqueue to handler start", "idle loop worker, % of a core"):
         assert any(figure.startswith(expected) for figure in figures), expected
-    for row in table[2:]:
-        ours = row.split("|")[2].strip()
-        assert ours and ours != "—", row  # every row has our figure
+    for row in main[1:]:
+        assert row[1] and row[1] != "—", row  # every row has our figure
     assert "extrapolated" in done.stdout  # 1.0.0's capped sizes are said to be
+
+    # The history rows: each size of kept history, with the first run on the upgraded file.
+    assert history[0][:4] == ["finished jobs kept", "due jobs", "queue.tsv before the run, MB",
+                              "run time, s"]
+    for kept, due in (("0", "10"), ("0", "200"), ("2,000 (finished 3-4 days ago)", "10"),
+                      ("2,000 (finished 3-4 days ago)", "200"),
+                      ("2,000 (finished 3-4 days ago)", "none: the first run on an upgraded file"),
+                      ("2,000 (finished over the last 7 days", "none: the first run")):
+        row = row_starting(history, kept, due)
+        written = row[5].split(" / ")
+        assert len(written) == 3 and all(NUMBER.match(cell) for cell in written), row
+        assert all(NUMBER.match(cell) for cell in (row[2], row[3], row[6], row[7])), row
+        assert NUMBER.match(row[4]) or due.startswith("none"), row
+
+    assert lookup[0][0] == "get_job among 2,000 finished jobs kept, finished over the last 7 days"
+    for which in ("a job finished in the last hour", "the oldest kept job", "an id no job has"):
+        row = row_starting(lookup, which)
+        assert all(NUMBER.match(cell) for cell in row[1:4]), row
+
+    # Huey runs at every concurrency; ours wherever this version has the keyword.
+    has_concurrency = "concurrency" in inspect.signature(Queue.process_jobs).parameters
+    assert concurrency[0][2:4] == ["ours, s", "huey fsync=False, thread workers, s"]
+    for level in ("1", "4", "16"):
+        row = next(row for row in concurrency[1:] if row[1] == level)
+        assert NUMBER.match(row[3]) and NUMBER.match(row[4]), row
+        assert NUMBER.match(row[2]) if (has_concurrency or level == "1") else row[2] == "—", row
+    assert "(not 160: at this concurrency that takes 3+ s)" in row_starting(concurrency, "10")[0]
+
+
+def test_only_runs_the_sections_it_names():
+    done = run_bench("--quick", "--only", "history")
+
+    assert done.returncode == 0, done.stderr[-2000:]
+    printed = tables(done.stdout)
+    assert [table[0][0] for table in printed] == [
+        "finished jobs kept", "get_job among 2,000 finished jobs kept, finished over the last 7 days"]
+    assert "installing the peers" in done.stderr and "huey" not in done.stderr
+
+
+def test_only_with_an_unknown_section_is_a_usage_error_that_names_the_sections():
+    done = run_bench("--only", "history,speed")
+
+    assert done.returncode == 2
+    assert "main, history, concurrency" in done.stderr and "'history,speed'" in done.stderr
