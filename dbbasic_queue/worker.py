@@ -99,7 +99,8 @@ class WorkerRun:
         self.options = options
         self.bounds = bounds
         self.stop = stop or threading.Event()
-        self.ran = 0
+        self.ran = 0  # jobs finished and recorded
+        self.started = 0  # jobs handed to a handler
         self.next_due: Optional[int] = None
         self.held: Dict[bytes, Held] = {}
         self.to_run: deque = deque()  # ids of held jobs not started yet, in claim order
@@ -156,14 +157,17 @@ class WorkerRun:
         return self.ran
 
     def _claim_and_run(self, pool: Optional[ThreadPoolExecutor]) -> None:
+        # With threads, the next batch is claimed as soon as this one is handed out, while
+        # its last handlers still run, so no thread waits for a claim or for a slow sibling.
         batch = max(FIRST_BATCH, 2 * self.options.concurrency)
+        aim = BATCH_SECONDS if pool is None else 4 * BATCH_SECONDS
         slots = threading.BoundedSemaphore(self.options.concurrency)
         while not self._must_stop():
-            limit = self.bounds.room(self.ran, batch)
+            limit = self.bounds.room(self.started, batch)
             if not self._sync(claim=limit) and not (
                     self.last_sync_resumed and self._sync(claim=limit, full=True)):
                 break  # no due job left, in a look at the whole file
-            started, ran_before = time.perf_counter(), self.ran
+            began, started_before = time.perf_counter(), self.started
             while self.to_run:
                 if pool is not None:
                     slots.acquire()  # a free thread first; then decide whether to go on
@@ -176,19 +180,19 @@ class WorkerRun:
                 if held is None:  # its lease was lost before it started
                     if pool is not None:
                         slots.release()
-                elif pool is None:
+                    continue
+                self.started += 1
+                if pool is None:
                     self._run_counted(held)
                 else:
                     pool.submit(self._run_counted, held, slots)
-            for _ in range(self.options.concurrency if pool else 0):  # the batch's last jobs
-                slots.acquire()
-            for _ in range(self.options.concurrency if pool else 0):
-                slots.release()
-            per_job = (time.perf_counter() - started) / max(self.ran - ran_before, 1)
-            batch = max(1, min(MAX_BATCH, batch * 8, int(BATCH_SECONDS / max(per_job, 1e-6))))
+            per_job = (time.perf_counter() - began) / max(self.started - started_before, 1)
+            batch = max(1, min(MAX_BATCH, batch * 8, int(aim / max(per_job, 1e-6))))
 
     def _must_stop(self) -> bool:
-        return self.stop.is_set() or self.bounds.reached(self.ran)
+        """Whether to start no other job: stopped, or the bounds reached (counting the jobs
+        started, which may still be running in threads)."""
+        return self.stop.is_set() or self.bounds.reached(self.started)
 
     def _run_counted(self, held: Held, slots: Optional[threading.BoundedSemaphore] = None) -> None:
         try:
