@@ -121,8 +121,8 @@ def test_a_task_queued_by_a_view_after_its_commit_runs_in_the_worker_and_reads_b
         before.return_value
     assert Order.objects.get(pk=order_id).fulfilled is False
 
-    # When the worker runs, in its own process
-    done = run_worker(project, tasks_file)
+    # When a loop worker runs, in its own process, until it has run both tasks
+    done = run_worker(project, tasks_file, "--loop", "--max-jobs", "2")
 
     # Then the task ran on the committed row, and its result reads back here
     after = fulfil_order.get_result(task_id)
@@ -222,6 +222,31 @@ def test_a_killed_workers_task_is_taken_again_once_its_lease_ends(project, tasks
     assert result.return_value == {"packed_on_attempt": 2, "worker_ids": 2}
     assert result.attempts == 2 and result.worker_ids[0] == "unknown"
     assert "stopped without a result; trying again" in done.stderr
+
+
+def test_a_task_past_its_timeout_is_stopped_and_its_next_attempt_runs(project, tasks_file,
+                                                                          tmp_path):
+    from dbbasic_queue.django.compat import TaskResultStatus
+    from shop.tasks import pack_parcel
+
+    # Given a task whose first attempt hangs, and a worker with a 1-second time limit
+    task_id = pack_parcel.enqueue(str(tmp_path / "started")).id
+
+    # When the worker runs it, then again once its retry is due
+    run_worker(project, tasks_file, "--timeout", "1")
+    stopped = pack_parcel.get_result(task_id)
+    assert backend().queue.run_now(task_id)
+    run_worker(project, tasks_file, "--timeout", "1")
+
+    # Then the first attempt was stopped where it hung, and the second one succeeded
+    assert (stopped.status, stopped.attempts) == (TaskResultStatus.READY, 1)
+    error = stopped.errors[0]
+    assert error.exception_class_path == "dbbasic_queue.timelimit.JobTimeout"
+    assert "time.sleep(120)" in error.traceback and "timed out after 1 s" in error.traceback
+    done = pack_parcel.get_result(task_id)
+    assert (done.status, done.attempts, done.return_value) == (
+        TaskResultStatus.SUCCESSFUL, 2, {"packed_on_attempt": 2, "worker_ids": 2})
+    assert [e.exception_class_path for e in done.errors] == ["dbbasic_queue.timelimit.JobTimeout"]
 
 
 def test_the_backend_refuses_what_it_cannot_do_clearly_and_writes_nothing(tasks_file):
