@@ -121,8 +121,8 @@ def test_a_task_queued_by_a_view_after_its_commit_runs_in_the_worker_and_reads_b
         before.return_value
     assert Order.objects.get(pk=order_id).fulfilled is False
 
-    # When a loop worker runs, in its own process, until it has run both tasks
-    done = run_worker(project, tasks_file, "--loop", "--max-jobs", "2")
+    # When a loop worker of two threads runs, in its own process, until it has run both
+    done = run_worker(project, tasks_file, "--loop", "--max-jobs", "2", "--concurrency", "2")
 
     # Then the task ran on the committed row, and its result reads back here
     after = fulfil_order.get_result(task_id)

@@ -25,3 +25,22 @@ def test_a_handler_knows_its_job_and_attempt_and_nothing_outside_one(queue, cloc
     assert seen == [(job_id, "flaky", created_at, 1, 4), (job_id, "flaky", created_at, 2, 4)]
     assert queue.get_job(job_id)["status"] == "completed"
     assert current_job() is None
+
+
+def test_handlers_in_threads_each_see_their_own_job(queue):
+    # Given four jobs and a worker of two threads whose handlers wait for each other
+    import threading
+    both = threading.Barrier(2, timeout=30)
+    seen = {}
+
+    def record(payload):
+        both.wait()  # two handlers are running at once here
+        seen[payload["n"]] = current_job().id
+        return None
+    ids = {n: queue.enqueue("record", {"n": n}) for n in range(4)}
+
+    # When they run
+    queue.process_jobs({"record": record}, concurrency=2)
+
+    # Then each handler saw its own job
+    assert seen == ids

@@ -17,9 +17,10 @@ import time
 import traceback
 from inspect import iscoroutinefunction
 
+from django.db import close_old_connections
+
 from ..options import Retry
 from ..running import current_job
-from ..timelimit import JobTimeout
 from . import results, tracebacks
 from .compat import TaskContext, normalize_json, task_finished, task_started
 
@@ -49,12 +50,14 @@ def run_task(backend, payload: dict) -> dict:
     sender = type(backend)
     task_result = results.build(task, backend.alias, job, kept, now)
     task_started.send_robust(sender, task_result=task_result)
+    close_old_connections()  # as Django does around a request: drop broken or old ones
     try:
         if task.takes_context:
             args = [TaskContext(task_result=task_result)] + list(args)
         if iscoroutinefunction(task.func):
-            # In this (main) thread, so a timeout's SIGALRM cancels the coroutine; the
-            # framework's own call() would run it in another thread, beyond the timeout.
+            # In the worker's own thread, where its time limit (SIGALRM, or the watchdog of
+            # a worker with threads) interrupts the coroutine; the framework's call() would
+            # run it in another thread, which the time limit cannot reach.
             value = asyncio.run(task.func(*args, **kwargs))
         else:
             value = task.func(*args, **kwargs)
@@ -62,7 +65,7 @@ def run_task(backend, payload: dict) -> dict:
         json.dumps(value, allow_nan=False)
     except Retry:
         raise  # not a failure: the job runs again at the time asked, this attempt uncounted
-    except (Exception, JobTimeout) as error:
+    except BaseException as error:  # the worker counts any of them as a failed attempt
         error_record = dict(now, finished_at=round(time.time(), 3),
                             exception_class_path=f"{type(error).__module__}."
                                                  f"{type(error).__qualname__}",
@@ -74,6 +77,8 @@ def run_task(backend, payload: dict) -> dict:
         task_finished.send_robust(sender, task_result=results.build(
             task, backend.alias, job, kept + [error_record]))
         raise
+    finally:
+        close_old_connections()
     finished = time.time()
     outcome = results.success(value, started, finished, WORKER_ID)
     job.update(status="completed", result=outcome)

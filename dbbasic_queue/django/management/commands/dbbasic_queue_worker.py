@@ -51,6 +51,8 @@ class Command(BaseCommand):
                             "task is taken again (default: OPTIONS LEASE_SECONDS)")
         parser.add_argument("--timeout", type=duration,
                             help="stop a task running longer (default: OPTIONS TIMEOUT)")
+        parser.add_argument("--concurrency", type=positive_int, default=1, metavar="N",
+                            help="run up to N tasks at once, in threads (default: 1)")
         parser.add_argument("--retention", type=retention, default=False,
                             help="drop finished tasks older than this, or 'none' "
                                  "(default: OPTIONS RETENTION_SECONDS)")
@@ -74,7 +76,8 @@ class Command(BaseCommand):
                       retention_seconds=(settings.retention_seconds
                                          if options["retention"] is False
                                          else options["retention"]),
-                      timeout=options["timeout"] or settings.timeout)
+                      timeout=options["timeout"] or settings.timeout,
+                      concurrency=options["concurrency"])
         finally:
             stop.set()
         logger.info("ran %d tasks from %s", ran, queue.path)
