@@ -349,8 +349,8 @@ def test_check_reports_bad_options_and_the_worker_refuses_them(project):
 
 def test_kept_tracebacks_go_once_their_jobs_have_left_the_file(tasks_file):
     from dbbasic_queue.django import tracebacks
+    from dbbasic_queue.django.management.commands.dbbasic_queue_worker import job_ids
     from dbbasic_queue.django.runner import handler_for
-    from dbbasic_queue.job import line_id
     from shop.tasks import charge_card
 
     # Given a task that failed for good, its traceback kept beside the queue
@@ -360,11 +360,39 @@ def test_kept_tracebacks_go_once_their_jobs_have_left_the_file(tasks_file):
     kept = tracebacks.folder(queue.path) / f"{task_id}.json"
     assert kept.exists()
 
-    def ids():
-        return (line_id(line).decode() for _, line in queue.table.lines())
-
     # When pruned while its job is in the file, it stays; once the job is purged, it goes
-    assert tracebacks.prune(queue.path, ids(), grace_seconds=0) == 0 and kept.exists()
+    assert tracebacks.prune(queue.path, job_ids(queue), grace_seconds=0) == 0 and kept.exists()
     assert queue.purge(0, statuses=("failed",)) == 1
-    assert tracebacks.prune(queue.path, ids(), grace_seconds=0) == 1
+    assert tracebacks.prune(queue.path, job_ids(queue), grace_seconds=0) == 1
     assert not kept.exists()
+
+
+def test_a_task_moved_to_an_archive_file_keeps_its_result_and_tracebacks(tasks_file, tmp_path):
+    from dbbasic_queue import Queue
+    from dbbasic_queue.django import tracebacks
+    from dbbasic_queue.django.compat import TaskResultStatus
+    from dbbasic_queue.django.management.commands.dbbasic_queue_worker import job_ids
+    from dbbasic_queue.django.runner import handler_for
+    from shop.tasks import pack_parcel
+
+    # Given a task stopped by its time limit once, then successful at its second attempt
+    queue = backend().queue
+    task_id = pack_parcel.enqueue(str(tmp_path / "started")).id
+    queue.process_jobs(handler_for(backend()), timeout=0.5)
+    assert queue.run_now(task_id)
+    queue.process_jobs(handler_for(backend()))
+
+    # When a later worker rewrite moves the finished job to an archive file
+    archiving = Queue(tasks_file, archive_after=0)
+    archiving.enqueue("no_op", {})
+    archiving.process_jobs({"no_op": lambda payload: None})
+    assert task_id not in tasks_file.read_text()
+    assert any(task_id in path.read_text() for _, path in archiving.archive.files())
+
+    # Then its result still reads back, and pruning keeps its tracebacks
+    assert tracebacks.prune(queue.path, job_ids(queue), grace_seconds=0) == 0
+    result = pack_parcel.get_result(task_id)
+    assert (result.status, result.attempts, result.return_value["packed_on_attempt"]) == (
+        TaskResultStatus.SUCCESSFUL, 2, 2)
+    assert [e.exception_class_path for e in result.errors] == [
+        "dbbasic_queue.timelimit.JobTimeout"]

@@ -34,6 +34,15 @@ def retention(text: str):
     return None if text == "none" else duration(text)
 
 
+def job_ids(queue):
+    """The id of every job in the queue file and its archive files, read in that order (a
+    job moved to an archive file is appended there before it leaves the queue file)."""
+    for _, line in queue.table.lines():
+        yield line_id(line).decode("utf-8", "replace")
+    for _, _, line in queue.archive.lines():
+        yield line_id(line).decode("utf-8", "replace")
+
+
 class Command(BaseCommand):
     help = "Run the tasks queued in a dbbasic-queue file (TaskBackend)."
 
@@ -113,9 +122,7 @@ class Command(BaseCommand):
         """Remove the kept tracebacks of jobs that have left the file, now and every hour."""
         while True:
             try:
-                gone = tracebacks.prune(backend.queue.path, (
-                    line_id(line).decode("utf-8", "replace")
-                    for _, line in backend.queue.table.lines()))
+                gone = tracebacks.prune(backend.queue.path, job_ids(backend.queue))
                 if gone:
                     logger.info("removed the tracebacks of %d jobs no longer in %s", gone,
                                 backend.queue.path)
