@@ -23,6 +23,7 @@ from .claim import ClaimEditor, ClaimOutcome, Held
 from .job import Job, error_text, result_json
 from .liveness import WorkerLocks, new_token
 from .options import Retry
+from .running import RunningJob, running
 from .timelimit import JobTimeout, Watchdog, call_with_time_limit
 from .tracebacks import format_traceback
 
@@ -220,7 +221,10 @@ class WorkerRun:
             if handler is None:
                 raise LookupError(f"no handler for job type {job.type!r}; add one to the handlers "
                                   f"given to process_jobs")
-            result = call_with_time_limit(handler, json.loads(job.payload), limit, self.watchdog)
+            with running(RunningJob(job.id, job.type, job.created_at, held.attempt,
+                                    held.max_attempts)):
+                result = call_with_time_limit(handler, json.loads(job.payload), limit,
+                                              self.watchdog)
         except Retry as retry:  # asked for, not a failure: the attempt is not counted
             run_at = retry.run_at(self.queue.clock())
             self._record(held, transitions.reschedule(job, run_at))

@@ -1,0 +1,398 @@
+"""Django's task framework on the queue file: a real small project (tests/django_project),
+its views called through Django's test client in this process, its tasks run by
+``manage.py dbbasic_queue_worker`` in real subprocesses sharing the sqlite database and the
+queue file. The same tests run on Django 6's ``django.tasks`` (Python 3.12+) and on the
+``django-tasks`` backport with older Django (``pip install -e '.[test,test-django]'``)."""
+
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+PROJECT = Path(__file__).resolve().parent / "django_project"
+BACKEND = "dbbasic_queue.django.TaskBackend"
+
+
+def wait_for(condition, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"waited {seconds} s for {what}")
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """The test project, set up in this process on a fresh sqlite database. Without Django's
+    task framework installed the tests are skipped, saying why, except in CI, where they fail."""
+    try:
+        import django  # noqa: F401
+        from dbbasic_queue.django import compat  # noqa: F401
+    except ImportError as error:
+        message = (f"Django's task framework is not installed ({error}): pip install -e "
+                   f"'.[test,test-django]'")
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    import django
+    from django.core.management import call_command
+    database = tmp_path_factory.mktemp("shop") / "db.sqlite3"
+    os.environ["DJANGO_SETTINGS_MODULE"] = "project.settings"
+    os.environ["SHOP_DATABASE"] = str(database)
+    sys.path.insert(0, str(PROJECT))
+    django.setup()
+    call_command("migrate", verbosity=0)
+    return database
+
+
+@pytest.fixture
+def tasks_file(project, tmp_path):
+    """A fresh queue file for this test, the backend's PATH (two attempts per task)."""
+    from django.test import override_settings
+    path = tmp_path / "data" / "tasks.tsv"
+    with override_settings(TASKS={"default": {"BACKEND": BACKEND, "OPTIONS": {
+            "PATH": str(path), "MAX_ATTEMPTS": 2}}}):
+        yield path
+
+
+def backend():
+    from dbbasic_queue.django.compat import task_backends
+    return task_backends["default"]
+
+
+def worker_command(project, tasks_file, *options):
+    env = dict(os.environ, DJANGO_SETTINGS_MODULE="project.settings",
+               SHOP_DATABASE=str(project), SHOP_QUEUE_FILE=str(tasks_file))
+    return dict(args=[sys.executable, "manage.py", "dbbasic_queue_worker", *options],
+                cwd=PROJECT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def run_worker(project, tasks_file, *options):
+    """One run of the worker (as cron starts it) in a subprocess; fails the test unless it
+    exits 0."""
+    done = subprocess.run(**worker_command(project, tasks_file, *options), timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+def test_a_task_queued_by_a_view_after_its_commit_runs_in_the_worker_and_reads_back(
+        project, tasks_file):
+    from django.test import Client
+    from dbbasic_queue.django.compat import TaskResultStatus, task_enqueued
+    from shop.models import Order
+    from shop.tasks import add, fulfil_order
+    signalled = []
+
+    def on_enqueued(sender, task_result, **kwargs):
+        signalled.append((sender.__name__, task_result.id, task_result.status))
+    task_enqueued.connect(on_enqueued)
+    try:
+        # Given a request whose transaction rolls back: nothing is queued
+        client = Client()
+        refused = client.post("/orders/", {"item": "rolled-back lamp", "fail": "1"})
+        assert refused.status_code == 400
+        assert not Order.objects.filter(item="rolled-back lamp").exists()
+        assert not tasks_file.exists()
+
+        # When a view saves an order and queues its fulfilment with transaction.on_commit
+        response = client.post("/orders/", {"item": "atlas"})
+        assert response.status_code == 200, response.content
+        order_id, task_id = response.json()["order"], response.json()["task"]
+        async_id = add.enqueue(2, 3).id
+    finally:
+        task_enqueued.disconnect(on_enqueued)
+
+    # Then it is queued, READY, with nothing run yet, and task_enqueued was sent for each
+    assert signalled == [("TaskBackend", task_id, TaskResultStatus.READY),
+                         ("TaskBackend", async_id, TaskResultStatus.READY)]
+    before = fulfil_order.get_result(task_id)
+    assert (before.status, before.attempts, before.args, before.kwargs, before.errors) == (
+        TaskResultStatus.READY, 0, [order_id], {}, [])
+    assert before.started_at is None and before.finished_at is None and not before.is_finished
+    assert abs(before.enqueued_at - datetime.now(timezone.utc)) < timedelta(seconds=30)
+    with pytest.raises(ValueError):
+        before.return_value
+    assert Order.objects.get(pk=order_id).fulfilled is False
+
+    # When a loop worker of two threads runs, in its own process, until it has run both
+    done = run_worker(project, tasks_file, "--loop", "--max-jobs", "2", "--concurrency", "2")
+
+    # Then the task ran on the committed row, and its result reads back here
+    after = fulfil_order.get_result(task_id)
+    assert after.status == TaskResultStatus.SUCCESSFUL
+    assert after.return_value == {"order": order_id, "item": "atlas", "fulfilled": True}
+    assert after.attempts == 1 and after.errors == []
+    assert after.worker_ids[0].startswith(socket.gethostname() + ":")
+    assert before.enqueued_at == after.enqueued_at
+    assert after.enqueued_at - timedelta(seconds=1) <= after.started_at <= after.finished_at
+    assert after.last_attempted_at == after.started_at
+    assert Order.objects.get(pk=order_id).fulfilled is True
+    # an async task ran too, and refresh() reloads a result in place
+    result = add.get_result(async_id)
+    result.refresh()
+    assert (result.status, result.return_value) == (TaskResultStatus.SUCCESSFUL, 5)
+    # and task_started and task_finished were sent in the worker (the framework logs them)
+    assert f"Task id={task_id} path=shop.tasks.fulfil_order state=RUNNING" in done.stderr
+    assert f"Task id={task_id} path=shop.tasks.fulfil_order state=SUCCESSFUL" in done.stderr
+
+
+def test_a_failing_task_is_retried_then_fails_with_its_traceback(project, tasks_file):
+    from dbbasic_queue.django.compat import TaskResultStatus
+    from shop.tasks import PaymentDeclined, charge_card
+
+    # Given a task that raises at every attempt, and two attempts per task
+    task_id = charge_card.enqueue(7, card="4000-0002").id
+
+    # When the worker runs it once
+    first = run_worker(project, tasks_file)
+
+    # Then it waits for its retry, READY, with the error of attempt 1 and its traceback
+    waiting = charge_card.get_result(task_id)
+    assert (waiting.status, waiting.attempts, len(waiting.errors)) == (
+        TaskResultStatus.READY, 1, 1)
+    error = waiting.errors[0]
+    assert error.exception_class_path == "shop.tasks.PaymentDeclined"
+    assert error.exception_class is PaymentDeclined
+    assert error.traceback.startswith("Traceback (most recent call last):")
+    assert "raise PaymentDeclined(" in error.traceback
+    assert error.traceback.rstrip().endswith(
+        "PaymentDeclined: attempt 1: card 4000-0002 declined for order 7")
+    assert waiting.started_at is not None and waiting.finished_at is None
+    assert f"Task id={task_id} path=shop.tasks.charge_card state=READY" in first.stderr
+
+    # When its retry falls due (made due now, not after the retry delay) and the worker runs
+    assert backend().queue.run_now(task_id)
+    second = run_worker(project, tasks_file)
+
+    # Then it has failed for good, with both attempts' errors, the last one last
+    failed = charge_card.get_result(task_id)
+    assert (failed.status, failed.attempts, len(failed.errors)) == (
+        TaskResultStatus.FAILED, 2, 2)
+    assert failed.errors[1].exception_class is PaymentDeclined
+    assert "attempt 2: card 4000-0002 declined" in failed.errors[1].traceback
+    assert failed.is_finished and failed.started_at <= failed.finished_at
+    with pytest.raises(ValueError):
+        failed.return_value
+    assert f"Task id={task_id} path=shop.tasks.charge_card state=FAILED" in second.stderr
+    # and the queue file still holds one short line for the job, its error on one line
+    header, line = tasks_file.read_text().splitlines()
+    fields = line.split("\t")
+    assert (fields[0], fields[1], fields[3], fields[6]) == (task_id, "django_task", "failed", "2")
+    assert fields[7] == "PaymentDeclined: attempt 2: card 4000-0002 declined for order 7"
+    assert len(line) < 300
+
+
+def test_a_killed_workers_task_is_taken_again_once_its_lease_ends(project, tasks_file, tmp_path):
+    from dbbasic_queue.django.compat import TaskResultStatus
+    from shop.tasks import pack_parcel
+
+    # Given a task whose first attempt hangs, in a worker with a 2-second lease
+    marker = tmp_path / "started"
+    task_id = pack_parcel.enqueue(str(marker)).id
+    first = subprocess.Popen(**worker_command(project, tasks_file, "--lease", "2"))
+    try:
+        wait_for(marker.exists, 60, "the task to start")
+        running = pack_parcel.get_result(task_id)
+        assert (running.status, running.attempts) == (TaskResultStatus.RUNNING, 1)
+
+        # When its worker is killed mid-task
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=30)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+        first.stdout.close()
+        first.stderr.close()
+    assert pack_parcel.get_result(task_id).status == TaskResultStatus.RUNNING
+
+    # Then, once its lease has run out (its end is the job's run_at), the next worker runs it
+    lease_end = backend().queue.get_job(task_id)["run_at"]
+    wait_for(lambda: time.time() > lease_end, 30, "the lease to run out")
+    done = run_worker(project, tasks_file, "--lease", "2")
+    result = pack_parcel.get_result(task_id)
+    assert result.status == TaskResultStatus.SUCCESSFUL
+    assert result.return_value == {"packed_on_attempt": 2, "worker_ids": 2}
+    assert result.attempts == 2 and result.worker_ids[0] == "unknown"
+    assert "stopped without a result; trying again" in done.stderr
+
+
+def test_a_task_past_its_timeout_is_stopped_and_its_next_attempt_runs(project, tasks_file,
+                                                                          tmp_path):
+    from dbbasic_queue.django.compat import TaskResultStatus
+    from shop.tasks import pack_parcel
+
+    # Given a task whose first attempt hangs, and a worker with a 1-second time limit
+    task_id = pack_parcel.enqueue(str(tmp_path / "started")).id
+
+    # When the worker runs it, then again once its retry is due
+    run_worker(project, tasks_file, "--timeout", "1")
+    stopped = pack_parcel.get_result(task_id)
+    assert backend().queue.run_now(task_id)
+    run_worker(project, tasks_file, "--timeout", "1")
+
+    # Then the first attempt was stopped where it hung, and the second one succeeded
+    assert (stopped.status, stopped.attempts) == (TaskResultStatus.READY, 1)
+    error = stopped.errors[0]
+    assert error.exception_class_path == "dbbasic_queue.timelimit.JobTimeout"
+    assert "time.sleep(120)" in error.traceback and "timed out after 1 s" in error.traceback
+    done = pack_parcel.get_result(task_id)
+    assert (done.status, done.attempts, done.return_value) == (
+        TaskResultStatus.SUCCESSFUL, 2, {"packed_on_attempt": 2, "worker_ids": 2})
+    assert [e.exception_class_path for e in done.errors] == ["dbbasic_queue.timelimit.JobTimeout"]
+
+
+def test_the_backend_refuses_what_it_cannot_do_clearly_and_writes_nothing(tasks_file):
+    from dbbasic_queue.django.compat import InvalidTask, TaskResultDoesNotExist
+    from dbbasic_queue.django.backend import TaskBackend
+    from shop.tasks import fulfil_order
+
+    # The capability flags say what the backend does
+    assert (TaskBackend.supports_defer, TaskBackend.supports_get_result,
+            TaskBackend.supports_async_task, TaskBackend.supports_priority) == (
+        True, True, True, False)
+    # Priorities and other queue names are refused when the task is made
+    with pytest.raises(InvalidTask, match="priority"):
+        fulfil_order.using(priority=10)
+    with pytest.raises(InvalidTask, match="emails"):
+        fulfil_order.using(queue_name="emails")
+    # Values JSON cannot hold as they are are refused at enqueue, naming the task
+    with pytest.raises(TypeError, match="shop.tasks.fulfil_order: args and kwargs must be JSON"):
+        fulfil_order.enqueue(object())
+    with pytest.raises(ValueError, match="shop.tasks.fulfil_order"):
+        fulfil_order.enqueue(float("nan"))
+    with pytest.raises(ValueError, match="not a str"):
+        fulfil_order.enqueue({1: "one"})
+    assert not tasks_file.exists()
+    # Unknown ids, and jobs that are not tasks, have no result
+    backend().queue.enqueue("send_email", {"to": "ann@example.com"})
+    plain_id = next(backend().queue.jobs())["id"]
+    for unknown in ("0123456789abcdef", plain_id, "../etc", ""):
+        with pytest.raises(TaskResultDoesNotExist):
+            fulfil_order.get_result(unknown)
+
+
+def test_run_after_is_the_jobs_run_at(tasks_file):
+    from dbbasic_queue.django.compat import TaskResultStatus
+    from shop.tasks import fulfil_order
+
+    later = datetime.now(timezone.utc).replace(microsecond=250000) + timedelta(hours=2)
+    result = fulfil_order.using(run_after=later).enqueue(5)
+    job = backend().queue.get_job(result.id)
+    assert job["run_at"] == math.ceil(later.timestamp())
+    read = fulfil_order.get_result(result.id)
+    assert (read.status, read.task.run_after) == (TaskResultStatus.READY, later)
+    # not due yet: a worker run leaves it waiting
+    assert backend().queue.process_jobs({}) == 0
+
+
+def test_the_worker_runs_only_task_objects_of_installed_apps_named_in_the_file(tasks_file):
+    from dbbasic_queue.django.runner import handler_for
+
+    # Given jobs written into the file by hand, naming what is not a task
+    queue = backend().queue
+    named = {"antigravity.fly": None, "shop.models.Order": None, "os.system": None,
+             "shop.tasks.PaymentDeclined": None, "not a path": None}
+    for path in named:
+        named[path] = queue.enqueue("django_task", {"task": path, "args": ["x"], "kwargs": {}})
+    assert "antigravity" not in sys.modules
+
+    # When a worker runs them
+    queue.process_jobs(handler_for(backend()), max_attempts=1)
+
+    # Then each failed, saying it is not a task, and no module outside the apps was imported
+    for path, job_id in named.items():
+        job = queue.get_job(job_id)
+        assert job["status"] == "failed"
+        assert "which is not a task" in job["error"] and repr(path) in job["error"]
+    assert "antigravity" not in sys.modules
+
+
+def test_check_reports_bad_options_and_the_worker_refuses_them(project):
+    from django.core.management import CommandError, call_command
+    from django.test import override_settings
+    from dbbasic_queue.django.backend import TaskBackend
+
+    def messages(params):
+        return [(m.id, m.msg) for m in TaskBackend("shop", params).check()]
+
+    assert messages({"OPTIONS": {"PATH": "/srv/app/data/tasks.tsv"}}) == []
+    found = messages({"QUEUES": ["default", "emails"], "OPTIONS": {
+        "PATH": "data/tasks.csv", "MAX_ATTEMPTS": 0, "LEASE": 30, "TIMEOUT": -1}})
+    assert [m[0] for m in found] == ["dbbasic_queue.E001"] * 5
+    text = "\n".join(m[1] for m in found)
+    for expected in ("unknown OPTIONS LEASE; the options are PATH, DURABLE, MAX_ATTEMPTS",
+                     "OPTIONS['PATH'] must be the queue file's path, ending in .tsv",
+                     "OPTIONS['MAX_ATTEMPTS'] must be a whole number greater than 0, not 0",
+                     "OPTIONS['TIMEOUT'] must be a number of seconds greater than 0 or None",
+                     "QUEUES must name exactly one queue, not ['default', 'emails']"):
+        assert expected in text
+    assert messages({"OPTIONS": {"PATH": "data/tasks.tsv"}}) == [("dbbasic_queue.W001", (
+        "TASKS['shop']: OPTIONS['PATH'] 'data/tasks.tsv' is relative to the current directory, "
+        "which may differ between the web server and the worker, so they would use two files; "
+        "use an absolute path such as BASE_DIR / 'data' / 'tasks.tsv'"))]
+
+    with pytest.raises(CommandError, match="MAX_ATTEMPTS"):
+        with override_settings(TASKS={"default": {"BACKEND": BACKEND,
+                                                  "OPTIONS": {"MAX_ATTEMPTS": "3"}}}):
+            call_command("dbbasic_queue_worker")
+    with pytest.raises(CommandError, match="--backend nope"):
+        call_command("dbbasic_queue_worker", "--backend", "nope")
+
+
+def test_kept_tracebacks_go_once_their_jobs_have_left_the_file(tasks_file):
+    from dbbasic_queue.django import tracebacks
+    from dbbasic_queue.django.management.commands.dbbasic_queue_worker import job_ids
+    from dbbasic_queue.django.runner import handler_for
+    from shop.tasks import charge_card
+
+    # Given a task that failed for good, its traceback kept beside the queue
+    queue = backend().queue
+    task_id = charge_card.enqueue(9, "4000").id
+    queue.process_jobs(handler_for(backend()), max_attempts=1)
+    kept = tracebacks.folder(queue.path) / f"{task_id}.json"
+    assert kept.exists()
+
+    # When pruned while its job is in the file, it stays; once the job is purged, it goes
+    assert tracebacks.prune(queue.path, job_ids(queue), grace_seconds=0) == 0 and kept.exists()
+    assert queue.purge(0, statuses=("failed",)) == 1
+    assert tracebacks.prune(queue.path, job_ids(queue), grace_seconds=0) == 1
+    assert not kept.exists()
+
+
+def test_a_task_moved_to_an_archive_file_keeps_its_result_and_tracebacks(tasks_file, tmp_path):
+    from dbbasic_queue import Queue
+    from dbbasic_queue.django import tracebacks
+    from dbbasic_queue.django.compat import TaskResultStatus
+    from dbbasic_queue.django.management.commands.dbbasic_queue_worker import job_ids
+    from dbbasic_queue.django.runner import handler_for
+    from shop.tasks import pack_parcel
+
+    # Given a task stopped by its time limit once, then successful at its second attempt
+    queue = backend().queue
+    task_id = pack_parcel.enqueue(str(tmp_path / "started")).id
+    queue.process_jobs(handler_for(backend()), timeout=0.5)
+    assert queue.run_now(task_id)
+    queue.process_jobs(handler_for(backend()))
+
+    # When a later worker rewrite moves the finished job to an archive file
+    archiving = Queue(tasks_file, archive_after=0)
+    archiving.enqueue("no_op", {})
+    archiving.process_jobs({"no_op": lambda payload: None})
+    assert task_id not in tasks_file.read_text()
+    assert any(task_id in path.read_text() for _, path in archiving.archive.files())
+
+    # Then its result still reads back, and pruning keeps its tracebacks
+    assert tracebacks.prune(queue.path, job_ids(queue), grace_seconds=0) == 0
+    result = pack_parcel.get_result(task_id)
+    assert (result.status, result.attempts, result.return_value["packed_on_attempt"]) == (
+        TaskResultStatus.SUCCESSFUL, 2, 2)
+    assert [e.exception_class_path for e in result.errors] == [
+        "dbbasic_queue.timelimit.JobTimeout"]
