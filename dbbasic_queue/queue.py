@@ -135,7 +135,8 @@ class Queue:
 
     def tracebacks(self, job_id: str) -> List[Dict[str, Any]]:
         """The tracebacks of a job's failed attempts kept in the last retention period,
-        oldest first: dicts of attempt, failed_at, error and traceback (text)."""
+        oldest first: dicts of attempt, failed_at, error, exception (its class path) and
+        traceback (text)."""
         return self.traceback_files.of(job_id)
 
     def cancel_job(self, job_id: str) -> bool:

@@ -1,7 +1,8 @@
 """Tracebacks of failed attempts, kept beside the queue so queue.tsv stays one short line a job.
 
 Each failed attempt appends one line to the file of its UTC day, ``data/queue.tracebacks.
-2026-11-28.tsv`` (a table: id, attempt, failed_at, error, traceback as a JSON string), so
+2026-11-28.tsv`` (a table: id, attempt, failed_at, error, the exception's class path, and the
+traceback as a JSON string), so
 ``grep ID data/queue*.tsv`` shows a job's line and its tracebacks together. A traceback is cut
 to its first and last frames beyond ``MAX_TRACEBACK_CHARS``; a job has at most one line per
 attempt; retention deletes whole files, as it does archive files.
@@ -21,8 +22,14 @@ from .job import job_with_id_prefix, to_json
 from .storage import Table, keep_mode_and_owner
 
 MAX_TRACEBACK_CHARS = 8000
-COLUMNS = ("id", "attempt", "failed_at", "error", "traceback")
+COLUMNS = ("id", "attempt", "failed_at", "error", "exception", "traceback")
 HEADER = ("\t".join(COLUMNS) + "\n").encode()
+
+
+def class_path(error: BaseException) -> str:
+    """``module.QualifiedName`` of the exception's class (``ValueError`` for builtins)."""
+    kind = type(error)
+    return kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
 
 
 def format_traceback(error: BaseException) -> str:
@@ -54,11 +61,13 @@ class Tracebacks:
             return []
         return [self.directory / name for name in sorted(names) if self.name.match(name)]
 
-    def add(self, job_id: str, attempt: int, failed_at: float, error: str, text: str) -> None:
-        """Keep the traceback of one failed attempt."""
+    def add(self, job_id: str, attempt: int, failed_at: float, error: str,
+            exception: BaseException) -> None:
+        """Keep the traceback of one failed attempt (``error`` is its one-line text)."""
         day = time.strftime("%Y-%m-%d", time.gmtime(failed_at))
         line = "\t".join((job_id, str(attempt), str(int(failed_at)), _field(error),
-                          _field(to_json(text)))) + "\n"
+                          _field(class_path(exception)),
+                          _field(to_json(format_traceback(exception))))) + "\n"
         path = self.path(day)
         with Table(path, lock_path=self.lock_path).lock():
             fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW |
@@ -76,7 +85,8 @@ class Tracebacks:
                 os.close(fd)
 
     def of(self, job_id: str) -> List[Dict[str, Any]]:
-        """The kept tracebacks of a job, oldest first: attempt, failed_at, error, traceback."""
+        """The kept tracebacks of a job, oldest first: attempt, failed_at, error, exception
+        (its class path) and traceback."""
         prefix = job_with_id_prefix(job_id)
         if prefix is None:
             return []
@@ -90,8 +100,8 @@ class Tracebacks:
                     continue
                 try:
                     found.append({"attempt": int(fields[1]), "failed_at": int(fields[2]),
-                                  "error": _unfield(fields[3]),
-                                  "traceback": json.loads(_unfield(fields[4]))})
+                                  "error": _unfield(fields[3]), "exception": _unfield(fields[4]),
+                                  "traceback": json.loads(_unfield(fields[5]))})
                 except ValueError:
                     continue  # a hand-edited line: tracebacks are help, not the record
         return found

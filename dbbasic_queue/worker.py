@@ -25,7 +25,6 @@ from .liveness import WorkerLocks, new_token
 from .options import Retry
 from .running import RunningJob, running
 from .timelimit import JobTimeout, Watchdog, call_with_time_limit
-from .tracebacks import format_traceback
 
 logger = logging.getLogger("dbbasic_queue")
 
@@ -249,7 +248,7 @@ class WorkerRun:
     def _failure(self, held: Held, text: str, error: BaseException) -> Job:
         try:
             self.queue.traceback_files.add(held.original.id, held.attempt, self.queue.clock(),
-                                           text, format_traceback(error))
+                                           text, error)
         except Exception:  # a full disk: the attempt is still recorded, without its traceback
             logger.warning("job %s: could not keep the traceback of attempt %d", held.original.id,
                            held.attempt, exc_info=True)

@@ -2,7 +2,7 @@
 its views called through Django's test client in this process, its tasks run by
 ``manage.py dbbasic_queue_worker`` in real subprocesses sharing the sqlite database and the
 queue file. The same tests run on Django 6's ``django.tasks`` (Python 3.12+) and on the
-``django-tasks`` backport with older Django (``pip install -e '.[test,test-django]'``)."""
+``django-tasks`` backport with older Django (``pip install -e '.[test]'``)."""
 
 import math
 import os
@@ -37,7 +37,7 @@ def project(tmp_path_factory):
         from dbbasic_queue.django import compat  # noqa: F401
     except ImportError as error:
         message = (f"Django's task framework is not installed ({error}): pip install -e "
-                   f"'.[test,test-django]'")
+                   f"'.[test]'")
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)

@@ -499,7 +499,7 @@ def test_the_tracebacks_of_failed_attempts_are_kept_beside_the_file_not_in_it(qu
         clock.advance(3600)
     kept = queue.tracebacks(job_id)
     assert [t["attempt"] for t in kept] == [1, 2, 3]
-    assert all(t["error"] == "KeyError: 'subject'" for t in kept)
+    assert all(t["error"] == "KeyError: 'subject'" and t["exception"] == "KeyError" for t in kept)
     assert 'raise KeyError("subject")' in kept[0]["traceback"]
     assert "Traceback (most recent call last)" in kept[0]["traceback"]
     # queue.tsv keeps one short line; get_job keeps its published shape
