@@ -13,7 +13,6 @@ import logging
 import threading
 import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
@@ -101,6 +100,12 @@ class WorkerRun:
         self.stop = stop or threading.Event()
         self.ran = 0  # jobs finished and recorded
         self.started = 0  # jobs handed to a handler
+        self.no_more_due = False  # a claim in a look at the whole file found none
+        self.claim_lock = threading.Lock()  # one claiming thread at a time
+        self.batch = max(FIRST_BATCH, 2 * options.concurrency)
+        self.batch_aim = BATCH_SECONDS * (1 if options.concurrency == 1 else 4)
+        self.last_claim = 0.0  # perf_counter time of the last claim, to size the next batch
+        self.started_at_claim = 0
         self.next_due: Optional[int] = None
         self.held: Dict[bytes, Held] = {}
         self.to_run: deque = deque()  # ids of held jobs not started yet, in claim order
@@ -131,17 +136,13 @@ class WorkerRun:
             return 0  # no directory, so no queue file: nothing to run
         keeper = threading.Thread(target=self._keep, name="dbbasic-queue-keeper", daemon=True)
         keeper.start()
-        pool = None
-        if self.options.concurrency > 1:
-            pool = ThreadPoolExecutor(self.options.concurrency, "dbbasic-queue-job")
-            self.watchdog = Watchdog(self.queue.monotonic)
-        started = time.perf_counter()
+        began = time.perf_counter()
         try:
-            self._claim_and_run(pool)
+            if self.options.concurrency == 1:
+                self._serve()  # in this thread: SIGALRM time limits, Ctrl-C as usual
+            else:
+                self._serve_in_threads()
         finally:
-            if pool is not None:
-                pool.shutdown(wait=True)
-                self.watchdog.close()
             self.stopping.set()
             keeper.join()
             try:
@@ -152,62 +153,76 @@ class WorkerRun:
                     self.bookmark.close()
         if self.ran:
             logger.info("ran %s in %.2f s: %s", plural(self.ran, "job"),
-                        time.perf_counter() - started,
+                        time.perf_counter() - began,
                         ", ".join(f"{count} {what}" for what, count in sorted(self.outcomes.items())))
         return self.ran
 
-    def _claim_and_run(self, pool: Optional[ThreadPoolExecutor]) -> None:
-        # With threads, the next batch is claimed as soon as this one is handed out, while
-        # its last handlers still run, so no thread waits for a claim or for a slow sibling.
-        batch = max(FIRST_BATCH, 2 * self.options.concurrency)
-        aim = BATCH_SECONDS if pool is None else 4 * BATCH_SECONDS
-        slots = threading.BoundedSemaphore(self.options.concurrency)
-        while not self._must_stop():
-            limit = self.bounds.room(self.started, batch)
-            if not self._sync(claim=limit) and not (
-                    self.last_sync_resumed and self._sync(claim=limit, full=True)):
-                break  # no due job left, in a look at the whole file
-            began, started_before = time.perf_counter(), self.started
-            while self.to_run:
-                if pool is not None:
-                    slots.acquire()  # a free thread first; then decide whether to go on
-                if self._must_stop():
-                    if pool is not None:
-                        slots.release()
-                    break
+    def _serve_in_threads(self) -> None:
+        self.watchdog = Watchdog(self.queue.monotonic)
+        threads = [threading.Thread(target=self._serve, name=f"dbbasic-queue-job-{n}", daemon=True)
+                   for n in range(self.options.concurrency)]
+        try:
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                while thread.is_alive():
+                    thread.join(0.5)  # in slices, so this thread still handles SIGTERM
+        finally:
+            self.stop.set()  # Ctrl-C here: the threads finish their jobs and take no more
+            for thread in threads:
+                thread.join()
+            self.watchdog.close()
+
+    def _serve(self) -> None:
+        """Run held jobs until none is left to take; each thread serves itself, and the one
+        that finds the batch empty claims the next (one claim at a time, while the others
+        go on with the jobs they have), so no thread waits on a dispatcher."""
+        while True:
+            held = self._next_job()
+            if held is None:
+                return
+            try:
+                self._run_one(held)
+            except KeyboardInterrupt:
+                if threading.current_thread() is threading.main_thread():
+                    raise  # Ctrl-C in a cron run: stop; jobs not started are put back
+                self.stop.set()
+            except BaseException:  # a bug of ours: log it, never lose the thread silently
+                logger.exception("job %s: the worker failed while recording it", held.original.id)
+            finally:
                 with self.state_lock:
+                    self.ran += 1
+
+    def _next_job(self) -> Optional[Held]:
+        while True:
+            with self.state_lock:
+                if self._must_stop() or self.no_more_due:
+                    return None
+                while self.to_run:
                     held = self.held.get(self.to_run.popleft())
-                if held is None:  # its lease was lost before it started
-                    if pool is not None:
-                        slots.release()
-                    continue
-                self.started += 1
-                if pool is None:
-                    self._run_counted(held)
-                else:
-                    pool.submit(self._run_counted, held, slots)
-            per_job = (time.perf_counter() - began) / max(self.started - started_before, 1)
-            batch = max(1, min(MAX_BATCH, batch * 8, int(aim / max(per_job, 1e-6))))
+                    if held is not None:  # None: its lease was lost before it started
+                        self.started += 1
+                        return held
+            with self.claim_lock:
+                with self.state_lock:
+                    if self.to_run or self.no_more_due or self._must_stop():
+                        continue  # another thread claimed meanwhile, or it is over
+                    since, self.last_claim = self.last_claim, time.perf_counter()
+                    per_job = (self.last_claim - since) / max(self.started - self.started_at_claim, 1)
+                    self.started_at_claim = self.started
+                    if since:
+                        self.batch = max(1, min(MAX_BATCH, self.batch * 8,
+                                                int(self.batch_aim / max(per_job, 1e-6))))
+                    limit = self.bounds.room(self.started, self.batch)
+                if not self._sync(claim=limit) and not (
+                        self.last_sync_resumed and self._sync(claim=limit, full=True)):
+                    with self.state_lock:
+                        self.no_more_due = True  # in a look at the whole file
 
     def _must_stop(self) -> bool:
         """Whether to start no other job: stopped, or the bounds reached (counting the jobs
-        started, which may still be running in threads)."""
+        started, which may still be running in other threads)."""
         return self.stop.is_set() or self.bounds.reached(self.started)
-
-    def _run_counted(self, held: Held, slots: Optional[threading.BoundedSemaphore] = None) -> None:
-        try:
-            self._run_one(held)
-        except KeyboardInterrupt:
-            if slots is None:
-                raise  # Ctrl-C in a cron run: stop; jobs not started are put back
-            self.stop.set()
-        except BaseException:  # a bug of ours: never lose the thread's slot silently
-            logger.exception("job %s: the worker failed while recording it", held.original.id)
-        finally:
-            with self.state_lock:
-                self.ran += 1
-            if slots is not None:
-                slots.release()
 
     def _run_one(self, held: Held) -> None:
         job = held.original
