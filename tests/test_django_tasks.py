@@ -161,7 +161,7 @@ def test_a_failing_task_is_retried_then_fails_with_its_traceback(project, tasks_
     assert error.exception_class_path == "shop.tasks.PaymentDeclined"
     assert error.exception_class is PaymentDeclined
     assert error.traceback.startswith("Traceback (most recent call last):")
-    assert "raise PaymentDeclined(" in error.traceback
+    assert ", in charge_card\n    raise PaymentDeclined(" in error.traceback
     assert error.traceback.rstrip().endswith(
         "PaymentDeclined: attempt 1: card 4000-0002 declined for order 7")
     assert waiting.started_at is not None and waiting.finished_at is None
@@ -347,52 +347,118 @@ def test_check_reports_bad_options_and_the_worker_refuses_them(project):
         call_command("dbbasic_queue_worker", "--backend", "nope")
 
 
-def test_kept_tracebacks_go_once_their_jobs_have_left_the_file(tasks_file):
-    from dbbasic_queue.django import tracebacks
-    from dbbasic_queue.django.management.commands.dbbasic_queue_worker import job_ids
-    from dbbasic_queue.django.runner import handler_for
-    from shop.tasks import charge_card
+def test_the_exception_kept_is_the_tasks_own_even_when_closing_connections_fails(
+        tasks_file, monkeypatch):
+    from django.db import OperationalError
+    from dbbasic_queue.django import runner
+    from dbbasic_queue.django.compat import TaskResultStatus, task_finished
+    from shop.tasks import PaymentDeclined, charge_card
 
-    # Given a task that failed for good, its traceback kept beside the queue
-    queue = backend().queue
-    task_id = charge_card.enqueue(9, "4000").id
-    queue.process_jobs(handler_for(backend()), max_attempts=1)
-    kept = tracebacks.folder(queue.path) / f"{task_id}.json"
-    assert kept.exists()
+    # Given a task that raises, and a database whose connections fail to close after it
+    calls = []
 
-    # When pruned while its job is in the file, it stays; once the job is purged, it goes
-    assert tracebacks.prune(queue.path, job_ids(queue), grace_seconds=0) == 0 and kept.exists()
-    assert queue.purge(0, statuses=("failed",)) == 1
-    assert tracebacks.prune(queue.path, job_ids(queue), grace_seconds=0) == 1
-    assert not kept.exists()
+    def close_old_connections():
+        calls.append(1)
+        if len(calls) > 1:
+            raise OperationalError("server closed the connection unexpectedly")
+    monkeypatch.setattr(runner, "close_old_connections", close_old_connections)
+    finished = []
+
+    def on_finished(sender, task_result, **kwargs):
+        finished.append(task_result)
+    task_finished.connect(on_finished)
+    try:
+        # When the worker runs it
+        task_id = charge_card.enqueue(3, "4000").id
+        backend().queue.process_jobs(runner.handler_for(backend()), max_attempts=1)
+    finally:
+        task_finished.disconnect(on_finished)
+
+    # Then the queue kept the task's own exception, raised in the task's own frame
+    assert len(calls) == 2
+    [kept] = backend().queue.tracebacks(task_id)
+    assert (kept["attempt"], kept["exception"]) == (1, "shop.tasks.PaymentDeclined")
+    assert ", in charge_card\n" in kept["traceback"]
+    assert "OperationalError" not in kept["traceback"]
+    result = charge_card.get_result(task_id)
+    assert result.status == TaskResultStatus.FAILED
+    assert [e.exception_class for e in result.errors] == [PaymentDeclined]
+    assert result.errors[0].traceback == kept["traceback"]
+    # and task_finished, sent in the worker, had the same error, as the last one
+    [sent] = finished
+    assert (sent.status, [e.exception_class for e in sent.errors]) == (
+        TaskResultStatus.FAILED, [PaymentDeclined])
+    assert "attempt 1: card 4000 declined for order 3" in sent.errors[0].traceback
 
 
-def test_a_task_moved_to_an_archive_file_keeps_its_result_and_tracebacks(tasks_file, tmp_path):
-    from dbbasic_queue import Queue
-    from dbbasic_queue.django import tracebacks
+def test_a_task_that_calls_sys_exit_fails_with_systemexit_and_its_traceback(tasks_file):
     from dbbasic_queue.django.compat import TaskResultStatus
-    from dbbasic_queue.django.management.commands.dbbasic_queue_worker import job_ids
     from dbbasic_queue.django.runner import handler_for
-    from shop.tasks import pack_parcel
+    from shop.tasks import close_shop
 
-    # Given a task stopped by its time limit once, then successful at its second attempt
+    # Given a task that calls sys.exit (SystemExit: a BaseException, and a builtin)
+    task_id = close_shop.enqueue("closed for the holidays").id
+
+    # When the worker runs it, with one attempt
+    backend().queue.process_jobs(handler_for(backend()), max_attempts=1)
+
+    # Then it failed with SystemExit, importable from its class path, and the task's frame
+    result = close_shop.get_result(task_id)
+    assert (result.status, result.attempts) == (TaskResultStatus.FAILED, 1)
+    [error] = result.errors
+    assert error.exception_class_path == "builtins.SystemExit"
+    assert error.exception_class is SystemExit
+    assert "in close_shop\n    sys.exit(reason)" in error.traceback
+    assert error.traceback.rstrip().endswith("SystemExit: closed for the holidays")
+
+
+def test_a_tasks_tracebacks_read_back_once_archived_and_go_with_retention(tasks_file, tmp_path):
+    from dbbasic_queue import Queue
+    from dbbasic_queue.django.compat import TaskResultDoesNotExist, TaskResultStatus
+    from dbbasic_queue.django.runner import handler_for
+    from shop.tasks import PaymentDeclined, charge_card, pack_parcel
+
+    # Given a task stopped by its time limit once, then successful at its second attempt,
+    # and a task that failed for good
     queue = backend().queue
-    task_id = pack_parcel.enqueue(str(tmp_path / "started")).id
+    packed = pack_parcel.enqueue(str(tmp_path / "started")).id
     queue.process_jobs(handler_for(backend()), timeout=0.5)
-    assert queue.run_now(task_id)
+    assert queue.run_now(packed)
     queue.process_jobs(handler_for(backend()))
+    declined = charge_card.enqueue(9, "4000").id
+    queue.process_jobs(handler_for(backend()), max_attempts=1)
 
     # When a later worker rewrite moves the finished job to an archive file
     archiving = Queue(tasks_file, archive_after=0)
     archiving.enqueue("no_op", {})
     archiving.process_jobs({"no_op": lambda payload: None})
-    assert task_id not in tasks_file.read_text()
-    assert any(task_id in path.read_text() for _, path in archiving.archive.files())
+    assert packed not in tasks_file.read_text()
+    assert any(packed in path.read_text() for _, path in archiving.archive.files())
 
-    # Then its result still reads back, and pruning keeps its tracebacks
-    assert tracebacks.prune(queue.path, job_ids(queue), grace_seconds=0) == 0
-    result = pack_parcel.get_result(task_id)
+    # Then both results read back with their tracebacks
+    result = pack_parcel.get_result(packed)
     assert (result.status, result.attempts, result.return_value["packed_on_attempt"]) == (
         TaskResultStatus.SUCCESSFUL, 2, 2)
     assert [e.exception_class_path for e in result.errors] == [
         "dbbasic_queue.timelimit.JobTimeout"]
+    assert "time.sleep(120)" in result.errors[0].traceback
+    failed = charge_card.get_result(declined)
+    assert (failed.status, [e.exception_class for e in failed.errors]) == (
+        TaskResultStatus.FAILED, [PaymentDeclined])
+    assert failed.started_at <= failed.finished_at
+
+    # When a worker with 7 days' retention runs 8 days later
+    later = Queue(tasks_file, clock=lambda: time.time() + 8 * 86400)
+    later.process_jobs({}, retention_seconds=7 * 86400)
+
+    # Then the tracebacks' day files have gone, with the archived task; the task that failed
+    # for good stays in the file, its error now the file's one line
+    assert list(tasks_file.parent.glob("tasks.tracebacks.*")) == []
+    assert queue.tracebacks(packed) == [] and queue.tracebacks(declined) == []
+    with pytest.raises(TaskResultDoesNotExist):
+        pack_parcel.get_result(packed)
+    failed = charge_card.get_result(declined)
+    assert failed.status == TaskResultStatus.FAILED
+    assert [(e.exception_class_path, e.traceback) for e in failed.errors] == [
+        ("dbbasic_queue.errors.QueueError",
+         "PaymentDeclined: attempt 1: card 4000 declined for order 9")]

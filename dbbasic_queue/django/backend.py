@@ -18,7 +18,7 @@ from django.apps import apps
 from django.core import checks
 
 from .. import Queue
-from . import results, tracebacks
+from . import results
 from .compat import (BaseTaskBackend, InvalidTask, InvalidTaskBackend, Task,
                      TaskResultDoesNotExist, normalize_json, task_enqueued)
 from .config import Settings, read_options
@@ -97,8 +97,7 @@ class TaskBackend(BaseTaskBackend):
         if job is None or job["type"] != results.JOB_TYPE:
             raise TaskResultDoesNotExist(result_id)
         task = self.task_of(job["payload"], job["id"])
-        return results.build(task, self.alias, job,
-                             tracebacks.errors_of(self.queue.path, job["id"]))
+        return results.build(task, self.alias, job, self.queue.tracebacks(job["id"]))
 
     def task_of(self, payload: Dict[str, Any], job_id: str):
         """The Task a job's payload names, as this backend runs it. Only a Task object found

@@ -2,12 +2,16 @@
 
 status: pending -> READY (new, or waiting for its next attempt), processing -> RUNNING,
 completed -> SUCCESSFUL, failed and cancelled -> FAILED. ``attempts`` (the length of
-``worker_ids``) is the file's count of attempts started. Times: ``enqueued_at`` is the job's
-``created_at``; the start and end of the latest attempt come from what the runner kept (the
-result of a successful attempt, the kept error of a failed one); a RUNNING task's start is not
-in the file (its line holds the lease's end), so it is None. Errors: one per kept failed
-attempt, with its exception's class and full traceback; an error in the file with no kept
-traceback (a cancellation, a worker that died on the last attempt) is reported as a
+``worker_ids``) is the file's count of attempts started; a failed attempt's worker is not
+recorded, so it reads "unknown", as one whose worker died does. Times: ``enqueued_at`` is the
+job's ``created_at``; the start and end of a successful attempt come from its ``result``; a
+failed attempt's end is its kept traceback's ``failed_at``, and its start is the job's
+``run_at`` once it failed for good (when its last attempt began) or, while it waits for its
+retry, the failure's time, the latest the file knows the task ran; a RUNNING task's start is
+not in the file (its line holds the lease's end), so it is None. Errors: one per failed
+attempt whose traceback the queue keeps (``Queue.tracebacks``: its exception's class path and
+full traceback); an error in the file with no kept traceback (a cancellation, a worker that
+died on the last attempt, tracebacks deleted by retention) is reported as a
 ``dbbasic_queue.errors.QueueError`` whose traceback is the file's one-line error.
 """
 
@@ -41,20 +45,23 @@ def success(return_value: Any, started_at: float, finished_at: float, worker_id:
             "finished_at": round(finished_at, 3), "worker_id": worker_id}
 
 
+def exception_class_path(path: str) -> str:
+    """The framework's class path for the queue's: builtins are ``builtins.ValueError``, so
+    ``TaskError.exception_class`` can import them."""
+    return path if "." in path or not path else f"builtins.{path}"
+
+
 def build(task, backend_alias: str, job: Dict[str, Any], kept: List[Dict[str, Any]],
           running: Optional[Dict[str, Any]] = None) -> TaskResult:
-    """The TaskResult of ``job`` (a get_job dict of a task's job), given its ``kept`` errors
-    (see tracebacks.py) and, in the worker, the ``running`` attempt (attempt, worker_id,
-    started_at), which the file does not hold."""
+    """The TaskResult of ``job`` (a get_job dict of a task's job), given its ``kept``
+    tracebacks (``Queue.tracebacks``) and, in the worker, the ``running`` attempt (attempt,
+    worker_id, started_at), which the file does not hold."""
     status = STATUS[job["status"]]
     attempts = job["attempts"]
     workers: Dict[int, str] = {}
-    for error in kept:
-        if isinstance(error.get("attempt"), int):
-            workers[error["attempt"]] = str(error.get("worker_id", UNKNOWN_WORKER))
-    errors = [TaskError(exception_class_path=str(error.get("exception_class_path", "")),
-                        traceback=str(error.get("traceback", ""))) for error in kept]
-    last_kept = kept[-1] if kept and kept[-1].get("attempt") == attempts else None
+    errors = [TaskError(exception_class_path=exception_class_path(str(kept_one["exception"])),
+                        traceback=str(kept_one["traceback"])) for kept_one in kept]
+    last_kept = kept[-1] if kept and kept[-1]["attempt"] == attempts else None
     started = finished = None
     return_value = None
     result = job.get("result")
@@ -66,9 +73,10 @@ def build(task, backend_alias: str, job: Dict[str, Any], kept: List[Dict[str, An
         started = running["started_at"]
         workers[running["attempt"]] = running["worker_id"]
     elif last_kept is not None and status != TaskResultStatus.RUNNING:
-        started = last_kept.get("started_at")
+        failed_at = last_kept["failed_at"]
+        started = min(job["run_at"], failed_at) if job["status"] == "failed" else failed_at
         if status == TaskResultStatus.FAILED:
-            finished = last_kept.get("finished_at")
+            finished = failed_at
     if job.get("error") and status != TaskResultStatus.SUCCESSFUL and last_kept is None:
         errors.append(TaskError(exception_class_path="dbbasic_queue.errors.QueueError",
                                 traceback=job["error"]))

@@ -3,9 +3,10 @@
 It finds the task the payload names (only a real Task object; see ``TaskBackend.task_of``),
 calls it with the payload's args and kwargs (and a TaskContext if it takes one), and sends
 the framework's signals. The queue's worker does the rest: a task that raises is retried on
-the queue's schedule until its attempts are used up, so the error goes on up; its traceback
-is kept first (tracebacks.py). ``raise dbbasic_queue.Retry(delay=...)`` in a task asks to run
-again later without using an attempt, as in any handler.
+the queue's schedule until its attempts are used up, so the task's own exception goes on up,
+unchanged, and the worker keeps its traceback with the queue's (``Queue.tracebacks``).
+``raise dbbasic_queue.Retry(delay=...)`` in a task asks to run again later without using an
+attempt, as in any handler.
 """
 
 import asyncio
@@ -14,14 +15,15 @@ import logging
 import os
 import socket
 import time
-import traceback
 from inspect import iscoroutinefunction
 
 from django.db import close_old_connections
 
+from ..job import error_text
 from ..options import Retry
 from ..running import current_job
-from . import results, tracebacks
+from ..tracebacks import class_path, format_traceback
+from . import results
 from .compat import TaskContext, normalize_json, task_finished, task_started
 
 logger = logging.getLogger("dbbasic_queue")
@@ -42,11 +44,12 @@ def run_task(backend, payload: dict) -> dict:
                            "dbbasic_queue_worker), which tells it the job in hand")
     task = backend.task_of(payload, running.id)
     args, kwargs = payload.get("args", []), payload.get("kwargs", {})
-    kept = tracebacks.errors_of(backend.queue.path, running.id) if running.attempt > 1 else []
+    kept = backend.queue.tracebacks(running.id) if running.attempt > 1 else []
     started = round(time.time(), 3)
     now = {"attempt": running.attempt, "worker_id": WORKER_ID, "started_at": started}
     job = {"id": running.id, "status": "processing", "created_at": running.created_at,
-           "attempts": running.attempt, "payload": payload, "error": None, "result": None}
+           "run_at": int(started), "attempts": running.attempt, "payload": payload,
+           "error": None, "result": None}
     sender = type(backend)
     task_result = results.build(task, backend.alias, job, kept, now)
     task_started.send_robust(sender, task_result=task_result)
@@ -63,24 +66,40 @@ def run_task(backend, payload: dict) -> dict:
             value = task.func(*args, **kwargs)
         value = normalize_json(value)
         json.dumps(value, allow_nan=False)
-    except Retry:
-        raise  # not a failure: the job runs again at the time asked, this attempt uncounted
     except BaseException as error:  # the worker counts any of them as a failed attempt
-        error_record = dict(now, finished_at=round(time.time(), 3),
-                            exception_class_path=f"{type(error).__module__}."
-                                                 f"{type(error).__qualname__}",
-                            traceback="".join(traceback.format_exception(
-                                type(error), error, error.__traceback__)))
-        tracebacks.add_error(backend.queue.path, running.id, error_record)
-        last = running.attempt >= running.max_attempts
-        job.update(status="failed" if last else "pending", error=str(error))
-        task_finished.send_robust(sender, task_result=results.build(
-            task, backend.alias, job, kept + [error_record]))
-        raise
-    finally:
-        close_old_connections()
+        if not isinstance(error, Retry):  # Retry: runs again later, this attempt uncounted
+            report_failure(backend, task, job, kept, running, error)
+        close_connections_keeping(error)
+        raise  # the task's own exception, so the worker keeps its class and its frames
+    close_old_connections()
     finished = time.time()
     outcome = results.success(value, started, finished, WORKER_ID)
     job.update(status="completed", result=outcome)
     task_finished.send_robust(sender, task_result=results.build(task, backend.alias, job, kept))
     return outcome
+
+
+def report_failure(backend, task, job: dict, kept: list, running, error: BaseException) -> None:
+    """Send task_finished for a failed attempt, its error last, as the worker will keep it.
+    Never raises: nothing here may take the place of the task's exception."""
+    try:
+        last = running.attempt >= running.max_attempts
+        failure = {"attempt": running.attempt, "failed_at": time.time(),
+                   "error": error_text(error), "exception": class_path(error),
+                   "traceback": format_traceback(error)}
+        failed = dict(job, status="failed" if last else "pending", error=failure["error"])
+        task_finished.send_robust(type(backend), task_result=results.build(
+            task, backend.alias, failed, kept + [failure]))
+    except Exception:
+        logger.exception("job %s: could not send task_finished for attempt %d", running.id,
+                         running.attempt)
+
+
+def close_connections_keeping(error: BaseException) -> None:
+    """close_old_connections after a task raised ``error``: a database error here is logged,
+    so the error that reaches the worker is still the task's."""
+    try:
+        close_old_connections()
+    except Exception:
+        logger.exception("could not close the database connections after %s",
+                         type(error).__name__)

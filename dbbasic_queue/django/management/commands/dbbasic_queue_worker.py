@@ -8,20 +8,15 @@ the backend's OPTIONS; the options here override them for this worker.
 import argparse
 import logging
 import sys
-import threading
 
 from django.core.management.base import BaseCommand, CommandError
 
 from dbbasic_queue.cli import duration
-from dbbasic_queue.django import tracebacks
 from dbbasic_queue.django.backend import TaskBackend
 from dbbasic_queue.django.compat import FRAMEWORK, InvalidTaskBackend, task_backends
 from dbbasic_queue.django.runner import handler_for
-from dbbasic_queue.job import line_id
 
 logger = logging.getLogger("dbbasic_queue")
-
-PRUNE_EVERY_SECONDS = 3600  # a loop worker removes the tracebacks of jobs gone this often
 
 
 def positive_int(text: str) -> int:
@@ -32,15 +27,6 @@ def positive_int(text: str) -> int:
 
 def retention(text: str):
     return None if text == "none" else duration(text)
-
-
-def job_ids(queue):
-    """The id of every job in the queue file and its archive files, read in that order (a
-    job moved to an archive file is appended there before it leaves the queue file)."""
-    for _, line in queue.table.lines():
-        yield line_id(line).decode("utf-8", "replace")
-    for _, _, line in queue.archive.lines():
-        yield line_id(line).decode("utf-8", "replace")
 
 
 class Command(BaseCommand):
@@ -74,21 +60,14 @@ class Command(BaseCommand):
         settings = backend.settings
         queue = backend.queue
         run = queue.work if options["loop"] else queue.process_jobs
-        stop = threading.Event()
-        pruner = threading.Thread(target=self.prune_now_and_then, args=(backend, stop),
-                                  name="dbbasic-queue-prune", daemon=True)
-        pruner.start()
-        try:
-            ran = run(handler_for(backend), options["max_attempts"] or settings.max_attempts,
-                      lease_seconds=options["lease"] or settings.lease_seconds,
-                      max_jobs=options["max_jobs"], max_seconds=options["max_seconds"],
-                      retention_seconds=(settings.retention_seconds
-                                         if options["retention"] is False
-                                         else options["retention"]),
-                      timeout=options["timeout"] or settings.timeout,
-                      concurrency=options["concurrency"])
-        finally:
-            stop.set()
+        ran = run(handler_for(backend), options["max_attempts"] or settings.max_attempts,
+                  lease_seconds=options["lease"] or settings.lease_seconds,
+                  max_jobs=options["max_jobs"], max_seconds=options["max_seconds"],
+                  retention_seconds=(settings.retention_seconds
+                                     if options["retention"] is False
+                                     else options["retention"]),
+                  timeout=options["timeout"] or settings.timeout,
+                  concurrency=options["concurrency"])
         logger.info("ran %d tasks from %s", ran, queue.path)
 
     def backend(self, alias: str) -> TaskBackend:
@@ -116,17 +95,3 @@ class Command(BaseCommand):
                 handler = logging.StreamHandler(sys.stderr)
                 handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
                 log.addHandler(handler)
-
-    @staticmethod
-    def prune_now_and_then(backend: TaskBackend, stop: threading.Event) -> None:
-        """Remove the kept tracebacks of jobs that have left the file, now and every hour."""
-        while True:
-            try:
-                gone = tracebacks.prune(backend.queue.path, job_ids(backend.queue))
-                if gone:
-                    logger.info("removed the tracebacks of %d jobs no longer in %s", gone,
-                                backend.queue.path)
-            except Exception:
-                logger.exception("could not remove old tracebacks; trying again later")
-            if stop.wait(PRUNE_EVERY_SECONDS):
-                return
