@@ -213,7 +213,8 @@ def test_a_job_page_shows_payload_result_error_options_and_times(queue, client):
     done = client.get("/jobs/" + ids["done"]).text
     assert "&quot;sent&quot;: true" in done and "Last attempt began" in done
     broken = client.get("/jobs/" + ids["broken"]).text
-    assert "RuntimeError: ffmpeg not found" in broken and "1 of 3" in broken
+    assert "RuntimeError: ffmpeg not found" in broken and 'attempts it had">1<' in broken
+    assert "0 of 3" in client.get("/jobs/" + ids["due"]).text  # may run again: of how many
     assert "Not recorded" in broken  # no traceback is invented
 
 

@@ -99,27 +99,31 @@ def job_actions(view: View, shown: Dict[str, Any]) -> Markup:
     return join(buttons, " ")
 
 
+CONFIRM = """<h1>{title}</h1>
+<section class="panel confirm"><p class="dry-run">{text}</p>
+<div class="row">{form}<a href="{back}">{back_label}</a></div></section>
+"""
+
+
 def confirm_force(view: View, shown: Dict[str, Any]) -> Page:
-    content = render('<h1>Put job <span class="id">{id}</span> back now?</h1><p>It is '
-                     '<strong>processing</strong>. If its worker is alive, the job may then run '
-                     'twice at once; use this only for a worker you know is dead, before its '
-                     'lease ends ({lease}).</p>{form} <a href="{back}">Back to the job</a>',
-                     id=shown["id"], lease=when(shown["run_at"], view.now),
+    text = render('It is <strong>processing</strong>. If its worker is alive, the job may then '
+                  'run twice at once: use this only for a worker you know is dead, before its '
+                  'lease ends ({lease}).', lease=when(shown["run_at"], view.now))
+    content = render(CONFIRM, title=f"Put job {shown['id']} back now?", text=text,
                      form=action_form(view, f"/jobs/{shown['id']}/run-now", "Put it back now",
-                                      css="button danger", confirm_field="force", ),
-                     back=url(view.base, "/jobs/" + shown["id"]))
+                                      css="button danger", confirm_field="force"),
+                     back=url(view.base, "/jobs/" + shown["id"]), back_label="Back to the job")
     return "Put back now", content
 
 
 def confirm_retry_failed(view: View, job_type: Optional[str], count: int) -> Page:
-    what = "failed jobs" if job_type is None else render('failed <span class="type">{t}</span> '
-                                                          'jobs', t=job_type)
+    what = "failed jobs" if job_type is None else f"failed {job_type} jobs"
+    text = render('<strong>{n}</strong> {what} go back to pending, due now, with fresh attempts '
+                  '(their last error stays until they run).', n=f"{count:,}", what=what)
     form = action_form(view, "/actions/retry-failed", f"Retry {count:,} jobs", type=job_type) \
         if count else Markup("")
-    content = render('<h1>Retry all {what}?</h1><p><strong>{n}</strong> {what} go back to '
-                     'pending, due now, with fresh attempts (their last error stays until they '
-                     'run).</p>{form} <a href="{back}">Back to the failures</a>', what=what,
-                     n=f"{count:,}", form=form, back=url(view.base, "/failures"))
+    content = render(CONFIRM, title=f"Retry all {what}?", text=text, form=form,
+                     back=url(view.base, "/failures"), back_label="Back to the failures")
     return "Retry failed jobs", content
 
 
@@ -130,14 +134,15 @@ def purge(view: View, older_than: str, seconds: Optional[float], statuses: Seque
     if problem:
         parts.append(render('<p class="warning">{problem}</p>', problem=problem))
     if count is not None:
-        parts.append(render('<p class="dry-run"><strong>{n}</strong> {statuses} jobs last active '
-                            'more than {older} ago would be removed from the file.</p>',
-                            n=f"{count:,}", older=older_than, statuses=" or ".join(statuses)))
-        if count:
-            parts.append(action_form(view, "/actions/purge", f"Remove {count:,} jobs",
-                                     css="button danger", older_than=older_than,
-                                     status=",".join(statuses)))
-    parts.append(purge_form(view, older_than, statuses or ("completed", "cancelled")))
+        text = render('<strong>{n}</strong> {statuses} jobs last active more than {older} ago '
+                      'would be removed from the file.', n=f"{count:,}", older=older_than,
+                      statuses=" or ".join(statuses))
+        form = action_form(view, "/actions/purge", f"Remove {count:,} jobs", css="button danger",
+                           older_than=older_than, status=",".join(statuses)) if count else ""
+        parts.append(render('<section class="panel confirm"><p class="dry-run">{text}</p>'
+                            '<div class="row">{form}</div></section>', text=text, form=form))
+    parts.append(purge_form(view, older_than, statuses or ("completed", "cancelled"),
+                            heading="Count again" if count is not None else "Which jobs"))
     parts.append(render('<p class="hint">Removes {names} jobs whose later of created_at and '
                         'run_at is older than that; pending and processing jobs are never '
                         'removed. The count may change before you confirm, as workers run.</p>',

@@ -9,7 +9,7 @@ sets text, never HTML.
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from ..job import FINISHED, STATUSES
-from .templates import (Markup, age, badge, join, render, shorten, url, when)
+from .templates import Markup, age, badge, join, relative, render, shorten, url, utc, when
 
 Page = Tuple[str, Markup]
 
@@ -42,8 +42,11 @@ def action_form(view: View, path: str, label: str, css: str = "", confirm_field:
 
 
 def attempts_of_max(view: View, job: Dict[str, Any]) -> Markup:
+    """``2 of 3``: the attempts a job has had, and, while it may run again, of how many."""
     options = job.get("options") or {}
     own = options.get("max_attempts") if isinstance(options, dict) else None
+    if not own and job["status"] in ("completed", "failed", "cancelled"):
+        return render('<span title="attempts it had">{attempts}</span>', attempts=job["attempts"])
     hint = ("this job's own max_attempts" if own else
             f"the worker's max_attempts ({view.max_attempts} unless it runs with another)")
     return render('<span title="{hint}">{attempts} of {max}</span>', hint=hint,
@@ -120,24 +123,27 @@ def next_run_rows(view: View, runs: List[Dict[str, Any]]) -> Markup:
     if not runs:
         return Markup('<tr><td colspan="3" class="empty">Nothing scheduled.</td></tr>')
     return join(render('<tr><td><a class="id" href="{href}">{id}</a></td><td>{type}</td>'
-                       '<td>{when}</td></tr>', href=url(view.base, "/jobs/" + run["id"]),
-                       id=run["id"], type=run["type"], when=when(run["run_at"], view.now))
+                       '<td><time>{when}</time><span class="when">{relative}</span></td></tr>',
+                       href=url(view.base, "/jobs/" + run["id"]), id=run["id"], type=run["type"],
+                       when=utc(run["run_at"]), relative=relative(run["run_at"], view.now))
                 for run in runs)
 
 
 def purge_form(view: View, older_than: str = "7d",
-               statuses: Sequence[str] = ("completed", "cancelled")) -> Markup:
+               statuses: Sequence[str] = ("completed", "cancelled"),
+               heading: str = "Purge finished jobs") -> Markup:
     boxes = join(render('<label class="check"><input type="checkbox" name="status" value="{s}"'
                         '{checked}> {s}</label>', s=status,
                         checked=Markup(" checked") if status in statuses else "")
                  for status in FINISHED)
-    return render('<section class="panel"><h2>Purge finished jobs</h2>'
+    return render('<section class="panel"><h2>{heading}</h2>'
                   '<form class="inline" method="get" action="{action}">'
                   '<label>older than <input name="older_than" value="{older}" size="6" '
                   'required></label> {boxes} <button type="submit" class="button">Count them '
                   'first</button></form><p class="hint">30s, 10m, 2h, 7d. Nothing is removed '
                   'before you confirm the count.</p></section>',
-                  action=url(view.base, "/actions/purge"), older=older_than, boxes=boxes)
+                  action=url(view.base, "/actions/purge"), older=older_than, boxes=boxes,
+                  heading=heading)
 
 
 # --- jobs -----------------------------------------------------------------------------------

@@ -59,7 +59,7 @@
 
   function drawChart(container, chart) {
     var hours = chart.hour_starts.length;
-    var width = 760, height = 220, left = 44, top = 12, bottom = 28;
+    var width = 1100, height = 230, left = 44, top = 12, bottom = 28;
     var plot = height - top - bottom, slot = (width - left - 8) / hours;
     var totals = chart.completed.map(function (c, i) { return c + chart.failed[i]; });
     var max = niceMax(Math.max.apply(null, totals.concat([1])));
@@ -122,9 +122,9 @@
       idCell.appendChild(el("a", run.id, { href: jobUrl(run.id), "class": "id" }));
       row.appendChild(idCell);
       row.appendChild(el("td", run.type));
-      var time = el("time", utc(run.run_at), { title: "in " + age(run.run_at - now) });
       var cell = el("td");
-      cell.appendChild(time);
+      cell.appendChild(el("time", utc(run.run_at)));
+      cell.appendChild(el("span", "in " + age(run.run_at - now), { "class": "when" }));
       row.appendChild(cell);
       return row;
     });
