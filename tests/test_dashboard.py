@@ -204,7 +204,7 @@ def test_search_finds_text_in_the_error_and_unicode_in_any_case(queue, client):
         r'href="/jobs/([0-9a-f]{16})"', client.get("/jobs", q="ZOË").text)[0]).text
 
 
-def test_a_job_page_shows_payload_result_error_options_and_times(queue, client):
+def test_a_job_page_shows_payload_result_error_tracebacks_options_and_times(queue, client):
     ids = seed(queue)
     own = queue.enqueue("charge_card", {"order": 7}, max_attempts=10, unique_key="order:7")
     page = client.get("/jobs/" + own).text
@@ -215,7 +215,9 @@ def test_a_job_page_shows_payload_result_error_options_and_times(queue, client):
     broken = client.get("/jobs/" + ids["broken"]).text
     assert "RuntimeError: ffmpeg not found" in broken and 'attempts it had">1<' in broken
     assert "0 of 3" in client.get("/jobs/" + ids["due"]).text  # may run again: of how many
-    assert "Not recorded" in broken  # no traceback is invented
+    assert "Attempt 1, failed at" in broken and "Traceback (most recent call last)" in broken
+    assert "in handler" in broken  # the kept traceback of its failed attempt
+    assert "None kept" in done
 
 
 def test_failures_are_grouped_by_type_and_error_with_count_and_latest(queue, client, clock):
@@ -231,6 +233,26 @@ def test_failures_are_grouped_by_type_and_error_with_count_and_latest(queue, cli
     assert len(rows) == 2
     assert "resize_image" in rows[0] and ">4<" in rows[0] and last in rows[0]
     assert "sync_crm" in rows[1] and "ValueError: HTTP 429" in rows[1] and ">1<" in rows[1]
+
+
+def test_jobs_moved_to_archive_files_are_counted_listed_and_shown_once(queue, client, clock):
+    # Given finished jobs that a worker run two hours later moved to an archive file
+    ids = seed(queue)
+    clock.advance(2 * 3600)
+    queue.process_jobs({"sync_crm": lambda payload: None}, 1)
+    assert queue.archive.files()
+    figures = json.loads(client.get("/api/overview").body)
+    assert figures["by_status"] == queue.stats()["by_status"]
+    assert figures["by_status"]["completed"] == 3 and figures["by_status"]["cancelled"] == 1
+    assert ids["done"] in client.get("/jobs", status="completed").text
+    assert "&quot;sent&quot;: true" in client.get("/jobs/" + ids["done"]).text
+    # When a job is in an archive file and the live file at once (a move back cut short)
+    path, _, line = queue.archive.find(ids["cancelled"].encode() + b"\t")
+    queue.table.append(line.replace(b"\tcancelled\t", b"\tpending\t"))
+    # Then it is listed once, as it is in the live file
+    figures = json.loads(client.get("/api/overview").body)
+    assert figures["jobs"] == sum(1 for _ in queue.jobs()) == 6
+    assert figures["by_status"]["cancelled"] == 0
 
 
 def test_a_corrupt_line_is_counted_as_stats_counts_it_and_the_other_jobs_show(queue, client):
@@ -266,6 +288,8 @@ def test_the_cheap_look_at_a_line_agrees_with_the_full_parse(line, cheap):
         assert peek is None
         return
     assert peek is None or peek == (job.type, job.status, job.created_at, job.run_at)
+    if peek is not None:  # an archive file's line, judged when it was moved: a shorter look
+        assert peek_listing(line, judged=True) == peek
 
 
 # --- escaping and headers -------------------------------------------------------------------
@@ -470,6 +494,7 @@ def test_on_redis_the_dashboard_looks_jobs_up_by_id_and_cancels(redis_url):
     assert client.get("/lookup", id=job_id).headers["Location"] == f"/jobs/{job_id}"
     page = client.get(f"/jobs/{job_id}").text
     assert "&lt;b&gt;ann&lt;/b&gt;" in page and "/retry" not in page and "/cancel" in page
+    assert "Not recorded" in page  # no traceback is invented where none is kept
     assert client.get("/jobs").status == 303
     client.post(f"/jobs/{job_id}/cancel")
     assert rq_queue.get_job(job_id)["status"] == "cancelled"

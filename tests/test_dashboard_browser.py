@@ -105,15 +105,15 @@ def seed(queue):
         queue.enqueue("resize_image", {"file": f"photo-{n}.png", "width": 640})
     queue.enqueue("sync_crm", {"account": 7})
     queue.process_jobs({"send_email": lambda p: {"sent": True},
-                        "resize_image": fail(RuntimeError("ffmpeg not found")),
-                        "sync_crm": fail(ConnectionError("crm.example.com timed out"))}, 1)
+                        "resize_image": fail(RuntimeError, "ffmpeg not found"),
+                        "sync_crm": fail(ConnectionError, "crm.example.com timed out")}, 1)
     queue.enqueue("send_email", {"to": "later@example.com"}, time.time() + 3600)
     queue.enqueue("sync_crm", {"account": 8})
 
 
-def fail(error):
+def fail(kind, message):
     def handler(payload):
-        raise error
+        raise kind(message)
     return handler
 
 
@@ -210,7 +210,7 @@ def test_a_job_made_of_markup_shows_as_text_and_runs_nothing(browser, served):
     queue, address = served
     seed(queue)
     evil = queue.enqueue(EVIL_TYPE, EVIL_PAYLOAD)
-    queue.process_jobs({EVIL_TYPE: fail(ValueError(EVIL_ERROR))}, 1)
+    queue.process_jobs({EVIL_TYPE: fail(ValueError, EVIL_ERROR)}, 1)
     pages = {"overview": "/", "jobs-markup": "/jobs?q=onerror", "job-markup": f"/jobs/{evil}",
              "failures-markup": "/failures"}
     for name, path in pages.items():

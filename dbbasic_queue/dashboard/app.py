@@ -15,10 +15,10 @@ from urllib.parse import parse_qs
 
 from .. import __version__
 from ..backend import DEFAULT_MAX_ATTEMPTS, LISTING, PURGE, RETRY
-from ..errors import QueueError
+from ..errors import QueueError, UnsupportedError
 from ..job import STATUSES
 from . import actions, detail, pages
-from .reading import reader_for
+from .sources import reader_for
 from .security import (SECURITY_HEADERS, Credentials, Csrf, basic_auth_matches,
                        is_direct_local_request)
 from .templates import layout, url
@@ -206,6 +206,11 @@ class DashboardApp:
                                                      url(request.base, "/jobs")), "404 Not Found")
         if self.reader is not None:
             shown = dict(shown, options=self.reader.options_of(job_id))
+        if callable(getattr(self.backend, "tracebacks", None)):
+            try:
+                shown = dict(shown, tracebacks=self.backend.tracebacks(job_id))
+            except UnsupportedError:
+                pass
         if not force:
             return self.page(request, detail.job(view, shown))
         if shown["status"] != "processing" or not view.can("run_now"):

@@ -2,9 +2,9 @@
 the confirmations of "retry all failed" and "run now" on a processing job, the purge dry run,
 and the message page (not found, refused, a file that cannot be read).
 
-A job's ``tracebacks``, when a backend records them, is a list of ``{"attempt", "at",
-"text"}`` (or of strings); the TSV queue keeps only the last error, and the page says so
-rather than inventing one.
+A job's tracebacks come from the backend's ``tracebacks(id)`` (attempt, failed_at, error,
+traceback); a backend without it keeps only the last error, and the page says so rather than
+inventing one.
 """
 
 from typing import Any, Dict, List, Optional, Sequence
@@ -65,20 +65,21 @@ def block(value: Any, empty: str, css: str = "") -> Markup:
 
 
 def tracebacks(shown: Dict[str, Any]) -> Markup:
-    recorded = shown.get("tracebacks")
-    if not recorded:
+    """The tracebacks of the job's failed attempts, as the backend keeps them."""
+    if "tracebacks" not in shown:
         return Markup('<p class="hint">Not recorded: this backend keeps the last error of a job '
                       '(above), not the traceback of each attempt.</p>')
+    if not shown["tracebacks"]:
+        return Markup('<p class="hint">None kept: no attempt of this job has failed within the '
+                      'retention period.</p>')
     items = []
-    for number, item in enumerate(recorded, start=1):
-        if isinstance(item, dict):
-            heading = f"Attempt {item.get('attempt', number)}" + (
-                f", {utc(item['at'])} UTC" if isinstance(item.get("at"), (int, float)) else "")
-            text = item.get("text", "")
-        else:
-            heading, text = f"Attempt {number}", item
-        items.append(render('<h3>{heading}</h3><pre class="error">{text}</pre>',
-                            heading=heading, text=text))
+    for number, item in enumerate(shown["tracebacks"], start=1):
+        failed_at = item.get("failed_at")
+        heading = f"Attempt {item.get('attempt', number)}" + (
+            f", failed at {utc(failed_at)} UTC" if isinstance(failed_at, (int, float)) else "")
+        items.append(render('<h3>{heading}</h3><p class="error-line">{error}</p>'
+                            '<pre class="traceback">{text}</pre>', heading=heading,
+                            error=item.get("error") or "", text=item.get("traceback") or ""))
     return join(items)
 
 

@@ -1,11 +1,6 @@
-"""What the pages show, read from a backend: counts, the 24-hour chart, a page of jobs, the
-failures grouped, the dry-run counts of the bulk actions.
-
-Two readers, one interface. ``FileReader`` (a backend declaring ``file``, the TSV queue)
-streams the file's lines and looks at each one cheaply (``job.peek_listing``, and byte
-searches for the filters) so 100,000 jobs cost a fraction of a second; only the lines a page
-shows are parsed in full. ``ListingReader`` uses ``jobs()`` of any backend declaring
-``listing``. A backend with neither offers no reader: the dashboard then looks jobs up by id.
+"""What the pages show, computed from a stream of jobs: counts, the 24-hour chart, a page of
+jobs, the failures grouped, the dry-run counts of the bulk actions. Where the stream comes
+from (the TSV files, or any backend's ``jobs()``) is in ``sources``.
 """
 
 import heapq
@@ -13,11 +8,8 @@ import json
 import re
 from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
-from .. import backend as interface
 from ..errors import CorruptLineError
-from ..job import (STATUSES, as_dict, corrupt_message, job_with_id_prefix, parse_line,
-                   peek_listing)
-from ..options import decode_options
+from ..job import STATUSES
 
 HOUR = 3600
 CHART_HOURS = 24
@@ -31,8 +23,9 @@ class Record(NamedTuple):
     status: str
     created_at: int
     run_at: int
-    number: int  # the line number (file order), to keep the newest of one second in order
+    number: int  # its place in the listing, to keep the newest of one second in order
     source: Any  # the raw line (FileReader) or the job's dict (ListingReader)
+    where: Any = None  # (file, line number) of a raw line, for a corrupt line's message
 
 
 def search_fragments(term: str) -> List[bytes]:
@@ -67,7 +60,7 @@ class Reader:
 
     def records(self, status: Optional[str] = None, job_type: Optional[str] = None,
                 search: Optional[str] = None,
-                corrupt: Optional[List[int]] = None) -> Iterator[Record]:
+                corrupt: Optional[List[Any]] = None) -> Iterator[Record]:
         raise NotImplementedError
 
     def load(self, record: Record) -> Dict[str, Any]:
@@ -112,7 +105,7 @@ class Reader:
         completed, failed = [0] * CHART_HOURS, [0] * CHART_HOURS
         oldest_due: Optional[int] = None
         upcoming: List[Tuple[int, int, Record]] = []
-        corrupt: List[int] = []
+        corrupt: List[Any] = []
         for record in self.records(corrupt=corrupt):
             status = record.status
             by_status[status] += 1
@@ -149,16 +142,18 @@ class Reader:
     def page(self, status: Optional[str], job_type: Optional[str], search: Optional[str],
              number: int, per_page: int) -> Tuple[List[Record], int]:
         """Page ``number`` (from 1) of the jobs that match, newest first; and how many match."""
+        keep = number * per_page
+        newest: List[Tuple[int, int, Record]] = []  # a heap of the newest ``keep``
         total = 0
-
-        def counted(records):
-            nonlocal total
-            for record in records:
-                total += 1
-                yield (record.created_at, record.number), record
-        newest = heapq.nlargest(number * per_page, counted(self.records(status, job_type, search)),
-                                key=lambda pair: pair[0])
-        return [record for _, record in newest[(number - 1) * per_page:]], total
+        for record in self.records(status, job_type, search):
+            total += 1
+            item = (record.created_at, record.number, record)  # numbers differ: no Record compared
+            if len(newest) < keep:
+                heapq.heappush(newest, item)
+            elif item > newest[0]:
+                heapq.heapreplace(newest, item)
+        ordered = sorted(newest, reverse=True)[(number - 1) * per_page:]
+        return [record for _, _, record in ordered], total
 
     def failure_groups(self) -> List[Dict[str, Any]]:
         """Failed jobs grouped by type and error: count, latest run and its job; most first."""
@@ -187,93 +182,3 @@ class Reader:
         before = self.clock() - older_than
         return sum(1 for status in statuses for record in self.records(status)
                    if max(record.created_at, record.run_at) < before)
-
-
-class FileReader(Reader):
-    """Reads the TSV queue's file line by line, parsing only what a page shows."""
-
-    def __init__(self, queue, clock: Callable[[], float]) -> None:
-        super().__init__(queue, clock)
-        self.table = queue.table
-
-    def signature(self) -> Optional[tuple]:
-        return self.table.signature()
-
-    def records(self, status=None, job_type=None, search=None, corrupt=None):
-        # Byte searches first: a line lacking the status word, the type or a search fragment
-        # cannot match, and skipping it costs a fraction of a parse.
-        needles = [word.replace('"', '""').encode() for word in (status, job_type) if word]
-        fragments = search_fragments(search) if search else []
-        for number, line in self.table.lines():
-            if needles and not all(needle in line for needle in needles):
-                continue
-            if fragments:
-                lower = line.lower()
-                if not all(fragment in lower for fragment in fragments):
-                    continue
-            peek = peek_listing(line)
-            job = None
-            if peek is None:
-                try:
-                    job = parse_line(line)
-                except CorruptLineError:
-                    if corrupt is not None:
-                        corrupt.append(number)
-                    continue
-                peek = (job.type, job.status, job.created_at, job.run_at)
-            if (status and peek[1] != status) or (job_type and peek[0] != job_type):
-                continue
-            if search:
-                job = job or parse_line(line)
-                if not matches(search, job.id, job.payload, job.error):
-                    continue
-            yield Record(peek[0], peek[1], peek[2], peek[3], number, line)
-
-    def load(self, record: Record) -> Dict[str, Any]:
-        job = parse_line(record.source)
-        try:
-            shown = as_dict(job)
-            shown["options"] = decode_options(job.options)
-        except ValueError as error:
-            raise CorruptLineError(corrupt_message(self.table.path, record.number, error)) from None
-        return shown
-
-    def options_of(self, job_id: str) -> Optional[Dict[str, Any]]:
-        prefix = job_with_id_prefix(job_id)
-        if prefix is None:
-            return None
-        for number, line in self.table.lines():
-            if line.startswith(prefix):
-                try:
-                    return decode_options(parse_line(line).options)
-                except (CorruptLineError, ValueError):
-                    return None
-        return None
-
-
-class ListingReader(Reader):
-    """Reads any backend that lists its jobs (``jobs()``), as get_job dicts."""
-
-    def records(self, status=None, job_type=None, search=None, corrupt=None):
-        for number, job in enumerate(self.backend.jobs(), start=1):
-            if (status and job["status"] != status) or (job_type and job["type"] != job_type):
-                continue
-            if search and not matches(search, job["id"], json.dumps(job["payload"],
-                                                                     ensure_ascii=False),
-                                      job["error"]):
-                continue
-            yield Record(job["type"], job["status"], int(job["created_at"]), int(job["run_at"]),
-                         number, job)
-
-    def load(self, record: Record) -> Dict[str, Any]:
-        return dict(record.source, options=record.source.get("options"))
-
-
-def reader_for(backend, clock: Callable[[], float]) -> Optional[Reader]:
-    """The cheapest reader the backend allows, or None if it cannot list its jobs."""
-    capabilities = getattr(backend, "capabilities", frozenset())
-    if interface.FILE in capabilities and hasattr(getattr(backend, "table", None), "lines"):
-        return FileReader(backend, clock)
-    if interface.LISTING in capabilities:
-        return ListingReader(backend, clock)
-    return None
