@@ -160,6 +160,17 @@ def _parser() -> argparse.ArgumentParser:
                                                "this (default 7d; 'none' keeps them)")
     work.add_argument("--log-level", default="INFO")
     work.set_defaults(command=work_command)
+
+    dashboard = commands.add_parser("dashboard", help="a web page of the queue: counts, jobs, "
+                                                      "failures, actions")
+    dashboard.add_argument("--host", default="127.0.0.1",
+                           help="default 127.0.0.1; any other address needs credentials")
+    dashboard.add_argument("--port", type=int, default=8321, help="default 8321")
+    dashboard.add_argument("--read-only", action="store_true", help="hide and refuse actions")
+    dashboard.add_argument("--credentials-file", metavar="FILE",
+                           help="its first line user:password, for HTTP basic auth (default: "
+                                "$DBBASIC_QUEUE_DASHBOARD_CREDENTIALS)")
+    dashboard.set_defaults(command=dashboard_command)
     return parser
 
 
@@ -295,6 +306,13 @@ def work_command(queue: Queue, args) -> int:
         ran = queue.process_jobs(handlers, args.max_attempts, **options)
     print(f"ran {ran} jobs")
     return EXIT_OK
+
+
+def dashboard_command(queue: Queue, args) -> int:
+    from .dashboard.server import run  # wsgiref and the pages only for this command
+    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    return run(queue, args.host, args.port, read_only=args.read_only,
+               credentials_file=args.credentials_file, out=sys.stdout)
 
 
 def load_handlers(spec: str) -> Mapping[str, Any]:

@@ -1,0 +1,137 @@
+"""The actions: retry, cancel and run now on one job, retry all failed (of a type), purge.
+
+Each is a POST carrying the CSRF token, answered by a redirect (303) to a page whose
+``done``/``problem`` word picks one of the fixed messages below: nothing the request says is
+echoed. The bulk actions are reached through a GET page that only counts (the dry run) and
+asks; that page is all a GET of an action does.
+"""
+
+import argparse
+import re
+from typing import TYPE_CHECKING, Optional, Tuple
+
+from ..errors import UnsupportedError
+from ..job import FINISHED
+from . import detail
+from .security import CSRF_FIELD
+from .templates import Markup, render
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .app import DashboardApp, Request
+
+DONE = {"retried": "The job is pending again, due now.",
+        "cancelled": "The job is cancelled.",
+        "run-now": "The job is due now: the next worker run takes it.",
+        "retried-failed": "{n} failed jobs are pending again, due now.",
+        "purged": "{n} finished jobs were removed from the file."}
+PROBLEMS = {"not-retryable": "Only a failed or cancelled job can be retried; this one is not (any more).",
+            "not-cancellable": "Only a pending job can be cancelled; this one is not (any more).",
+            "not-runnable": "Only a pending job can be run now, or a processing one put back; "
+                            "this one is neither (any more).",
+            "unsupported": "This backend does not offer that action."}
+JOB_PATH = re.compile(r"/jobs/([^/]+)(?:/(retry|cancel|run-now))?")  # a job, or an action on it
+_JOB_VERBS = {"retry": ("retry", "retried", "not-retryable"),
+              "cancel": ("cancel", "cancelled", "not-cancellable"),
+              "run-now": ("run_now", "run-now", "not-runnable")}
+
+
+def flash(request: "Request") -> Markup:
+    """The message a redirect after an action asked for, if any."""
+    done, problem = request.arg("done"), request.arg("problem")
+    try:
+        count = f"{int(request.arg('n') or 0):,}"
+    except ValueError:
+        count = "0"
+    if done in DONE:
+        return render('<p class="flash" role="status">{text}</p>', text=DONE[done].format(n=count))
+    if problem in PROBLEMS:
+        return render('<p class="flash problem" role="alert">{text}</p>', text=PROBLEMS[problem])
+    return Markup("")
+
+
+def post(app: "DashboardApp", request: "Request"):
+    if app.read_only:
+        return app.page(request, detail.message(
+            "Read-only", "This dashboard runs read-only: it changes nothing."), "403 Forbidden")
+    if not request.read_form():
+        return app.plain("413 Payload Too Large", "The form is too large.")
+    if not app.csrf.accepts(request.environ, request.arg(CSRF_FIELD, request.form)):
+        return app.page(request, detail.message(
+            "The form has expired", "It carries no valid token for this browser (the dashboard "
+            "restarted, its cookie was lost, or it came from another site). Reload the page and "
+            "try again; a dashboard served by several processes needs one secret for all."),
+            "403 Forbidden")
+    match = JOB_PATH.fullmatch(request.path)
+    try:
+        if match and match.group(2):
+            return job_action(app, request, match.group(1), match.group(2))
+        if request.path == "/actions/retry-failed" and "retry" in app.offers:
+            count = app.backend.retry_failed(request.arg("type", request.form))
+            return app.redirect(request, "/failures", done="retried-failed", n=count)
+        if request.path == "/actions/purge" and "purge" in app.offers:
+            seconds, statuses, problem = purge_arguments(request, request.form)
+            if problem:
+                return app.page(request, detail.message("Nothing purged", problem),
+                                "400 Bad Request")
+            count = app.backend.purge(seconds, statuses)
+            return app.redirect(request, "/", done="purged", n=count)
+    except UnsupportedError:
+        return app.redirect(request, "/", problem="unsupported")
+    return app.page(request, detail.message("Not found", "No such action here."),
+                    "404 Not Found")
+
+
+def job_action(app: "DashboardApp", request: "Request", job_id: str, action: str):
+    verb, done, problem = _JOB_VERBS[action]
+    if verb not in app.offers:
+        return app.redirect(request, "/jobs/" + job_id, problem="unsupported")
+    if verb == "retry":
+        changed = app.backend.retry_job(job_id)
+    elif verb == "cancel":
+        changed = app.backend.cancel_job(job_id)
+    else:
+        changed = app.backend.run_now(job_id, force=request.arg("force", request.form) == "yes")
+    if changed:
+        return app.redirect(request, "/jobs/" + job_id, done=done)
+    return app.redirect(request, "/jobs/" + job_id, problem=problem)
+
+
+def purge_arguments(request: "Request", source) -> Tuple[float, Tuple[str, ...], str]:
+    """(seconds, statuses, problem) of a purge form; ``problem`` says what is wrong, if anything."""
+    from ..cli import duration  # the command line's durations: 30s, 10m, 2h, 7d
+    statuses = tuple(dict.fromkeys(part.strip() for value in source.get("status", [])
+                                   for part in value.split(",") if part.strip()))
+    try:
+        seconds = duration(request.arg("older_than", source) or "")
+    except argparse.ArgumentTypeError as error:
+        return 0.0, statuses, f"Older than: {error}."
+    unknown = [status for status in statuses if status not in FINISHED]
+    if not statuses or unknown:
+        return seconds, statuses, (f"Choose among {', '.join(FINISHED)}"
+                                   + (f", not {', '.join(unknown)}." if unknown else "."))
+    return seconds, statuses, ""
+
+
+def confirmation(app: "DashboardApp", request: "Request", view):
+    """The GET page of a bulk action: how many jobs it would change, and the button."""
+    if request.path == "/actions/retry-failed":
+        if not view.can("retry"):
+            return refused(app, request)
+        job_type: Optional[str] = request.arg("type")
+        return app.page(request, detail.confirm_retry_failed(
+            view, job_type, app.reader.count("failed", job_type)))
+    if not view.can("purge"):
+        return refused(app, request)
+    older_text = request.arg("older_than")
+    if older_text is None:
+        return app.page(request, detail.purge(view, "7d", None, ("completed", "cancelled"), None))
+    seconds, statuses, problem = purge_arguments(request, request.query)
+    count = None if problem else app.reader.purge_count(seconds, statuses)
+    return app.page(request, detail.purge(view, older_text, seconds, statuses, count, problem),
+                    "400 Bad Request" if problem else "200 OK")
+
+
+def refused(app: "DashboardApp", request: "Request"):
+    reason = ("This dashboard runs read-only." if app.read_only
+              else "This backend does not offer that action.")
+    return app.page(request, detail.message("Not available", reason), "403 Forbidden")

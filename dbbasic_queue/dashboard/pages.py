@@ -1,0 +1,250 @@
+"""The listing pages: the overview, the jobs, the failures, and the page for a backend that
+cannot list its jobs. Each returns (title, content); ``app`` puts it in the layout.
+
+Every value from the queue goes through ``render``/``escape`` (see ``templates``); the
+overview's figures are refreshed by ``static/dashboard.js`` from the JSON endpoint, which
+sets text, never HTML.
+"""
+
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
+
+from ..job import FINISHED, STATUSES
+from .templates import Markup, age, badge, join, relative, render, shorten, url, utc, when
+
+Page = Tuple[str, Markup]
+
+
+class View(NamedTuple):
+    """What every page needs besides its data."""
+    base: str  # where the dashboard is mounted (SCRIPT_NAME)
+    now: float
+    read_only: bool
+    offers: frozenset  # the verbs shown: cancel, retry, run_now, purge, listing
+    token: str  # the CSRF token for this browser's forms
+    max_attempts: int  # the worker's, for jobs without their own
+
+    def can(self, verb: str) -> bool:
+        return not self.read_only and verb in self.offers
+
+
+def action_form(view: View, path: str, label: str, css: str = "", confirm_field: str = "",
+                **fields: Any) -> Markup:
+    """A POST form with the CSRF token: the only way the dashboard changes anything."""
+    hidden = join(render('<input type="hidden" name="{name}" value="{value}">', name=name,
+                         value=value) for name, value in fields.items() if value is not None)
+    check = render('<label class="check"><input type="checkbox" name="{name}" value="yes" '
+                   'required> I understand</label>', name=confirm_field) if confirm_field else ""
+    return render('<form class="action" method="post" action="{action}">'
+                  '<input type="hidden" name="csrf_token" value="{token}">{hidden}{check}'
+                  '<button type="submit" class="{css}">{label}</button></form>',
+                  action=url(view.base, path), token=view.token, hidden=hidden, check=check,
+                  css=css or "button", label=label)
+
+
+def attempts_of_max(view: View, job: Dict[str, Any]) -> Markup:
+    """``2 of 3``: the attempts a job has had, and, while it may run again, of how many."""
+    options = job.get("options") or {}
+    own = options.get("max_attempts") if isinstance(options, dict) else None
+    if not own and job["status"] in ("completed", "failed", "cancelled"):
+        return render('<span title="attempts it had">{attempts}</span>', attempts=job["attempts"])
+    hint = ("this job's own max_attempts" if own else
+            f"the worker's max_attempts ({view.max_attempts} unless it runs with another)")
+    return render('<span title="{hint}">{attempts} of {max}</span>', hint=hint,
+                  attempts=job["attempts"], max=own or view.max_attempts)
+
+
+# --- overview -------------------------------------------------------------------------------
+
+def overview(view: View, figures: Dict[str, Any]) -> Page:
+    cards = join(render('<a class="card status-{status}" href="{href}"><span class="count" '
+                        'data-field="status.{status}">{count}</span><span class="label">'
+                        '{status}</span></a>', status=status,
+                        count=f"{figures['by_status'][status]:,}",
+                        href=url(view.base, "/jobs", status=status))
+                 for status in STATUSES)
+    latency = figures["latency_seconds"]
+    corrupt = figures["corrupt_lines"]
+    warning = render('<p class="warning" data-field="corrupt"{hidden}>{text}</p>',
+                     text=corrupt_text(corrupt), hidden=Markup("" if corrupt else " hidden"))
+    content = render(OVERVIEW, cards=cards, warning=warning,
+                     latency="no job waiting" if latency is None else age(latency),
+                     completed=f"{figures['completed_24h']:,}", failed=f"{figures['failed_24h']:,}",
+                     by_type=by_type_rows(view, figures["by_type"]),
+                     next_runs=next_run_rows(view, figures["next_runs"]),
+                     purge=purge_form(view) if view.can("purge") else "",
+                     jobs=f"{figures['jobs']:,}", api=url(view.base, "/api/overview"))
+    return "Overview", content
+
+
+def corrupt_text(count: int) -> str:
+    return (f"{count:,} corrupt lines in the file, left as they are: see the worker's log, "
+            f"fix or remove them by hand.")
+
+
+OVERVIEW = """<h1>Overview</h1>
+{warning}
+<section class="cards">{cards}
+<div class="card latency"><span class="count" data-field="latency">{latency}</span><span class="label">latency: the oldest due job's wait</span></div>
+</section>
+<section class="panel">
+<h2>Last 24 hours</h2>
+<p class="legend"><span class="key completed"></span> completed <strong data-field="completed_24h">{completed}</strong>
+<span class="key failed"></span> failed for good <strong data-field="failed_24h">{failed}</strong>
+<span class="hint">per hour, by the start of the job's last attempt</span></p>
+<div id="chart" class="chart" data-api="{api}"><p class="hint">The chart is drawn by the page's script.</p></div>
+</section>
+<div class="columns">
+<section class="panel"><h2>By type</h2>
+<table class="grid" id="by-type"><thead><tr><th>Type</th><th>pending</th><th>processing</th><th>completed</th><th>failed</th><th>cancelled</th></tr></thead>
+<tbody>{by_type}</tbody></table></section>
+<section class="panel"><h2>Next scheduled runs</h2>
+<table class="grid" id="next-runs"><thead><tr><th>Job</th><th>Type</th><th>Runs at (UTC)</th></tr></thead>
+<tbody>{next_runs}</tbody></table>
+<p class="hint">Jobs waiting for their run_at or a retry; the queue has no periodic jobs of its own (cron runs the workers).</p></section>
+</div>
+{purge}
+<p class="updated"><span data-field="jobs">{jobs}</span> jobs in all. <span data-field="updated">Refreshes every few seconds.</span></p>
+"""
+
+
+def by_type_rows(view: View, by_type: Dict[str, Dict[str, int]]) -> Markup:
+    if not by_type:
+        return Markup('<tr><td colspan="6" class="empty">No jobs yet.</td></tr>')
+    return join(render('<tr><th><a href="{href}">{type}</a></th>{cells}</tr>', type=job_type,
+                       href=url(view.base, "/jobs", type=job_type),
+                       cells=join(render('<td class="num"><a href="{href}">{n}</a></td>',
+                                         n=f"{counts[status]:,}",
+                                         href=url(view.base, "/jobs", type=job_type, status=status))
+                                  for status in STATUSES))
+                for job_type, counts in by_type.items())
+
+
+def next_run_rows(view: View, runs: List[Dict[str, Any]]) -> Markup:
+    if not runs:
+        return Markup('<tr><td colspan="3" class="empty">Nothing scheduled.</td></tr>')
+    return join(render('<tr><td><a class="id" href="{href}">{id}</a></td><td>{type}</td>'
+                       '<td><time>{when}</time><span class="when">{relative}</span></td></tr>',
+                       href=url(view.base, "/jobs/" + run["id"]), id=run["id"], type=run["type"],
+                       when=utc(run["run_at"]), relative=relative(run["run_at"], view.now))
+                for run in runs)
+
+
+def purge_form(view: View, older_than: str = "7d",
+               statuses: Sequence[str] = ("completed", "cancelled"),
+               heading: str = "Purge finished jobs") -> Markup:
+    boxes = join(render('<label class="check"><input type="checkbox" name="status" value="{s}"'
+                        '{checked}> {s}</label>', s=status,
+                        checked=Markup(" checked") if status in statuses else "")
+                 for status in FINISHED)
+    return render('<section class="panel"><h2>{heading}</h2>'
+                  '<form class="inline" method="get" action="{action}">'
+                  '<label>older than <input name="older_than" value="{older}" size="6" '
+                  'required></label> {boxes} <button type="submit" class="button">Count them '
+                  'first</button></form><p class="hint">30s, 10m, 2h, 7d. Nothing is removed '
+                  'before you confirm the count.</p></section>',
+                  action=url(view.base, "/actions/purge"), older=older_than, boxes=boxes,
+                  heading=heading)
+
+
+# --- jobs -----------------------------------------------------------------------------------
+
+class Filters(NamedTuple):
+    status: Optional[str]
+    type: Optional[str]
+    search: Optional[str]
+    page: int
+
+
+def jobs(view: View, filters: Filters, rows: List[Any], total: int, per_page: int,
+         types: Optional[List[str]], retry_count: Optional[int]) -> Page:
+    options = join(render('<option value="{s}"{selected}>{s}</option>', s=status,
+                          selected=Markup(" selected") if status == filters.status else "")
+                   for status in STATUSES)
+    datalist = join(render('<option value="{t}">', t=t) for t in types or ())
+    last_page = max(1, -(-total // per_page))
+    pager = join([
+        render('<a href="{href}">&larr; Newer</a>', href=url(
+            view.base, "/jobs", status=filters.status, type=filters.type, q=filters.search,
+            page=filters.page - 1)) if filters.page > 1 else "",
+        render('<span>Page {page} of {last}</span>', page=f"{filters.page:,}",
+               last=f"{last_page:,}"),
+        render('<a href="{href}">Older &rarr;</a>', href=url(
+            view.base, "/jobs", status=filters.status, type=filters.type, q=filters.search,
+            page=filters.page + 1)) if filters.page < last_page else ""], " ")
+    bulk = ""
+    if retry_count and view.can("retry"):
+        bulk = render('<p><a class="button" href="{href}">Retry all {n} failed {type} '
+                      'jobs&hellip;</a></p>', n=f"{retry_count:,}", type=filters.type,
+                      href=url(view.base, "/actions/retry-failed", type=filters.type))
+    body = join(job_row(view, row) for row in rows) or Markup(
+        '<tr><td colspan="7" class="empty">No job matches.</td></tr>')
+    content = render(JOBS, action=url(view.base, "/jobs"), options=options,
+                     type=filters.type or "", search=filters.search or "", datalist=datalist,
+                     clear=url(view.base, "/jobs"), total=f"{total:,}",
+                     noun="job matches" if total == 1 else "jobs match", bulk=bulk,
+                     body=body, pager=pager)
+    return "Jobs", content
+
+
+JOBS = """<h1>Jobs</h1>
+<form class="filters" method="get" action="{action}">
+<label>Status <select name="status"><option value="">any</option>{options}</select></label>
+<label>Type <input name="type" value="{type}" list="types" autocomplete="off"></label>
+<datalist id="types">{datalist}</datalist>
+<label class="grow">Search <input type="search" name="q" value="{search}" placeholder="text in the payload, error or id"></label>
+<button type="submit" class="button">Filter</button> <a href="{clear}">Clear</a>
+</form>
+<p class="summary"><strong>{total}</strong> {noun}, newest first.</p>
+{bulk}
+<table class="grid jobs"><thead><tr><th>ID</th><th>Type</th><th>Status</th><th>Attempts</th><th>Created</th>
+<th title="when it is due (pending), when its lease ends (processing), when its last attempt began (finished)">Run at</th><th>Last error</th></tr></thead>
+<tbody>{body}</tbody></table>
+<nav class="pager">{pager}</nav>
+"""
+
+
+def job_row(view: View, row: Any) -> Markup:
+    if isinstance(row, str):  # a corrupt line's message
+        return render('<tr class="corrupt"><td colspan="7">{message}</td></tr>', message=row)
+    return render('<tr><td><a class="id" href="{href}">{id}</a></td><td class="type">{type}</td>'
+                  '<td>{status}</td><td>{attempts}</td><td>{created}</td><td>{run_at}</td>'
+                  '<td class="error">{error}</td></tr>',
+                  href=url(view.base, "/jobs/" + row["id"]), id=row["id"], type=row["type"],
+                  status=badge(row["status"]), attempts=attempts_of_max(view, row),
+                  created=when(row["created_at"], view.now), run_at=when(row["run_at"], view.now),
+                  error=shorten(row["error"], 70))
+
+
+# --- failures -------------------------------------------------------------------------------
+
+def failures(view: View, groups: List[Dict[str, Any]]) -> Page:
+    rows = join(render('<tr><td class="type"><a href="{type_href}">{type}</a></td>'
+                       '<td class="error">{error}</td><td class="num">{count}</td>'
+                       '<td><a href="{latest_href}">{latest}</a></td><td>{retry}</td></tr>',
+                       type=group["type"], count=f"{group['count']:,}",
+                       type_href=url(view.base, "/jobs", status="failed", type=group["type"]),
+                       error=shorten(group["error"], 110) or Markup('<span class="hint">no '
+                                                                    'message</span>'),
+                       latest=when(group["latest_at"], view.now),
+                       latest_href=url(view.base, "/jobs/" + group["latest_id"]),
+                       retry=render('<a href="{href}">Retry all of this type&hellip;</a>',
+                                    href=url(view.base, "/actions/retry-failed",
+                                             type=group["type"])) if view.can("retry") else "")
+                for group in groups)
+    content = render('<h1>Failures</h1><p class="summary">Jobs that failed for good, grouped by '
+                     'type and error, most frequent first.</p><table class="grid failures">'
+                     '<thead><tr><th>Type</th><th>Error</th><th>Jobs</th><th>Latest</th><th>'
+                     '</th></tr></thead><tbody>{rows}</tbody></table>',
+                     rows=rows or Markup('<tr><td colspan="5" class="empty">No failed jobs.'
+                                         '</td></tr>'))
+    return "Failures", content
+
+
+def no_listing(view: View, describe: str) -> Page:
+    content = render('<h1>Jobs on {where}</h1><p>This backend does not list its jobs, so there '
+                     'are no counts or listings here; look a job up by its id.</p>'
+                     '<form class="filters" method="get" action="{action}"><label class="grow">'
+                     'Job id <input name="id" required></label><button type="submit" '
+                     'class="button">Show</button></form>', where=describe,
+                     action=url(view.base, "/lookup"))
+    return "Overview", content

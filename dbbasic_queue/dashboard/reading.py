@@ -1,0 +1,184 @@
+"""What the pages show, computed from a stream of jobs: counts, the 24-hour chart, a page of
+jobs, the failures grouped, the dry-run counts of the bulk actions. Where the stream comes
+from (the TSV files, or any backend's ``jobs()``) is in ``sources``.
+"""
+
+import heapq
+import json
+import re
+from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
+
+from ..errors import CorruptLineError
+from ..job import STATUSES
+
+HOUR = 3600
+CHART_HOURS = 24
+NEXT_RUNS = 10
+SUMMARY_MAX_AGE = 30  # seconds a summary is reused while the file has not changed
+
+
+class Record(NamedTuple):
+    """One job as a listing sees it before it is shown: enough to filter, count and sort."""
+    type: str
+    status: str
+    created_at: int
+    run_at: int
+    number: int  # its place in the listing, to keep the newest of one second in order
+    source: Any  # the raw line (FileReader) or the job's dict (ListingReader)
+    where: Any = None  # (file, line number) of a raw line, for a corrupt line's message
+
+
+def search_fragments(term: str) -> List[bytes]:
+    """The parts of a search term that appear byte for byte, lower-cased, in any line whose
+    job matches it: runs of printable ASCII without ``"`` (doubled by the file's quoting)
+    and ``\\`` (JSON escapes). Used to skip lines before parsing them."""
+    return [part.lower().encode() for part in re.split(r'[^\x20-\x21\x23-\x5b\x5d-\x7e]+', term)
+            if part]
+
+
+def matches(term: str, job_id: str, payload_json: str, error: Optional[str]) -> bool:
+    """Whether ``term`` (case-insensitive) is in the job's id, its payload's JSON or its error."""
+    term = term.lower()
+    text = f"{job_id}\n{payload_json}\n{error or ''}".lower()
+    if term in text:
+        return True
+    if "\\u" in payload_json:  # written with ASCII escapes (by 1.0.0): search the characters too
+        try:
+            return term in json.dumps(json.loads(payload_json), ensure_ascii=False).lower()
+        except ValueError:
+            return False
+    return False
+
+
+class Reader:
+    """The listings of one backend. Subclasses provide ``records``, ``load`` and ``signature``."""
+
+    def __init__(self, backend, clock: Callable[[], float]) -> None:
+        self.backend = backend
+        self.clock = clock
+        self._summary: Optional[Tuple[Any, float, Dict[str, Any]]] = None
+
+    def records(self, status: Optional[str] = None, job_type: Optional[str] = None,
+                search: Optional[str] = None,
+                corrupt: Optional[List[Any]] = None) -> Iterator[Record]:
+        raise NotImplementedError
+
+    def load(self, record: Record) -> Dict[str, Any]:
+        """The job as get_job shows it, plus ``options`` (a dict, or None if unknown)."""
+        raise NotImplementedError
+
+    def signature(self) -> Optional[tuple]:
+        """Changes whenever the jobs may have changed; None if nothing cheap tells."""
+        return None
+
+    def options_of(self, job_id: str) -> Optional[Dict[str, Any]]:
+        """A job's own options, or None where the backend does not show them."""
+        return None
+
+    # --- built on records() -----------------------------------------------------------------
+
+    def summary(self) -> Dict[str, Any]:
+        """The overview's figures; reused for a while if the jobs have not changed."""
+        now = self.clock()
+        signature = self.signature()
+        cached = self._summary
+        if (signature is not None and cached is not None and cached[0] == signature
+                and 0 <= now - cached[1] < SUMMARY_MAX_AGE):
+            figures = dict(cached[2])
+        else:
+            figures = self._count(now)
+            self._summary = (signature, now, figures)
+        oldest = figures["oldest_due_run_at"]
+        figures["now"] = now
+        figures["next_runs"] = [run for run in figures["next_runs"] if run["run_at"] > now]
+        figures["latency_seconds"] = None if oldest is None else max(0.0, now - oldest)
+        return figures
+
+    def cached_types(self) -> Optional[List[str]]:
+        """The job types of the last summary, without reading anything; None if there is none."""
+        return None if self._summary is None else list(self._summary[2]["by_type"])
+
+    def _count(self, now: float) -> Dict[str, Any]:
+        by_status = dict.fromkeys(STATUSES, 0)
+        by_type: Dict[str, Dict[str, int]] = {}
+        first_hour = (int(now) // HOUR - (CHART_HOURS - 1)) * HOUR
+        completed, failed = [0] * CHART_HOURS, [0] * CHART_HOURS
+        oldest_due: Optional[int] = None
+        upcoming: List[Tuple[int, int, Record]] = []
+        corrupt: List[Any] = []
+        for record in self.records(corrupt=corrupt):
+            status = record.status
+            by_status[status] += 1
+            counts = by_type.get(record.type)
+            if counts is None:
+                counts = by_type[record.type] = dict.fromkeys(STATUSES, 0)
+            counts[status] += 1
+            if status == "pending":
+                if record.run_at <= now:
+                    if oldest_due is None or record.run_at < oldest_due:
+                        oldest_due = record.run_at
+                elif len(upcoming) < NEXT_RUNS:
+                    heapq.heappush(upcoming, (-record.run_at, -record.number, record))
+                elif -record.run_at > upcoming[0][0]:
+                    heapq.heapreplace(upcoming, (-record.run_at, -record.number, record))
+            elif status in ("completed", "failed") and first_hour <= record.run_at <= now:
+                hour = (record.run_at - first_hour) // HOUR
+                (completed if status == "completed" else failed)[hour] += 1
+        next_runs = []
+        for _, _, record in sorted(upcoming, reverse=True):
+            try:
+                job_id = self.load(record)["id"]
+            except CorruptLineError:
+                continue
+            next_runs.append({"id": job_id, "type": record.type, "run_at": record.run_at})
+        return {"jobs": sum(by_status.values()),
+                "by_status": by_status, "by_type": dict(sorted(by_type.items())),
+                "oldest_due_run_at": oldest_due, "next_runs": next_runs,
+                "chart": {"hour_starts": [first_hour + n * HOUR for n in range(CHART_HOURS)],
+                          "completed": completed, "failed": failed},
+                "completed_24h": sum(completed), "failed_24h": sum(failed),
+                "corrupt_lines": len(corrupt)}
+
+    def page(self, status: Optional[str], job_type: Optional[str], search: Optional[str],
+             number: int, per_page: int) -> Tuple[List[Record], int]:
+        """Page ``number`` (from 1) of the jobs that match, newest first; and how many match."""
+        keep = number * per_page
+        newest: List[Tuple[int, int, Record]] = []  # a heap of the newest ``keep``
+        total = 0
+        for record in self.records(status, job_type, search):
+            total += 1
+            item = (record.created_at, record.number, record)  # numbers differ: no Record compared
+            if len(newest) < keep:
+                heapq.heappush(newest, item)
+            elif item > newest[0]:
+                heapq.heapreplace(newest, item)
+        ordered = sorted(newest, reverse=True)[(number - 1) * per_page:]
+        return [record for _, _, record in ordered], total
+
+    def failure_groups(self) -> List[Dict[str, Any]]:
+        """Failed jobs grouped by type and error: count, latest run and its job; most first."""
+        groups: Dict[Tuple[str, str], Dict[str, Any]] = {}
+        for record in self.records(status="failed"):
+            try:
+                job = self.load(record)
+            except CorruptLineError:
+                continue
+            key = (record.type, job["error"] or "")
+            group = groups.get(key)
+            if group is None:
+                group = groups[key] = {"type": key[0], "error": key[1], "count": 0,
+                                       "latest_at": None, "latest_id": None}
+            group["count"] += 1
+            if group["latest_at"] is None or record.run_at >= group["latest_at"]:
+                group["latest_at"], group["latest_id"] = record.run_at, job["id"]
+        return sorted(groups.values(), key=lambda g: (-g["count"], -g["latest_at"], g["type"]))
+
+    def count(self, status: str, job_type: Optional[str] = None) -> int:
+        return sum(1 for _ in self.records(status, job_type))
+
+    def purge_count(self, older_than: float, statuses: Sequence[str]) -> int:
+        """How many jobs ``purge(older_than, statuses)`` would remove now: finished jobs of
+        those statuses whose later of created_at and run_at is more than ``older_than`` ago."""
+        before = self.clock() - older_than
+        return sum(1 for status in statuses for record in self.records(status)
+                   if max(record.created_at, record.run_at) < before)

@@ -1,0 +1,105 @@
+"""``dbbasic-queue dashboard``: the dashboard on the standard library's wsgiref server.
+
+Loopback (127.0.0.1) by default. Any other address needs credentials for HTTP basic auth,
+from ``--credentials-file`` or DBBASIC_QUEUE_DASHBOARD_CREDENTIALS (``user:password``); the
+command refuses to start without them and says on start who may open the page.
+"""
+
+import logging
+import os
+import signal
+import socket
+import stat
+import threading
+from socketserver import ThreadingMixIn
+from typing import Optional, TextIO
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from .app import DashboardApp
+from .security import CREDENTIALS_VARIABLE, is_loopback_host, load_credentials
+
+logger = logging.getLogger("dbbasic_queue")
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8321
+
+
+class ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    """wsgiref's server, a thread per request (the page and its refresh at once)."""
+    daemon_threads = True
+
+
+class ThreadingWSGIServer6(ThreadingWSGIServer):
+    address_family = socket.AF_INET6
+
+
+class LoggingHandler(WSGIRequestHandler):
+    """Requests go to the package's logger, not to stderr."""
+
+    def log_message(self, format, *args):  # noqa: A002 (the base class's name)
+        logger.info("dashboard %s %s", self.address_string(), format % args)
+
+
+def serve(app, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT):
+    """A started-to-listen server for ``app`` (port 0: a free one; see ``server_port``).
+    The caller runs ``serve_forever()`` (in a thread, for tests) and ``server_close()``."""
+    server_class = ThreadingWSGIServer6 if ":" in host else ThreadingWSGIServer
+    try:
+        return make_server(host.strip("[]"), port, app, server_class=server_class,
+                           handler_class=LoggingHandler)
+    except OSError as error:
+        raise ValueError(f"cannot listen on {host}:{port} ({error.strerror or error}); "
+                         f"choose another --port or --host") from None
+
+
+def run(backend, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, read_only: bool = False,
+        credentials_file: Optional[str] = None, out: Optional[TextIO] = None,
+        ready: Optional[threading.Event] = None) -> int:
+    """Serve the dashboard of ``backend`` until Ctrl-C or SIGTERM; returns 0. Raises
+    ValueError (nothing served) for an address off loopback without credentials, unreadable
+    credentials or a port in use. ``out`` gets the start message (the command's output)."""
+    credentials = load_credentials(credentials_file)
+    loopback = is_loopback_host(host)
+    if not loopback and credentials is None:
+        raise ValueError(f"--host {host} is not a loopback address, so the dashboard needs a "
+                         f"user and password: set {CREDENTIALS_VARIABLE}=user:password or give "
+                         f"--credentials-file FILE (its first line user:password)")
+    app = DashboardApp(backend, credentials=credentials, read_only=read_only)
+    server = serve(app, host, port)
+    shown_host = f"[{host.strip('[]')}]" if ":" in host else host
+    for line in start_message(backend, f"http://{shown_host}:{server.server_port}/", loopback,
+                              credentials, credentials_file, read_only):
+        print(line, file=out, flush=True)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _stop)
+    if ready is not None:
+        ready.set()
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+def _stop(signum, frame):
+    raise KeyboardInterrupt  # leaves serve_forever in the main thread, as Ctrl-C does
+
+
+def start_message(backend, address: str, loopback: bool, credentials, credentials_file,
+                  read_only: bool):
+    yield f"dbbasic-queue dashboard of {backend.describe()} on {address}"
+    if credentials is not None:
+        source = credentials_file or CREDENTIALS_VARIABLE
+        yield f"HTTP basic auth required: user {credentials.user!r} (from {source})"
+        if not loopback:
+            yield ("The password crosses the network in clear over HTTP: put the dashboard "
+                   "behind HTTPS (a reverse proxy) or an SSH tunnel.")
+        if credentials_file and os.stat(credentials_file).st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            yield f"Warning: {credentials_file} is readable by other users: chmod 600 it."
+    else:
+        yield "No password: only this machine can open it (loopback, no proxy)."
+    yield ("Read-only: actions are hidden and refused." if read_only else
+           "Actions (retry, cancel, run now, purge) are on; --read-only turns them off.")
+    yield "Ctrl-C stops it."

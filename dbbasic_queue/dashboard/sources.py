@@ -1,0 +1,143 @@
+"""Where the dashboard's jobs come from: the TSV queue's files, or any backend's ``jobs()``.
+
+``FileReader`` (a backend declaring ``file``, the TSV queue) streams the queue file and its
+archive files and looks at each line cheaply (``job.peek_listing``, and byte searches for the
+filters), so 100,000 jobs cost a fraction of a second; only the lines a page shows are parsed
+in full. ``ListingReader`` uses ``jobs()`` of any backend declaring ``listing``. A backend
+with neither has no reader: the dashboard then looks its jobs up by id.
+"""
+
+import json
+import os
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+
+from .. import backend as interface
+from ..errors import CorruptLineError
+from ..job import as_dict, corrupt_message, job_with_id_prefix, line_id, parse_line, peek_listing
+from ..options import decode_options
+from .reading import Reader, Record, matches, search_fragments
+
+
+class FileReader(Reader):
+    """Reads the TSV queue's file and its archive files line by line, parsing only what a
+    page shows."""
+
+    def __init__(self, queue, clock: Callable[[], float]) -> None:
+        super().__init__(queue, clock)
+        self.table = queue.table
+        self.archive = getattr(queue, "archive", None)  # finished jobs, in files of their day
+
+    def archive_files(self) -> List[Any]:
+        return [path for _, path in self.archive.files()] if self.archive is not None else []
+
+    def signature(self) -> Optional[tuple]:
+        files = []
+        for path in self.archive_files():
+            try:
+                stat = os.stat(path)
+            except FileNotFoundError:
+                continue
+            files.append((path.name, stat.st_ino, stat.st_size, stat.st_mtime_ns))
+        return self.table.signature(), tuple(files)
+
+    def sources(self) -> Iterator[Tuple[Any, Iterator[Tuple[int, bytes]], Optional[set]]]:
+        """(file, its numbered lines, the ids to skip in it) for the archive files, oldest
+        first, then the queue file, as Queue.jobs lists them. A job moved back from an archive
+        file (a retry) is in both for a moment: only its live line counts."""
+        files = self.archive_files()
+        if not files:
+            yield self.table.path, self.table.lines(), None
+            return
+        live = list(self.table.lines())
+        current = {line_id(line) for _, line in live}
+        for path in files:
+            yield path, self.archive.table_of(path).lines(), current
+        yield self.table.path, iter(live), None
+
+    def records(self, status=None, job_type=None, search=None, corrupt=None):
+        # Byte searches first: a line lacking the status word, the type or a search fragment
+        # cannot match, and skipping it costs a fraction of a parse.
+        status_word = status.encode() if status else None
+        type_word = job_type.replace('"', '""').encode() if job_type else None
+        fragments = search_fragments(search) if search else []
+        order = 0
+        for path, lines, skip in self.sources():
+            judged = skip is not None  # an archive file's lines passed parse_line when moved
+            for number, line in lines:
+                order += 1
+                if ((status_word is not None and status_word not in line)
+                        or (type_word is not None and type_word not in line)):
+                    continue
+                if skip and line[:line.find(b"\t")] in skip:
+                    continue
+                if fragments:
+                    lower = line.lower()
+                    if not all(fragment in lower for fragment in fragments):
+                        continue
+                peek = peek_listing(line, judged)
+                job = None
+                if peek is None:
+                    try:
+                        job = parse_line(line)
+                    except CorruptLineError:
+                        if corrupt is not None:
+                            corrupt.append((path, number))
+                        continue
+                    peek = (job.type, job.status, job.created_at, job.run_at)
+                if (status and peek[1] != status) or (job_type and peek[0] != job_type):
+                    continue
+                if search:
+                    job = job or parse_line(line)
+                    if not matches(search, job.id, job.payload, job.error):
+                        continue
+                yield Record(peek[0], peek[1], peek[2], peek[3], order, line, (path, number))
+
+    def load(self, record: Record) -> Dict[str, Any]:
+        job = parse_line(record.source)
+        try:
+            shown = as_dict(job)
+            shown["options"] = decode_options(job.options)
+        except ValueError as error:
+            raise CorruptLineError(corrupt_message(*record.where, error)) from None
+        return shown
+
+    def options_of(self, job_id: str) -> Optional[Dict[str, Any]]:
+        prefix = job_with_id_prefix(job_id)
+        if prefix is None:
+            return None
+        line = next((line for _, line in self.table.lines() if line.startswith(prefix)), None)
+        if line is None and self.archive is not None:
+            found = self.archive.find(prefix)
+            line = None if found is None else found[2]
+        try:
+            return None if line is None else decode_options(parse_line(line).options)
+        except (CorruptLineError, ValueError):
+            return None
+
+
+class ListingReader(Reader):
+    """Reads any backend that lists its jobs (``jobs()``), as get_job dicts."""
+
+    def records(self, status=None, job_type=None, search=None, corrupt=None):
+        for number, job in enumerate(self.backend.jobs(), start=1):
+            if (status and job["status"] != status) or (job_type and job["type"] != job_type):
+                continue
+            if search and not matches(search, job["id"], json.dumps(job["payload"],
+                                                                     ensure_ascii=False),
+                                      job["error"]):
+                continue
+            yield Record(job["type"], job["status"], int(job["created_at"]), int(job["run_at"]),
+                         number, job)
+
+    def load(self, record: Record) -> Dict[str, Any]:
+        return dict(record.source, options=record.source.get("options"))
+
+
+def reader_for(backend, clock: Callable[[], float]) -> Optional[Reader]:
+    """The cheapest reader the backend allows, or None if it cannot list its jobs."""
+    capabilities = getattr(backend, "capabilities", frozenset())
+    if interface.FILE in capabilities and hasattr(getattr(backend, "table", None), "lines"):
+        return FileReader(backend, clock)
+    if interface.LISTING in capabilities:
+        return ListingReader(backend, clock)
+    return None

@@ -1,0 +1,623 @@
+"""The dashboard's WSGI application on a real queue file: pages, escaping, actions, CSRF,
+read-only mode, who may open it, mounting under a prefix, and the command that serves it.
+
+Requests go straight to the WSGI callable (no server) except in the command's tests, which
+start ``dbbasic-queue dashboard`` as a real process. The browser tests are in
+test_dashboard_browser.py.
+"""
+
+import base64
+import io
+import json
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from urllib.parse import urlencode
+from wsgiref.util import setup_testing_defaults
+
+import pytest
+
+from dbbasic_queue import Queue, backend
+from dbbasic_queue.cli import main
+from dbbasic_queue.dashboard import DashboardApp, mount
+from dbbasic_queue.dashboard.security import load_credentials
+from dbbasic_queue.errors import CorruptLineError
+from dbbasic_queue.job import job_line, parse_line, peek_listing
+
+EVIL_TYPE = "<script>document.title='pwned'</script>"
+EVIL_PAYLOAD = {"note": "<img src=x onerror=\"window.pwned=1\">", "q": "\"quoted\" & 'single'"}
+EVIL_ERROR = "<svg onload=alert(1)>"
+
+
+class Reply:
+    def __init__(self, status, headers, body):
+        self.status = int(status.split()[0])
+        self.headers = dict(headers)
+        self.body = body
+        self.text = body.decode("utf-8")
+
+    def token(self):
+        return re.search(r'name="csrf_token" value="([0-9a-f]+)"', self.text).group(1)
+
+
+class Client:
+    """A browser in miniature: keeps the dashboard's cookie, sends forms with its token."""
+
+    def __init__(self, app, remote="127.0.0.1", headers=None):
+        self.app, self.remote, self.headers, self.cookie = app, remote, headers or {}, None
+
+    def request(self, method, path, query="", form=None, headers=None, script_name=""):
+        body = urlencode(form or {}, doseq=True).encode()
+        environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": query,
+                   "SCRIPT_NAME": script_name, "REMOTE_ADDR": self.remote,
+                   "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body),
+                   "CONTENT_TYPE": "application/x-www-form-urlencoded"}
+        setup_testing_defaults(environ)
+        if self.cookie:
+            environ["HTTP_COOKIE"] = self.cookie
+        environ.update(self.headers)
+        environ.update(headers or {})
+        answer = {}
+
+        def start_response(status, response_headers):
+            answer["status"], answer["headers"] = status, response_headers
+        content = b"".join(self.app(environ, start_response))
+        reply = Reply(answer["status"], answer["headers"], content)
+        if "Set-Cookie" in reply.headers:
+            self.cookie = reply.headers["Set-Cookie"].split(";")[0]
+        return reply
+
+    def get(self, path, **query):
+        return self.request("GET", path, urlencode(query, doseq=True))
+
+    def token(self):
+        """The token the dashboard's forms carry for this browser (its cookie, signed)."""
+        if self.cookie is None:
+            self.get("/")
+        return self.app.csrf.token(self.cookie.split("=", 1)[1])
+
+    def post(self, path, **form):
+        form.setdefault("csrf_token", self.token())
+        return self.request("POST", path, form=form)
+
+
+def seed(queue):
+    """Jobs of every status: two completed, one failed for good, one scheduled in an hour,
+    one cancelled, one due now; returns their ids by name."""
+    ids = {"done": queue.enqueue("send_email", {"to": "ann@example.com"}),
+           "done2": queue.enqueue("send_email", {"to": "bob@example.com"}),
+           "broken": queue.enqueue("resize_image", {"file": "cat.png"})}
+    queue.process_jobs({"send_email": lambda payload: {"sent": True},
+                        "resize_image": fail_with("RuntimeError", "ffmpeg not found")}, 1)
+    ids["later"] = queue.enqueue("send_email", {"to": "cy@example.com"}, queue.clock() + 3600)
+    ids["cancelled"] = queue.enqueue("send_email", {"to": "di@example.com"})
+    queue.cancel_job(ids["cancelled"])
+    ids["due"] = queue.enqueue("sync_crm", {"account": 7})
+    return ids
+
+
+def fail_with(kind, message):
+    def handler(payload):
+        raise {"RuntimeError": RuntimeError, "ValueError": ValueError}[kind](message)
+    return handler
+
+
+@pytest.fixture
+def app(queue):
+    return DashboardApp(queue)
+
+
+@pytest.fixture
+def client(app):
+    return Client(app)
+
+
+def file_bytes(queue):
+    return queue.path.read_bytes()
+
+
+# --- pages ----------------------------------------------------------------------------------
+
+def test_every_page_answers_on_a_queue_with_jobs_of_every_status(queue, client):
+    ids = seed(queue)
+    for path, query in [("/", {}), ("/jobs", {}), ("/jobs", {"status": "failed"}),
+                        ("/jobs/" + ids["broken"], {}), ("/failures", {}),
+                        ("/actions/retry-failed", {"type": "resize_image"}),
+                        ("/actions/purge", {}), ("/actions/purge", {"older_than": "1d",
+                                                                    "status": "completed"}),
+                        ("/static/dashboard.css", {}), ("/static/dashboard.js", {})]:
+        assert client.get(path, **query).status == 200, (path, query)
+    overview = client.get("/api/overview")
+    assert overview.headers["Content-Type"] == "application/json"
+    assert json.loads(overview.body)["by_status"]["failed"] == 1
+
+
+def test_unknown_pages_jobs_and_files_are_404(queue, client):
+    seed(queue)
+    assert client.get("/nowhere").status == 404
+    assert client.get("/jobs/0123456789abcdef").status == 404
+    assert client.get("/static/../../queue.py").status == 404
+    assert client.get("/static/other.js").status == 404
+
+
+def test_a_head_request_gets_the_headers_without_the_body(queue, client):
+    reply = client.request("HEAD", "/")
+    assert reply.status == 200 and reply.body == b"" and int(reply.headers["Content-Length"]) > 0
+
+
+def test_the_overview_counts_by_status_and_type_charts_24_hours_and_lists_next_runs(queue, client,
+                                                                                   clock):
+    # Given jobs finished at known hours, one due for 10 minutes and one in an hour
+    ids = seed(queue)
+    clock.advance(2 * 3600)
+    queue.enqueue("sync_crm", {"late": True}, clock() - 600)
+    figures = json.loads(client.get("/api/overview").body)
+    stats = queue.stats()
+    assert figures["by_status"] == stats["by_status"]
+    assert figures["by_type"] == {t: c for t, c in stats["by_type"].items()}
+    # The oldest due job was due 2 h ago (enqueued then, due at once)
+    assert figures["latency_seconds"] == pytest.approx(stats["oldest_due_seconds"])
+    assert [run["id"] for run in figures["next_runs"]] == []  # the 1-hour job is due now too
+    chart = figures["chart"]
+    assert len(chart["hour_starts"]) == 24 and chart["hour_starts"][-1] <= clock() < \
+        chart["hour_starts"][-1] + 3600
+    assert sum(chart["completed"]) == 2 and sum(chart["failed"]) == 1
+    assert chart["completed"][-3] == 2  # two hours ago
+    later = queue.enqueue("send_email", {}, clock() + 7200)
+    figures = json.loads(client.get("/api/overview").body)
+    assert [run["id"] for run in figures["next_runs"]] == [later]
+    assert ids["due"] not in [run["id"] for run in figures["next_runs"]]
+
+
+def test_the_jobs_page_filters_searches_and_pages_newest_first(queue, client, clock):
+    # Given 120 jobs, one a second, every third of type b
+    ids = []
+    for n in range(120):
+        ids.append(queue.enqueue("b" if n % 3 == 0 else "a", {"n": n, "to": f"user{n}@x.org"}))
+        clock.advance(1)
+    page = client.get("/jobs")
+    shown = re.findall(r'class="id" href="/jobs/([0-9a-f]{16})"', page.text)
+    assert shown == ids[::-1][:50] and "<strong>120</strong> jobs match" in page.text
+    page3 = re.findall(r'class="id" href="/jobs/([0-9a-f]{16})"', client.get("/jobs", page=3).text)
+    assert page3 == ids[::-1][100:]
+    of_b = re.findall(r'class="id" href="/jobs/([0-9a-f]{16})"',
+                      client.get("/jobs", type="b", status="pending").text)
+    assert of_b == [ids[n] for n in range(117, -1, -3)]
+    found = client.get("/jobs", q='"to": "USER17@')
+    assert re.findall(r'class="id" href="/jobs/([0-9a-f]{16})"', found.text) == [ids[17]]
+    assert "<strong>0</strong> jobs match" in client.get("/jobs", status="failed").text
+
+
+def test_search_finds_text_in_the_error_and_unicode_in_any_case(queue, client):
+    queue.enqueue("greet", {"name": "Zoë"})
+    broken = queue.enqueue("resize_image", {})
+    queue.process_jobs({"greet": lambda p: None,
+                        "resize_image": fail_with("ValueError", "disk quota exceeded")}, 1)
+    assert broken in client.get("/jobs", q="QUOTA").text
+    assert "Zoë" in client.get("/jobs/" + re.findall(
+        r'href="/jobs/([0-9a-f]{16})"', client.get("/jobs", q="ZOË").text)[0]).text
+
+
+def test_a_job_page_shows_payload_result_error_tracebacks_options_and_times(queue, client):
+    ids = seed(queue)
+    own = queue.enqueue("charge_card", {"order": 7}, max_attempts=10, unique_key="order:7")
+    page = client.get("/jobs/" + own).text
+    assert "0 of 10" in page and "unique_key=&#x27;order:7&#x27;" in page
+    assert "&quot;order&quot;: 7" in page  # pretty-printed JSON, escaped
+    done = client.get("/jobs/" + ids["done"]).text
+    assert "&quot;sent&quot;: true" in done and "Last attempt began" in done
+    broken = client.get("/jobs/" + ids["broken"]).text
+    assert "RuntimeError: ffmpeg not found" in broken and 'attempts it had">1<' in broken
+    assert "0 of 3" in client.get("/jobs/" + ids["due"]).text  # may run again: of how many
+    assert "Attempt 1, failed at" in broken and "Traceback (most recent call last)" in broken
+    assert "in handler" in broken  # the kept traceback of its failed attempt
+    assert "None kept" in done
+
+
+def test_failures_are_grouped_by_type_and_error_with_count_and_latest(queue, client, clock):
+    for n in range(3):
+        queue.enqueue("resize_image", {"n": n})
+    queue.enqueue("sync_crm", {})
+    queue.process_jobs({"resize_image": fail_with("RuntimeError", "ffmpeg not found"),
+                        "sync_crm": fail_with("ValueError", "HTTP 429")}, 1)
+    clock.advance(60)
+    last = queue.enqueue("resize_image", {"n": 3})
+    queue.process_jobs({"resize_image": fail_with("RuntimeError", "ffmpeg not found")}, 1)
+    rows = re.findall(r"<tr><td class=\"type\">.*?</tr>", client.get("/failures").text)
+    assert len(rows) == 2
+    assert "resize_image" in rows[0] and ">4<" in rows[0] and last in rows[0]
+    assert "sync_crm" in rows[1] and "ValueError: HTTP 429" in rows[1] and ">1<" in rows[1]
+
+
+def test_jobs_moved_to_archive_files_are_counted_listed_and_shown_once(queue, client, clock):
+    # Given finished jobs that a worker run two hours later moved to an archive file
+    ids = seed(queue)
+    clock.advance(2 * 3600)
+    queue.process_jobs({"sync_crm": lambda payload: None}, 1)
+    assert queue.archive.files()
+    figures = json.loads(client.get("/api/overview").body)
+    assert figures["by_status"] == queue.stats()["by_status"]
+    assert figures["by_status"]["completed"] == 3 and figures["by_status"]["cancelled"] == 1
+    assert ids["done"] in client.get("/jobs", status="completed").text
+    assert "&quot;sent&quot;: true" in client.get("/jobs/" + ids["done"]).text
+    # When a job is in an archive file and the live file at once (a move back cut short)
+    path, _, line = queue.archive.find(ids["cancelled"].encode() + b"\t")
+    queue.table.append(line.replace(b"\tcancelled\t", b"\tpending\t"))
+    # Then it is listed once, as it is in the live file
+    figures = json.loads(client.get("/api/overview").body)
+    assert figures["jobs"] == sum(1 for _ in queue.jobs()) == 6
+    assert figures["by_status"]["cancelled"] == 0
+
+
+def test_a_corrupt_line_is_counted_as_stats_counts_it_and_the_other_jobs_show(queue, client):
+    ids = seed(queue)
+    with open(queue.path, "ab") as file:
+        file.write(b"garbage without fields\n")
+    figures = json.loads(client.get("/api/overview").body)
+    assert figures["corrupt_lines"] == queue.stats()["corrupt_lines"] == 1
+    assert figures["jobs"] == queue.stats()["jobs"]
+    assert ids["done"] in client.get("/jobs").text
+
+
+@pytest.mark.parametrize("line, cheap", [
+    (job_line("a1", "t", '{"x": 1}', "pending", 5, 6, 0), True),
+    (job_line("a1", "t", "{}", "completed", 5, 6, 1, 'said "no"', '{"r": "\\u00e9"}', ""), True),
+    (b"a1\tt\t{}\tpending\t5\t6\t0\t\t\n", True),  # 1.0.0's nine columns
+    (job_line("a1", 'ty"pe', "{}", "failed", 5, 6, 1, "E: x", "", ""), False),
+    (b'a1\tt\t"{"x"}"\tpending\t5\t6\t0\t\t\t\n', False),  # a lone quote in a quoted field
+    (b'a1\tt\t"{""x\tx"": 1}"\tpending\t5\t6\t0\t\t\t\n', False),  # quoted around a tab
+    (b'a1\tt\t{}\t"pending"\t5\t6\t0\t\t\t\n', False),  # a quoted status
+    (b'a1\tt\tab"c\tpending\t5\t6\t0\t\t\t\n', False),  # a quote inside a plain field
+    (b"a1\tt\t{}\tdone\t5\t6\t0\t\t\t\n", False), (b"a1\tt\t{}\tpending\tfive\t6\t0\t\t\t\n", False),
+    (b"\tt\t{}\tpending\t5\t6\t0\t\t\t\n", False), (b"a1\tt\xff\t{}\tpending\t5\t6\t0\t\t\t\n", False),
+    (b"a1\tt\t{}\tpending\t5\t6\n", False),
+])
+def test_the_cheap_look_at_a_line_agrees_with_the_full_parse(line, cheap):
+    # A plain line is read cheaply, with parse_line's values; any other is left to parse_line
+    peek = peek_listing(line)
+    assert (peek is not None) == cheap
+    try:
+        job = parse_line(line)
+    except CorruptLineError:
+        assert peek is None
+        return
+    assert peek is None or peek == (job.type, job.status, job.created_at, job.run_at)
+    if peek is not None:  # an archive file's line, judged when it was moved: a shorter look
+        assert peek_listing(line, judged=True) == peek
+
+
+# --- escaping and headers -------------------------------------------------------------------
+
+def test_markup_from_the_file_shows_as_text_on_every_page(queue, client):
+    # Given a job whose type, payload and error are HTML
+    evil = queue.enqueue(EVIL_TYPE, EVIL_PAYLOAD)
+    queue.process_jobs({EVIL_TYPE: fail_with("ValueError", EVIL_ERROR)}, 1)
+    pages = [client.get(path, **query) for path, query in [
+        ("/", {}), ("/jobs", {}), ("/jobs", {"type": EVIL_TYPE}), ("/jobs", {"q": "onerror"}),
+        ("/jobs/" + evil, {}), ("/failures", {}), ("/actions/retry-failed", {"type": EVIL_TYPE})]]
+    for page in pages:
+        assert page.status == 200
+        for raw in ("<script>document", "<img src=x", "<svg onload", "onerror=\"window"):
+            assert raw not in page.text
+    assert "&lt;script&gt;document.title=&#x27;pwned&#x27;&lt;/script&gt;" in pages[4].text
+    assert "&lt;img src=x onerror=\\&quot;window.pwned=1\\&quot;&gt;" in pages[4].text
+    assert "ValueError: &lt;svg onload=alert(1)&gt;" in pages[4].text
+    api = client.get("/api/overview")
+    assert b"<" not in api.body and EVIL_TYPE in json.loads(api.body)["by_type"]
+
+
+def test_pages_carry_no_inline_script_style_or_event_handler(queue, client):
+    ids = seed(queue)
+    for path in ("/", "/jobs", "/jobs/" + ids["broken"], "/failures", "/actions/purge"):
+        text = client.get(path).text
+        assert re.findall(r"<script(?![^>]*\ssrc=)", text) == []
+        assert " style=" not in text and not re.search(r"\son[a-z]+=", text)
+
+
+def test_security_headers_forbid_inline_scripts_framing_and_caching(queue, client):
+    for path in ("/", "/api/overview", "/nowhere"):
+        headers = client.get(path).headers
+        policy = headers["Content-Security-Policy"]
+        assert "script-src 'self'" in policy and "unsafe-inline" not in policy
+        assert "frame-ancestors 'none'" in policy and headers["X-Frame-Options"] == "DENY"
+        assert headers["X-Content-Type-Options"] == "nosniff"
+        assert headers["Cache-Control"] == "no-store"
+    cookie = client.get("/").headers.get("Set-Cookie") or Client(client.app).get("/").headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+
+
+# --- actions --------------------------------------------------------------------------------
+
+def test_no_get_changes_anything_not_even_of_an_action_url(queue, client):
+    ids = seed(queue)
+    before = file_bytes(queue)
+    for path, query in [("/jobs/" + ids["broken"] + "/retry", {}),
+                        ("/jobs/" + ids["due"] + "/cancel", {}),
+                        ("/jobs/" + ids["later"] + "/run-now", {}),
+                        ("/actions/retry-failed", {"type": "resize_image"}),
+                        ("/actions/purge", {"older_than": "0s", "status": "completed"}),
+                        ("/", {}), ("/jobs", {}), ("/failures", {})]:
+        assert client.get(path, **query).status in (200, 303, 405)
+        client.request("HEAD", path)
+    assert file_bytes(queue) == before
+
+
+@pytest.mark.parametrize("case", ["no token", "wrong token", "another browser's token",
+                                  "no cookie", "from another site"])
+def test_a_post_without_this_browsers_token_is_refused_and_changes_nothing(queue, app, case):
+    ids = seed(queue)
+    client, other = Client(app), Client(app)
+    token = client.get(f"/jobs/{ids['broken']}").token()  # as its Retry button carries it
+    form = {"no token": {}, "wrong token": {"csrf_token": "0" * 64},
+            "another browser's token": {"csrf_token": other.token()},
+            "no cookie": {"csrf_token": token}, "from another site": {"csrf_token": token}}[case]
+    if case == "no cookie":
+        client.cookie = None
+    headers = {"HTTP_SEC_FETCH_SITE": "cross-site"} if case == "from another site" else {}
+    before = file_bytes(queue)
+    reply = client.request("POST", f"/jobs/{ids['broken']}/retry", form=form, headers=headers)
+    assert reply.status == 403 and "Reload the page" in reply.text
+    assert file_bytes(queue) == before
+
+
+def test_retry_puts_a_failed_job_back_to_pending_due_now(queue, client, clock):
+    ids = seed(queue)
+    reply = client.post(f"/jobs/{ids['broken']}/retry")
+    assert reply.status == 303 and reply.headers["Location"] == f"/jobs/{ids['broken']}?done=retried"
+    job = queue.get_job(ids["broken"])
+    assert job["status"] == "pending" and job["attempts"] == 0 and job["run_at"] <= clock()
+    page = client.get(f"/jobs/{ids['broken']}", done="retried").text
+    assert "pending again" in page
+    again = client.post(f"/jobs/{ids['broken']}/retry")  # now pending: not retryable
+    assert again.headers["Location"].endswith("problem=not-retryable")
+
+
+def test_cancel_cancels_a_pending_job_only(queue, client):
+    ids = seed(queue)
+    assert client.post(f"/jobs/{ids['due']}/cancel").status == 303
+    assert queue.get_job(ids["due"])["status"] == "cancelled"
+    assert client.post(f"/jobs/{ids['done']}/cancel").headers["Location"].endswith(
+        "problem=not-cancellable")
+    assert queue.get_job(ids["done"])["status"] == "completed"
+
+
+def test_run_now_makes_a_scheduled_job_due_now(queue, client, clock):
+    ids = seed(queue)
+    assert "Run now" in client.get(f"/jobs/{ids['later']}").text
+    client.post(f"/jobs/{ids['later']}/run-now")
+    job = queue.get_job(ids["later"])
+    assert job["status"] == "pending" and job["run_at"] <= clock()
+
+
+def test_a_processing_job_is_put_back_only_with_the_confirmation(queue, client, clock):
+    ids = seed(queue)
+    queue.update_each(lambda job: job.evolve(status="processing", attempts=1,
+                                             run_at=int(clock() + 300)), only_id=ids["due"])
+    confirm = client.get(f"/jobs/{ids['due']}/run-now")
+    assert confirm.status == 200 and "run twice" in confirm.text and 'name="force"' in confirm.text
+    client.post(f"/jobs/{ids['due']}/run-now")
+    assert queue.get_job(ids["due"])["status"] == "processing"
+    client.post(f"/jobs/{ids['due']}/run-now", force="yes")
+    job = queue.get_job(ids["due"])
+    assert job["status"] == "pending" and job["attempts"] == 0
+
+
+def test_retry_all_failed_of_a_type_counts_first_then_retries_only_that_type(queue, client):
+    for job_type in ("resize_image", "resize_image", "sync_crm"):
+        queue.enqueue(job_type, {})
+    queue.process_jobs({"resize_image": fail_with("RuntimeError", "x"),
+                        "sync_crm": fail_with("RuntimeError", "y")}, 1)
+    confirm = client.get("/actions/retry-failed", type="resize_image")
+    assert "<strong>2</strong>" in confirm.text and "Retry 2 jobs" in confirm.text
+    assert queue.stats()["by_status"]["failed"] == 3  # the count changed nothing
+    reply = client.post("/actions/retry-failed", type="resize_image")
+    assert reply.headers["Location"] == "/failures?done=retried-failed&n=2"
+    assert queue.stats()["by_type"]["resize_image"]["pending"] == 2
+    assert queue.stats()["by_type"]["sync_crm"]["failed"] == 1
+
+
+def test_purge_counts_first_then_removes_exactly_those_jobs(queue, client, clock):
+    ids = seed(queue)
+    clock.advance(3 * 86400)
+    fresh = queue.enqueue("send_email", {})
+    queue.process_jobs({"send_email": lambda p: None, "sync_crm": lambda p: None}, 1)
+    dry = client.get("/actions/purge", older_than="2d", status=["completed", "cancelled"])
+    count = int(re.search(r'<p class="dry-run"><strong>(\d+)</strong>', dry.text).group(1))
+    assert count == 3 and queue.get_job(ids["done"]) is not None  # done, done2, cancelled
+    reply = client.post("/actions/purge", older_than="2d", status="completed,cancelled")
+    assert reply.headers["Location"] == "/?done=purged&n=3"
+    assert [queue.get_job(ids[n]) for n in ("done", "done2", "cancelled")] == [None] * 3
+    assert queue.get_job(fresh)["status"] == "completed" and queue.get_job(ids["broken"])
+
+
+@pytest.mark.parametrize("form", [{"older_than": "soon", "status": "completed"},
+                                  {"older_than": "1d", "status": "pending"},
+                                  {"older_than": "1d"}])
+def test_a_bad_purge_form_is_400_and_removes_nothing(queue, client, form):
+    seed(queue)
+    before = file_bytes(queue)
+    assert client.get("/actions/purge", **form).status == 400
+    assert client.post("/actions/purge", **form).status == 400
+    assert file_bytes(queue) == before
+
+
+def test_read_only_hides_every_action_and_refuses_them(queue):
+    ids = seed(queue)
+    client = Client(DashboardApp(queue, read_only=True))
+    for path in ("/", "/jobs", "/jobs/" + ids["broken"], "/jobs/" + ids["due"], "/failures"):
+        text = client.get(path).text
+        assert 'method="post"' not in text and "Retry all" not in text and "read-only" in text
+    assert client.get("/actions/purge", older_than="0s", status="completed").status == 403
+    assert client.get("/actions/retry-failed").status == 403
+    before = file_bytes(queue)
+    for path in (f"/jobs/{ids['broken']}/retry", f"/jobs/{ids['due']}/cancel", "/actions/purge"):
+        assert client.request("POST", path, form={"older_than": "0s", "status": "completed"}
+                              ).status == 403
+    assert file_bytes(queue) == before
+
+
+def test_a_backend_that_lists_but_cannot_retry_or_purge_shows_neither(queue, clock):
+    # Given a listing-only backend (no file, retry, purge or run_now)
+    class ListingOnly(Queue):
+        capabilities = frozenset({backend.LISTING})
+        run_now = None
+    limited = ListingOnly(queue.path, clock=clock)
+    ids = seed(limited)
+    client = Client(DashboardApp(limited))
+    for path in ("/", "/jobs", "/jobs/" + ids["broken"], "/jobs/" + ids["later"], "/failures"):
+        page = client.get(path)
+        assert page.status == 200
+        for hidden in ("/retry", "/run-now", "Retry all", "Purge"):
+            assert hidden not in page.text, (path, hidden)
+    assert "Cancel" in client.get("/jobs/" + ids["later"]).text  # published on every backend
+    assert ids["broken"] in client.get("/jobs", status="failed", q="ffmpeg").text
+    reply = client.post(f"/jobs/{ids['broken']}/retry")
+    assert reply.status == 303 and "problem=unsupported" in reply.headers["Location"]
+    assert limited.get_job(ids["broken"])["status"] == "failed"
+
+
+def test_on_redis_the_dashboard_looks_jobs_up_by_id_and_cancels(redis_url):
+    import uuid
+
+    from dbbasic_queue.rq_backend import RQQueue
+    rq_queue = RQQueue(redis_url, name=f"test-{uuid.uuid4().hex[:8]}")
+    job_id = rq_queue.enqueue("send_email", {"to": "<b>ann</b>"}, run_at=2_000_000_000)
+    client = Client(DashboardApp(rq_queue))
+    home = client.get("/")
+    assert home.status == 200 and "look a job up by its id" in home.text
+    assert client.get("/lookup", id=job_id).headers["Location"] == f"/jobs/{job_id}"
+    page = client.get(f"/jobs/{job_id}").text
+    assert "&lt;b&gt;ann&lt;/b&gt;" in page and "/retry" not in page and "/cancel" in page
+    assert "Not recorded" in page  # no traceback is invented where none is kept
+    assert client.get("/jobs").status == 303
+    client.post(f"/jobs/{job_id}/cancel")
+    assert rq_queue.get_job(job_id)["status"] == "cancelled"
+
+
+# --- who may open it ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("remote, headers, status", [
+    ("127.0.0.1", {}, 200), ("::1", {}, 200), ("127.8.9.10", {}, 200),
+    ("10.0.0.5", {}, 403), ("192.168.1.2", {}, 403), ("", {}, 403),
+    ("127.0.0.1", {"HTTP_X_FORWARDED_FOR": "203.0.113.9"}, 403),
+    ("127.0.0.1", {"HTTP_FORWARDED": "for=203.0.113.9"}, 403),
+])
+def test_without_credentials_only_requests_straight_from_this_machine_are_answered(
+        app, remote, headers, status):
+    reply = Client(app, remote, headers).get("/")
+    assert reply.status == status
+    if status == 403:
+        assert "DBBASIC_QUEUE_DASHBOARD_CREDENTIALS" in reply.text
+
+
+def test_credentials_are_asked_of_every_request_from_anywhere(queue):
+    app = DashboardApp(queue, credentials=("admin", "s3cret:pass"))
+    for header in (None, "Basic " + base64.b64encode(b"admin:wrong").decode(), "Bearer x",
+                   "Basic !!!", "Basic " + base64.b64encode(b"admin").decode()):
+        reply = Client(app, "127.0.0.1", {"HTTP_AUTHORIZATION": header} if header else {}).get("/")
+        assert reply.status == 401 and reply.headers["WWW-Authenticate"].startswith("Basic ")
+    good = {"HTTP_AUTHORIZATION": "Basic " + base64.b64encode(b"admin:s3cret:pass").decode()}
+    assert Client(app, "203.0.113.9", good).get("/").status == 200
+
+
+def test_an_authorize_function_lets_a_host_app_decide(queue):
+    app = DashboardApp(queue, authorize=lambda environ: environ.get("HTTP_X_STAFF") == "yes")
+    assert Client(app, "203.0.113.9", {"HTTP_X_STAFF": "yes"}).get("/").status == 200
+    assert Client(app, "127.0.0.1").get("/").status == 403
+
+
+def test_credentials_come_from_a_file_or_the_environment(tmp_path):
+    path = tmp_path / "credentials"
+    path.write_text("ops:pa:ss\n")
+    assert load_credentials(str(path), {}) == ("ops", "pa:ss")
+    assert load_credentials(None, {"DBBASIC_QUEUE_DASHBOARD_CREDENTIALS": "a:b"}) == ("a", "b")
+    assert load_credentials(None, {}) is None
+    for bad in ("nopassword", ":x", "user:"):
+        with pytest.raises(ValueError, match="user:password"):
+            load_credentials(None, {"DBBASIC_QUEUE_DASHBOARD_CREDENTIALS": bad})
+
+
+# --- mounting and the command ---------------------------------------------------------------
+
+def test_mounted_under_a_prefix_every_link_form_and_cookie_stays_under_it(queue):
+    ids = seed(queue)
+
+    def host_app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"the host app"]
+    client = Client(mount(host_app, "/admin/jobs", DashboardApp(queue)))
+    assert client.get("/elsewhere").body == b"the host app"
+    page = client.get("/admin/jobs/jobs/" + ids["broken"])
+    links = re.findall(r'(?:href|action|src)="([^"]+)"', page.text)
+    assert links and all(link.startswith("/admin/jobs") for link in links)
+    assert "Path=/admin/jobs;" in page.headers["Set-Cookie"]
+    reply = client.request("POST", f"/admin/jobs/jobs/{ids['broken']}/retry",
+                           form={"csrf_token": page.token()})
+    assert reply.headers["Location"] == f"/admin/jobs/jobs/{ids['broken']}?done=retried"
+    assert client.get("/admin/jobs").status == 200
+
+
+def test_the_command_refuses_a_public_address_without_credentials(queue, capsys, monkeypatch):
+    monkeypatch.delenv("DBBASIC_QUEUE_DASHBOARD_CREDENTIALS", raising=False)
+    code = main(["--file", str(queue.path), "dashboard", "--host", "0.0.0.0"])
+    err = capsys.readouterr().err
+    assert code == 2 and "not a loopback address" in err and "--credentials-file" in err
+
+
+def start_command(queue, *args, env=None):
+    """``dbbasic-queue dashboard --port 0 ARGS`` as a process; (process, URL, first lines)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dbbasic_queue", "--file", str(queue.path), "dashboard",
+         "--port", "0", *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        env=dict(os.environ, **(env or {})))
+    said = b""
+    deadline = time.monotonic() + 20
+    while b"Ctrl-C" not in said:
+        ready, _, _ = select.select([process.stdout], [], [], max(0, deadline - time.monotonic()))
+        chunk = os.read(process.stdout.fileno(), 4096) if ready else b""
+        if not chunk:
+            process.kill()
+            process.wait()
+            pytest.fail(f"the dashboard exited or said nothing for 20 s: {said!r}")
+        said += chunk
+    text = said.decode()
+    return process, re.search(r"on (http://\S+/)", text).group(1), text
+
+
+def stop(process):
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=10) == 0
+
+
+def test_the_command_serves_on_loopback_and_stops_at_sigterm(queue):
+    seed(queue)
+    process, address, said = start_command(queue, "--read-only")
+    try:
+        assert address.startswith("http://127.0.0.1:") and "Read-only" in said
+        with urllib.request.urlopen(address + "jobs?status=failed", timeout=10) as reply:
+            assert reply.status == 200 and b"resize_image" in reply.read()
+    finally:
+        stop(process)
+
+
+def test_the_command_off_loopback_asks_for_the_credentials_it_was_given(queue):
+    process, address, said = start_command(
+        queue, "--host", "0.0.0.0", env={"DBBASIC_QUEUE_DASHBOARD_CREDENTIALS": "ops:pw"})
+    try:
+        assert "HTTP basic auth required: user 'ops'" in said
+        local = address.replace("0.0.0.0", "127.0.0.1")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(local, timeout=10)
+        assert refused.value.code == 401
+        request = urllib.request.Request(local, headers={
+            "Authorization": "Basic " + base64.b64encode(b"ops:pw").decode()})
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            assert reply.status == 200
+    finally:
+        stop(process)
