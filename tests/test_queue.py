@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from dbbasic_queue import CorruptLineError, retry_delay
+from dbbasic_queue import retry_delay
 from support import EMAIL, FAIL_ERROR, WAIT_SECONDS, fail, kill_worker_mid_job, noop, wait_for
 
 
@@ -456,90 +456,3 @@ def test_a_traceback_is_cut_to_its_start_and_end_and_goes_with_retention(queue, 
     clock.advance(9 * 86400)
     queue.process_jobs({}, retention_seconds=7 * 86400)
     assert queue.tracebacks(job_id) == []
-
-
-# --- the file -------------------------------------------------------------------------
-
-@pytest.mark.parametrize("use", [
-    lambda q: q.enqueue("t", {}), lambda q: q.process_jobs({}), lambda q: q.get_job("ann")])
-def test_a_file_that_is_not_a_queue_is_refused_and_left_alone(tmp_path, use):
-    from dbbasic_queue import Queue, QueueError
-    path = tmp_path / "notes.tsv"
-    path.write_text("name\tphone\nann\t123\n")
-
-    with pytest.raises(QueueError, match="header"):
-        use(Queue(path))
-
-    assert path.read_text() == "name\tphone\nann\t123\n"
-
-
-def test_a_queue_path_must_be_a_tsv_file():
-    from dbbasic_queue import Queue
-    with pytest.raises(ValueError, match=r"\.tsv"):
-        Queue("data/queue.txt")
-
-
-# --- corrupt lines: reported, left alone, never in the way ---------------------------------
-
-CORRUPT_LINES = [
-    b"handmade\tt\t{}\tpending\n",  # too few fields
-    b"badjson\tt\t{not json\tpending\t1\t1\t0\t\t\n",
-    b"badint\tt\t{}\tpending\tyesterday\t1\t0\t\t\n",
-    b"badstatus\tt\t{}\tdone\t1\t1\t0\t\t\n",
-    b'strayquote\tt\t"{""a"": 1}\tpending\t1\t1\t0\t\t\n',
-    b"notutf8\tt\t{}\tpending\t1\t1\t0\t\xff\t\n",
-    b"listpayload\tt\t[1]\tpending\t1\t1\t0\t\t\n",
-]
-
-
-def test_corrupt_lines_are_reported_left_alone_and_do_not_stop_other_jobs(queue, caplog):
-    first = queue.enqueue("t", {"n": 1})
-    with open(queue.path, "ab") as file:
-        file.writelines(CORRUPT_LINES)
-    last = queue.enqueue("t", {"n": 2})
-
-    with caplog.at_level(logging.WARNING, logger="dbbasic_queue"):
-        assert queue.process_jobs({"t": noop}) == 2
-
-    assert queue.get_job(first)["status"] == queue.get_job(last)["status"] == "completed"
-    lines = queue.path.read_bytes().splitlines(keepends=True)
-    assert lines[2:2 + len(CORRUPT_LINES)] == CORRUPT_LINES
-    for line in CORRUPT_LINES:
-        assert line.split(b"\t")[0].decode() in caplog.text
-    with pytest.raises(CorruptLineError, match="line 3"):
-        queue.get_job("handmade")
-
-
-def test_a_half_written_last_line_does_not_swallow_the_next_job(queue):
-    queue.enqueue("t", {})
-    with open(queue.path, "ab") as file:
-        file.write(b"killedwriter\tt\t{\"bo")  # a writer died mid-line
-    job_id = queue.enqueue("t", {"after": True})
-
-    assert queue.get_job(job_id)["payload"] == {"after": True}
-    assert queue.process_jobs({"t": noop}) == 2
-    assert b"killedwriter\tt\t{\"bo\n" in queue.path.read_bytes()
-
-
-def test_a_job_early_in_the_file_that_falls_due_during_a_run_runs_in_that_run(queue, clock):
-    early = queue.enqueue("t", {}, run_at=clock.now + 10)  # first line, not yet due
-    for n in range(50):
-        queue.enqueue("t", {"n": n})
-
-    def tick(payload):
-        clock.advance(1)  # each job takes "a second": `early` falls due after ten
-
-    assert queue.process_jobs({"t": tick}) == 51
-    assert queue.get_job(early)["status"] == "completed"
-
-
-def test_a_run_with_nothing_to_do_does_not_rewrite_the_file_for_retention_alone(queue, clock):
-    queue.enqueue("t", {})
-    queue.process_jobs({"t": noop})
-    clock.advance(30 * DAY)
-    before = queue.path.stat()
-
-    assert queue.process_jobs({"t": noop}) == 0
-
-    after = queue.path.stat()
-    assert (after.st_ino, after.st_size) == (before.st_ino, before.st_size)
