@@ -230,6 +230,34 @@ def test_an_idle_loop_worker_runs_a_job_enqueued_while_it_idles(queue):
     assert ran == [2]
 
 
+def test_a_job_enqueued_just_after_a_run_s_last_look_wakes_the_idle_loop_worker(queue,
+                                                                                monkeypatch):
+    from dbbasic_queue import loop
+
+    class LateEnqueue(loop.WorkerRun):
+        """Enqueues a job right after the first run that found nothing, before the worker
+        idles: as a web app may, in that instant."""
+        late = []
+
+        def run(self):
+            ran = super().run()
+            if ran == 0 and not self.late:
+                self.late.append(queue.enqueue("t", {"late": True}))
+            return ran
+    monkeypatch.setattr(loop, "WorkerRun", LateEnqueue)
+    stop = threading.Event()
+    worker = threading.Thread(target=queue.work, args=({"t": noop},),
+                              kwargs=dict(stop=stop, handle_signals=False))
+    worker.start()
+    try:
+        wait_for(lambda: LateEnqueue.late, what="the late enqueue")
+        wait_for(lambda: queue.get_job(LateEnqueue.late[0])["status"] == "completed", seconds=5,
+                 what="the late job, long before the idle worker's rescan")
+    finally:
+        stop.set()
+        worker.join(timeout=WAIT_SECONDS)
+
+
 def test_a_loop_worker_stops_once_max_seconds_have_passed_on_its_clock(queue, monotonic):
     ids = [queue.enqueue("t", {}) for _ in range(3)]
 
