@@ -42,11 +42,14 @@ def work_loop(queue, options: WorkerOptions, bounds: Bounds, stop: threading.Eve
     and wake for the next scheduled job. Returns how many jobs ran."""
     ran = 0
     while not stop.is_set() and not bounds.reached(ran):
+        # Taken before the run reads the file: a job added after the run's last look (or by
+        # the run itself) changes it, so the watch below wakes for it.
+        seen = queue.table.signature()
         run = WorkerRun(queue, options, bounds.less(ran), stop)
         ran += run.run()
         if run.ran or stop.is_set():
             continue
-        seen, rescan_at = queue.table.signature(), queue.monotonic() + IDLE_RESCAN_SECONDS
+        rescan_at = queue.monotonic() + IDLE_RESCAN_SECONDS
         while not stop.wait(IDLE_CHECK_SECONDS) and not bounds.reached(ran):
             if (queue.table.signature() != seen or queue.monotonic() >= rescan_at or
                     (run.next_due is not None and queue.clock() >= run.next_due)):

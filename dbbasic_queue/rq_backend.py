@@ -13,7 +13,7 @@ import math
 import secrets
 import time
 from datetime import datetime, timezone
-from typing import Any, Callable, Dict, List, Mapping, Optional
+from typing import Any, Callable, Dict, FrozenSet, List, Mapping, Optional
 
 from redis import Redis
 from rq import Queue as RedisJobQueue
@@ -77,6 +77,8 @@ def dispatch(job_type: str, payload_json: str) -> Any:
 class RQQueue:
     """A queue on RQ (``redis://host:port/db``) with the TSV Queue's methods."""
 
+    capabilities: FrozenSet[str] = frozenset()  # none of those in backend.py, yet
+
     def __init__(self, url: str, *, name: str = "dbbasic-queue") -> None:
         self.url = url
         self.redis = Redis.from_url(url)
@@ -84,6 +86,9 @@ class RQQueue:
 
     def __repr__(self) -> str:
         return f"RQQueue({self.url!r})"
+
+    def describe(self) -> str:
+        return self.url
 
     def enqueue(self, job_type: str, payload: dict, run_at: Optional[float] = None, *,
                 unique_key: Optional[str] = None, max_attempts: Optional[int] = None,

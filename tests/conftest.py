@@ -1,21 +1,45 @@
-"""Shared fixtures. ``queue`` is parametrised by backend so a second backend reuses the suite."""
+"""Shared fixtures: fake clocks, a TSV queue on them, the same queue on every backend, a real
+redis-server, and child processes that are always reaped. Helpers are in support.py.
+
+A test taking ``backend`` runs once per backend. ``@pytest.mark.declares(CAPABILITY, ...)``
+keeps the backends that declare every one of them (see dbbasic_queue.backend),
+``@pytest.mark.lacks(CAPABILITY, ...)`` those that declare none of them: the suite reads the
+backends' declarations and never tests their classes.
+"""
+
+import shutil
+import socket
+import subprocess
+import uuid
+from dataclasses import dataclass
+from typing import Callable
 
 import pytest
 
 from dbbasic_queue import Queue
+from support import Children, FakeClock, wait_for
 
 
-class FakeClock:
-    """A wall clock the test moves by hand, so run_at, backoff and leases need no sleeping."""
+def pytest_configure(config):
+    config.addinivalue_line("markers", "declares(*capabilities): run on the backends that "
+                                       "declare all of these capabilities")
+    config.addinivalue_line("markers", "lacks(*capabilities): run on the backends that "
+                                       "declare none of these capabilities")
 
-    def __init__(self, now: float = 1_800_000_000.0) -> None:
-        self.now = now
 
-    def __call__(self) -> float:
-        return self.now
+def backend_classes():
+    from dbbasic_queue.rq_backend import RQQueue
+    return {"tsv": Queue, "rq": RQQueue}
 
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+
+def pytest_generate_tests(metafunc):
+    if "backend" not in metafunc.fixturenames:
+        return
+    wanted = {c for m in metafunc.definition.iter_markers("declares") for c in m.args}
+    refused = {c for m in metafunc.definition.iter_markers("lacks") for c in m.args}
+    names = [name for name, cls in backend_classes().items()
+             if wanted <= cls.capabilities and not refused & cls.capabilities]
+    metafunc.parametrize("backend", names, indirect=True)
 
 
 @pytest.fixture(autouse=True)
@@ -27,13 +51,60 @@ def clean_environment(monkeypatch):
 
 @pytest.fixture
 def clock():
+    """The wall clock of the ``queue`` fixture."""
     return FakeClock()
 
 
+@pytest.fixture
+def monotonic():
+    """The monotonic clock of the ``queue`` fixture: a worker's max_seconds and result window."""
+    return FakeClock(1000.0)
+
+
 @pytest.fixture(params=["tsv"])
-def queue(request, tmp_path, clock):
-    """A queue on a fresh file, with a fake clock and jitter fixed at its midpoint."""
-    return Queue(tmp_path / "data" / "queue.tsv", clock=clock, random=lambda: 0.5)
+def queue(request, tmp_path, clock, monotonic):
+    """A TSV queue on a fresh file, with fake clocks and jitter fixed at its midpoint."""
+    return Queue(tmp_path / "data" / "queue.tsv", clock=clock, monotonic=monotonic,
+                 random=lambda: 0.5)
+
+
+@dataclass
+class BackendUnderTest:
+    queue: object  # the Backend
+    spec: str  # the same queue for a child process (see helpers.py)
+    count_jobs: Callable[[], int]  # every job stored, counted without the queue's own code
+
+
+@pytest.fixture
+def backend(request, tmp_path):
+    """The same empty queue on one backend (one test run per backend, see the module's
+    docstring), on the real clock, the only one RQ has."""
+    if request.param == "tsv":
+        path = tmp_path / "data" / "queue.tsv"
+        return BackendUnderTest(Queue(path), str(path), lambda: len(
+            path.read_bytes().splitlines()[1:]) if path.exists() else 0)
+    from redis import Redis
+    from rq import Queue as RedisJobQueue
+
+    from dbbasic_queue.rq_backend import RQQueue
+    url, name = request.getfixturevalue("redis_url"), f"test-{uuid.uuid4().hex[:8]}"
+    jobs = RedisJobQueue(name, connection=Redis.from_url(url))
+
+    def count_jobs():
+        registries = (jobs.scheduled_job_registry, jobs.started_job_registry,
+                      jobs.finished_job_registry, jobs.failed_job_registry,
+                      jobs.deferred_job_registry, jobs.canceled_job_registry)
+        return jobs.count + sum(len(registry) for registry in registries)
+    return BackendUnderTest(RQQueue(url, name=name), f"{url}#{name}", count_jobs)
+
+
+@pytest.fixture
+def children():
+    """Start child processes (see support.Children); at the end, kill those still running
+    and reap them all."""
+    group = Children()
+    yield group
+    group.reap()
 
 
 @pytest.fixture(scope="session")
@@ -42,10 +113,6 @@ def redis_url(tmp_path_factory):
     directory; stopped by its process id at the end. In CI (CI=true) a missing or failing
     server fails the tests that need it; elsewhere they are skipped, saying why."""
     import os
-    import shutil
-    import socket
-    import subprocess
-    import time
 
     def unavailable(message):
         if os.environ.get("CI"):
@@ -65,16 +132,20 @@ def redis_url(tmp_path_factory):
         stdout=subprocess.DEVNULL)
     url = f"redis://127.0.0.1:{port}/0"
     from redis import Redis
-    deadline = time.monotonic() + 10
-    while True:
+
+    def answers():
+        if process.poll() is not None:
+            raise RuntimeError(f"it exited with code {process.returncode}")
         try:
-            Redis.from_url(url).ping()
-            break
-        except Exception as error:
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                unavailable(f"redis-server did not start on port {port}: {error}")
-            time.sleep(0.05)
+            return Redis.from_url(url).ping()
+        except Exception:
+            return False
+    try:
+        wait_for(answers, seconds=10, what="its answer to a ping", interval=0.05)
+    except (AssertionError, RuntimeError) as error:
+        process.kill()
+        process.wait(timeout=10)
+        unavailable(f"redis-server did not start on port {port}: {error}")
     yield url
     process.terminate()
     process.wait(timeout=10)

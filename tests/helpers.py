@@ -1,10 +1,14 @@
 """Roles that the real-process tests start with ``python helpers.py ROLE QUEUE ARG ...``.
 
-work QUEUE RUNS_LOG [--lease S] [--sleep S] [--max-attempts N] [--until T] [--start-at T]
-    run process_jobs (again and again until time.time() passes T, if given); every handler
-    call appends payload["key"] to RUNS_LOG, then sleeps payload["sleep"] or --sleep seconds
-enqueue QUEUE COUNT [--start-at T]
-    enqueue COUNT jobs with unique keys and print their ids, one a line
+work QUEUE RUNS_LOG [--lease S] [--sleep S] [--max-attempts N] [--stop-file F | --until T]
+    run process_jobs (again and again until file F exists, or time.time() passes T, if
+    given); every handler call appends payload["key"] to RUNS_LOG, then sleeps
+    payload["sleep"] or --sleep seconds.
+    --lease and --max-attempts reach the worker where the backend declares them.
+enqueue QUEUE COUNT [--unique-key K]
+    enqueue COUNT jobs (all with unique key K, if given) and print their ids, one a line
+Both take --start-line DIR (start when the test says so: see support.StartLine) or, for
+older tests, --start-at T (start at time.time() T).
 QUEUE is a TSV file's path, or redis://host:port/db#queue-name for the RQ backend.
 """
 
@@ -17,23 +21,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dbbasic_queue import Queue  # noqa: E402
-
-PAYLOAD = {"to": "user@example.com", "subject": "Welcome", "body": "Thanks for signing up!"}
-
-
-def append_line(path: str, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, (text + "\n").encode())  # one small O_APPEND write: never interleaved
-    finally:
-        os.close(fd)
+from dbbasic_queue.backend import LEASES, WORKER_MAX_ATTEMPTS  # noqa: E402
+from support import EMAIL, append_line, wait_at_start_line  # noqa: E402
 
 
 def record_key(runs_log: str, sleep: float):
-    """A handler that logs the payload's unique 'key' to RUNS_LOG each time it runs."""
+    """A handler that logs the payload's 'key' to RUNS_LOG each time it runs."""
     def handler(payload):
         append_line(runs_log, str(payload["key"]))
-        time.sleep(payload.get("sleep", sleep))
+        time.sleep(payload.get("sleep", sleep))  # the handler's work
         return {"ok": True}
     return handler
 
@@ -56,21 +52,33 @@ def main() -> None:
     parser.add_argument("--sleep", type=float, default=0.0)
     parser.add_argument("--max-attempts", type=int, default=3)
     parser.add_argument("--until", type=float, default=0.0)
+    parser.add_argument("--stop-file")
+    parser.add_argument("--unique-key")
+    parser.add_argument("--start-line")
     parser.add_argument("--start-at", type=float, default=0.0)
     args = parser.parse_args()
     queue = make_queue(args.queue)
-    time.sleep(max(0.0, args.start_at - time.time()))
+    if args.start_line:
+        wait_at_start_line(args.start_line)
+    if args.start_at:
+        time.sleep(max(0.0, args.start_at - time.time()))
     if args.role == "enqueue":
-        ids = [queue.enqueue("send_email", dict(PAYLOAD, key=f"{os.getpid()}-{n}"))
+        ids = [queue.enqueue("send_email", dict(EMAIL, key=f"{os.getpid()}-{n}"),
+                             unique_key=args.unique_key)
                for n in range(int(args.arg))]
         print("\n".join(ids))
         return
     handlers = {"send_email": record_key(args.arg, args.sleep)}
+    options = {}
+    if LEASES in queue.capabilities:
+        options["lease_seconds"] = args.lease
+    if WORKER_MAX_ATTEMPTS in queue.capabilities:
+        options["max_attempts"] = args.max_attempts
     while True:
-        queue.process_jobs(handlers, args.max_attempts, lease_seconds=args.lease)
-        if time.time() >= args.until:
+        queue.process_jobs(handlers, **options)
+        if (os.path.exists(args.stop_file) if args.stop_file else time.time() >= args.until):
             break
-        time.sleep(0.02)
+        time.sleep(0.02)  # a cron worker's next run, not a wait for anything
 
 
 if __name__ == "__main__":

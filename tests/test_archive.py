@@ -3,7 +3,6 @@ day that retention deletes whole; every job stays findable (get_job, jobs, stats
 
 import os
 import random
-import signal
 import subprocess
 import sys
 import textwrap
@@ -13,8 +12,7 @@ from pathlib import Path
 from dbbasic_queue import Queue
 from dbbasic_queue.archive import ARCHIVE_MIN_LINES, day_of
 from dbbasic_queue.job import COLUMNS, PUBLISHED_COLUMNS, job_line, parse_line
-
-ROOT = Path(__file__).resolve().parent.parent
+from support import ROOT, kill
 NOW = 1_800_000_000  # 2027-01-15 08:00 UTC
 
 
@@ -152,7 +150,7 @@ def test_a_move_cut_between_its_archive_append_and_its_rename_duplicates_nothing
     assert len(content) == ARCHIVE_MIN_LINES + 1 and ids_in(path) == []
 
 
-def test_workers_sigkilled_while_moving_history_lose_and_duplicate_nothing(tmp_path):
+def test_workers_sigkilled_while_moving_history_lose_and_duplicate_nothing(tmp_path, children):
     # Given 20,000 finished jobs two days old and 200 due jobs in a 1.0.0-sized file
     path = tmp_path / "queue.tsv"
     now = int(time.time())
@@ -168,10 +166,9 @@ def test_workers_sigkilled_while_moving_history_lose_and_duplicate_nothing(tmp_p
     rng = random.Random(7)
     # When workers are SIGKILLed at random moments of the move, again and again
     for attempt in range(6):
-        child = subprocess.Popen([sys.executable, str(script)], env=env)
+        child = children.start([sys.executable, script], env=env, stdout=None)
         time.sleep(rng.uniform(0.05, 0.6))  # a random moment, not a guess at a timing
-        child.send_signal(signal.SIGKILL)
-        child.wait(timeout=30)
+        kill(child)
         every = [line.split(b"\t", 1)[0] for p in [path] + [p for _, p in queue.archive.files()]
                  for line in p.read_bytes().splitlines()[1:]]
         assert len(set(every)) == 20_200  # nothing lost at any moment

@@ -10,15 +10,14 @@ import pytest
 
 from dbbasic_queue import Queue
 from dbbasic_queue.cli import _parser, main
-
-ROOT = Path(__file__).resolve().parent.parent
+from support import ROOT, TESTS
 
 
 @pytest.fixture
 def queue(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("DBBASIC_QUEUE_FILE", raising=False)
-    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    monkeypatch.syspath_prepend(str(TESTS))
     monkeypatch.setenv("RUNS_LOG", str(tmp_path / "runs.log"))
     return Queue(tmp_path / "data" / "queue.tsv")
 

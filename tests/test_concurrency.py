@@ -7,13 +7,11 @@ import sys
 import textwrap
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
 from dbbasic_queue import Queue
-
-ROOT = Path(__file__).resolve().parent.parent
+from support import ROOT
 
 
 def test_n_handlers_run_at_once_and_never_more(tmp_path):
@@ -109,7 +107,7 @@ def test_concurrency_is_checked_before_the_file_is_touched(tmp_path):
     assert not queue.path.exists()
 
 
-def test_two_worker_processes_with_four_threads_each_run_every_job_once(tmp_path):
+def test_two_worker_processes_with_four_threads_each_run_every_job_once(tmp_path, children):
     queue = Queue(tmp_path / "queue.tsv")
     for n in range(200):
         queue.enqueue("record", {"key": n})
@@ -126,14 +124,8 @@ def test_two_worker_processes_with_four_threads_each_run_every_job_once(tmp_path
         Queue({str(queue.path)!r}).process_jobs({{"record": record}}, concurrency=4)
     """))
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    workers = [subprocess.Popen([sys.executable, str(script)], env=env) for _ in range(2)]
-    try:
-        assert [w.wait(timeout=60) for w in workers] == [0, 0]
-    finally:
-        for w in workers:
-            if w.poll() is None:
-                w.kill()
-                w.wait()
+    workers = [children.start([sys.executable, script], env=env, stdout=None) for _ in range(2)]
+    assert [w.wait(timeout=60) for w in workers] == [0, 0]
     keys = sorted(int(line) for line in runs.read_text().split())
     assert keys == list(range(200))
     assert all(job["status"] == "completed" for job in queue.jobs())

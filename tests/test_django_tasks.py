@@ -12,20 +12,13 @@ import subprocess
 import sys
 import time
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 
-PROJECT = Path(__file__).resolve().parent / "django_project"
+from support import TESTS, wait_for
+
+PROJECT = TESTS / "django_project"
 BACKEND = "dbbasic_queue.django.TaskBackend"
-
-
-def wait_for(condition, seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"waited {seconds} s for {what}")
-        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,7 @@ import pytest
 from dbbasic_queue import Queue
 from dbbasic_queue.job import COLUMNS
 from dbbasic_queue.timelimit import JobTimeout
-
-ROOT = Path(__file__).resolve().parent.parent
+from support import ROOT, wait_for
 
 # A worker process: python worker.py QUEUE RUNS_LOG LEASE SECONDS [CLOCK_OFFSET]
 # runs process_jobs again and again for SECONDS; each handler call appends the payload's
@@ -64,31 +63,13 @@ WORKER = textwrap.dedent("""
 
 
 @pytest.fixture
-def spawn(tmp_path):
+def spawn(tmp_path, children):
     """Start worker processes; every one is reaped at the end of the test."""
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
-    children = []
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-
-    def start(*args):
-        child = subprocess.Popen([sys.executable, str(script), *map(str, args)], env=env,
-                                 stderr=subprocess.PIPE, text=True)
-        children.append(child)
-        return child
-    yield start
-    for child in children:
-        if child.poll() is None:
-            child.kill()
-        child.communicate(timeout=30)
-
-
-def wait_for(condition, timeout=30.0, what="the condition"):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
+    return lambda *args: children.start([sys.executable, script, *args], env=env, stdout=None,
+                                        stderr=subprocess.PIPE)
 
 
 def runs_of(log: Path, key: str) -> int:

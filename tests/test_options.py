@@ -2,11 +2,9 @@
 handler registration, and the options column they live in."""
 
 import collections
-import subprocess
 import sys
 import time
 import types
-from pathlib import Path
 
 import pytest
 from dbbasic.tsv import TSV
@@ -14,16 +12,7 @@ from dbbasic.tsv import TSV
 import dbbasic_queue
 from dbbasic_queue import Queue, Retry
 from dbbasic_queue.job import COLUMNS, PUBLISHED_COLUMNS
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def noop(payload):
-    return None
-
-
-def fail(payload):
-    raise ValueError("no")
+from support import StartLine, fail, finish, kill_worker_mid_job, noop
 
 
 # --- unique jobs -----------------------------------------------------------------------
@@ -63,7 +52,6 @@ def test_a_unique_key_is_free_after_every_worker_run_however_inodes_are_reused(q
 
 
 def test_a_unique_key_holds_while_its_job_is_processing(queue, clock):
-    from test_queue import kill_worker_mid_job
     first = queue.enqueue("t", {}, unique_key="k")
     kill_worker_mid_job(queue)
     assert queue.get_job(first)["status"] == "processing"
@@ -71,22 +59,14 @@ def test_a_unique_key_holds_while_its_job_is_processing(queue, clock):
     assert queue.enqueue("t", {}, unique_key="k") == first
 
 
-def test_four_processes_enqueueing_one_key_at_once_create_exactly_one_job(tmp_path):
+def test_four_processes_enqueueing_one_key_at_once_create_exactly_one_job(tmp_path, children):
     path = tmp_path / "data" / "queue.tsv"
-    code = ("import sys, time; sys.path.insert(0, sys.argv[1]); from dbbasic_queue import Queue; "
-            "q = Queue(sys.argv[2]); time.sleep(max(0, float(sys.argv[3]) - time.time())); "
-            "print('\\n'.join(q.enqueue('welcome', {'n': n}, unique_key='welcome:42') "
-            "for n in range(50)))")
-    start_at = time.time() + 1.0
-    children = [subprocess.Popen([sys.executable, "-c", code, str(ROOT), str(path), str(start_at)],
-                                 stdout=subprocess.PIPE, text=True) for _ in range(4)]
-    try:
-        ids = [line for child in children for line in child.communicate(timeout=60)[0].split()]
-    finally:
-        for child in children:
-            if child.poll() is None:
-                child.kill()
-    assert [child.returncode for child in children] == [0] * 4
+    start = StartLine(tmp_path / "start")
+    enqueuers = [children.role("enqueue", path, 50, "--unique-key", "welcome:42", *start.args())
+                 for _ in range(4)]
+    start.release(len(enqueuers))
+
+    ids = [job_id for enqueuer in enqueuers for job_id in finish(enqueuer).split()]
 
     jobs = list(Queue(path).jobs())
     assert len(jobs) == 1 and set(ids) == {jobs[0]["id"]} and len(ids) == 200

@@ -1,62 +1,18 @@
 """The guarantees, proven with real processes: overlapping workers, concurrent enqueuers,
-SIGKILL at any moment. Every wait is bounded and every child is killed at the end."""
+SIGKILL at any moment, the loop worker under signals. Every wait is bounded and every child
+is reaped (the ``children`` fixture)."""
 
 import collections
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from dbbasic_queue import Queue
 from dbbasic_queue.job import parse_line
-
-HELPER = str(Path(__file__).with_name("helpers.py"))
-WAIT_SECONDS = 60  # upper bound for any child; normal runs take a few seconds
-
-
-@pytest.fixture
-def spawn():
-    """Start helper roles as child processes; kill any still running at the end."""
-    children = []
-
-    def start(*args, **popen):
-        child = subprocess.Popen([sys.executable, HELPER, *map(str, args)],
-                                 stdout=subprocess.PIPE, text=True, **popen)
-        children.append(child)
-        return child
-    yield start
-    kill_all(children)
-
-
-def kill_all(children) -> None:
-    """Kill the children still running and reap them all, closing their pipes."""
-    for child in children:
-        if child.poll() is None:
-            child.kill()
-        child.communicate(timeout=WAIT_SECONDS)
-
-
-def finish(child) -> str:
-    out, _ = child.communicate(timeout=WAIT_SECONDS)
-    assert child.returncode == 0
-    return out
-
-
-def wait_for(condition, seconds=WAIT_SECONDS / 2, what="the condition"):
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.01)
-
-
-def runs(runs_log: Path):
-    text = runs_log.read_text() if runs_log.exists() else ""
-    return collections.Counter(text.split())
+from support import StartLine, finish, kill, runs, stop, wait_for
 
 
 def jobs_on_disk(queue):
@@ -67,18 +23,14 @@ def jobs_on_disk(queue):
     return {job.id: job for job in jobs}
 
 
-def key_of(queue, job_id):
-    return queue.get_job(job_id)["payload"]["key"]
-
-
-def test_three_overlapping_workers_run_each_of_300_jobs_exactly_once(tmp_path, spawn):
+def test_three_overlapping_workers_run_each_of_300_jobs_exactly_once(tmp_path, children):
     queue = Queue(tmp_path / "data" / "queue.tsv")
     ids = [queue.enqueue("send_email", {"key": n}) for n in range(300)]
-    runs_log = tmp_path / "runs.log"
-    start_at = time.time() + 1.0  # all three begin at the same moment, imports done
+    runs_log, start = tmp_path / "runs.log", StartLine(tmp_path / "start")
 
-    workers = [spawn("work", queue.path, runs_log, "--sleep", 0.002, "--start-at", start_at)
+    workers = [children.role("work", queue.path, runs_log, "--sleep", 0.002, *start.args())
                for _ in range(3)]
+    start.release(len(workers))  # all three begin at one moment, imports done
     for worker in workers:
         finish(worker)
 
@@ -87,16 +39,19 @@ def test_three_overlapping_workers_run_each_of_300_jobs_exactly_once(tmp_path, s
     assert len(jobs_on_disk(queue)) == len(ids)
 
 
-def test_a_handler_running_past_its_lease_is_not_taken_while_its_worker_lives(tmp_path, spawn):
+def test_a_handler_running_past_its_lease_is_not_taken_while_its_worker_lives(tmp_path,
+                                                                              children):
     queue = Queue(tmp_path / "data" / "queue.tsv")
     job_id = queue.enqueue("send_email", {"key": "slow", "sleep": 3.0})
-    runs_log = tmp_path / "runs.log"
+    runs_log, stop_file = tmp_path / "runs.log", tmp_path / "stop"
 
-    first = spawn("work", queue.path, runs_log, "--lease", 1.0)
+    first = children.role("work", queue.path, runs_log, "--lease", 1.0)
     wait_for(lambda: runs(runs_log)["slow"] == 1, what="the slow handler to start")
-    others = [spawn("work", queue.path, runs_log, "--lease", 1.0, "--until", time.time() + 3.5)
-              for _ in range(2)]  # keep trying to claim for 3.5 s, well past the 1 s lease
-    for worker in [first, *others]:
+    others = [children.role("work", queue.path, runs_log, "--lease", 1.0, "--stop-file", stop_file)
+              for _ in range(2)]  # they try to claim all along the 3 s, three 1 s leases
+    finish(first)
+    stop_file.touch()
+    for worker in others:
         finish(worker)
 
     assert runs(runs_log)["slow"] == 1
@@ -104,14 +59,16 @@ def test_a_handler_running_past_its_lease_is_not_taken_while_its_worker_lives(tm
     assert (job["status"], job["attempts"]) == ("completed", 1)
 
 
-def test_four_enqueuers_and_a_worker_at_once_lose_nothing(tmp_path, spawn):
+def test_four_enqueuers_and_a_worker_at_once_lose_nothing(tmp_path, children):
     path = tmp_path / "fresh" / "queue.tsv"  # not there yet: the processes race to create it
-    runs_log = tmp_path / "runs.log"
-    start_at = time.time() + 1.0
+    runs_log, stop_file = tmp_path / "runs.log", tmp_path / "stop"
+    start = StartLine(tmp_path / "start")
 
-    enqueuers = [spawn("enqueue", path, 500, "--start-at", start_at) for _ in range(4)]
-    worker = spawn("work", path, runs_log, "--start-at", start_at, "--until", start_at + 2)
+    enqueuers = [children.role("enqueue", path, 500, *start.args()) for _ in range(4)]
+    worker = children.role("work", path, runs_log, "--stop-file", stop_file, *start.args())
+    start.release(5)
     printed = [finish(e).split() for e in enqueuers]
+    stop_file.touch()  # the worker ran all along the enqueues
     finish(worker)
 
     queue = Queue(path)
@@ -125,22 +82,17 @@ def test_four_enqueuers_and_a_worker_at_once_lose_nothing(tmp_path, spawn):
     assert all(count == 1 for count in runs(runs_log).values())
 
 
-def test_the_result_of_a_finished_job_is_on_disk_within_about_a_second(tmp_path, spawn):
+def test_the_result_of_a_finished_job_is_on_disk_within_about_a_second(tmp_path, children):
     queue = Queue(tmp_path / "data" / "queue.tsv")
     quick = queue.enqueue("send_email", {"key": "quick"})
     queue.enqueue("send_email", {"key": "slow", "sleep": 10.0})
     runs_log = tmp_path / "runs.log"
 
-    worker = spawn("work", queue.path, runs_log)
+    worker = children.role("work", queue.path, runs_log)
     wait_for(lambda: runs(runs_log)["slow"] == 1, what="the slow job to start")
     wait_for(lambda: queue.get_job(quick)["status"] == "completed", seconds=3,
              what="the quick job's result while the slow one runs")
     assert worker.poll() is None  # still inside the slow handler
-
-
-def kill(child) -> None:
-    child.send_signal(signal.SIGKILL)
-    child.wait(timeout=WAIT_SECONDS)
 
 
 def temporary_files(queue):
@@ -148,7 +100,7 @@ def temporary_files(queue):
 
 
 def test_workers_sigkilled_at_any_moment_lose_nothing_and_later_runs_finish_every_job(
-        tmp_path, spawn):
+        tmp_path, children):
     queue = Queue(tmp_path / "data" / "queue.tsv")
     padding = "p" * 1500  # a bigger file: rewrites take long enough to be hit
     ids = [queue.enqueue("send_email", {"key": n, "pad": padding}) for n in range(3000)]
@@ -163,7 +115,7 @@ def test_workers_sigkilled_at_any_moment_lose_nothing_and_later_runs_finish_ever
     # Inside a handler: kill once a handler has started (each sleeps 50 ms).
     for _ in range(4):
         started = sum(runs(runs_log).values())
-        worker = spawn(*worker_args, "--sleep", 0.05)
+        worker = children.role(*worker_args, "--sleep", 0.05)
         wait_for(lambda: sum(runs(runs_log).values()) > started, what="a handler to start")
         kill(worker)
         kills["in a handler"] += 1
@@ -174,16 +126,17 @@ def test_workers_sigkilled_at_any_moment_lose_nothing_and_later_runs_finish_ever
     for _ in range(3):
         with queue.table.lock():
             before = temporary_files(queue)
-            worker = spawn(*worker_args)
+            worker = children.role(*worker_args)
             wait_for(lambda: len(temporary_files(queue)) > len(before),
                      what="the worker's temporary file")
             kill(worker)
         kills["during a rewrite"] += 1
         check_nothing_lost()
 
-    # Anywhere at all: no-op handlers, killed after a random delay.
+    # Anywhere at all: no-op handlers, killed at a random moment (the one sleep that waits
+    # for nothing: the moment is the randomness under test, and any moment must do).
     for _ in range(6):
-        worker = spawn(*worker_args)
+        worker = children.role(*worker_args)
         time.sleep(rng.uniform(0.2, 0.8))
         kill(worker)
         kills["at random"] += 1
@@ -201,41 +154,29 @@ def test_workers_sigkilled_at_any_moment_lose_nothing_and_later_runs_finish_ever
 # --- the long-running worker (the command line's work --loop) ------------------------------
 
 @pytest.fixture
-def loop_worker(tmp_path):
-    """Start `python -m dbbasic_queue work --loop` on a queue in tmp_path; kill leftovers."""
-    children = []
-    env = dict(os.environ, RUNS_LOG=str(tmp_path / "runs.log"),
-               PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+def loop_worker(tmp_path, children):
+    """Start `python -m dbbasic_queue work --loop` on a queue in tmp_path; its handlers
+    append each job's key to runs.log, its log goes to worker-N.log."""
+    started = []
 
-    def start(*extra):
-        child = subprocess.Popen(
-            [sys.executable, "-m", "dbbasic_queue", "--file", str(tmp_path / "data" / "queue.tsv"),
-             "work", "--loop", "--handlers", "jobs_for_cli:handlers", *extra],
-            cwd=Path(__file__).parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True)
-        children.append(child)
-        return child
-    yield start
-    kill_all(children)
+    def start():
+        started.append(children.cli(
+            "--file", tmp_path / "data" / "queue.tsv", "work", "--loop", "--handlers",
+            "jobs_for_cli:handlers", log=tmp_path / f"worker-{len(started)}.log",
+            RUNS_LOG=str(tmp_path / "runs.log")))
+        return started[-1]
+    return start
 
 
-def stop(child, signum=signal.SIGTERM) -> int:
-    child.send_signal(signum)
-    child.communicate(timeout=WAIT_SECONDS)
-    return child.returncode
-
-
-def test_a_loop_worker_runs_a_job_enqueued_while_it_idles(tmp_path, loop_worker):
+def test_a_loop_worker_runs_jobs_enqueued_after_its_first_run(tmp_path, loop_worker):
     queue = Queue(tmp_path / "data" / "queue.tsv")
-    queue.enqueue("send_email", {"key": "first"})
+    first = queue.enqueue("send_email", {"key": "first"})
     worker = loop_worker()
-    wait_for(lambda: queue.get_job(next(j["id"] for j in queue.jobs()))["status"] == "completed",
-             what="the first job")
-    time.sleep(0.3)  # idle now
+    wait_for(lambda: queue.get_job(first)["status"] == "completed", what="the first job")
 
     job_id = queue.enqueue("send_email", {"key": "second"})
     wait_for(lambda: queue.get_job(job_id)["status"] == "completed", seconds=5,
-             what="the job enqueued while the worker idled")
+             what="the job enqueued after the first run")
     assert stop(worker) == 0
 
 
@@ -260,7 +201,9 @@ def test_a_second_signal_exits_at_once_leaving_the_job_to_its_lease(tmp_path, lo
     wait_for(lambda: runs(tmp_path / "runs.log")["stuck"] == 1, what="the job to start")
 
     worker.send_signal(signal.SIGTERM)
-    time.sleep(0.2)
+    log = tmp_path / "worker-0.log"
+    wait_for(lambda: "SIGTERM: finishing the job in hand" in log.read_text(),
+             what="the worker to take the first signal")
     started = time.monotonic()
     assert stop(worker) == 128 + signal.SIGTERM
     assert time.monotonic() - started < 10

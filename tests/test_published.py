@@ -7,9 +7,9 @@ from pathlib import Path
 
 import dbbasic_queue
 from dbbasic_queue import Queue, cancel_job, enqueue, get_job, process_jobs
+from support import ROOT, TESTS
 
-ROOT = Path(__file__).resolve().parent.parent
-PUBLISHED = Path(__file__).with_name("published")
+PUBLISHED = TESTS / "published"
 
 
 def run_script(script: Path, cwd: Path, prefix: str = "") -> None:

@@ -1,24 +1,18 @@
-"""The behaviour any backend must show: the published API, retries, leases and bad input.
+"""The TSV queue's behaviour in detail: the published API, retries, leases, a run's bounds,
+bad input, retention and the admin verbs.
 
-The clock is fake (see conftest), so schedules and leases are tested without sleeping.
+The clocks are fake (see conftest), so schedules, leases and bounds are tested without
+sleeping. What every backend does is in test_backends.py; the file itself in test_storage.py.
 """
 
 import logging
 import math
+import threading
 
 import pytest
 
-from dbbasic_queue import CorruptLineError, retry_delay
-
-EMAIL = {"to": "user@example.com", "subject": "Welcome", "body": "Thanks for signing up!"}
-
-
-def noop(payload):
-    return None
-
-
-def fail(payload):
-    raise ValueError("SMTP\tserver\nsaid no")
+from dbbasic_queue import retry_delay
+from support import EMAIL, FAIL_ERROR, WAIT_SECONDS, fail, kill_worker_mid_job, noop, wait_for
 
 
 def file_bytes(queue):
@@ -49,14 +43,6 @@ def test_process_jobs_runs_due_jobs_and_records_their_results(queue):
         "completed", 1, {"sent": True}, None)
 
 
-def test_falsy_results_are_kept_and_none_reads_back_as_none(queue):
-    ids = {value: queue.enqueue("t", {"v": value}) for value in (0, "", None)}
-
-    queue.process_jobs({"t": lambda p: p["v"]})
-
-    assert [queue.get_job(ids[v])["result"] for v in (0, "", None)] == [0, "", None]
-
-
 def test_a_job_scheduled_later_waits_for_its_run_at(queue, clock):
     job_id = queue.enqueue("send_email", EMAIL, run_at=clock.now + 60)
 
@@ -84,13 +70,6 @@ def test_cancel_job_returns_whether_a_pending_job_was_cancelled(queue):
     assert queue.process_jobs({"t": noop}) == 0
 
 
-def test_unknown_and_malformed_ids_give_none_and_false(queue):
-    queue.enqueue("t", {})
-    for job_id in ("0123456789abcdef", "", "a\tb", "x\ny", None, 42, '"'):
-        assert queue.get_job(job_id) is None
-        assert queue.cancel_job(job_id) is False
-
-
 def test_get_job_on_a_missing_file_is_none_and_creates_nothing(queue):
     assert queue.get_job("0123456789abcdef") is None
     assert queue.cancel_job("0123456789abcdef") is False
@@ -115,7 +94,7 @@ def test_a_failing_job_is_retried_on_schedule_then_failed_with_its_last_error(qu
     job = queue.get_job(job_id)
     assert (job["status"], job["attempts"]) == ("pending", 1)
     assert job["run_at"] == math.ceil(clock.now + retry_delay(1, random=lambda: 0.5))
-    assert job["error"] == "ValueError: SMTP server said no"
+    assert job["error"] == FAIL_ERROR
 
     clock.advance(job["run_at"] - clock.now - 1)
     assert queue.process_jobs({"send_email": fail}) == 0  # not yet due
@@ -126,7 +105,7 @@ def test_a_failing_job_is_retried_on_schedule_then_failed_with_its_last_error(qu
 
     job = queue.get_job(job_id)
     assert (job["status"], job["attempts"], job["error"]) == (
-        "failed", 3, "ValueError: SMTP server said no")
+        "failed", 3, FAIL_ERROR)
     clock.advance(10 * 3600)
     assert queue.process_jobs({"send_email": fail}) == 0  # failed jobs stay, never rerun
 
@@ -163,23 +142,6 @@ def test_a_result_that_is_not_json_is_stored_as_text_and_never_rerun(queue, capl
 
 
 # --- leases: a worker that died -------------------------------------------------------------
-
-def kill_worker_mid_job(queue, lease_seconds=60):
-    """Leave the file as a worker SIGKILLed inside a handler leaves it: the job claimed,
-    ``processing`` with one more attempt and its lease end in run_at, and nothing else.
-    (tests/test_processes.py does this with real processes and SIGKILL.)"""
-    from dbbasic_queue.job import parse_line
-    header, *lines = queue.path.read_bytes().splitlines(keepends=True)
-    out, claimed = [header], False
-    for line in lines:
-        job = parse_line(line)
-        if not claimed and job.status in ("pending", "processing") and job.run_at <= queue.clock():
-            job = job.evolve(status="processing", attempts=job.attempts + 1,
-                             run_at=math.ceil(queue.clock() + lease_seconds))
-            claimed = True
-        out.append(job.to_line())
-    queue.path.write_bytes(b"".join(out))
-
 
 def test_a_job_whose_worker_died_is_taken_again_after_its_lease_and_the_attempt_counts(queue, clock):
     job_id = queue.enqueue("t", {})
@@ -218,18 +180,99 @@ def test_max_jobs_bounds_a_run_and_leaves_the_rest_pending(queue):
     assert statuses == ["completed"] * 10 + ["pending"] * 15
 
 
-def test_max_seconds_stops_claiming_and_puts_unstarted_jobs_back_untouched(queue):
-    import time
+def test_max_seconds_stops_claiming_and_puts_unstarted_jobs_back_untouched(queue, monotonic):
     ids = [queue.enqueue("t", {}) for _ in range(40)]
     before = {i: queue.get_job(i) for i in ids}
 
-    ran = queue.process_jobs({"t": lambda p: time.sleep(0.02)}, max_seconds=0.1)
+    def one_second(payload):
+        monotonic.advance(1)
 
-    assert 1 <= ran < 40
+    ran = queue.process_jobs({"t": one_second}, max_seconds=5)
+
+    assert ran == 5  # the job in hand is finished, no other starts
     after = [queue.get_job(i) for i in ids]
-    assert sum(j["status"] == "completed" for j in after) == ran
-    assert [j for j in after if j["status"] != "completed"] == [
-        before[j["id"]] for j in after if j["status"] != "completed"]
+    assert [j["status"] for j in after] == ["completed"] * 5 + ["pending"] * 35
+    assert after[5:] == [before[i] for i in ids[5:]]
+
+
+# --- the long-running worker (work) --------------------------------------------------------
+
+class WatchedStop(threading.Event):
+    """A stop event that tells when the worker waits on it: only an idle loop worker does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.idle = threading.Event()
+
+    def wait(self, timeout=None):
+        self.idle.set()
+        return super().wait(timeout)
+
+
+def test_an_idle_loop_worker_runs_a_job_enqueued_while_it_idles(queue):
+    first = queue.enqueue("t", {})
+    stop = WatchedStop()
+    ran = []
+    worker = threading.Thread(target=lambda: ran.append(
+        queue.work({"t": noop}, stop=stop, handle_signals=False)))
+    worker.start()
+    try:
+        wait_for(stop.idle.is_set, what="the worker to idle")
+        assert queue.get_job(first)["status"] == "completed"
+
+        second = queue.enqueue("t", {})
+
+        wait_for(lambda: queue.get_job(second)["status"] == "completed", seconds=5,
+                 what="the job enqueued while the worker idled")
+    finally:
+        stop.set()
+        worker.join(timeout=WAIT_SECONDS)
+    assert ran == [2]
+
+
+def test_a_job_enqueued_just_after_a_run_s_last_look_wakes_the_idle_loop_worker(queue,
+                                                                                monkeypatch):
+    from dbbasic_queue import loop
+
+    class LateEnqueue(loop.WorkerRun):
+        """Enqueues a job right after the first run that found nothing, before the worker
+        idles: as a web app may, in that instant."""
+        late = []
+
+        def run(self):
+            ran = super().run()
+            if ran == 0 and not self.late:
+                self.late.append(queue.enqueue("t", {"late": True}))
+            return ran
+    monkeypatch.setattr(loop, "WorkerRun", LateEnqueue)
+    stop = threading.Event()
+    worker = threading.Thread(target=queue.work, args=({"t": noop},),
+                              kwargs=dict(stop=stop, handle_signals=False))
+    worker.start()
+    try:
+        wait_for(lambda: LateEnqueue.late, what="the late enqueue")
+        wait_for(lambda: queue.get_job(LateEnqueue.late[0])["status"] == "completed", seconds=5,
+                 what="the late job, long before the idle worker's rescan")
+    finally:
+        stop.set()
+        worker.join(timeout=WAIT_SECONDS)
+
+
+def test_a_loop_worker_stops_once_max_seconds_have_passed_on_its_clock(queue, monotonic):
+    ids = [queue.enqueue("t", {}) for _ in range(3)]
+
+    def one_minute(payload):
+        monotonic.advance(60)
+    stop, ran = threading.Event(), []
+    worker = threading.Thread(target=lambda: ran.append(
+        queue.work({"t": one_minute}, max_seconds=120, stop=stop, handle_signals=False)))
+    worker.start()
+    worker.join(timeout=10)  # it returns at once; if it idles instead, it is stopped here
+    stop.set()
+    worker.join(timeout=WAIT_SECONDS)
+
+    assert ran == [2]
+    assert [queue.get_job(i)["status"] for i in ids] == ["completed", "completed", "pending"]
 
 
 # --- bad input: a clear error, nothing written ------------------------------------------
@@ -286,67 +329,6 @@ def test_bad_worker_options_raise_before_touching_the_file(queue, kwargs, error)
     assert file_bytes(queue) == before
 
 
-@pytest.mark.parametrize("use", [
-    lambda q: q.enqueue("t", {}), lambda q: q.process_jobs({}), lambda q: q.get_job("ann")])
-def test_a_file_that_is_not_a_queue_is_refused_and_left_alone(tmp_path, use):
-    from dbbasic_queue import Queue, QueueError
-    path = tmp_path / "notes.tsv"
-    path.write_text("name\tphone\nann\t123\n")
-
-    with pytest.raises(QueueError, match="header"):
-        use(Queue(path))
-
-    assert path.read_text() == "name\tphone\nann\t123\n"
-
-
-def test_a_queue_path_must_be_a_tsv_file():
-    from dbbasic_queue import Queue
-    with pytest.raises(ValueError, match=r"\.tsv"):
-        Queue("data/queue.txt")
-
-
-# --- corrupt lines: reported, left alone, never in the way ---------------------------------
-
-CORRUPT_LINES = [
-    b"handmade\tt\t{}\tpending\n",  # too few fields
-    b"badjson\tt\t{not json\tpending\t1\t1\t0\t\t\n",
-    b"badint\tt\t{}\tpending\tyesterday\t1\t0\t\t\n",
-    b"badstatus\tt\t{}\tdone\t1\t1\t0\t\t\n",
-    b'strayquote\tt\t"{""a"": 1}\tpending\t1\t1\t0\t\t\n',
-    b"notutf8\tt\t{}\tpending\t1\t1\t0\t\xff\t\n",
-    b"listpayload\tt\t[1]\tpending\t1\t1\t0\t\t\n",
-]
-
-
-def test_corrupt_lines_are_reported_left_alone_and_do_not_stop_other_jobs(queue, caplog):
-    first = queue.enqueue("t", {"n": 1})
-    with open(queue.path, "ab") as file:
-        file.writelines(CORRUPT_LINES)
-    last = queue.enqueue("t", {"n": 2})
-
-    with caplog.at_level(logging.WARNING, logger="dbbasic_queue"):
-        assert queue.process_jobs({"t": noop}) == 2
-
-    assert queue.get_job(first)["status"] == queue.get_job(last)["status"] == "completed"
-    lines = queue.path.read_bytes().splitlines(keepends=True)
-    assert lines[2:2 + len(CORRUPT_LINES)] == CORRUPT_LINES
-    for line in CORRUPT_LINES:
-        assert line.split(b"\t")[0].decode() in caplog.text
-    with pytest.raises(CorruptLineError, match="line 3"):
-        queue.get_job("handmade")
-
-
-def test_a_half_written_last_line_does_not_swallow_the_next_job(queue):
-    queue.enqueue("t", {})
-    with open(queue.path, "ab") as file:
-        file.write(b"killedwriter\tt\t{\"bo")  # a writer died mid-line
-    job_id = queue.enqueue("t", {"after": True})
-
-    assert queue.get_job(job_id)["payload"] == {"after": True}
-    assert queue.process_jobs({"t": noop}) == 2
-    assert b"killedwriter\tt\t{\"bo\n" in queue.path.read_bytes()
-
-
 # --- logs ----------------------------------------------------------------------------
 
 def test_each_job_logs_its_start_and_success_at_debug_and_failure_with_the_next_run(queue, caplog):
@@ -374,18 +356,6 @@ def test_a_run_logs_one_summary_line_at_info_and_nothing_per_job(queue, caplog):
     assert info[0].startswith("ran 6 jobs in ") and info[0].endswith("s: 5 completed, 1 to retry")
 
 
-def test_a_job_early_in_the_file_that_falls_due_during_a_run_runs_in_that_run(queue, clock):
-    early = queue.enqueue("t", {}, run_at=clock.now + 10)  # first line, not yet due
-    for n in range(50):
-        queue.enqueue("t", {"n": n})
-
-    def tick(payload):
-        clock.advance(1)  # each job takes "a second": `early` falls due after ten
-
-    assert queue.process_jobs({"t": tick}) == 51
-    assert queue.get_job(early)["status"] == "completed"
-
-
 # --- retention -------------------------------------------------------------------------
 
 DAY = 86400
@@ -407,18 +377,6 @@ def test_retention_drops_old_completed_and_cancelled_jobs_in_a_rewrite_done_anyw
     assert queue.get_job(failed)["status"] == "failed"  # failed jobs stay until purged
     assert queue.get_job(recent) is None  # completed over 7 days ago too
     assert queue.get_job(fresh)["status"] == "completed"
-
-
-def test_a_run_with_nothing_to_do_does_not_rewrite_the_file_for_retention_alone(queue, clock):
-    queue.enqueue("t", {})
-    queue.process_jobs({"t": noop})
-    clock.advance(30 * DAY)
-    before = queue.path.stat()
-
-    assert queue.process_jobs({"t": noop}) == 0
-
-    after = queue.path.stat()
-    assert (after.st_ino, after.st_size) == (before.st_ino, before.st_size)
 
 
 def test_retention_none_keeps_every_finished_job(queue, clock):

@@ -1,8 +1,11 @@
-"""The file itself: a dbbasic-tsv table, one line per job, readable with cat, safe to share."""
+"""The file itself: a dbbasic-tsv table, one line per job, readable with cat, safe to share;
+corrupt and half-written lines; the bookmark a worker's rewrite resumes from. (The crash
+windows, with real processes and SIGKILL, are in test_processes.py.)"""
 
 import csv
 import io
 import json
+import logging
 import os
 import random
 import shutil
@@ -14,16 +17,13 @@ from pathlib import Path
 import pytest
 from dbbasic.tsv import TSV
 
-from dbbasic_queue import Queue
+from dbbasic_queue import CorruptLineError, Queue, QueueError
 from dbbasic_queue.job import COLUMNS, STATUSES, Job, parse_line
+from support import noop
 
 HEADER = "id\ttype\tpayload\tstatus\tcreated_at\trun_at\tattempts\terror\tresult"
 NASTY = "tab\there, newline\nthere, \r\n, \"quotes\" and 'single', unicode é 漢字 🙂 \u2028 \x85"
-
-
-@pytest.fixture
-def queue(tmp_path):
-    return Queue(tmp_path / "data" / "queue.tsv")
+DAY = 86400
 
 
 def job_lines(queue):
@@ -138,6 +138,97 @@ def test_new_files_follow_the_process_umask(tmp_path):
         os.umask(old)
     assert (tmp_path / "data" / "queue.tsv").stat().st_mode & 0o777 == 0o660
 
+
+# --- which files are queues -----------------------------------------------------------------
+
+@pytest.mark.parametrize("use", [
+    lambda q: q.enqueue("t", {}), lambda q: q.process_jobs({}), lambda q: q.get_job("ann")])
+def test_a_file_that_is_not_a_queue_is_refused_and_left_alone(tmp_path, use):
+    path = tmp_path / "notes.tsv"
+    path.write_text("name\tphone\nann\t123\n")
+
+    with pytest.raises(QueueError, match="header"):
+        use(Queue(path))
+
+    assert path.read_text() == "name\tphone\nann\t123\n"
+
+
+def test_a_queue_path_must_be_a_tsv_file():
+    with pytest.raises(ValueError, match=r"\.tsv"):
+        Queue("data/queue.txt")
+
+
+# --- corrupt lines: reported, left alone, never in the way ---------------------------------
+
+CORRUPT_LINES = [
+    b"handmade\tt\t{}\tpending\n",  # too few fields
+    b"badjson\tt\t{not json\tpending\t1\t1\t0\t\t\n",
+    b"badint\tt\t{}\tpending\tyesterday\t1\t0\t\t\n",
+    b"badstatus\tt\t{}\tdone\t1\t1\t0\t\t\n",
+    b'strayquote\tt\t"{""a"": 1}\tpending\t1\t1\t0\t\t\n',
+    b"notutf8\tt\t{}\tpending\t1\t1\t0\t\xff\t\n",
+    b"listpayload\tt\t[1]\tpending\t1\t1\t0\t\t\n",
+]
+
+
+def test_corrupt_lines_are_reported_left_alone_and_do_not_stop_other_jobs(queue, caplog):
+    first = queue.enqueue("t", {"n": 1})
+    with open(queue.path, "ab") as file:
+        file.writelines(CORRUPT_LINES)
+    last = queue.enqueue("t", {"n": 2})
+
+    with caplog.at_level(logging.WARNING, logger="dbbasic_queue"):
+        assert queue.process_jobs({"t": noop}) == 2
+
+    assert queue.get_job(first)["status"] == queue.get_job(last)["status"] == "completed"
+    lines = queue.path.read_bytes().splitlines(keepends=True)
+    assert lines[2:2 + len(CORRUPT_LINES)] == CORRUPT_LINES
+    for line in CORRUPT_LINES:
+        assert line.split(b"\t")[0].decode() in caplog.text
+    with pytest.raises(CorruptLineError, match="line 3"):
+        queue.get_job("handmade")
+
+
+def test_a_half_written_last_line_does_not_swallow_the_next_job(queue):
+    queue.enqueue("t", {})
+    with open(queue.path, "ab") as file:
+        file.write(b"killedwriter\tt\t{\"bo")  # a writer died mid-line
+    job_id = queue.enqueue("t", {"after": True})
+
+    assert queue.get_job(job_id)["payload"] == {"after": True}
+    assert queue.process_jobs({"t": noop}) == 2
+    assert b"killedwriter\tt\t{\"bo\n" in queue.path.read_bytes()
+
+
+# --- the bookmark: where a worker's rewrite resumes ------------------------------------
+
+def test_a_job_early_in_the_file_that_falls_due_during_a_run_runs_in_that_run(queue, clock):
+    early = queue.enqueue("t", {}, run_at=clock.now + 10)  # first line, not yet due
+    for n in range(50):
+        queue.enqueue("t", {"n": n})
+
+    def tick(payload):
+        clock.advance(1)  # each job takes "a second": `early` falls due after ten
+
+    assert queue.process_jobs({"t": tick}) == 51
+    assert queue.get_job(early)["status"] == "completed"
+
+
+# --- a run rewrites the file only when it has to ---------------------------------------------
+
+def test_a_run_with_nothing_to_do_does_not_rewrite_the_file_for_retention_alone(queue, clock):
+    queue.enqueue("t", {})
+    queue.process_jobs({"t": noop})
+    clock.advance(30 * DAY)
+    before = queue.path.stat()
+
+    assert queue.process_jobs({"t": noop}) == 0
+
+    after = queue.path.stat()
+    assert (after.st_ino, after.st_size) == (before.st_ino, before.st_size)
+
+
+# --- a root worker and the web app's user ---------------------------------------------------
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="changing owners needs root")
 

@@ -1,0 +1,151 @@
+"""What only the RQ backend has: moving a TSV queue's jobs to Redis, its retention times,
+``DBBASIC_QUEUE_URL``, and the worker on Redis run as cron or as a loop. All on a real
+redis-server (the ``redis_url`` fixture); the behaviour it shares with the TSV queue is
+tested in test_backends.py."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import dbbasic_queue
+from dbbasic_queue import Queue
+from support import EMAIL, ROOT, fail, finish, wait_for
+
+
+def rq_queue(redis_url):
+    from dbbasic_queue.rq_backend import RQQueue
+    return RQQueue(redis_url, name=f"test-{uuid.uuid4().hex[:8]}")
+
+
+def count_jobs(queue) -> int:
+    from rq.registry import ScheduledJobRegistry
+    return queue.rq.count + len(ScheduledJobRegistry(queue=queue.rq))
+
+
+# --- moving from the TSV file to Redis ----------------------------------------------------
+
+def test_migrate_moves_pending_jobs_once_with_their_ids_run_at_and_attempts(tmp_path, redis_url):
+    from dbbasic_queue.rq_backend import migrate
+    source = Queue(tmp_path / "queue.tsv")
+    target = rq_queue(redis_url)
+    done = source.enqueue("send_email", {"key": "done"})
+    source.process_jobs({"send_email": lambda p: None})
+    due = source.enqueue("send_email", {"key": "due"})
+    retrying = source.enqueue("send_email", {"key": "retrying"})
+    scheduled = source.enqueue("send_email", {"key": "later"}, run_at=time.time() + 3600)
+    before = source.path.read_bytes()
+
+    assert [job.id for job in migrate(source, target, dry_run=True)] == [due, retrying, scheduled]
+    assert source.path.read_bytes() == before and target.get_job(due) is None
+
+    target._add(due, "send_email", '{"key": "due"}', int(time.time()), 1, 0, 3, None)  # as if
+    moved = migrate(source, target)  # an earlier migration died after Redis had one job
+
+    assert [job.id for job in moved] == [due, retrying, scheduled]
+    assert count_jobs(target) == 3
+    assert target.get_job(scheduled)["status"] == "pending"
+    for job_id in (due, retrying, scheduled):
+        moved_job = source.get_job(job_id)
+        assert (moved_job["status"], moved_job["error"]) == ("cancelled", f"moved to {redis_url}")
+    assert source.get_job(done)["status"] == "completed"
+    assert migrate(source, target) == [] and count_jobs(target) == 3
+
+    assert target.process_jobs({"send_email": lambda p: p["key"]}) == 2
+    assert target.get_job(retrying)["result"] == "retrying"
+
+
+def test_migrate_keeps_run_at_and_attempts(tmp_path, redis_url):
+    from dbbasic_queue.rq_backend import migrate
+    source = Queue(tmp_path / "queue.tsv")
+    target = rq_queue(redis_url)
+    job_id = source.enqueue("send", {}, max_attempts=5)
+    source.process_jobs({"send": fail})  # attempt 1 failed: pending, retried in ~2 minutes
+    waiting = source.get_job(job_id)
+
+    migrate(source, target)
+
+    moved = target.get_job(job_id)
+    assert (moved["status"], moved["attempts"], moved["run_at"]) == (
+        "pending", 1, waiting["run_at"])
+
+
+def test_the_migrate_command_prints_what_moves_and_moves_it_once(tmp_path, redis_url, capsys):
+    from dbbasic_queue.cli import main
+    source = Queue(tmp_path / "queue.tsv")
+    ids = [source.enqueue("send_email", {"key": n}) for n in range(3)]
+    url = redis_url[:-1] + "2"  # a database of its own
+
+    assert main(["--file", str(source.path), "migrate", "--to", url, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert all(job_id in out for job_id in ids) and out.endswith(f"would move 3 pending jobs to {url}\n")
+    assert source.get_job(ids[0])["status"] == "pending"
+
+    assert main(["--file", str(source.path), "migrate", "--to", url]) == 0
+    assert capsys.readouterr().out.endswith(f"moved 3 pending jobs to {url}\n")
+    assert main(["--file", str(source.path), "migrate", "--to", url]) == 0
+    assert capsys.readouterr().out == f"moved 0 pending jobs to {url}\n"
+    assert main(["--file", str(source.path), "migrate", "--to", "mysql://x"]) == 2
+
+
+# --- RQ's own settings --------------------------------------------------------------------
+
+def test_rq_keeps_results_7_days_and_failures_10_years(redis_url):
+    from rq.job import Job as RQJob
+    queue = rq_queue(redis_url)
+    job = RQJob.fetch(queue.enqueue("t", {}), connection=queue.redis)
+    assert (job.result_ttl, job.failure_ttl) == (7 * 86400, 10 * 365 * 86400)
+
+
+# --- DBBASIC_QUEUE_URL: the same app and worker, on Redis ---------------------------------
+
+def test_dbbasic_queue_url_moves_the_published_functions_and_the_worker_to_redis(
+        tmp_path, redis_url, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DBBASIC_QUEUE_URL", redis_url)
+    job_id = dbbasic_queue.enqueue("send_email", EMAIL)
+
+    assert dbbasic_queue.get_job(job_id)["status"] == "pending"
+    assert not (tmp_path / "data").exists()
+    (tmp_path / "app_jobs_redis.py").write_text("handlers = {'send_email': lambda p: 'sent'}\n")
+    from dbbasic_queue.cli import main
+    assert main(["work", "--handlers", "app_jobs_redis:handlers"]) == 0
+    assert dbbasic_queue.get_job(job_id)["result"] == "sent"
+    assert main(["stats"]) == 2 and "rq info" in capsys.readouterr().err
+
+
+def test_a_loop_worker_on_redis_runs_new_jobs_and_stops_on_sigterm(tmp_path, redis_url, children):
+    from redis import Redis
+    from rq import Worker
+
+    from dbbasic_queue.rq_backend import RQQueue
+    url = redis_url[:-1] + "3"  # a database of its own: the only worker there is this one
+    worker = children.cli("work", "--loop", "--handlers", "jobs_for_cli:handlers",
+                          log=tmp_path / "worker.log", DBBASIC_QUEUE_URL=url,
+                          RUNS_LOG=str(tmp_path / "runs.log"))
+    wait_for(lambda: Worker.count(connection=Redis.from_url(url)) == 1,
+             what="the worker to register with Redis")
+
+    queue = RQQueue(url)
+    job_id = queue.enqueue("send_email", {"key": "live"})
+    wait_for(lambda: queue.get_job(job_id)["status"] == "completed",
+             what="the loop worker to run the job")
+    worker.send_signal(signal.SIGTERM)
+    assert "ran 1 jobs" in finish(worker)
+
+
+def test_the_example_cron_worker_runs_unchanged_on_redis_with_one_setting(tmp_path, redis_url):
+    from dbbasic_queue.rq_backend import RQQueue
+    url = redis_url[:-1] + "4"
+    queue = RQQueue(url)
+    job_id = queue.enqueue("send_email", {"to": "ann@example.com", "subject": "Welcome"})
+
+    subprocess.run([sys.executable, str(ROOT / "examples" / "queue_worker.py")], cwd=tmp_path,
+                   env=dict(os.environ, DBBASIC_QUEUE_URL=url, PYTHONPATH=str(ROOT)),
+                   check=True, timeout=60, capture_output=True)
+
+    job = queue.get_job(job_id)
+    assert job["status"] == "completed" and isinstance(job["result"]["sent_at"], float)
+    assert not (tmp_path / "data").exists()  # nothing went to a TSV file
