@@ -25,14 +25,24 @@ from .transitions import retry_delay
 
 __version__ = "1.1.0"
 __all__ = ["enqueue", "process_jobs", "get_job", "cancel_job", "enqueue_after",
-           "enqueue_on_commit", "handler", "handlers", "default_queue", "Queue", "Backend",
+           "enqueue_on_commit", "handler", "handlers", "default_queue", "use_queue", "Queue", "Backend",
            "Retry", "QueueError", "CorruptLineError", "UnsupportedError", "retry_delay",
            "__version__"]
 
-_queues: Dict[tuple, Queue] = {}
+_queues: Dict[Any, Any] = {}  # the queues the module-level functions built, by their settings
 
 handlers: Dict[str, Callable[[dict], Any]] = {}
 """The handlers registered with ``@dbbasic_queue.handler(...)``: ``process_jobs(handlers)``."""
+
+
+def use_queue(queue: Optional[Backend]) -> None:
+    """Make the module-level functions use ``queue`` (any backend) until called again with
+    None, which goes back to choosing from the environment. For an app that builds its own
+    queue, and for tests (``dbbasic_queue.testing.immediate``)."""
+    if queue is None:
+        _queues.pop("chosen", None)
+    else:
+        _queues["chosen"] = queue
 
 
 def default_queue() -> Queue:
@@ -41,8 +51,10 @@ def default_queue() -> Queue:
     Its file is ``$DBBASIC_QUEUE_FILE`` or ``data/queue.tsv``, relative to the current
     directory; ``DBBASIC_QUEUE_DURABLE=1`` makes every enqueue fsync. With
     ``DBBASIC_QUEUE_URL=redis://...`` it is an RQQueue on that Redis instead (see
-    ``rq_backend``; needs the ``rq`` extra).
+    ``rq_backend``; needs the ``rq`` extra). ``use_queue`` overrides the choice.
     """
+    if "chosen" in _queues:
+        return _queues["chosen"]
     url = os.environ.get("DBBASIC_QUEUE_URL")
     if url:
         if ("rq", url) not in _queues:

@@ -16,6 +16,8 @@ from typing import Callable
 
 import pytest
 
+collect_ignore = ["sample_app"]  # an app's own suite, run as such by test_testing_helpers.py
+
 from dbbasic_queue import Queue
 from support import Children, FakeClock, wait_for
 
