@@ -1,6 +1,8 @@
-"""The cron worker of the README: run it every minute from the app's directory.
+"""The worker of the README, runnable: handlers at module level, so the same file serves cron,
+``dbbasic-queue work --handlers`` and the systemd unit beside it.
 
     * * * * * cd /app && python3 workers/queue_worker.py >> /var/log/queue.log 2>&1
+    dbbasic-queue work --loop --handlers workers.queue_worker:handlers
 """
 
 import logging
@@ -15,10 +17,11 @@ def send_email_handler(payload):
     return {"sent_at": time.time()}
 
 
+handlers = {
+    "send_email": send_email_handler,
+}
+
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    handlers = {
-        "send_email": send_email_handler,
-    }
     # max_seconds: a run ends before the next cron run starts (overlap is safe, but needless).
     process_jobs(handlers, max_attempts=3, max_seconds=55)

@@ -90,3 +90,24 @@ def test_ci_runs_the_test_command_the_readme_starts_with():
                 if line and not line.startswith("#")]
     assert len(commands) == 2 and "examples/demo.py" in commands[0]
     assert "pytest" in commands[1] and commands[1] in ci
+
+
+def test_the_example_worker_serves_cron_and_the_handlers_option_of_the_systemd_unit(tmp_path):
+    # The systemd unit names workers.queue_worker:handlers: the module must define it at import
+    unit = (ROOT / "examples" / "dbbasic-queue-worker.service").read_text()
+    assert "--handlers workers.queue_worker:handlers" in unit
+    (tmp_path / "workers").mkdir()
+    (tmp_path / "workers" / "queue_worker.py").write_text(
+        (ROOT / "examples" / "queue_worker.py").read_text())
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    enqueue = [sys.executable, "-c", "from dbbasic_queue import enqueue; "
+               "enqueue('send_email', {'to': 'a@example.com', 'subject': 'Hi', 'body': ''})"]
+    for worker in ([sys.executable, "workers/queue_worker.py"],
+                   [sys.executable, "-m", "dbbasic_queue", "work",
+                    "--handlers", "workers.queue_worker:handlers"]):
+        subprocess.run(enqueue, cwd=tmp_path, env=env, check=True, timeout=60)
+        done = subprocess.run(worker, cwd=tmp_path, env=env, capture_output=True, text=True,
+                              timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert "ran 1 job" in done.stderr + done.stdout
+    assert (tmp_path / "data" / "queue.tsv").read_text().count("\tcompleted\t") == 2
