@@ -1,0 +1,348 @@
+"""The RQ backend on a real redis-server: what is in Redis is data, never code, and every verb
+of the published API and the command line either works there or says clearly that it cannot.
+
+Anyone who can write to the Redis can plant a job. The backend reads only JSON, runs only its
+own dispatcher, and refuses any other job (a pickle, another function, a callback) in
+get_job, in the command line and in the worker, without loading or importing anything of it.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+import types
+import uuid
+from pathlib import Path
+
+import pytest
+
+import dbbasic_queue
+from dbbasic_queue import QueueError
+from dbbasic_queue.cli import main
+
+pytest.importorskip("rq")
+
+from redis import Redis  # noqa: E402
+from rq import Queue as RQ  # noqa: E402
+from rq.job import Callback  # noqa: E402
+from rq.serializers import JSONSerializer  # noqa: E402
+
+from dbbasic_queue.rq_backend import RQQueue  # noqa: E402
+
+TESTS = Path(__file__).resolve().parent
+DISPATCH = "dbbasic_queue.rq_backend.dispatch"  # the one function our jobs name (README)
+CLI_DB = 8  # the command line uses the default queue name: it gets a database of its own
+REFUSED = "not a dbbasic-queue job"
+
+
+class OpensAFile:
+    """Unpickling this opens (creates) the file at ``path``: what a planted pickle can do."""
+
+    def __init__(self, path) -> None:
+        self.path = str(path)
+
+    def __reduce__(self):
+        return open, (self.path, "w")
+
+
+@pytest.fixture
+def rq_queue(redis_url):
+    """(queue, name): an RQQueue of its own on the test server."""
+    name = f"test-{uuid.uuid4().hex[:8]}"
+    return RQQueue(redis_url, name=name), name
+
+
+@pytest.fixture
+def cli_url(redis_url, monkeypatch, tmp_path):
+    """DBBASIC_QUEUE_URL for the command line, on an emptied database of its own."""
+    url = f"{redis_url.rsplit('/', 1)[0]}/{CLI_DB}"
+    Redis.from_url(url).flushdb()
+    monkeypatch.setenv("DBBASIC_QUEUE_URL", url)
+    monkeypatch.chdir(tmp_path)
+    return url
+
+
+@pytest.fixture
+def evil_module(tmp_path, monkeypatch):
+    """(module name, marker): a module on sys.path whose import, or any call into it, creates
+    the marker file."""
+    name, marker = f"evil_{uuid.uuid4().hex[:8]}", tmp_path / "imported.marker"
+    (tmp_path / f"{name}.py").write_text(
+        f"import pathlib\npathlib.Path({str(marker)!r}).write_text('imported')\n"
+        f"def run(*args, **kwargs):\n    return 'ran'\n"
+        f"def callback(*args, **kwargs):\n    return 'called'\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return name, marker
+
+
+def plant(url, queue_name, func, *args, serializer=None, **options) -> str:
+    """Put a job into the queue as anyone who can write to the Redis could, with RQ's own
+    API: any function name, any arguments, pickled unless another serializer is named."""
+    rq = RQ(queue_name, connection=Redis.from_url(url), serializer=serializer)
+    return rq.enqueue(func, *args, **options).id
+
+
+def planted_bomb(url, queue_name, where, marker) -> str:
+    """A job of our dispatcher whose arguments or meta, once unpickled, create ``marker``."""
+    if where == "args":
+        return plant(url, queue_name, DISPATCH, "t", OpensAFile(marker))
+    return plant(url, queue_name, DISPATCH, "t", "{}", meta={"attempts": OpensAFile(marker)})
+
+
+def failed_ids(url, queue_name) -> list:
+    return RQ(queue_name, connection=Redis.from_url(url),
+              serializer=JSONSerializer).failed_job_registry.get_job_ids()
+
+
+# --- fault 10: no pickle, no foreign job -------------------------------------------------
+
+@pytest.mark.parametrize("where", ["args", "meta"])
+def test_get_job_never_unpickles_a_job_planted_in_redis(rq_queue, redis_url, tmp_path, where):
+    queue, name = rq_queue
+    marker = tmp_path / "unpickled.marker"
+    planted = planted_bomb(redis_url, name, where, marker)
+
+    with pytest.raises(QueueError, match=REFUSED) as refused:
+        queue.get_job(planted)
+
+    assert not marker.exists()
+    assert planted in str(refused.value)
+
+
+@pytest.mark.parametrize("serializer", [None, JSONSerializer], ids=["pickled", "json"])
+def test_get_job_refuses_a_job_naming_another_function_without_importing_it(
+        rq_queue, redis_url, evil_module, serializer):
+    queue, name = rq_queue
+    module, marker = evil_module
+    planted = plant(redis_url, name, f"{module}.run", "t", "{}", serializer=serializer)
+
+    with pytest.raises(QueueError, match=REFUSED):
+        queue.get_job(planted)
+    assert queue.cancel_job(planted) is False
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("where", ["args", "meta"])
+def test_the_worker_never_unpickles_a_planted_job_and_runs_the_others(
+        rq_queue, redis_url, tmp_path, caplog, where):
+    queue, name = rq_queue
+    marker = tmp_path / "unpickled.marker"
+    planted = planted_bomb(redis_url, name, where, marker)
+    good = queue.enqueue("send_email", {"to": "ann@example.com"})
+
+    ran = queue.process_jobs({"send_email": lambda p: "sent", "t": lambda p: "ran"})
+
+    assert not marker.exists()
+    assert ran == 1 and queue.get_job(good)["result"] == "sent"
+    assert planted in failed_ids(redis_url, name)
+    assert any(planted in r.getMessage() and REFUSED in r.getMessage() for r in caplog.records
+               if r.name == "dbbasic_queue")
+
+
+@pytest.mark.parametrize("serializer", [None, JSONSerializer], ids=["pickled", "json"])
+@pytest.mark.parametrize("how", ["function", "success callback", "failure callback"])
+def test_the_worker_never_imports_a_function_named_in_redis(rq_queue, redis_url, evil_module,
+                                                            serializer, how):
+    queue, name = rq_queue
+    module, marker = evil_module
+    if how == "function":
+        planted = plant(redis_url, name, f"{module}.run", "t", "{}", serializer=serializer)
+    elif how == "success callback":
+        planted = plant(redis_url, name, DISPATCH, "t", "{}", serializer=serializer,
+                        on_success=Callback(f"{module}.callback"))
+    else:
+        planted = plant(redis_url, name, DISPATCH, "fail", "{}", serializer=serializer,
+                        on_failure=Callback(f"{module}.callback"))
+    good = queue.enqueue("t", {})
+
+    ran = queue.process_jobs({"t": lambda p: "ran", "fail": lambda p: 1 / 0})
+
+    assert not marker.exists()
+    assert ran == 1 and queue.get_job(good)["result"] == "ran"
+    assert planted in failed_ids(redis_url, name)
+    with pytest.raises(QueueError, match=REFUSED):
+        queue.get_job(planted)
+
+
+def test_show_refuses_a_planted_job_in_one_line_with_exit_3(cli_url, tmp_path, capsys,
+                                                             evil_module):
+    module, imported = evil_module
+    marker = tmp_path / "unpickled.marker"
+    for planted in (planted_bomb(cli_url, "dbbasic-queue", "args", marker),
+                    plant(cli_url, "dbbasic-queue", f"{module}.run", serializer=JSONSerializer)):
+        for args in (["show", planted], ["show", planted, "--json"], ["cancel", planted]):
+            code = main(args)
+            out, err = capsys.readouterr()
+            assert code == 3 and out == "", (args, err)
+            assert err.startswith("dbbasic-queue: ") and err.count("\n") == 1
+            assert REFUSED in err and planted in err
+    assert not marker.exists() and not imported.exists()
+
+
+def test_dbbasic_queue_work_on_redis_never_runs_what_is_planted(cli_url, tmp_path, evil_module):
+    """The real command, from the app's directory (on sys.path, as for --handlers)."""
+    module, imported = evil_module
+    marker = tmp_path / "unpickled.marker"
+    planted = [planted_bomb(cli_url, "dbbasic-queue", "args", marker),
+               plant(cli_url, "dbbasic-queue", f"{module}.run", "t", "{}")]
+    good = RQQueue(cli_url).enqueue("send_email", {"key": "good"})
+    env = dict(os.environ, PYTHONPATH=str(TESTS), RUNS_LOG=str(tmp_path / "runs.log"))
+
+    done = subprocess.run([sys.executable, "-m", "dbbasic_queue", "work", "--handlers",
+                           "jobs_for_cli:handlers"], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=60)
+
+    assert done.returncode == 0 and done.stdout == "ran 1 jobs\n", done.stderr
+    assert not marker.exists() and not imported.exists()
+    assert RQQueue(cli_url).get_job(good)["result"] == {"sent": "good"}
+    assert set(planted) <= set(failed_ids(cli_url, "dbbasic-queue"))
+    assert all(job_id in done.stderr for job_id in planted)
+
+
+# --- issue 11: every verb works on Redis, or says it cannot ------------------------------
+
+@pytest.mark.parametrize("command", ["show", "cancel"])
+def test_an_unknown_id_on_redis_gives_one_line_and_exit_1(cli_url, capsys, command):
+    code = main([command, "nosuchid"])
+
+    _, err = capsys.readouterr()
+    assert code == 1
+    assert err.startswith("dbbasic-queue: no job 'nosuchid'") and err.count("\n") == 1
+    assert cli_url in err
+
+
+class Transaction:
+    """A stand-in for a framework's transaction: callbacks run at commit, dropped at rollback."""
+
+    def __init__(self):
+        self.callbacks = []
+
+    def on_commit(self, callback):
+        self.callbacks.append(callback)
+
+    def commit(self):
+        for callback in self.callbacks:
+            callback()
+        self.callbacks = []
+
+
+def test_enqueue_after_on_redis_writes_the_job_only_at_commit(rq_queue):
+    queue, _ = rq_queue
+    transaction = Transaction()
+
+    job_id = queue.enqueue_after(transaction.on_commit, "welcome", {"user": 42}, max_attempts=5)
+    rolled_back = queue.enqueue_after(transaction.on_commit, "welcome", {"user": 43})
+    transaction.callbacks.pop()  # a rollback of the second
+
+    assert queue.get_job(job_id) is None
+    transaction.commit()
+    assert queue.get_job(job_id)["payload"] == {"user": 42}
+    assert queue.get_job(rolled_back) is None
+    with pytest.raises(TypeError):
+        queue.enqueue_after(transaction.on_commit, "welcome", {"when": object()})
+    assert transaction.callbacks == []
+
+
+def test_enqueue_on_commit_works_on_redis(cli_url, monkeypatch):
+    transaction, used = Transaction(), []
+    django = types.ModuleType("django")
+    django.db = types.ModuleType("django.db")
+    django.db.transaction = types.SimpleNamespace(
+        on_commit=lambda callback, using=None: used.append(using) or transaction.on_commit(callback))
+    monkeypatch.setitem(sys.modules, "django", django)
+    monkeypatch.setitem(sys.modules, "django.db", django.db)
+
+    job_id = dbbasic_queue.enqueue_on_commit("welcome", {"user": 42}, using="replica")
+
+    assert dbbasic_queue.get_job(job_id) is None and used == ["replica"]
+    transaction.commit()
+    assert dbbasic_queue.get_job(job_id)["status"] == "pending"
+    assert RQQueue(cli_url).get_job(job_id)["payload"] == {"user": 42}
+
+
+def test_the_worker_s_timeout_stops_a_long_handler_on_redis(rq_queue):
+    queue, _ = rq_queue
+    job_id = queue.enqueue("slow", {}, max_attempts=1)
+    started = time.monotonic()
+
+    queue.process_jobs({"slow": lambda p: time.sleep(8)}, timeout=1)
+
+    assert time.monotonic() - started < 6
+    job = queue.get_job(job_id)
+    assert job["status"] == "failed" and "timed out" in job["error"]
+
+
+def test_max_seconds_on_redis_stops_after_the_job_in_hand(rq_queue):
+    queue, _ = rq_queue
+    ids = [queue.enqueue("slow", {"n": n}) for n in range(6)]
+    started = time.monotonic()
+
+    ran = queue.process_jobs({"slow": lambda p: time.sleep(0.4)}, max_seconds=1)
+
+    assert 1 <= ran <= 3 and time.monotonic() - started < 2.3
+    statuses = [queue.get_job(job_id)["status"] for job_id in ids]
+    assert statuses.count("completed") == ran and statuses.count("pending") == 6 - ran
+
+
+@pytest.mark.parametrize("option", [{"lease_seconds": 60}, {"retention_seconds": 3600}])
+def test_worker_options_rq_cannot_honour_are_refused_by_name(rq_queue, option):
+    from dbbasic_queue.errors import UnsupportedError
+    queue, _ = rq_queue
+    job_id = queue.enqueue("t", {})
+
+    with pytest.raises(UnsupportedError, match=next(iter(option))) as refused:
+        queue.process_jobs({"t": lambda p: "ran"}, **option)
+
+    assert isinstance(refused.value, QueueError) and "Redis" in str(refused.value)
+    assert queue.get_job(job_id)["status"] == "pending"
+
+
+def test_the_work_command_refuses_a_lease_on_redis_in_one_line(cli_url, capsys, tmp_path,
+                                                               monkeypatch):
+    monkeypatch.syspath_prepend(str(TESTS))
+    monkeypatch.setenv("RUNS_LOG", str(tmp_path / "runs.log"))
+    job_id = RQQueue(cli_url).enqueue("send_email", {"key": 1})
+
+    code = main(["work", "--handlers", "jobs_for_cli:handlers", "--lease", "60"])
+
+    _, err = capsys.readouterr()
+    assert code == 2 and err.startswith("dbbasic-queue: ") and err.count("\n") == 1
+    assert "lease" in err and "Redis" in err
+    assert RQQueue(cli_url).get_job(job_id)["status"] == "pending"
+
+
+def test_stats_and_list_work_on_redis_and_count_a_planted_job_as_corrupt(cli_url, capsys,
+                                                                         tmp_path):
+    queue = RQQueue(cli_url)
+    done = queue.enqueue("send_email", {"key": "done"})
+    failed = queue.enqueue("fail", {}, max_attempts=1)
+    queue.process_jobs({"send_email": lambda p: "sent", "fail": lambda p: 1 / 0})
+    due = queue.enqueue("send_email", {"key": "due"})
+    later = queue.enqueue("send_email", {"key": "later"}, run_at=time.time() + 3600)
+    cancelled = queue.enqueue("send_email", {"key": "x"}, run_at=time.time() + 3600)
+    assert queue.cancel_job(cancelled)
+    marker = tmp_path / "unpickled.marker"
+    planted_bomb(cli_url, "dbbasic-queue", "args", marker)
+
+    assert main(["stats", "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["by_status"] == {"pending": 2, "processing": 0, "completed": 1, "failed": 1,
+                                  "cancelled": 1}
+    assert stats["jobs"] == 5 and stats["corrupt_lines"] == 1
+    assert stats["by_type"]["send_email"]["pending"] == 2 and stats["by_type"]["fail"]["failed"] == 1
+    assert 3500 < stats["next_run_at"] - time.time() <= 3601
+
+    assert main(["stats"]) == 0
+    out = capsys.readouterr().out
+    assert "pending 2" in out and "completed 1" in out and cli_url in out
+
+    assert main(["list", "--json"]) == 0
+    jobs = json.loads(capsys.readouterr().out)
+    assert {job["id"] for job in jobs} == {done, failed, due, later, cancelled}
+    assert next(job for job in jobs if job["id"] == done)["result"] == "sent"
+    assert main(["list", "--status", "failed", "--json"]) == 0
+    assert [job["id"] for job in json.loads(capsys.readouterr().out)] == [failed]
+    assert main(["list"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 6
+    assert not marker.exists()
