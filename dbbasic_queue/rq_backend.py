@@ -1,35 +1,42 @@
 """The same queue on RQ and a Redis server, for when one machine is no longer enough.
 
 ``DBBASIC_QUEUE_URL=redis://host:port/db`` makes the module-level functions use it, or build
-``RQQueue(url)`` yourself. Jobs keep this package's ids, statuses and dict shape; every job
-runs through one dispatcher function that looks the handler up by job type (no pickled
-callables), and ``dbbasic-queue migrate`` moves the pending jobs of a TSV file here.
-Needs ``pip install dbbasic-queue[rq]``.
+``RQQueue(url)`` yourself. Jobs keep this package's ids, statuses and dict shape. Every job
+is JSON naming one function, ``dispatch``, which looks the handler up by job type; a job in
+Redis that is anything else is refused, never loaded or run (see ``rq_jobs``). Listing and
+stats read RQ's registries; the verbs RQ has no counterpart for raise UnsupportedError.
+``dbbasic-queue migrate`` moves the pending jobs of a TSV file here. Needs the ``rq`` extra.
 """
 
-import json
+import contextlib
 import logging
 import math
+import re
 import secrets
 import time
 from datetime import datetime, timezone
-from typing import Any, Callable, Dict, FrozenSet, List, Mapping, Optional
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional
+from urllib.parse import urlsplit, urlunsplit
 
-from redis import Redis
+import redis
 from rq import Queue as RedisJobQueue
 from rq import Retry as RQRetry
-from rq import SimpleWorker, get_current_job
-from rq.exceptions import NoSuchJobError
-from rq.job import Job as RQJob
-from rq.registry import ScheduledJobRegistry
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
 
-from .backend import DEFAULT_MAX_ATTEMPTS, DEFAULT_RETENTION_SECONDS
+from . import backend
+from .backend import DEFAULT_LEASE_SECONDS, DEFAULT_MAX_ATTEMPTS, DEFAULT_RETENTION_SECONDS
 from .checks import check_number, checked_job_type, checked_run_at, payload_json
-from .errors import CorruptLineError, QueueError
-from .job import Job, error_text, parse_line, result_json
-from .options import decode_options
+from .errors import CorruptLineError, UnsupportedError
+from .job import Job, parse_line
+from .options import decode_options, register
 from .queue import Queue
+from .rq_jobs import DISPATCHER, SERIALIZER, ForeignJobError, SafeJob, read_job
+from .rq_listing import job_dicts, summary
+from .rq_worker import DispatchWorker, dispatch, refuse_options
 from .transitions import retry_delay
+from .worker import Bounds
+
+__all__ = ["RQQueue", "migrate", "dispatch", "ForeignJobError"]
 
 logger = logging.getLogger("dbbasic_queue")
 
@@ -37,156 +44,201 @@ logger = logging.getLogger("dbbasic_queue")
 # as good as forever, as the TSV queue keeps them until purged.
 RESULT_TTL_SECONDS = DEFAULT_RETENTION_SECONDS
 FAILURE_TTL_SECONDS = 10 * 365 * 86400
-_STATUSES = {"queued": "pending", "scheduled": "pending", "deferred": "pending",
-             "created": "pending", "started": "processing", "finished": "completed",
-             "failed": "failed", "stopped": "failed", "canceled": "cancelled"}
-
-_handlers: Mapping[str, Callable[[dict], Any]] = {}  # set by the worker of this process
-_ran = 0
-
-
-def dispatch(job_type: str, payload_json: str) -> Any:
-    """What RQ runs for every job: the handler for ``job_type``, with the payload. It keeps
-    the attempts, the start and the error in the job's meta, for get_job."""
-    global _ran
-    job = get_current_job()
-    job.meta["attempts"] = attempt = job.meta.get("attempts", 0) + 1
-    job.meta["started_at"] = int(time.time())
-    job.save_meta()
-    _ran += 1
-    logger.info("job %s %s started (attempt %d)", job.id, job_type, attempt)
-    started = time.perf_counter()
-    try:
-        handler = _handlers.get(job_type)
-        if handler is None:
-            raise LookupError(f"no handler for job type {job_type!r}; add one to the handlers "
-                              f"given to process_jobs")
-        result = handler(json.loads(payload_json))
-    except Exception as error:
-        job.meta["error"] = error_text(error)
-        job.save_meta()
-        logger.warning("job %s %s failed (attempt %d): %s", job.id, job_type, attempt,
-                       job.meta["error"])
-        raise
-    logger.info("job %s %s completed in %.1f ms", job.id, job_type,
-                (time.perf_counter() - started) * 1000)
-    text = result_json(result, job.id, job_type)
-    return None if not text else json.loads(text)
+DEFAULT_NAME = "dbbasic-queue"
+_ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")  # RQ reads "a:b" as an execution of job "a"
 
 
 class RQQueue:
-    """A queue on RQ (``redis://host:port/db``) with the TSV Queue's methods."""
+    """A queue on RQ (``redis://host:port/db``) behind the same interface as the TSV Queue."""
 
-    capabilities: FrozenSet[str] = frozenset()  # none of those in backend.py, yet
+    capabilities = frozenset({backend.LISTING})
 
-    def __init__(self, url: str, *, name: str = "dbbasic-queue") -> None:
+    def __init__(self, url: str, *, name: str = DEFAULT_NAME) -> None:
         self.url = url
-        self.redis = Redis.from_url(url)
-        self.rq = RedisJobQueue(name, connection=self.redis)
+        self.name = name
+        self.redis = redis.Redis.from_url(url)
+        self.rq = RedisJobQueue(name, connection=self.redis, serializer=SERIALIZER,
+                                job_class=SafeJob)
+        self.handlers: Dict[str, Callable[[dict], Any]] = {}  # filled by @queue.handler(...)
 
     def __repr__(self) -> str:
-        return f"RQQueue({self.url!r})"
+        return f"RQQueue({self.describe()!r})"
 
     def describe(self) -> str:
-        return self.url
+        where = _without_password(self.url)
+        return where if self.name == DEFAULT_NAME else f"{where} (queue {self.name!r})"
 
     def enqueue(self, job_type: str, payload: dict, run_at: Optional[float] = None, *,
                 unique_key: Optional[str] = None, max_attempts: Optional[int] = None,
                 timeout: Optional[float] = None) -> str:
         """As Queue.enqueue. The attempts (and their backoff) are fixed here, at enqueue:
-        the job's ``max_attempts``, else 3."""
+        the job's ``max_attempts``, else 3. A ``timeout`` is rounded up to whole seconds."""
+        prepared = self._prepare(job_type, payload, run_at, unique_key, max_attempts, timeout)
+        with self._reaching():
+            return self._add(*prepared)
+
+    def enqueue_after(self, register_callback: Callable[[Callable[[], Any]], Any],
+                      job_type: str, payload: dict, run_at: Optional[float] = None,
+                      **options) -> str:
+        """As Queue.enqueue_after: checks now, adds the job when ``register_callback`` calls
+        the function it is given (at commit), and returns the id the job will have."""
+        prepared = self._prepare(job_type, payload, run_at, **options)
+
+        def write() -> None:
+            with self._reaching():
+                self._add(*prepared)
+        register_callback(write)
+        return prepared[0]
+
+    def _prepare(self, job_type, payload, run_at=None, unique_key=None, max_attempts=None,
+                 timeout=None) -> tuple:
         if unique_key is not None:
-            raise QueueError("unique_key is not supported on the RQ backend; see 'Graduating "
-                             "to Redis' in the README")
+            raise UnsupportedError(f"unique_key is not supported on the RQ backend "
+                                   f"({self.describe()}); see 'Graduating to Redis' in the README")
         if max_attempts is not None:
             check_number("max_attempts", max_attempts, integer=True)
         if timeout is not None:
             check_number("timeout", timeout)
         now = time.time()
-        return self._add(secrets.token_hex(8), checked_job_type(job_type), payload_json(payload),
-                         checked_run_at(run_at, now), int(now), 0,
-                         max_attempts or DEFAULT_MAX_ATTEMPTS, timeout)
+        return (secrets.token_hex(8), checked_job_type(job_type), payload_json(payload),
+                checked_run_at(run_at, now), int(now), 0, max_attempts or DEFAULT_MAX_ATTEMPTS,
+                timeout)
 
     def _add(self, job_id, job_type, payload_json, run_at, created_at, attempts, max_attempts,
              timeout) -> str:
         left = max_attempts - attempts - 1
         options = dict(
-            args=(job_type, payload_json), job_id=job_id, result_ttl=RESULT_TTL_SECONDS,
-            failure_ttl=FAILURE_TTL_SECONDS, timeout=None if timeout is None else math.ceil(timeout),
-            meta={"created_at": created_at, "run_at": run_at, "attempts": attempts},
+            job_id=job_id, result_ttl=RESULT_TTL_SECONDS, failure_ttl=FAILURE_TTL_SECONDS,
+            meta={"created_at": created_at, "run_at": run_at, "attempts": attempts,
+                  "timeout": timeout},
             retry=RQRetry(max=left, interval=[round(retry_delay(attempts + n + 1))
                                               for n in range(left)]) if left > 0 else None)
+        if timeout is not None:
+            options["job_timeout"] = math.ceil(timeout)
         if run_at > time.time():
-            self.rq.enqueue_at(datetime.fromtimestamp(run_at, timezone.utc), dispatch,
-                               *options.pop("args"), **_rq_names(options))
+            self.rq.enqueue_at(datetime.fromtimestamp(run_at, timezone.utc), DISPATCHER,
+                               job_type, payload_json, **options)
         else:
-            self.rq.enqueue_call(dispatch, **options)
+            self.rq.enqueue_call(DISPATCHER, (job_type, payload_json),
+                                 timeout=options.pop("job_timeout", None), **options)
         return job_id
 
+    def handler(self, job_type: str) -> Callable:
+        """A decorator: ``@queue.handler("send_email")`` adds the function to
+        ``queue.handlers``, for ``process_jobs(queue.handlers)``."""
+        return register(self.handlers, job_type)
+
     def get_job(self, job_id: str) -> Optional[Dict[str, Any]]:
-        """As Queue.get_job, with RQ's statuses mapped onto this package's."""
-        job = self._fetch(job_id)
-        if job is None:
-            return None
-        status = _STATUSES.get(job.get_status().value, "pending")
-        meta = job.meta
-        if job.get_status().value == "scheduled":
-            run_at = int(ScheduledJobRegistry(queue=self.rq).get_scheduled_time(job).timestamp())
-        elif status in ("processing", "completed", "failed"):
-            run_at = meta.get("started_at", meta.get("run_at", 0))
-        else:
-            run_at = meta.get("run_at", 0)
-        return {"id": job.id, "type": job.args[0], "payload": json.loads(job.args[1]),
-                "status": status, "created_at": meta.get("created_at", 0), "run_at": run_at,
-                "attempts": meta.get("attempts", 0), "error": meta.get("error") or None,
-                "result": job.return_value() if status == "completed" else None}
+        """As Queue.get_job, with RQ's statuses mapped onto this package's. A job in Redis
+        that is not ours raises ForeignJobError (a CorruptLineError), as a corrupt line does."""
+        with self._reaching():
+            job = self._fetch(job_id)
+            try:
+                return None if job is None else read_job(job, self.rq.scheduled_job_registry)
+            except InvalidJobOperation:  # deleted while being read
+                return None
 
     def cancel_job(self, job_id: str) -> bool:
         """As Queue.cancel_job: only a pending job is cancelled."""
-        job = self._fetch(job_id)
-        if job is None or _STATUSES.get(job.get_status().value) != "pending":
-            return False
-        job.cancel()
-        return True
+        with self._reaching():
+            job = self._fetch(job_id)
+            try:
+                if job is None or read_job(job, self.rq.scheduled_job_registry)["status"] != "pending":
+                    return False
+            except InvalidJobOperation:
+                return False
+            job.cancel()
+            return True
 
-    def _fetch(self, job_id) -> Optional[RQJob]:
-        if not isinstance(job_id, str) or not job_id or any(c in job_id for c in "\t\r\n\"* "):
+    def retry_job(self, job_id: str) -> bool:
+        raise self._unsupported("retry_job")
+
+    def retry_failed(self, job_type: Optional[str] = None) -> int:
+        raise self._unsupported("retry_failed")
+
+    def run_now(self, job_id: str, force: bool = False) -> bool:
+        raise self._unsupported("run_now")
+
+    def purge(self, older_than: float, statuses=("completed", "cancelled")) -> int:
+        raise self._unsupported("purge")
+
+    def _unsupported(self, what: str) -> UnsupportedError:
+        return UnsupportedError(f"{what} is not supported on the RQ backend ({self.describe()}); "
+                                f"RQ's own tools do it on Redis: rq requeue, rq empty")
+
+    def jobs(self) -> Iterator[Dict[str, Any]]:
+        """Every job of this queue in Redis (queued, scheduled, started, finished, failed,
+        cancelled, deferred), oldest first, as get_job dicts; foreign jobs are logged and
+        skipped. Reads every job: for inspection, not for a hot path."""
+        with self._reaching():
+            found = job_dicts(self.rq)
+        yield from found
+
+    def stats(self) -> Dict[str, Any]:
+        """As Queue.stats, from RQ's registries (``queue`` in place of the file and its size);
+        ``corrupt_lines`` counts foreign jobs."""
+        with self._reaching():
+            return {"queue": self.describe(), **summary(self.rq, time.time())}
+
+    def _fetch(self, job_id) -> Optional[SafeJob]:
+        if not isinstance(job_id, str) or not _ID.fullmatch(job_id):
             return None
         try:
-            return RQJob.fetch(job_id, connection=self.redis)
+            return SafeJob.fetch(job_id, connection=self.redis, serializer=SERIALIZER)
         except NoSuchJobError:
             return None
 
     def process_jobs(self, handlers: Mapping[str, Callable[[dict], Any]],
-                     max_attempts: int = DEFAULT_MAX_ATTEMPTS, *, max_jobs: Optional[int] = None,
-                     **ignored) -> int:
-        """Run the due jobs as an RQ burst worker (with its scheduler), as cron would.
-        ``max_attempts`` and the TSV worker's other options do not apply: see the README."""
-        return self._work(handlers, burst=True, max_jobs=max_jobs)
+                     max_attempts: int = DEFAULT_MAX_ATTEMPTS, *,
+                     lease_seconds: float = DEFAULT_LEASE_SECONDS,
+                     max_jobs: Optional[int] = None, max_seconds: Optional[float] = None,
+                     retention_seconds: Optional[float] = DEFAULT_RETENTION_SECONDS,
+                     timeout: Optional[float] = None) -> int:
+        """Run the due jobs as RQ's burst worker (with its scheduler), as cron would; returns
+        how many ran. ``max_jobs``, ``max_seconds`` (the job in hand finishes) and ``timeout``
+        (for jobs without their own, rounded up to whole seconds) are honoured;
+        ``max_attempts`` does not apply, a job's attempts being fixed at enqueue; a
+        ``lease_seconds`` or ``retention_seconds`` other than the default raises
+        UnsupportedError."""
+        check_number("max_attempts", max_attempts, integer=True)
+        refuse_options(self.describe(), lease_seconds, retention_seconds)
+        return self._work(handlers, True, max_jobs, max_seconds, timeout)
 
     def work(self, handlers: Mapping[str, Callable[[dict], Any]],
-             max_attempts: int = DEFAULT_MAX_ATTEMPTS, *, max_jobs: Optional[int] = None,
-             **ignored) -> int:
-        """Run jobs as they come: a long-running RQ worker with its scheduler. SIGTERM lets
-        the job in hand finish (RQ's warm shutdown)."""
-        return self._work(handlers, burst=False, max_jobs=max_jobs)
+             max_attempts: int = DEFAULT_MAX_ATTEMPTS, *,
+             lease_seconds: float = DEFAULT_LEASE_SECONDS,
+             max_jobs: Optional[int] = None, max_seconds: Optional[float] = None,
+             retention_seconds: Optional[float] = DEFAULT_RETENTION_SECONDS,
+             timeout: Optional[float] = None, stop=None, handle_signals: bool = True) -> int:
+        """Run jobs as they come: a long-running RQ worker with its scheduler, options as
+        process_jobs. SIGTERM lets the job in hand finish (RQ's warm shutdown); ``stop`` and
+        ``handle_signals`` are not supported."""
+        check_number("max_attempts", max_attempts, integer=True)
+        refuse_options(self.describe(), lease_seconds, retention_seconds, stop, handle_signals)
+        return self._work(handlers, False, max_jobs, max_seconds, timeout)
 
-    def _work(self, handlers, burst: bool, max_jobs: Optional[int]) -> int:
-        global _handlers, _ran
-        if not isinstance(handlers, Mapping):
-            raise TypeError(f"handlers must be a dict mapping job types to functions, "
-                            f"not {type(handlers).__name__}")
-        _handlers, _ran = handlers, 0
-        SimpleWorker([self.rq], connection=self.redis).work(
-            burst=burst, with_scheduler=True, max_jobs=max_jobs, logging_level="WARNING")
-        return _ran
+    def _work(self, handlers, burst: bool, max_jobs, max_seconds, timeout) -> int:
+        worker = DispatchWorker(self.rq, handlers, Bounds(max_jobs, max_seconds), timeout)
+        with self._reaching():
+            return worker.run(burst)
+
+    @contextlib.contextmanager
+    def _reaching(self) -> Iterator[None]:
+        """Redis out of reach becomes the built-in ConnectionError (an OSError), naming it."""
+        try:
+            yield
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as error:
+            raise ConnectionError(f"cannot reach Redis at {self.describe()} ({error}); is "
+                                  f"redis-server running, and is the URL right?") from None
 
 
-def _rq_names(options: dict) -> dict:
-    """enqueue_at takes enqueue_call's options under other names."""
-    renamed = dict(options)
-    renamed["job_timeout"] = renamed.pop("timeout")
-    return renamed
+def _without_password(url: str) -> str:
+    """The URL with its password masked, fit for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
 
 def migrate(source: Queue, target: RQQueue, dry_run: bool = False) -> List[Job]:
@@ -205,13 +257,14 @@ def migrate(source: Queue, target: RQQueue, dry_run: bool = False) -> List[Job]:
             pending.append(job)
     if dry_run:
         return pending
-    for job in pending:
-        if target._fetch(job.id) is None:
-            options = decode_options(job.options)
-            target._add(job.id, job.type, job.payload, job.run_at, job.created_at, job.attempts,
-                        max(options.get("max_attempts") or DEFAULT_MAX_ATTEMPTS, job.attempts + 1),
-                        options.get("timeout"))
-    moved, note = {job.id for job in pending}, f"moved to {target.url}"
+    with target._reaching():
+        for job in pending:
+            if target._fetch(job.id) is None:
+                options = decode_options(job.options)
+                target._add(job.id, job.type, job.payload, job.run_at, job.created_at,
+                            job.attempts, max(options.get("max_attempts") or DEFAULT_MAX_ATTEMPTS,
+                                              job.attempts + 1), options.get("timeout"))
+    moved, note = {job.id for job in pending}, f"moved to {_without_password(target.url)}"
     source.update_each(lambda job: job.evolve(status="cancelled", error=note)
-                        if job.id in moved and job.status == "pending" else None)
+                       if job.id in moved and job.status == "pending" else None)
     return pending

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import types
 import uuid
@@ -25,7 +26,7 @@ pytest.importorskip("rq")
 
 from redis import Redis  # noqa: E402
 from rq import Queue as RQ  # noqa: E402
-from rq.job import Callback  # noqa: E402
+from rq.job import Callback, Job  # noqa: E402
 from rq.serializers import JSONSerializer  # noqa: E402
 
 from dbbasic_queue.rq_backend import RQQueue  # noqa: E402
@@ -117,9 +118,9 @@ def test_get_job_refuses_a_job_naming_another_function_without_importing_it(
     module, marker = evil_module
     planted = plant(redis_url, name, f"{module}.run", "t", "{}", serializer=serializer)
 
-    with pytest.raises(QueueError, match=REFUSED):
-        queue.get_job(planted)
-    assert queue.cancel_job(planted) is False
+    for verb in (queue.get_job, queue.cancel_job):
+        with pytest.raises(QueueError, match=REFUSED):
+            verb(planted)
     assert not marker.exists()
 
 
@@ -161,6 +162,22 @@ def test_the_worker_never_imports_a_function_named_in_redis(rq_queue, redis_url,
     assert not marker.exists()
     assert ran == 1 and queue.get_job(good)["result"] == "ran"
     assert planted in failed_ids(redis_url, name)
+    with pytest.raises(QueueError, match=REFUSED):
+        queue.get_job(planted)
+
+
+@pytest.mark.parametrize("field, value", [("status", "bogus"), ("created_at", "not a date"),
+                                          ("timeout", "x1"), ("retry_intervals", "{")])
+def test_a_job_whose_fields_rq_cannot_parse_fails_alone_and_the_others_run(
+        rq_queue, redis_url, field, value):
+    queue, name = rq_queue
+    planted = plant(redis_url, name, DISPATCH, "t", "{}", serializer=JSONSerializer)
+    Redis.from_url(redis_url).hset(Job.key_for(planted), field, value)
+    good = queue.enqueue("t", {})
+
+    ran = queue.process_jobs({"t": lambda p: "ran"})
+
+    assert ran == 1 and queue.get_job(good)["result"] == "ran"
     with pytest.raises(QueueError, match=REFUSED):
         queue.get_job(planted)
 
@@ -285,17 +302,35 @@ def test_max_seconds_on_redis_stops_after_the_job_in_hand(rq_queue):
     assert statuses.count("completed") == ran and statuses.count("pending") == 6 - ran
 
 
-@pytest.mark.parametrize("option", [{"lease_seconds": 60}, {"retention_seconds": 3600}])
-def test_worker_options_rq_cannot_honour_are_refused_by_name(rq_queue, option):
+@pytest.mark.parametrize("verb, option", [
+    ("process_jobs", {"lease_seconds": 60}), ("process_jobs", {"retention_seconds": 3600}),
+    ("process_jobs", {"retention_seconds": None}), ("work", {"lease_seconds": 60}),
+    ("work", {"stop": threading.Event()}), ("work", {"handle_signals": False}),
+])
+def test_worker_options_rq_cannot_honour_are_refused_by_name(rq_queue, verb, option):
     from dbbasic_queue.errors import UnsupportedError
     queue, _ = rq_queue
     job_id = queue.enqueue("t", {})
 
     with pytest.raises(UnsupportedError, match=next(iter(option))) as refused:
-        queue.process_jobs({"t": lambda p: "ran"}, **option)
+        getattr(queue, verb)({"t": lambda p: "ran"}, max_jobs=1, **option)
 
     assert isinstance(refused.value, QueueError) and "Redis" in str(refused.value)
     assert queue.get_job(job_id)["status"] == "pending"
+
+
+def test_a_redis_password_never_reaches_a_message(tmp_path):
+    import socket
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    queue = RQQueue(f"redis://:s3cret@127.0.0.1:{port}/0")
+
+    with pytest.raises(ConnectionError) as unreachable:
+        queue.enqueue("t", {})
+
+    assert "s3cret" not in str(unreachable.value) and f"127.0.0.1:{port}" in str(unreachable.value)
+    assert "s3cret" not in queue.describe() + repr(queue)
 
 
 def test_the_work_command_refuses_a_lease_on_redis_in_one_line(cli_url, capsys, tmp_path,
