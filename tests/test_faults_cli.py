@@ -237,9 +237,9 @@ BIG = "9" * 400
 
 
 @pytest.mark.parametrize("args, name", [
-    (["enqueue", "t", "{}", "--max-attempts", BIG], "max_attempts"),
-    (["work", "--handlers", "jobs_for_cli:handlers", "--max-attempts", BIG], "max_attempts"),
-    (["work", "--handlers", "jobs_for_cli:handlers", "--max-jobs", BIG], "max_jobs"),
+    (["enqueue", "t", "{}", "--max-attempts", BIG], "--max-attempts"),
+    (["work", "--handlers", "jobs_for_cli:handlers", "--max-attempts", BIG], "--max-attempts"),
+    (["work", "--handlers", "jobs_for_cli:handlers", "--max-jobs", BIG], "--max-jobs"),
 ])
 def test_a_number_too_large_is_a_mistake_in_one_line_exit_2(queue, tmp_path, args, name):
     done = cli(*args, cwd=tmp_path, extra_env={"PYTHONPATH": str(TESTS),
@@ -277,7 +277,7 @@ def test_a_hand_edited_extreme_line_is_shown_or_reported_never_a_traceback(queue
         assert done.returncode in (0, 3), (args, done.stderr)
         if done.returncode == 3:
             assert done.stderr.count("\n") == 1 and "corrupt" in done.stderr
-        if args == ["list"]:
+        if args[0] == "list" and done.returncode == 0:
             assert good in done.stdout
 
 
