@@ -110,7 +110,7 @@ class RQQueue:
         options = dict(
             job_id=job_id, result_ttl=RESULT_TTL_SECONDS, failure_ttl=FAILURE_TTL_SECONDS,
             meta={"created_at": created_at, "run_at": run_at, "attempts": attempts,
-                  "timeout": timeout},
+                  "max_attempts": max_attempts, "timeout": timeout},
             retry=RQRetry(max=left, interval=[round(retry_delay(attempts + n + 1))
                                               for n in range(left)]) if left > 0 else None)
         if timeout is not None:
@@ -138,6 +138,17 @@ class RQQueue:
             except InvalidJobOperation:  # deleted while being read
                 return None
 
+    def tracebacks(self, job_id: str) -> List[Dict[str, Any]]:
+        """The tracebacks of the job's last failed attempts (at most 10), oldest first:
+        dicts of attempt, failed_at, error, exception (its class path) and traceback."""
+        with self._reaching():
+            job = self._fetch(job_id)
+            if job is None:
+                return []
+            read_job(job)  # a foreign job raises ForeignJobError here, as in get_job
+            kept = job.meta.get("tracebacks")
+        return [entry for entry in kept if isinstance(entry, dict)] if isinstance(kept, list) else []
+
     def cancel_job(self, job_id: str) -> bool:
         """As Queue.cancel_job: only a pending job is cancelled."""
         with self._reaching():
@@ -157,7 +168,19 @@ class RQQueue:
         raise self._unsupported("retry_failed")
 
     def run_now(self, job_id: str, force: bool = False) -> bool:
-        raise self._unsupported("run_now")
+        """As Queue.run_now for a pending job: one waiting for its run_at or a retry is
+        queued now, keeping its attempts. A processing job is not put back, even with
+        ``force`` (UnsupportedError): Redis has no lease to take it from."""
+        with self._reaching():
+            job = self._fetch(job_id)
+            status = None if job is None else read_job(job)["status"]
+            if status == "processing" and force:
+                raise self._unsupported("run_now(force=True) of a processing job")
+            if status != "pending":
+                return False
+            if self.rq.scheduled_job_registry.remove(job):  # else the scheduler queued it
+                self.rq.enqueue_job(job)
+            return True
 
     def purge(self, older_than: float, statuses=("completed", "cancelled")) -> int:
         raise self._unsupported("purge")
@@ -193,15 +216,15 @@ class RQQueue:
                      lease_seconds: float = DEFAULT_LEASE_SECONDS,
                      max_jobs: Optional[int] = None, max_seconds: Optional[float] = None,
                      retention_seconds: Optional[float] = DEFAULT_RETENTION_SECONDS,
-                     timeout: Optional[float] = None) -> int:
+                     timeout: Optional[float] = None, concurrency: int = 1) -> int:
         """Run the due jobs as RQ's burst worker (with its scheduler), as cron would; returns
         how many ran. ``max_jobs``, ``max_seconds`` (the job in hand finishes) and ``timeout``
         (for jobs without their own, rounded up to whole seconds) are honoured;
         ``max_attempts`` does not apply, a job's attempts being fixed at enqueue; a
-        ``lease_seconds`` or ``retention_seconds`` other than the default raises
-        UnsupportedError."""
+        ``lease_seconds``, ``retention_seconds`` or ``concurrency`` other than the default
+        raises UnsupportedError."""
         check_number("max_attempts", max_attempts, integer=True)
-        refuse_options(self.describe(), lease_seconds, retention_seconds)
+        refuse_options(self.describe(), lease_seconds, retention_seconds, concurrency)
         return self._work(handlers, True, max_jobs, max_seconds, timeout)
 
     def work(self, handlers: Mapping[str, Callable[[dict], Any]],
@@ -209,12 +232,14 @@ class RQQueue:
              lease_seconds: float = DEFAULT_LEASE_SECONDS,
              max_jobs: Optional[int] = None, max_seconds: Optional[float] = None,
              retention_seconds: Optional[float] = DEFAULT_RETENTION_SECONDS,
-             timeout: Optional[float] = None, stop=None, handle_signals: bool = True) -> int:
+             timeout: Optional[float] = None, concurrency: int = 1, stop=None,
+             handle_signals: bool = True) -> int:
         """Run jobs as they come: a long-running RQ worker with its scheduler, options as
         process_jobs. SIGTERM lets the job in hand finish (RQ's warm shutdown); ``stop`` and
         ``handle_signals`` are not supported."""
         check_number("max_attempts", max_attempts, integer=True)
-        refuse_options(self.describe(), lease_seconds, retention_seconds, stop, handle_signals)
+        refuse_options(self.describe(), lease_seconds, retention_seconds, concurrency, stop,
+                       handle_signals)
         return self._work(handlers, False, max_jobs, max_seconds, timeout)
 
     def _work(self, handlers, burst: bool, max_jobs, max_seconds, timeout) -> int:

@@ -16,46 +16,59 @@ from typing import Any, Callable, Mapping, Optional
 from rq import SimpleWorker, get_current_job
 from rq.timeouts import JobTimeoutException
 
-from .backend import DEFAULT_LEASE_SECONDS, DEFAULT_RETENTION_SECONDS
+from .backend import DEFAULT_LEASE_SECONDS, DEFAULT_MAX_ATTEMPTS, DEFAULT_RETENTION_SECONDS
 from .checks import check_handlers, check_number
 from .errors import UnsupportedError
 from .job import error_text, result_json
 from .rq_jobs import SERIALIZER, SafeJob, foreign_message, refusal
+from .running import RunningJob, running
+from .tracebacks import class_path, format_traceback
 from .worker import Bounds
 
 logger = logging.getLogger("dbbasic_queue")
 
+KEPT_TRACEBACKS = 10  # of a job's last failed attempts, in its meta
+
 
 def dispatch(job_type: str, payload_json: str) -> Any:
     """What runs for every job of ours: the worker's handler for ``job_type``, with the
-    payload. It keeps the attempts, the start and the error in the job's meta, for get_job."""
+    payload. It keeps the attempts, the start, the error and the tracebacks of failed
+    attempts in the job's meta, for get_job and tracebacks, and sets ``current_job()``."""
     job = get_current_job()
-    job.meta["attempts"] = attempt = job.meta.get("attempts", 0) + 1
-    job.meta["started_at"] = int(time.time())
+    meta = job.meta
+    meta["attempts"] = attempt = meta.get("attempts", 0) + 1
+    meta["started_at"] = int(time.time())
     job.save_meta()
-    logger.info("job %s %s started (attempt %d)", job.id, job_type, attempt)
+    logger.debug("job %s %s started (attempt %d)", job.id, job_type, attempt)
     started = time.perf_counter()
     try:
         handler = job.handlers.get(job_type)
         if handler is None:
             raise LookupError(f"no handler for job type {job_type!r}; add one to the handlers "
                               f"given to process_jobs")
-        result = handler(json.loads(payload_json))
+        this = RunningJob(job.id, job_type, meta.get("created_at", 0), attempt,
+                          meta.get("max_attempts", DEFAULT_MAX_ATTEMPTS))
+        with running(this):
+            result = handler(json.loads(payload_json))
     except Exception as error:
         timed_out = isinstance(error, JobTimeoutException)
-        job.meta["error"] = f"timed out after {job.timeout} s" if timed_out else error_text(error)
+        meta["error"] = f"timed out after {job.timeout} s" if timed_out else error_text(error)
+        kept = [entry for entry in meta.get("tracebacks", []) if isinstance(entry, dict)]
+        meta["tracebacks"] = (kept + [{
+            "attempt": attempt, "failed_at": int(time.time()), "error": meta["error"],
+            "exception": class_path(error), "traceback": format_traceback(error)}])[-KEPT_TRACEBACKS:]
         job.save_meta()
         logger.warning("job %s %s failed (attempt %d): %s", job.id, job_type, attempt,
-                       job.meta["error"])
+                       meta["error"])
         raise
-    logger.info("job %s %s completed in %.1f ms", job.id, job_type,
-                (time.perf_counter() - started) * 1000)
+    logger.debug("job %s %s completed in %.1f ms", job.id, job_type,
+                 (time.perf_counter() - started) * 1000)
     text = result_json(result, job.id, job_type)
     return None if not text else json.loads(text)
 
 
-def refuse_options(where: str, lease_seconds, retention_seconds, stop=None,
-                   handle_signals: bool = True) -> None:
+def refuse_options(where: str, lease_seconds, retention_seconds, concurrency: int = 1,
+                   stop=None, handle_signals: bool = True) -> None:
     """UnsupportedError for a TSV worker option RQ cannot honour; the defaults pass."""
     if lease_seconds != DEFAULT_LEASE_SECONDS:
         refused, why = "lease_seconds", ("Redis has no leases: RQ fails the job of a dead worker "
@@ -63,6 +76,9 @@ def refuse_options(where: str, lease_seconds, retention_seconds, stop=None,
     elif retention_seconds != DEFAULT_RETENTION_SECONDS:
         refused, why = "retention_seconds", ("Redis keeps a result for the result_ttl set at "
                                              "enqueue (7 days)")
+    elif concurrency != 1:
+        refused, why = "concurrency", ("RQ's worker runs one job at a time: start more "
+                                       "workers on Redis, processes on any machines")
     elif stop is not None or not handle_signals:
         refused, why = "stop and handle_signals", ("RQ's worker on Redis stops at SIGTERM or "
                                                    "SIGINT; bound it with max_jobs or max_seconds")

@@ -306,6 +306,7 @@ def test_max_seconds_on_redis_stops_after_the_job_in_hand(rq_queue):
     ("process_jobs", {"lease_seconds": 60}), ("process_jobs", {"retention_seconds": 3600}),
     ("process_jobs", {"retention_seconds": None}), ("work", {"lease_seconds": 60}),
     ("work", {"stop": threading.Event()}), ("work", {"handle_signals": False}),
+    ("process_jobs", {"concurrency": 2}),
 ])
 def test_worker_options_rq_cannot_honour_are_refused_by_name(rq_queue, verb, option):
     from dbbasic_queue.errors import UnsupportedError
@@ -380,4 +381,69 @@ def test_stats_and_list_work_on_redis_and_count_a_planted_job_as_corrupt(cli_url
     assert [job["id"] for job in json.loads(capsys.readouterr().out)] == [failed]
     assert main(["list"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 6
+    assert not marker.exists()
+
+
+def test_run_now_on_redis_queues_a_scheduled_job_and_refuses_to_force_one(rq_queue):
+    queue, _ = rq_queue
+    later = queue.enqueue("t", {}, run_at=time.time() + 3600)
+    done = queue.enqueue("t", {})
+    queue.process_jobs({"t": lambda p: "ran"})
+    assert queue.get_job(later)["status"] == "pending"
+
+    assert queue.run_now(later) is True and queue.run_now(done) is False
+    assert queue.process_jobs({"t": lambda p: "now"}) == 1
+    assert queue.get_job(later)["result"] == "now"
+    assert queue.run_now("0123456789abcdef") is False
+
+
+def test_a_handler_on_redis_knows_its_job_and_failed_attempts_keep_their_tracebacks(rq_queue):
+    from dbbasic_queue.running import current_job
+    queue, _ = rq_queue
+    job_id = queue.enqueue("t", {}, max_attempts=1)
+    seen = []
+
+    def fail(payload):
+        seen.append(current_job())
+        raise ZeroDivisionError("no")
+    queue.process_jobs({"t": fail})
+
+    assert [(job.id, job.type, job.attempt, job.max_attempts) for job in seen] == [
+        (job_id, "t", 1, 1)]
+    kept = queue.tracebacks(job_id)
+    assert [(t["attempt"], t["exception"], t["error"]) for t in kept] == [
+        (1, "ZeroDivisionError", "ZeroDivisionError: no")]
+    assert "raise ZeroDivisionError" in kept[0]["traceback"]
+    assert queue.tracebacks("0123456789abcdef") == []
+
+
+def test_the_dashboard_answers_on_redis_and_counts_a_planted_job_without_loading_it(
+        rq_queue, redis_url, tmp_path):
+    import io
+    from wsgiref.util import setup_testing_defaults
+    from dbbasic_queue.dashboard.app import DashboardApp
+    queue, name = rq_queue
+    failed = queue.enqueue("fail", {}, max_attempts=1)
+    queue.process_jobs({"fail": lambda p: 1 / 0})
+    queue.enqueue("t", {}, run_at=time.time() + 3600)
+    marker = tmp_path / "unpickled.marker"
+    planted = planted_bomb(redis_url, name, "args", marker)
+    app = DashboardApp(queue)
+
+    def get(path):
+        environ = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "REMOTE_ADDR": "127.0.0.1",
+                   "wsgi.input": io.BytesIO()}
+        setup_testing_defaults(environ)
+        answer = {}
+        body = b"".join(app(environ, lambda status, headers: answer.update(status=status)))
+        return answer["status"], body
+
+    for path in ("/", "/jobs", f"/jobs/{failed}", "/failures"):
+        assert get(path)[0].startswith("200"), path
+    status, body = get(f"/jobs/{planted}")  # as a corrupt line asked for is
+    assert status.startswith("500") and REFUSED.encode() in body
+    status, body = get("/api/overview")
+    assert json.loads(body)["by_status"] == {"pending": 1, "processing": 0, "completed": 0,
+                                             "failed": 1, "cancelled": 0}
+    assert b"ZeroDivisionError" in get(f"/jobs/{failed}")[1]
     assert not marker.exists()
