@@ -20,12 +20,14 @@ import time
 from typing import Any, Dict, List, Mapping, Optional
 
 from .backend import FILE, require
-from .cli_args import UsageError, duration_option
+from .cli_args import UsageError, duration, duration_option
 from .cli_args import parser as _parser
 from .display import SafeFormatter, age, safe, safe_json, size, utc, when
 from .errors import QueueError, UnsupportedError
 from .job import FINISHED, STATUSES
 from .queue import Queue
+
+__all__ = ["main", "duration", "load_handlers"]  # duration: the dashboard's and Django's too
 
 EXIT_OK, EXIT_NOT_APPLICABLE, EXIT_USAGE, EXIT_FILE, EXIT_STORAGE = 0, 1, 2, 3, 4
 EXIT_CLOSED_OUTPUT = 141  # as for a process killed by SIGPIPE: `dbbasic-queue list | head`

@@ -65,8 +65,8 @@ class RQQueue:
         return f"RQQueue({self.describe()!r})"
 
     def describe(self) -> str:
-        where = _without_password(self.url)
-        return where if self.name == DEFAULT_NAME else f"{where} (queue {self.name!r})"
+        """The Redis URL, its password masked."""
+        return _without_password(self.url)
 
     def enqueue(self, job_type: str, payload: dict, run_at: Optional[float] = None, *,
                 unique_key: Optional[str] = None, max_attempts: Optional[int] = None,

@@ -8,6 +8,7 @@ import collections
 import math
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -131,6 +132,28 @@ def kill(child: subprocess.Popen) -> None:
     """SIGKILL: no handler runs, nothing is flushed or cleaned up."""
     child.send_signal(signal.SIGKILL)
     child.wait(timeout=WAIT_SECONDS)
+
+
+class Transaction:
+    """A stand-in for a framework's transaction: callbacks run at commit, dropped at rollback."""
+
+    def __init__(self):
+        self.callbacks = []
+
+    def on_commit(self, callback):
+        self.callbacks.append(callback)
+
+    def commit(self):
+        for callback in self.callbacks:
+            callback()
+        self.callbacks = []
+
+
+def closed_port() -> int:
+    """A TCP port on 127.0.0.1 where nothing listens (free a moment ago)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 class StartLine:

@@ -482,11 +482,15 @@ def test_a_backend_that_lists_but_cannot_retry_or_purge_shows_neither(queue, clo
     assert limited.get_job(ids["broken"])["status"] == "failed"
 
 
-def test_on_redis_the_dashboard_looks_jobs_up_by_id_and_cancels(redis_url):
+def test_a_backend_without_listing_gets_a_look_up_by_id_and_cancel(redis_url):
     import uuid
 
     from dbbasic_queue.rq_backend import RQQueue
-    rq_queue = RQQueue(redis_url, name=f"test-{uuid.uuid4().hex[:8]}")
+
+    class NoListing(RQQueue):
+        capabilities = frozenset()  # declares nothing, not even listing
+
+    rq_queue = NoListing(redis_url, name=f"test-{uuid.uuid4().hex[:8]}")
     job_id = rq_queue.enqueue("send_email", {"to": "<b>ann</b>"}, run_at=2_000_000_000)
     client = Client(DashboardApp(rq_queue))
     home = client.get("/")
@@ -494,10 +498,26 @@ def test_on_redis_the_dashboard_looks_jobs_up_by_id_and_cancels(redis_url):
     assert client.get("/lookup", id=job_id).headers["Location"] == f"/jobs/{job_id}"
     page = client.get(f"/jobs/{job_id}").text
     assert "&lt;b&gt;ann&lt;/b&gt;" in page and "/retry" not in page and "/cancel" in page
-    assert "Not recorded" in page  # no traceback is invented where none is kept
+    assert "None kept" in page  # no traceback is invented where none is kept
     assert client.get("/jobs").status == 303
     client.post(f"/jobs/{job_id}/cancel")
     assert rq_queue.get_job(job_id)["status"] == "cancelled"
+
+
+def test_on_redis_the_dashboard_lists_counts_and_shows_jobs(redis_url):
+    import uuid
+
+    from dbbasic_queue.rq_backend import RQQueue
+    rq_queue = RQQueue(redis_url, name=f"test-{uuid.uuid4().hex[:8]}")
+    later = rq_queue.enqueue("send_email", {"to": "<b>ann</b>"}, run_at=2_000_000_000)
+    failed = rq_queue.enqueue("resize_image", {}, max_attempts=1)
+    rq_queue.process_jobs({"resize_image": fail_with("RuntimeError", "ffmpeg not found")})
+    client = Client(DashboardApp(rq_queue))
+
+    assert later in client.get("/jobs").text and failed in client.get("/failures").text
+    assert json.loads(client.get("/api/overview").body)["by_status"]["failed"] == 1
+    page = client.get(f"/jobs/{failed}").text
+    assert "RuntimeError: ffmpeg not found" in page and "/retry" not in page
 
 
 # --- who may open it ------------------------------------------------------------------------

@@ -21,8 +21,8 @@ import pytest
 
 from dbbasic_queue import Queue
 from dbbasic_queue.cli import main
+from support import TESTS, closed_port
 
-TESTS = Path(__file__).resolve().parent
 BIDI_CONTROLS = {"LRE", "RLE", "LRO", "RLO", "PDF", "LRI", "RLI", "FSI", "PDI"}
 EXIT_STORAGE = 4
 HOSTILE_TYPE = "mail\x1b]0;owned\x07\x1b[2J"
@@ -303,11 +303,7 @@ def test_a_closed_pipe_ends_list_quietly(queue, tmp_path):
 
 
 def test_an_unreachable_redis_gives_one_line_and_exit_4(tmp_path):
-    import socket
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]  # nothing listens there once the probe is closed
-
+    port = closed_port()
     for args in (["show", "0123456789abcdef"], ["enqueue", "t", "{}"]):
         done = cli(*args, cwd=tmp_path,
                    extra_env={"DBBASIC_QUEUE_URL": f"redis://127.0.0.1:{port}/0"})

@@ -14,12 +14,11 @@ import threading
 import time
 import types
 import uuid
-from pathlib import Path
 
 import pytest
 
 import dbbasic_queue
-from dbbasic_queue import QueueError
+from dbbasic_queue import QueueError, UnsupportedError
 from dbbasic_queue.cli import main
 
 pytest.importorskip("rq")
@@ -30,8 +29,8 @@ from rq.job import Callback, Job  # noqa: E402
 from rq.serializers import JSONSerializer  # noqa: E402
 
 from dbbasic_queue.rq_backend import RQQueue  # noqa: E402
+from support import TESTS, Transaction, closed_port  # noqa: E402
 
-TESTS = Path(__file__).resolve().parent
 DISPATCH = "dbbasic_queue.rq_backend.dispatch"  # the one function our jobs name (README)
 CLI_DB = 8  # the command line uses the default queue name: it gets a database of its own
 REFUSED = "not a dbbasic-queue job"
@@ -229,21 +228,6 @@ def test_an_unknown_id_on_redis_gives_one_line_and_exit_1(cli_url, capsys, comma
     assert cli_url in err
 
 
-class Transaction:
-    """A stand-in for a framework's transaction: callbacks run at commit, dropped at rollback."""
-
-    def __init__(self):
-        self.callbacks = []
-
-    def on_commit(self, callback):
-        self.callbacks.append(callback)
-
-    def commit(self):
-        for callback in self.callbacks:
-            callback()
-        self.callbacks = []
-
-
 def test_enqueue_after_on_redis_writes_the_job_only_at_commit(rq_queue):
     queue, _ = rq_queue
     transaction = Transaction()
@@ -309,7 +293,6 @@ def test_max_seconds_on_redis_stops_after_the_job_in_hand(rq_queue):
     ("process_jobs", {"concurrency": 2}),
 ])
 def test_worker_options_rq_cannot_honour_are_refused_by_name(rq_queue, verb, option):
-    from dbbasic_queue.errors import UnsupportedError
     queue, _ = rq_queue
     job_id = queue.enqueue("t", {})
 
@@ -320,11 +303,8 @@ def test_worker_options_rq_cannot_honour_are_refused_by_name(rq_queue, verb, opt
     assert queue.get_job(job_id)["status"] == "pending"
 
 
-def test_a_redis_password_never_reaches_a_message(tmp_path):
-    import socket
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+def test_a_redis_password_never_reaches_a_message():
+    port = closed_port()
     queue = RQQueue(f"redis://:s3cret@127.0.0.1:{port}/0")
 
     with pytest.raises(ConnectionError) as unreachable:

@@ -12,7 +12,7 @@ from dbbasic.tsv import TSV
 import dbbasic_queue
 from dbbasic_queue import Queue, Retry
 from dbbasic_queue.job import COLUMNS, PUBLISHED_COLUMNS
-from support import StartLine, fail, finish, kill_worker_mid_job, noop
+from support import StartLine, Transaction, fail, finish, kill_worker_mid_job, noop
 
 
 # --- unique jobs -----------------------------------------------------------------------
@@ -185,21 +185,6 @@ def test_retry_needs_one_valid_delay_or_time(args, kwargs, error):
 
 
 # --- enqueue after commit -----------------------------------------------------------------
-
-class Transaction:
-    """A stand-in for a framework's transaction: callbacks run at commit, dropped at rollback."""
-
-    def __init__(self):
-        self.callbacks = []
-
-    def on_commit(self, callback):
-        self.callbacks.append(callback)
-
-    def commit(self):
-        for callback in self.callbacks:
-            callback()
-        self.callbacks = []
-
 
 def test_enqueue_after_writes_the_job_only_at_commit_under_the_id_it_returned(queue):
     transaction = Transaction()
