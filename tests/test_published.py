@@ -111,3 +111,16 @@ def test_the_example_worker_serves_cron_and_the_handlers_option_of_the_systemd_u
         assert done.returncode == 0, done.stderr
         assert "ran 1 job" in done.stderr + done.stdout
     assert (tmp_path / "data" / "queue.tsv").read_text().count("\tcompleted\t") == 2
+
+
+def test_the_constraint_files_ci_tests_are_the_ends_of_the_declared_ranges():
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert '"dbbasic-tsv>=1.0.2,<2"' in pyproject and '"rq>=2.6,<3", "redis>=5,<9"' in pyproject
+    def pins(name):
+        text = (TESTS / "constraints" / f"{name}.txt").read_text()
+        return dict(line.split("==") for line in text.splitlines() if "==" in line)
+    assert pins("lower") == {"rq": "2.6.0", "redis": "5.0.0", "dbbasic-tsv": "1.0.2"}
+    upper = pins("upper")
+    assert upper["rq"].startswith("2.") and upper["redis"].startswith("8.")
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert 'tests/constraints/$bound.txt' in ci and "for bound in lower upper" in ci
