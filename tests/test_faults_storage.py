@@ -1,0 +1,377 @@
+"""Faults of the file layer that users and attackers make: a lock file deleted while writers
+run, symbolic links and FIFOs planted in the queue's directory (which the README's shared
+set-up makes writable by the web app's user), and file metadata (ACLs, extended attributes)
+that a rewrite must carry over. Real processes where the fault involves processes; every
+wait is bounded and every child is reaped."""
+
+import collections
+import errno
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from dbbasic.tsv import TSV
+
+from dbbasic_queue import Queue, QueueError
+
+HELPER = str(Path(__file__).with_name("helpers.py"))
+ROOT = Path(__file__).resolve().parent.parent
+WAIT_SECONDS = 60  # upper bound for any child; normal runs take a few seconds
+COLUMNS = ["id", "type", "payload", "status", "created_at", "run_at", "attempts", "error",
+           "result", "options"]
+
+# Deletes (or replaces with a fresh file) the lock file as fast as it can, until the stop
+# file appears or the deadline passes; prints how many times it did.
+LOCK_VANDAL = r"""
+import os, sys, time
+lock, stop, how = sys.argv[1], sys.argv[2], sys.argv[3]
+deadline = time.monotonic() + float(sys.argv[4])
+done = 0
+while not os.path.exists(stop) and time.monotonic() < deadline:
+    try:
+        if how == "delete":
+            os.unlink(lock)
+        else:
+            fresh = lock + ".fresh"
+            os.close(os.open(fresh, os.O_CREAT | os.O_WRONLY, 0o644))
+            os.replace(fresh, lock)
+        done += 1
+    except FileNotFoundError:
+        pass
+    time.sleep(0.0005)
+print(done)
+"""
+
+
+@pytest.fixture
+def spawn():
+    """Start child processes; kill any still running at the end and reap them all."""
+    children = []
+
+    def start(*args, **popen):
+        child = subprocess.Popen([*map(str, args)], stdout=subprocess.PIPE, text=True, **popen)
+        children.append(child)
+        return child
+    yield start
+    for child in children:
+        if child.poll() is None:
+            child.kill()
+        child.communicate(timeout=WAIT_SECONDS)
+
+
+def finish(child) -> str:
+    out, _ = child.communicate(timeout=WAIT_SECONDS)
+    assert child.returncode == 0
+    return out
+
+
+def require_tool(name: str) -> str:
+    """The path of a command-line tool; in CI (CI=true) its absence fails the test."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed (apt-get install acl); the ACL test needs it"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def cli(queue_path: Path, *args, cwd=None) -> subprocess.CompletedProcess:
+    """Run the installed ``dbbasic-queue`` console script in a child process."""
+    script = str(Path(sys.executable).with_name("dbbasic-queue"))
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parent))
+    env.pop("DBBASIC_QUEUE_URL", None)
+    return subprocess.run([script, "--file", str(queue_path), *map(str, args)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=WAIT_SECONDS)
+
+
+# --- fault 1: a lock file deleted while writers run ---------------------------------------
+
+@pytest.mark.parametrize("how", ["delete", "replace"])
+def test_a_deleted_or_replaced_lock_file_loses_no_job_and_runs_none_twice(tmp_path, spawn, how):
+    # Given a queue, three enqueuers and two workers starting at the same moment
+    path = tmp_path / "data" / "queue.tsv"
+    Queue(path).enqueue("send_email", {"key": "first"})
+    runs_log, stop = tmp_path / "runs.log", tmp_path / "stop"
+    start_at = time.time() + 1.0
+    enqueuers = [spawn(sys.executable, HELPER, "enqueue", path, 2000, "--start-at", start_at)
+                 for _ in range(3)]
+    workers = [spawn(sys.executable, HELPER, "work", path, runs_log, "--start-at", start_at,
+                     "--until", start_at + 3) for _ in range(2)]
+    # ... while another process deletes (or replaces) data/queue.lock in a loop
+    vandal = spawn(sys.executable, "-c", LOCK_VANDAL, path.with_suffix(".lock"), stop, how,
+                   WAIT_SECONDS / 2)
+
+    printed = [finish(enqueuer).split() for enqueuer in enqueuers]
+    for worker in workers:
+        finish(worker)
+    stop.touch()
+    assert int(finish(vandal)) > 0, "the lock file was never deleted: the test proved nothing"
+
+    # Then every id an enqueue returned is in the file, and each job ran exactly once
+    queue = Queue(path)
+    ids = [job_id for batch in printed for job_id in batch]
+    assert len(ids) == 6000
+    missing = [job_id for job_id in ids if queue.get_job(job_id) is None]
+    assert missing == [], f"{len(missing)} of {len(ids)} returned ids are not in the file"
+    seen = collections.Counter(runs_log.read_text().split())
+    queue.process_jobs({"send_email": lambda payload: seen.update([payload["key"]])})
+    twice = [key for key, count in seen.items() if count != 1]
+    assert twice == [], f"{len(twice)} jobs ran more than once"
+    assert len(seen) == 6001
+
+
+# --- fault 9: symbolic links planted in the queue's directory -----------------------------
+
+@pytest.fixture
+def outside(tmp_path):
+    """A directory standing in for root-only files (/etc/...): a queue file of another app,
+    and the names of files that must not come to exist."""
+    directory = tmp_path / "outside"
+    directory.mkdir()
+    victim = directory / "victim.tsv"
+    Queue(victim).enqueue("other_app_job", {"secret": 1})
+    two_hours_ago = time.time() - 7200  # old enough for a worker's sweep of temporary files
+    os.utime(victim, (two_hours_ago, two_hours_ago))
+    return directory
+
+
+def snapshot(directory: Path) -> dict:
+    return {entry.name: entry.read_bytes() for entry in sorted(directory.iterdir())}
+
+
+def plant(link: Path, target: Path) -> None:
+    link.parent.mkdir(parents=True, exist_ok=True)
+    os.symlink(target, link)
+
+
+def assert_refused(error_info, link: Path) -> None:
+    """A QueueError that names the planted path and says it is a symbolic link."""
+    message = str(error_info.value)
+    assert str(link) in message and "symbolic link" in message, message
+
+
+@pytest.mark.parametrize("name", ["queue.meta", "queue.tmp", "queue.idx",
+                                  ".dbbasic-queue-planted.tmp"])
+@pytest.mark.parametrize("target", ["victim.tsv", "nologin"])
+def test_a_symlink_planted_for_a_side_file_is_never_followed_when_the_queue_is_created(
+        tmp_path, outside, name, target):
+    # Given an empty data/ where the web user planted a symlink to a root-only file (or to
+    # a file that must not come to exist)
+    data = tmp_path / "data"
+    plant(data / name, outside / target)
+    before = snapshot(outside)
+    queue = Queue(data / "queue.tsv")
+
+    # When root creates the queue and runs its worker twice
+    job_id = queue.enqueue("send_email", {"key": 1})
+    queue.process_jobs({"send_email": lambda payload: None})
+    queue.enqueue("send_email", {"key": 2})
+    queue.process_jobs({"send_email": lambda payload: None})
+
+    # Then nothing outside data/ was created, written or truncated
+    assert snapshot(outside) == before
+    assert queue.get_job(job_id)["status"] == "completed"
+
+
+OPERATIONS = {
+    "enqueue": lambda queue, job_id: queue.enqueue("send_email", {"key": 2}),
+    "process_jobs": lambda queue, job_id: queue.process_jobs({"send_email": lambda p: None}),
+    "cancel_job": lambda queue, job_id: queue.cancel_job(job_id),
+    "get_job": lambda queue, job_id: queue.get_job(job_id),
+    "stats": lambda queue, job_id: queue.stats(),
+}
+
+
+@pytest.mark.parametrize("operation", sorted(OPERATIONS))
+@pytest.mark.parametrize("target", ["victim.tsv", "nologin"])
+def test_a_symlink_planted_as_the_queue_file_is_refused_naming_it(tmp_path, outside, operation,
+                                                                    target):
+    # Given data/queue.tsv is a symlink to another app's queue file (or to a missing file)
+    link = tmp_path / "data" / "queue.tsv"
+    plant(link, outside / target)
+    before = snapshot(outside)
+    job_id = next(Queue(outside / "victim.tsv").jobs())["id"]
+
+    # When root uses the queue, then it refuses with a QueueError naming the link
+    with pytest.raises(QueueError) as refused:
+        OPERATIONS[operation](Queue(link), job_id)
+    assert_refused(refused, link)
+    # ... and nothing outside data/ was created or written
+    assert snapshot(outside) == before
+
+
+@pytest.mark.parametrize("operation", ["enqueue", "process_jobs", "cancel_job"])
+@pytest.mark.parametrize("target", ["victim.tsv", "nologin"])
+def test_a_symlink_planted_as_the_lock_file_is_refused_naming_it(tmp_path, outside, operation,
+                                                                   target):
+    # Given a queue with a pending job, whose lock file the web user replaced by a symlink
+    # to a root-only file (or to a file that must not exist, such as /etc/nologin)
+    queue = Queue(tmp_path / "data" / "queue.tsv")
+    job_id = queue.enqueue("send_email", {"key": 1})
+    lock = queue.path.with_suffix(".lock")
+    lock.unlink()
+    plant(lock, outside / target)
+    before = snapshot(outside)
+    file_before = queue.path.read_bytes()
+
+    # When root writes to the queue, then it refuses with a QueueError naming the link
+    with pytest.raises(QueueError) as refused:
+        OPERATIONS[operation](queue, job_id)
+    assert_refused(refused, lock)
+    # ... nothing outside data/ was created or written, and the queue is as it was
+    assert snapshot(outside) == before
+    assert queue.path.read_bytes() == file_before
+
+
+def test_the_command_line_refuses_a_planted_symlink_in_one_line_with_exit_3(tmp_path, outside):
+    # Given data/queue.tsv is a dangling symlink to a root-only path
+    link = tmp_path / "data" / "queue.tsv"
+    plant(link, outside / "nologin")
+
+    # When root enqueues and runs the worker from the command line
+    enqueued = cli(link, "enqueue", "send_email", '{"key": 1}')
+    worked = cli(link, "work", "--handlers", "jobs_for_cli:handlers", cwd=tmp_path)
+
+    # Then each says in one line which file is a symlink, exits 3, and creates nothing outside
+    for done in (enqueued, worked):
+        assert done.returncode == 3, done.stderr
+        assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+        assert str(link) in done.stderr and "symbolic link" in done.stderr
+    assert sorted(os.listdir(outside)) == ["victim.tsv"]
+
+
+# --- beyond the list: FIFOs and other non-files planted in the queue's directory ----------
+
+FIFO_CHILD = r"""
+import sys
+from dbbasic_queue import Queue, QueueError
+queue = Queue(sys.argv[1])
+try:
+    if sys.argv[2] == "enqueue":
+        queue.enqueue("send_email", {"key": 1})
+    elif sys.argv[2] == "process_jobs":
+        queue.process_jobs({"send_email": lambda payload: None})
+    else:
+        queue.get_job("0123456789abcdef")
+except QueueError as error:
+    print("QueueError:", error)
+"""
+
+
+@pytest.mark.parametrize("operation", ["enqueue", "process_jobs", "get_job"])
+@pytest.mark.parametrize("name", ["queue.tsv", "queue.lock"])
+def test_a_fifo_planted_in_the_queue_directory_is_refused_at_once_not_waited_on(
+        tmp_path, name, operation):
+    # Given a FIFO in place of the queue file or its lock (anyone who can write data/ can
+    # make one), with no process at its other end
+    data = tmp_path / "data"
+    data.mkdir()
+    os.mkfifo(data / name)
+
+    # When root uses the queue, then it does not hang but refuses, naming the FIFO
+    try:
+        done = subprocess.run([sys.executable, "-c", FIFO_CHILD, str(data / "queue.tsv"),
+                               operation], capture_output=True, text=True, timeout=20, cwd=ROOT)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{operation} blocked on the FIFO at {name} for 20 s")
+    if operation == "get_job" and name == "queue.lock":
+        assert done.returncode == 0 and done.stdout == "", done.stderr  # readers take no lock
+        return
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("QueueError:") and str(data / name) in done.stdout
+    assert "not a regular file" in done.stdout
+
+
+# --- creation: the file is exactly the table dbbasic-tsv creates --------------------------
+
+def test_a_new_queue_file_is_byte_for_byte_the_table_dbbasic_tsv_creates(tmp_path):
+    # Given a table dbbasic-tsv creates, and a queue file the queue creates
+    TSV("queue", COLUMNS, data_dir=tmp_path / "by_tsv")
+    queue = Queue(tmp_path / "by_queue" / "queue.tsv")
+
+    # When the queue adds its first job
+    queue.enqueue("send_email", {"key": 1})
+
+    # Then the file starts with exactly dbbasic-tsv's header bytes, and one line per job
+    header = (tmp_path / "by_tsv" / "queue.tsv").read_bytes()
+    content = queue.path.read_bytes()
+    assert content.startswith(header) and content.count(b"\n") == 2
+
+
+def test_dbbasic_tsv_reads_inserts_and_updates_a_table_the_queue_created(tmp_path):
+    # Given a queue file created by the queue
+    queue = Queue(tmp_path / "data" / "queue.tsv")
+    mine = queue.enqueue("send_email", {"key": 1})
+
+    # When dbbasic-tsv opens it, inserts a job and updates another
+    table = TSV("queue", COLUMNS, data_dir=queue.path.parent)
+    assert [row["id"] for row in table.all()] == [mine]
+    table.insert({"id": "fromtsv0000000001", "type": "send_email", "payload": {"key": 2},
+                  "status": "pending", "created_at": 1, "run_at": 1, "attempts": 0})
+    assert table.update({"id": mine}, {"status": "cancelled"}) == 1
+
+    # Then the queue reads what dbbasic-tsv wrote, and runs the job it inserted
+    assert queue.get_job(mine)["status"] == "cancelled"
+    assert queue.process_jobs({"send_email": lambda payload: payload["key"]}) == 1
+    assert queue.get_job("fromtsv0000000001")["result"] == 2
+
+
+# --- fault 13: ACLs and extended attributes survive rewrites ------------------------------
+
+def rewrite(queue: Queue, how: str, job_id: str) -> None:
+    """One rewrite of the file: a worker run, or a cancel from the command line."""
+    if how == "worker":
+        assert queue.process_jobs({"send_email": lambda payload: None}) >= 1
+    else:
+        done = cli(queue.path, "cancel", job_id)
+        assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("how", ["worker", "cli cancel"])
+def test_a_rewrite_keeps_the_posix_acl_of_the_file(tmp_path, how):
+    setfacl, getfacl = require_tool("setfacl"), require_tool("getfacl")
+    # Given a queue file shared through an ACL: uid 65534 may read and write it
+    queue = Queue(tmp_path / "data" / "queue.tsv")
+    job_id = queue.enqueue("send_email", {"key": 1})
+    subprocess.run([setfacl, "-m", "u:65534:rw", str(queue.path)], check=True, timeout=30)
+
+    def acl():
+        return subprocess.run([getfacl, "-n", "--omit-header", str(queue.path)], check=True,
+                              capture_output=True, text=True, timeout=30).stdout
+    before = acl()
+    assert "user:65534:rw-" in before
+
+    # When a worker (or the command line) rewrites the file
+    rewrite(queue, how, job_id)
+
+    # Then the ACL, and the mode and owner, are as they were
+    assert acl() == before
+    assert queue.get_job(job_id)["status"] in ("completed", "cancelled")
+
+
+@pytest.mark.parametrize("how", ["worker", "cli cancel"])
+def test_a_rewrite_keeps_the_extended_attributes_of_the_file(tmp_path, how):
+    # Given a queue file with user extended attributes (a backup tool's marks, say)
+    queue = Queue(tmp_path / "data" / "queue.tsv")
+    job_id = queue.enqueue("send_email", {"key": 1})
+    try:
+        os.setxattr(queue.path, "user.backup.policy", b"daily")
+    except OSError as error:
+        if error.errno != errno.ENOTSUP or os.environ.get("CI"):
+            raise
+        pytest.skip(f"the file system of {queue.path} has no user extended attributes")
+    os.setxattr(queue.path, "user.empty", b"")
+    mode = queue.path.stat().st_mode
+
+    # When a worker (or the command line) rewrites the file
+    rewrite(queue, how, job_id)
+
+    # Then the attributes are there with their values, and the mode is unchanged
+    assert os.getxattr(queue.path, "user.backup.policy") == b"daily"
+    assert os.getxattr(queue.path, "user.empty") == b""
+    assert queue.path.stat().st_mode == mode
