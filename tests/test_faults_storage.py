@@ -232,6 +232,7 @@ def test_the_command_line_refuses_a_planted_symlink_in_one_line_with_exit_3(tmp_
     # Given data/queue.tsv is a dangling symlink to a root-only path
     link = tmp_path / "data" / "queue.tsv"
     plant(link, outside / "nologin")
+    before = snapshot(outside)
 
     # When root enqueues and runs the worker from the command line
     enqueued = cli(link, "enqueue", "send_email", '{"key": 1}')
@@ -242,10 +243,10 @@ def test_the_command_line_refuses_a_planted_symlink_in_one_line_with_exit_3(tmp_
         assert done.returncode == 3, done.stderr
         assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
         assert str(link) in done.stderr and "symbolic link" in done.stderr
-    assert sorted(os.listdir(outside)) == ["victim.tsv"]
+    assert snapshot(outside) == before
 
 
-# --- beyond the list: FIFOs and other non-files planted in the queue's directory ----------
+# --- beyond the list: FIFOs and directories planted in the queue's directory -------------
 
 FIFO_CHILD = r"""
 import sys
@@ -257,7 +258,7 @@ try:
     elif sys.argv[2] == "process_jobs":
         queue.process_jobs({"send_email": lambda payload: None})
     else:
-        queue.get_job("0123456789abcdef")
+        queue.get_job(sys.argv[3])
 except QueueError as error:
     print("QueueError:", error)
 """
@@ -265,20 +266,24 @@ except QueueError as error:
 
 @pytest.mark.parametrize("operation", ["enqueue", "process_jobs", "get_job"])
 @pytest.mark.parametrize("name", ["queue.tsv", "queue.lock"])
-def test_a_fifo_planted_in_the_queue_directory_is_refused_at_once_not_waited_on(
-        tmp_path, name, operation):
-    # Given a FIFO in place of the queue file or its lock (anyone who can write data/ can
-    # make one), with no process at its other end
+@pytest.mark.parametrize("kind", ["fifo", "directory"])
+def test_a_fifo_or_directory_planted_in_the_queue_directory_is_refused_at_once_naming_it(
+        tmp_path, kind, name, operation):
+    # Given a queue with a job, where a FIFO (with no process at its other end) or a
+    # directory took the place of the queue file or its lock: anyone who can write data/
+    # can make one
     data = tmp_path / "data"
-    data.mkdir()
-    os.mkfifo(data / name)
+    job_id = Queue(data / "queue.tsv").enqueue("send_email", {"key": 1})
+    (data / name).unlink()
+    os.mkfifo(data / name) if kind == "fifo" else os.mkdir(data / name)
 
     # When root uses the queue, then it does not hang but refuses, naming the FIFO
     try:
         done = subprocess.run([sys.executable, "-c", FIFO_CHILD, str(data / "queue.tsv"),
-                               operation], capture_output=True, text=True, timeout=20, cwd=ROOT)
+                               operation, job_id], capture_output=True, text=True, timeout=20,
+                              cwd=ROOT)
     except subprocess.TimeoutExpired:
-        pytest.fail(f"{operation} blocked on the FIFO at {name} for 20 s")
+        pytest.fail(f"{operation} blocked on the {kind} at {name} for 20 s")
     if operation == "get_job" and name == "queue.lock":
         assert done.returncode == 0 and done.stdout == "", done.stderr  # readers take no lock
         return
@@ -375,3 +380,121 @@ def test_a_rewrite_keeps_the_extended_attributes_of_the_file(tmp_path, how):
     assert os.getxattr(queue.path, "user.backup.policy") == b"daily"
     assert os.getxattr(queue.path, "user.empty") == b""
     assert queue.path.stat().st_mode == mode
+
+
+@pytest.mark.parametrize("how", ["worker", "cli cancel"])
+def test_a_rewrite_does_not_give_the_file_an_acl_it_did_not_have(tmp_path, how):
+    setfacl, getfacl = require_tool("setfacl"), require_tool("getfacl")
+    # Given a queue file without an ACL, in a directory that has since been given a default
+    # ACL (which new files there inherit, the rewrite's temporary file among them)
+    queue = Queue(tmp_path / "data" / "queue.tsv")
+    job_id = queue.enqueue("send_email", {"key": 1})
+    subprocess.run([setfacl, "-d", "-m", "u:65534:rw", str(queue.path.parent)], check=True,
+                   timeout=30)
+
+    def acl():
+        return subprocess.run([getfacl, "-n", "--omit-header", str(queue.path)], check=True,
+                              capture_output=True, text=True, timeout=30).stdout
+    before = acl()
+    assert "65534" not in before
+
+    # When a worker (or the command line) rewrites the file
+    rewrite(queue, how, job_id)
+
+    # Then the file has the permissions it had, not the directory's default ACL
+    assert acl() == before
+
+
+# --- beyond the list: attributes a rewrite may not copy, another writer of the lock ------
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="changing users needs root")
+
+# Runs two worker runs as another user (after its imports: the interpreter may sit where
+# that user cannot read), logging to stderr.
+WORKER_AS_USER = r"""
+import logging, os, sys
+from dbbasic_queue import Queue
+logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+os.setgroups([]); os.setgid(int(sys.argv[3])); os.setuid(int(sys.argv[2]))
+queue = Queue(sys.argv[1])
+for _ in range(2):
+    assert queue.process_jobs({"send_email": lambda payload: None}, max_jobs=1) == 1
+"""
+
+
+@pytest.fixture
+def shared_dir():
+    """A directory other users can reach (pytest's tmp_path sits in a private one)."""
+    import tempfile
+    path = Path(tempfile.mkdtemp(prefix="dbbasic-queue-test-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path)
+
+
+@needs_root
+def test_an_attribute_a_rewrite_cannot_copy_is_reported_once_and_the_jobs_still_run(shared_dir):
+    import pwd
+    nobody = pwd.getpwnam("nobody")
+    # Given a queue of the web user (nobody) on which root set a security.* attribute,
+    # which only root may set
+    queue = Queue(shared_dir / "data" / "queue.tsv")
+    ids = [queue.enqueue("send_email", {"key": n}) for n in range(2)]
+    for path in (queue.path.parent, queue.path, queue.path.with_suffix(".lock")):
+        os.chown(path, nobody.pw_uid, nobody.pw_gid)
+    os.setxattr(queue.path, "security.dbbasic-test", b"root's mark")
+
+    # When the web user's worker rewrites the file several times
+    done = subprocess.run([sys.executable, "-c", WORKER_AS_USER, str(queue.path),
+                           str(nobody.pw_uid), str(nobody.pw_gid)],
+                          capture_output=True, text=True, timeout=WAIT_SECONDS)
+
+    # Then it says once which attribute it could not keep, and runs the jobs all the same
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("WARNING") == 1, done.stderr
+    assert "could not carry over the extended attributes security.dbbasic-test" in done.stderr
+    assert [queue.get_job(job_id)["status"] for job_id in ids] == ["completed"] * 2
+
+
+TSV_INSERTER = r"""
+import sys, time
+from pathlib import Path
+from dbbasic.tsv import TSV
+path, count, start_at = Path(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+table = TSV(path.stem, sys.argv[4].split(","), data_dir=path.parent)
+time.sleep(max(0.0, start_at - time.time()))
+for n in range(count):
+    job_id = f"tsv{n:013d}"
+    assert table.insert({"id": job_id, "type": "send_email", "payload": {"key": f"tsv-{n}"},
+                         "status": "pending", "created_at": 1, "run_at": 1, "attempts": 0})
+    print(job_id)
+"""
+
+
+def test_dbbasic_tsv_inserting_while_enqueuers_and_workers_run_loses_nothing(tmp_path, spawn):
+    # Given a queue, and dbbasic-tsv's own TSV.insert (which takes queue.lock through its own
+    # code, and writes its index through queue.tmp) adding jobs while two enqueuers and two
+    # workers run
+    path = tmp_path / "data" / "queue.tsv"
+    Queue(path).enqueue("send_email", {"key": "first"})
+    runs_log = tmp_path / "runs.log"
+    start_at = time.time() + 1.5
+    inserter = spawn(sys.executable, "-c", TSV_INSERTER, path, 300, start_at, ",".join(COLUMNS))
+    enqueuers = [spawn(sys.executable, HELPER, "enqueue", path, 1000, "--start-at", start_at)
+                 for _ in range(2)]
+    workers = [spawn(sys.executable, HELPER, "work", path, runs_log, "--start-at", start_at,
+                     "--until", start_at + 3) for _ in range(2)]
+
+    ids = finish(inserter).split() + [i for e in enqueuers for i in finish(e).split()]
+    for worker in workers:
+        finish(worker)
+
+    # Then every job either wrote is in the file, and each ran exactly once
+    queue = Queue(path)
+    assert len(ids) == 2300
+    missing = [job_id for job_id in ids if queue.get_job(job_id) is None]
+    assert missing == [], f"{len(missing)} of {len(ids)} jobs are not in the file"
+    seen = collections.Counter(runs_log.read_text().split())
+    queue.process_jobs({"send_email": lambda payload: seen.update([payload["key"]])})
+    assert [key for key, count in seen.items() if count != 1] == []
+    assert len(seen) == 2301
