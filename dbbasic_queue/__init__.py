@@ -6,11 +6,12 @@ The four published functions use a default Queue at ``data/queue.tsv`` (relative
 current directory at each call; ``DBBASIC_QUEUE_FILE`` overrides it).
 
 Where things are: ``job.py``, the line format (the only reader of columns and quoting);
-``storage.py``, the file's lock, appends and atomic rewrites; ``transitions.py``, a job's life
-as pure functions and the retry schedule (``retry_delay``); ``claim.py``, the claim logic;
-``worker.py``, the worker run and loop; ``queue.py``, the TSV queue's API; ``backend.py``, the
-interface every backend implements; ``rq_backend.py``, the Redis backend; ``cli.py``, the
-command line.
+``storage.py``, the file's lock, appends and atomic rewrites; ``files.py``, how every file
+in the queue's directory is opened (never through a planted symlink or FIFO) and what a
+rewrite keeps (owner, mode, ACLs); ``transitions.py``, a job's life as pure functions and
+the retry schedule (``retry_delay``); ``claim.py``, the claim logic; ``worker.py``, the
+worker run and loop; ``queue.py``, the TSV queue's API; ``backend.py``, the interface every
+backend implements; ``rq_backend.py``, the Redis backend; ``cli.py``, the command line.
 """
 
 import os

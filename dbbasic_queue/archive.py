@@ -24,7 +24,8 @@ from typing import Dict, Iterator, List, Optional, Tuple
 
 from .errors import QueueError
 from .job import HEADER
-from .storage import TEMP_PREFIX, Table, fsync_directory, keep_mode_and_owner
+from .files import fsync_directory, keep_mode_and_owner
+from .storage import TEMP_PREFIX, Table
 
 ARCHIVE_AFTER_SECONDS = 3600  # a finished job stays in queue.tsv at least this long
 ARCHIVE_MIN_LINES = 1000  # moving lines is worth a rewrite of its own from this many

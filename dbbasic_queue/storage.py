@@ -5,25 +5,35 @@ tab-separated fields, CSV quoting for fields that hold a double quote (``"{""to"
 the lock file ``<table>.lock`` beside it. On top of dbbasic-tsv's API this layer adds what a
 queue needs and dbbasic-tsv 1.0.2 lacks: a locked append that cannot splice two jobs into one
 line, atomic rewrites (temporary file, fsync, rename, all under the lock) that keep the file's
-mode and owner, and a line-by-line reader, so one broken line can only hide itself.
+owner, mode and extended attributes, and a line-by-line reader, so one broken line can only
+hide itself. It creates the table itself (dbbasic-tsv's constructor writes side files through
+any symbolic link planted in the directory), and opens every file through ``files.py``.
+
+Two locks guard the file. ``<table>.lock`` is dbbasic-tsv's, so its own insert and update
+exclude the queue's writers. And each writer of the queue flocks the table file itself and
+checks it is still the one at the path: a lock file can be deleted while held, and the
+next process would then lock a new one while the holder still writes; the table file is
+only ever replaced with its flock held, so this lock cannot be bypassed that way.
 """
 
 import contextlib
-import errno
 import fcntl
-import logging
 import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from stat import S_ISREG
 from typing import Callable, Iterator, Optional, Tuple
 
 from .errors import QueueError
+from .files import (HeldLock, check_regular, fsync_directory, is_at, keep_mode_and_owner,
+                    lock_current, lock_file, open_own, refusal, unlock)
 from .job import COLUMNS, HEADER, KNOWN_HEADERS
 
-logger = logging.getLogger("dbbasic_queue")
-
 TEMP_PREFIX = ".dbbasic-queue-"  # never dbbasic-tsv's own "<table>.tmp", which it renames blindly
+# A new table's header exactly as dbbasic-tsv's TSV() writes it: its csv writer ends lines
+# with CRLF (the queue's own lines end with LF; both read the same everywhere).
+NEW_TABLE_HEADER = HEADER.rstrip(b"\n") + b"\r\n"
 
 
 class Editor:
@@ -90,38 +100,17 @@ class Table:
         self._header_checked = False  # once per Table: only this module rewrites headers
 
     @contextlib.contextmanager
-    def lock(self) -> Iterator[None]:
+    def lock(self) -> Iterator[HeldLock]:
         """Hold dbbasic-tsv's exclusive table lock (flock on ``<table>.lock``).
 
         Every writer takes it: appends, rewrites, and dbbasic-tsv's own insert and update.
+        A fresh descriptor each time, so threads and forked processes exclude each other too.
         """
-        fd = self._acquire_lock()
+        held = HeldLock(self._lock_file)
         try:
-            yield
+            yield held
         finally:
-            os.close(fd)  # closing releases the flock
-
-    def _acquire_lock(self) -> int:
-        # A fresh descriptor each time, so threads and forked processes exclude each other
-        # too, and a lock file deleted by hand is not held on to.
-        try:
-            fd = os.open(self._lock_file, os.O_RDONLY | os.O_CREAT, 0o666)
-        except FileNotFoundError:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self._lock_file, os.O_RDONLY | os.O_CREAT, 0o666)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        except BaseException:
-            os.close(fd)
-            raise
-        return fd
-
-    def _create(self) -> None:
-        # Called with the lock held: dbbasic-tsv's own table creation is not locked, so two
-        # processes creating the table at once could each write a header over the other's jobs.
-        # Imported here: a worker on an existing file saves its import (about 6 MB).
-        from dbbasic.tsv import TSV
-        TSV(self.path.stem, list(COLUMNS), data_dir=self.path.parent)
+            held.release()
 
     def _check_header(self, header: bytes) -> None:
         if header and header.rstrip(b"\r\n") not in KNOWN_HEADERS:
@@ -137,24 +126,24 @@ class Table:
         instead: then nothing is written and append returns it (a unique job's twin).
         The hot path of enqueue: a plain sequence of system calls, no context managers.
         """
-        lock = self._acquire_lock()
+        lock = lock_file(self._lock_file)
         try:
+            # The table's own flock (see the module's docstring); a new file is created
+            # empty, and gets dbbasic-tsv's header below.
+            fd, status = lock_current(self._file, os.O_RDWR | os.O_APPEND, create=True)
             try:
-                fd = os.open(self._file, os.O_RDWR | os.O_APPEND)
-            except FileNotFoundError:
-                self._create()
-                fd = os.open(self._file, os.O_RDWR | os.O_APPEND)
-            try:
-                if not self._header_checked:
+                if not self._header_checked:  # once per Table, like the lock file's kind
+                    if not S_ISREG(os.fstat(lock).st_mode):  # a FIFO, say: a worker refuses it
+                        raise refusal(self._lock_file)
                     self._check_header(os.pread(fd, 200, 0).split(b"\n", 1)[0])
                     self._header_checked = True
                 if unless is not None:
                     found = unless(fd)
                     if found is not None:
                         return found
-                size = os.lseek(fd, 0, os.SEEK_END)
-                if size == 0:  # a crash inside dbbasic-tsv's table creation left it empty
-                    os.write(fd, HEADER)
+                size = status.st_size  # taken with the table's flock held
+                if size == 0:  # new (or its creator was killed before it wrote the header)
+                    line = NEW_TABLE_HEADER + line
                 elif os.pread(fd, 1, size - 1) != b"\n":
                     # A writer killed in the middle of a write left half a line: end it there,
                     # so it stays one corrupt line and does not swallow this job.
@@ -164,15 +153,18 @@ class Table:
                     os.fsync(fd)
                 return None
             finally:
-                os.close(fd)
+                if unless is None:
+                    os.close(fd)  # releases the table's flock
+                else:
+                    unlock(fd)  # explicitly: the unique-key index keeps a duplicate of fd
         finally:
-            os.close(lock)  # releases the flock
+            os.close(lock)  # releases the lock file's flock
 
     def signature(self) -> Optional[tuple]:
         """(inode, size, mtime) of the file, or None: changes whenever a job is added or
         the file is rewritten. A cheap stat, for an idle worker to watch."""
         try:
-            stat = os.stat(self._file)
+            stat = os.lstat(self._file)  # a link planted there is refused by the next run
         except FileNotFoundError:
             return None
         return stat.st_ino, stat.st_size, stat.st_mtime_ns
@@ -184,10 +176,11 @@ class Table:
         a last line still being appended (no newline yet) is not yielded.
         """
         try:
-            file = open(self.path, "rb")
+            fd = open_own(self._file, os.O_RDONLY)
         except FileNotFoundError:
             return
-        with file:
+        check_regular(fd, self._file)
+        with open(fd, "rb") as file:
             self._check_header(file.readline())
             for number, line in enumerate(file, start=2):
                 if line.endswith(b"\n"):
@@ -208,57 +201,92 @@ class Table:
         """
         for attempt in range(3):
             hold_throughout = attempt == 2
-            with self.lock() if hold_throughout else contextlib.nullcontext():
-                done, edit = self._try_rewrite(start_edit, hold_throughout, resume)
+            with self.lock() if hold_throughout else contextlib.nullcontext() as held:
+                source = self._open_source(locked=hold_throughout)
+                if source is None:
+                    return None
+                with source:
+                    done, edit = self._try_rewrite(source, start_edit, held, resume)
             if done:
                 return edit
         raise AssertionError("unreachable: the third rewrite holds the lock")
 
-    def _try_rewrite(self, start_edit, locked: bool, resume: Optional[Bookmark]):
+    def _open_source(self, locked: bool):
+        """The table file open for reading (flocked too if ``locked``), or None if none."""
         try:
-            source = open(self.path, "rb")
+            if locked:
+                fd, _ = lock_current(self._file, os.O_RDONLY)
+            else:
+                fd = open_own(self._file, os.O_RDONLY)
+                check_regular(fd, self._file)
         except FileNotFoundError:
-            return True, None
-        with source:
-            before = os.fstat(source.fileno())
-            edit = start_edit()
-            fd, temp_path = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=".tmp", dir=self.path.parent)
-            try:
-                with open(fd, "wb") as out:
-                    header = source.readline()
-                    self._check_header(header)
-                    # A file written before the options column gets its header now; its
-                    # old lines, with one field less, read as jobs without options.
-                    out.write(header if header.rstrip(b"\r\n") == HEADER.rstrip(b"\n") else HEADER)
-                    consumed = len(header)
-                    if resume is not None and resume.still_current(before):
-                        consumed += _copy_verbatim(source, out, b"", resume.offset - consumed)
-                        source.seek(consumed)  # the copy reads ahead in blocks
-                    consumed += _edit_lines(source, out, edit, before.st_size - consumed)
-                    if not edit.changed:
-                        return True, edit  # nothing to change (lines appended meanwhile wait)
-                    if not locked:
-                        out.flush()
-                        os.fsync(out.fileno())  # the bulk of the data, before taking the lock
-                    with contextlib.nullcontext() if locked else self.lock():
-                        if not locked and os.stat(self.path).st_ino != before.st_ino:
-                            return False, None  # another rewrite won; start again from its file
-                        source.seek(consumed)
-                        _edit_lines(source, out, edit, None)  # jobs appended meanwhile
-                        out.flush()
-                        keep_mode_and_owner(out.fileno(), before, self.path)
-                        os.fsync(out.fileno())
-                        edit.commit()
-                        os.replace(temp_path, self.path)
-                        temp_path = None
-                        fsync_directory(self.path.parent)
-                        if edit.resume_offset is not None:
-                            edit.bookmark = Bookmark(os.dup(out.fileno()), edit.resume_offset)
-                        return True, edit
-            finally:
-                if temp_path is not None:
-                    edit.abandon()
-                    os.unlink(temp_path)
+            return None
+        return open(fd, "rb")
+
+    def _try_rewrite(self, source, start_edit, held: Optional[HeldLock],
+                     resume: Optional[Bookmark]):
+        before = os.fstat(source.fileno())
+        edit = start_edit()
+        fd, temp_path = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=".tmp", dir=self.path.parent)
+        try:
+            with open(fd, "wb") as out:
+                header = source.readline()
+                self._check_header(header)
+                # A file written before the options column gets its header now; its
+                # old lines, with one field less, read as jobs without options.
+                out.write(header if header.rstrip(b"\r\n") == HEADER.rstrip(b"\n") else HEADER)
+                consumed = len(header)
+                if resume is not None and resume.still_current(before):
+                    consumed += _copy_verbatim(source, out, b"", resume.offset - consumed)
+                    source.seek(consumed)  # the copy reads ahead in blocks
+                consumed += _edit_lines(source, out, edit, before.st_size - consumed)
+                if not edit.changed:
+                    return True, edit  # nothing to change (lines appended meanwhile wait)
+                if held is None:
+                    out.flush()
+                    os.fsync(out.fileno())  # the bulk of the data, before taking the lock
+                with self.lock() if held is None else contextlib.nullcontext(held) as held:
+                    if not self._replace(source, before, consumed, out, temp_path, edit, held):
+                        return False, None  # another rewrite won; start again from its file
+                    temp_path = None
+                    fsync_directory(str(self.path.parent))
+                    if edit.resume_offset is not None:
+                        edit.bookmark = Bookmark(os.dup(out.fileno()), edit.resume_offset)
+                    return True, edit
+        finally:
+            if temp_path is not None:
+                edit.abandon()
+                os.unlink(temp_path)
+
+    def _replace(self, source, before: os.stat_result, consumed: int, out, temp_path: str,
+                 edit: Editor, held: HeldLock) -> bool:
+        """With the lock held: copy through ``edit`` the lines appended to ``source`` since
+        ``consumed``, then rename the copy over the table; False if the table is no longer
+        the file ``source`` (``before`` its stat) and nothing was renamed."""
+        # The table's own flock: no writer of this queue appends to it or renames it now.
+        fcntl.flock(source.fileno(), fcntl.LOCK_EX)
+        try:
+            while True:
+                if not is_at(self._file, before):
+                    return False
+                source.seek(consumed)
+                consumed += _edit_lines(source, out, edit, None)
+                out.flush()
+                keep_mode_and_owner(out.fileno(), before, self._file, source.fileno())
+                os.fsync(out.fileno())
+                if not held.lost():
+                    break
+                # The lock file was deleted or replaced while held: dbbasic-tsv's own writers,
+                # which do not flock the table, may be writing. Lock the new one, in the usual
+                # order (lock file, then table), and look again.
+                fcntl.flock(source.fileno(), fcntl.LOCK_UN)
+                held.relock()
+                fcntl.flock(source.fileno(), fcntl.LOCK_EX)
+            edit.commit()
+            os.replace(temp_path, self.path)
+            return True
+        finally:
+            fcntl.flock(source.fileno(), fcntl.LOCK_UN)
 
     def remove_stale_temporary_files(self, older_than: float, now: float) -> None:
         """Delete temporary files left by rewrites that were killed before their rename."""
@@ -266,7 +294,7 @@ class Table:
             for entry in entries:
                 if entry.name.startswith(TEMP_PREFIX) and entry.name.endswith(".tmp"):
                     with contextlib.suppress(OSError):
-                        if entry.stat().st_mtime < now - older_than:
+                        if entry.stat(follow_symlinks=False).st_mtime < now - older_than:
                             os.unlink(entry.path)
 
 
@@ -322,31 +350,3 @@ def _write_all(fd: int, data: bytes) -> None:
         view = memoryview(data)[written:]
         while view:
             view = view[os.write(fd, view):]
-
-
-def keep_mode_and_owner(fd: int, original: os.stat_result, path: Path) -> None:
-    """Give the file open at ``fd`` the mode and owner of ``original`` (the file at ``path``
-    it replaces or joins), so the web app's user can still use it after root wrote it."""
-    # A rewrite by the cron user must leave the file appendable by the web app's user.
-    try:
-        os.fchown(fd, original.st_uid, original.st_gid)
-    except PermissionError:
-        mine = os.fstat(fd)
-        if (mine.st_uid, mine.st_gid) != (original.st_uid, original.st_gid):
-            logger.warning("%s now belongs to uid %d gid %d (it was %d:%d): a process of this user "
-                           "may not append to it any more; see 'Sharing one queue between users' "
-                           "in the README", path, mine.st_uid, mine.st_gid,
-                           original.st_uid, original.st_gid)
-    os.fchmod(fd, original.st_mode & 0o7777)  # after fchown, which may clear setgid
-
-
-def fsync_directory(directory: Path) -> None:
-    # The rename survives a power loss only once the directory entry is on disk.
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    except OSError as error:
-        if error.errno not in (errno.EINVAL, errno.EBADF):  # some file systems refuse it
-            raise
-    finally:
-        os.close(fd)

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 from .job import job_with_id_prefix, to_json
-from .storage import Table, keep_mode_and_owner
+from .files import keep_mode_and_owner
+from .storage import Table
 
 MAX_TRACEBACK_CHARS = 8000
 COLUMNS = ("id", "attempt", "failed_at", "error", "exception", "traceback")
