@@ -194,13 +194,15 @@ class Table:
         the caller reads what it decided from it. The long part (reading and writing every
         line) runs without the lock, so enqueues are not held up; then, under the lock, lines
         appended meanwhile go through the same editor, the copy is fsynced and renamed over
-        the table. If another rewrite replaced the file meanwhile, it starts again; the third
-        try holds the lock throughout, so it cannot starve. With a ``resume`` bookmark still
-        valid, lines before it are copied without the editor seeing them; the new file's
-        bookmark is in ``edit.bookmark`` if the editor set ``resume_offset``.
+        the table. If another rewrite replaced the file meanwhile, it starts again; from the
+        third try on it holds the lock throughout, so it cannot starve (only a lock file
+        deleted while it waits lets another rewrite in, see ``_replace``). With a ``resume``
+        bookmark still valid, lines before it are copied without the editor seeing them; the
+        new file's bookmark is in ``edit.bookmark`` if the editor set ``resume_offset``.
         """
-        for attempt in range(3):
-            hold_throughout = attempt == 2
+        attempt = 0
+        while True:
+            hold_throughout = attempt >= 2
             with self.lock() if hold_throughout else contextlib.nullcontext() as held:
                 source = self._open_source(locked=hold_throughout)
                 if source is None:
@@ -209,7 +211,7 @@ class Table:
                     done, edit = self._try_rewrite(source, start_edit, held, resume)
             if done:
                 return edit
-        raise AssertionError("unreachable: the third rewrite holds the lock")
+            attempt += 1
 
     def _open_source(self, locked: bool):
         """The table file open for reading (flocked too if ``locked``), or None if none."""
