@@ -6,6 +6,7 @@ wait is bounded and every child is reaped."""
 
 import collections
 import errno
+import json
 import os
 import shutil
 import subprocess
@@ -17,12 +18,15 @@ import pytest
 from dbbasic.tsv import TSV
 
 from dbbasic_queue import Queue, QueueError
+from dbbasic_queue.archive import day_of
+from dbbasic_queue.job import job_line
 
 HELPER = str(Path(__file__).with_name("helpers.py"))
 ROOT = Path(__file__).resolve().parent.parent
 WAIT_SECONDS = 60  # upper bound for any child; normal runs take a few seconds
 COLUMNS = ["id", "type", "payload", "status", "created_at", "run_at", "attempts", "error",
            "result", "options"]
+NEW_HEADER = ("\t".join(COLUMNS) + "\r\n").encode()  # as dbbasic-tsv writes a new table's
 
 # Deletes (or replaces with a fresh file) the lock file as fast as it can, until the stop
 # file appears or the deadline passes; prints how many times it did.
@@ -248,20 +252,36 @@ def test_the_command_line_refuses_a_planted_symlink_in_one_line_with_exit_3(tmp_
 
 # --- beyond the list: FIFOs and directories planted in the queue's directory -------------
 
-FIFO_CHILD = r"""
-import sys
+# One operation on a queue, in a child process so that a test can bound it: prints what it
+# returns (as JSON) or the QueueError it raises.
+CHILD = r"""
+import json, sys
 from dbbasic_queue import Queue, QueueError
-queue = Queue(sys.argv[1])
+queue, operation, job_id = Queue(sys.argv[1]), sys.argv[2], sys.argv[3]
 try:
-    if sys.argv[2] == "enqueue":
-        queue.enqueue("send_email", {"key": 1})
-    elif sys.argv[2] == "process_jobs":
-        queue.process_jobs({"send_email": lambda payload: None})
+    if operation == "enqueue":
+        print(json.dumps(queue.enqueue("send_email", {"key": 1})))
+    elif operation == "process_jobs":
+        print(json.dumps(queue.process_jobs({"send_email": lambda payload: None})))
+    elif operation == "get_job":
+        print(json.dumps(queue.get_job(job_id)))
     else:
-        queue.get_job(sys.argv[3])
+        print(json.dumps(queue.tracebacks(job_id)))
 except QueueError as error:
     print("QueueError:", error)
 """
+
+
+def run_child(queue_path: Path, operation: str, job_id: str = "0123456789abcdef",
+              what: str = "a file planted in data/") -> str:
+    """The output of CHILD; fails the test if it runs past 20 s or dies."""
+    try:
+        done = subprocess.run([sys.executable, "-c", CHILD, str(queue_path), operation, job_id],
+                              capture_output=True, text=True, timeout=20, cwd=ROOT)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{operation} blocked on {what} for 20 s")
+    assert done.returncode == 0, done.stderr
+    return done.stdout
 
 
 @pytest.mark.parametrize("operation", ["enqueue", "process_jobs", "get_job"])
@@ -277,19 +297,13 @@ def test_a_fifo_or_directory_planted_in_the_queue_directory_is_refused_at_once_n
     (data / name).unlink()
     os.mkfifo(data / name) if kind == "fifo" else os.mkdir(data / name)
 
-    # When root uses the queue, then it does not hang but refuses, naming the FIFO
-    try:
-        done = subprocess.run([sys.executable, "-c", FIFO_CHILD, str(data / "queue.tsv"),
-                               operation, job_id], capture_output=True, text=True, timeout=20,
-                              cwd=ROOT)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"{operation} blocked on the {kind} at {name} for 20 s")
+    # When root uses the queue, then it does not hang but refuses, naming what is there
+    out = run_child(data / "queue.tsv", operation, job_id, what=f"the {kind} at {name}")
     if operation == "get_job" and name == "queue.lock":
-        assert done.returncode == 0 and done.stdout == "", done.stderr  # readers take no lock
+        assert json.loads(out)["id"] == job_id  # readers take no lock
         return
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("QueueError:") and str(data / name) in done.stdout
-    assert "not a regular file" in done.stdout
+    assert out.startswith("QueueError:") and str(data / name) in out
+    assert "not a regular file" in out
 
 
 # --- creation: the file is exactly the table dbbasic-tsv creates --------------------------
@@ -498,3 +512,118 @@ def test_dbbasic_tsv_inserting_while_enqueuers_and_workers_run_loses_nothing(tmp
     queue.process_jobs({"send_email": lambda payload: seen.update([payload["key"]])})
     assert [key for key, count in seen.items() if count != 1] == []
     assert len(seen) == 2301
+
+
+# --- beyond the list: the other files beside the queue (archive, tracebacks, liveness) ---
+
+def finished_line(job_id: str, finished_at: int) -> bytes:
+    return job_line(job_id, "send_email", "{}", "completed", finished_at - 5, finished_at, 1,
+                    "", '"ok"')
+
+
+def queue_with_an_old_finished_job(data: Path):
+    """A queue file holding a pending job and a job finished two hours ago (to move to its
+    archive file at the next rewrite); returns the finished job's id and its day."""
+    queue = Queue(data / "queue.tsv")
+    queue.enqueue("send_email", {"key": 1})
+    finished_at = int(time.time()) - 7200
+    with open(queue.path, "ab") as file:
+        file.write(finished_line("feedfacefeedface", finished_at))
+    return "feedfacefeedface", day_of(finished_at)
+
+
+def test_a_fifo_planted_as_a_worker_liveness_file_does_not_stall_the_worker(tmp_path):
+    # Given a queue with a pending job, and a FIFO where a worker's liveness file could be
+    data = tmp_path / "data"
+    Queue(data / "queue.tsv").enqueue("send_email", {"key": 1})
+    os.mkfifo(data / "queue.worker-0123456789abcdef.lock")
+
+    # When a worker runs, then it does not wait on the FIFO: it runs the job
+    assert run_child(data / "queue.tsv", "process_jobs", what="a worker's FIFO") == "1\n"
+
+
+def test_a_fifo_planted_as_an_archive_file_is_refused_and_no_finished_job_is_lost(tmp_path):
+    # Given a job finished two hours ago, and a FIFO where its archive file would be
+    data = tmp_path / "data"
+    finished, day = queue_with_an_old_finished_job(data)
+    fifo = data / f"queue.{day}.tsv"
+    os.mkfifo(fifo)
+
+    # When a worker runs (and would move the finished job to that day's file)
+    out = run_child(data / "queue.tsv", "process_jobs", what="an archive FIFO")
+
+    # Then it refuses, naming the FIFO, and the finished job is still in the queue file
+    assert out.startswith("QueueError:") and str(fifo) in out and "not a regular file" in out
+    assert finished in (data / "queue.tsv").read_text()
+
+
+@pytest.mark.parametrize("kind", ["symlink", "fifo"])
+def test_an_archive_file_planted_as_a_symlink_or_fifo_is_refused_when_looking_a_job_up(
+        tmp_path, outside, kind):
+    # Given a queue, and in data/ an archive file name that is a FIFO, or a symlink to a
+    # file outside that holds a job line
+    data = tmp_path / "data"
+    Queue(data / "queue.tsv").enqueue("send_email", {"key": 1})
+    planted = data / f"queue.{day_of(int(time.time()) - 86400)}.tsv"
+    if kind == "symlink":
+        (outside / "planted.tsv").write_bytes(
+            NEW_HEADER + finished_line("feedfacefeedface", int(time.time()) - 86400))
+        plant(planted, outside / "planted.tsv")
+    else:
+        os.mkfifo(planted)
+
+    # When root looks up a job that is not in the queue file
+    out = run_child(data / "queue.tsv", "get_job", "feedfacefeedface", what=f"an archive {kind}")
+
+    # Then it refuses, naming the planted file, and reads nothing through it
+    assert out.startswith("QueueError:") and str(planted) in out, out
+
+
+def test_a_fifo_planted_as_a_traceback_file_does_not_stall_reading_or_writing_tracebacks(
+        tmp_path):
+    # Given a FIFO where today's traceback file would be
+    data = tmp_path / "data"
+    queue = Queue(data / "queue.tsv")
+    job_id = queue.enqueue("fail", {"key": 1})
+    os.mkfifo(data / f"queue.tracebacks.{day_of(int(time.time()))}.tsv")
+
+    # When a worker records a failure with a traceback longer than a pipe holds, and the
+    # tracebacks of the job are read, then neither waits on the FIFO
+    code = ("import sys; from dbbasic_queue import Queue\n"
+            "def fail(payload): raise RuntimeError('x' * 200000)\n"
+            "print(Queue(sys.argv[1]).process_jobs({'fail': fail}, max_attempts=1))")
+    try:
+        ran = subprocess.run([sys.executable, "-c", code, str(queue.path)], capture_output=True,
+                             text=True, timeout=20, cwd=ROOT)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the worker blocked on a FIFO planted as a traceback file")
+    assert ran.returncode == 0 and ran.stdout == "1\n", ran.stderr
+    assert queue.get_job(job_id)["status"] == "failed"
+    assert run_child(queue.path, "tracebacks", job_id, what="a traceback FIFO") == "[]\n"
+
+
+def test_archive_and_traceback_files_are_as_shared_as_the_queue_file(tmp_path):
+    setfacl, getfacl = require_tool("setfacl"), require_tool("getfacl")
+    # Given a queue file shared through an ACL, with a job finished two hours ago and a job
+    # that will fail
+    data = tmp_path / "data"
+    finished, day = queue_with_an_old_finished_job(data)
+    queue = Queue(data / "queue.tsv")
+    queue.enqueue("fail", {"key": 2})
+    subprocess.run([setfacl, "-m", "u:65534:rw", str(queue.path)], check=True, timeout=30)
+
+    def acl(path):
+        return subprocess.run([getfacl, "-n", "--omit-header", str(path)], check=True,
+                              capture_output=True, text=True, timeout=30).stdout
+
+    # When a worker moves the finished job to its archive file and keeps a traceback
+    def fail(payload):
+        raise RuntimeError("smtp down")
+    queue.process_jobs({"send_email": lambda payload: None, "fail": fail}, max_attempts=1)
+
+    # Then the new files have the queue file's ACL, as they have its owner and mode
+    archive, tracebacks = queue.archive.files(), queue.traceback_files.files()
+    assert [path.name for _, path in archive] == [f"queue.{day}.tsv"] and len(tracebacks) == 1
+    assert "user:65534:rw-" in acl(queue.path)
+    for path in (archive[0][1], tracebacks[0]):
+        assert acl(path) == acl(queue.path)
