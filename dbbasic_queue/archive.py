@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple
 
 from .errors import QueueError
+from .files import check_regular, fsync_directory, keep_mode_and_owner, open_own
 from .job import HEADER
-from .files import fsync_directory, keep_mode_and_owner
 from .storage import TEMP_PREFIX, Table
 
 ARCHIVE_AFTER_SECONDS = 3600  # a finished job stays in queue.tsv at least this long
@@ -82,7 +82,9 @@ class Archive:
         needle = b"\n" + prefix
         for _, path in self.files(newest_first=True):
             try:
-                with open(path, "rb") as file, contextlib.closing(
+                fd = open_own(str(path), os.O_RDONLY)  # a planted link or FIFO is refused
+                check_regular(fd, str(path))
+                with open(fd, "rb") as file, contextlib.closing(
                         mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)) as data:
                     at = data.rfind(needle)
                     if at < 0:
@@ -119,15 +121,13 @@ class Archive:
         header and the live file's mode and owner (``model``) if new. Called under the lock."""
         target = self.path(day)
         try:
-            fd = os.open(target, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
-                         model.st_mode & 0o666)
-        except OSError as error:
-            raise QueueError(f"cannot write the archive file {target} ({error.strerror}); if it "
-                             f"is a symbolic link, remove it: the queue follows none") from None
+            fd = open_own(str(target), os.O_RDWR | os.O_APPEND | os.O_CREAT, model.st_mode & 0o666)
+        except OSError as error:  # a planted link or FIFO is a QueueError saying so
+            raise QueueError(f"cannot write the archive file {target} ({error.strerror})") from None
+        size = check_regular(fd, str(target)).st_size  # a FIFO would swallow the lines
         try:
-            size = os.fstat(fd).st_size
             if size == 0:
-                keep_mode_and_owner(fd, model, target)
+                keep_mode_and_owner(fd, model, target, attributes_of=str(self.queue_path))
                 os.write(fd, HEADER)
                 fsync_directory(self.directory)
             elif os.pread(fd, 1, size - 1) != b"\n":

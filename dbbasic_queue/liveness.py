@@ -18,10 +18,14 @@ import fcntl
 import os
 import re
 import secrets
+import stat
 from pathlib import Path
 from typing import Optional
 
 _TOKEN = re.compile(r"[0-9a-f]{16}\Z")
+# Never through a symbolic link, and O_NONBLOCK: a FIFO planted under a worker file's name
+# (the web user can write the directory) must not make a worker wait in open() forever.
+_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
 def new_token() -> str:
@@ -70,14 +74,16 @@ class WorkerLocks:
         if not is_token(token):
             return None
         try:
-            fd = os.open(self.path(token), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            fd = os.open(self.path(token), _READ)
         except FileNotFoundError:
             return False
         except OSError as error:
-            if error.errno == errno.ELOOP:
-                return None  # a planted symlink proves nothing
+            if error.errno in (errno.ELOOP, errno.ENXIO):
+                return None  # a planted symlink (or socket) proves nothing
             raise
         try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None  # nor does a planted FIFO or directory
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
             return True
@@ -99,11 +105,12 @@ class WorkerLocks:
             if not is_token(token):
                 continue
             try:
-                fd = os.open(self.directory / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                fd = os.open(self.directory / name, _READ)
             except OSError:
                 continue
             try:
-                if os.fstat(fd).st_mtime > now - 60:
+                status = os.fstat(fd)
+                if status.st_mtime > now - 60 or not stat.S_ISREG(status.st_mode):
                     continue
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 os.unlink(self.directory / name)  # ours now: its run is dead

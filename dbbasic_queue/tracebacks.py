@@ -11,6 +11,7 @@ attempt; retention deletes whole files, as it does archive files.
 import calendar
 import contextlib
 import json
+import logging
 import os
 import re
 import time
@@ -18,9 +19,12 @@ import traceback
 from pathlib import Path
 from typing import Any, Dict, List
 
+from .errors import QueueError
+from .files import check_regular, keep_mode_and_owner, open_own
 from .job import job_with_id_prefix, to_json
-from .files import keep_mode_and_owner
 from .storage import Table
+
+logger = logging.getLogger("dbbasic_queue")
 
 MAX_TRACEBACK_CHARS = 8000
 COLUMNS = ("id", "attempt", "failed_at", "error", "exception", "traceback")
@@ -71,13 +75,17 @@ class Tracebacks:
                           _field(to_json(format_traceback(exception))))) + "\n"
         path = self.path(day)
         with Table(path, lock_path=self.lock_path).lock():
-            fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW |
-                         os.O_CLOEXEC, 0o644)
             try:
-                size = os.fstat(fd).st_size
+                fd = open_own(str(path), os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+                size = check_regular(fd, str(path)).st_size
+            except QueueError as error:  # a planted link or FIFO: help lost, not the record
+                logger.warning("%s; the traceback of job %s is not kept", error, job_id)
+                return
+            try:
                 if size == 0:
                     with contextlib.suppress(FileNotFoundError):
-                        keep_mode_and_owner(fd, os.stat(self.queue_path), path)
+                        keep_mode_and_owner(fd, os.stat(self.queue_path), path,
+                                            attributes_of=str(self.queue_path))
                     os.write(fd, HEADER)
                 elif os.pread(fd, 1, size - 1) != b"\n":
                     os.write(fd, b"\n")  # a line cut short stays one line
@@ -117,10 +125,12 @@ class Tracebacks:
 
 
 def _lines(path: Path):
-    """The complete lines after the header (none if the file went away or is a symlink)."""
+    """The complete lines after the header (none if the file went away, or is a symlink or
+    something else than a regular file)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
+        fd = open_own(str(path), os.O_RDONLY)
+        check_regular(fd, str(path))
+    except (OSError, QueueError):
         return
     with open(fd, "rb") as file:
         file.readline()
