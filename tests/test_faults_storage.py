@@ -6,6 +6,7 @@ wait is bounded and every child is reaped."""
 
 import collections
 import errno
+import fcntl
 import json
 import os
 import shutil
@@ -627,3 +628,47 @@ def test_archive_and_traceback_files_are_as_shared_as_the_queue_file(tmp_path):
     assert "user:65534:rw-" in acl(queue.path)
     for path in (archive[0][1], tracebacks[0]):
         assert acl(path) == acl(queue.path)
+
+
+def wait_for(condition, what: str, seconds: float = WAIT_SECONDS / 2):
+    """The first true value of ``condition()``, polled until ``seconds`` pass."""
+    deadline = time.monotonic() + seconds
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+def test_a_spool_file_swapped_for_a_symlink_mid_rewrite_brings_nothing_from_outside(
+        tmp_path, outside, spawn):
+    # Given a job finished two hours ago, a root-only file outside, and the queue's lock held
+    # here, so that a worker stops after spooling the job for its archive file, before its
+    # commit
+    data = tmp_path / "data"
+    finished, day = queue_with_an_old_finished_job(data)
+    (outside / "secret.txt").write_bytes(b"first line\nroot-only secret\n")
+    lock = os.open(data / "queue.lock", os.O_RDONLY)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+        worker = spawn(sys.executable, "-c", CHILD, data / "queue.tsv", "process_jobs", "-")
+
+        def spool_file():
+            # Two temporary files: the rewrite's copy (written and fsynced before the lock)
+            # and the spool (still in its buffer)
+            sizes = {path: path.stat().st_size for path in data.glob(".dbbasic-queue-*.tmp")}
+            empty = [path for path, size in sizes.items() if size == 0]
+            return empty[0] if len(sizes) == 2 and len(empty) == 1 else None
+        spooled = wait_for(spool_file, "the worker's spool file")
+
+        # When the web user swaps the spool file for a symlink to the root-only file
+        spooled.unlink()
+        os.symlink(outside / "secret.txt", spooled)
+    finally:
+        os.close(lock)
+    assert finish(worker) == "1\n"
+
+    # Then the archive file holds the finished job, and nothing read through the link
+    archive = (data / f"queue.{day}.tsv").read_bytes()
+    assert finished.encode() in archive and b"root-only secret" not in archive
