@@ -116,9 +116,10 @@ class Archive:
                     os.unlink(path)
         return len(expired)
 
-    def take(self, day: str, spooled: Path, model: os.stat_result) -> None:
-        """Append the lines spooled in ``spooled`` to the file of ``day``, creating it with the
-        header and the live file's mode and owner (``model``) if new. Called under the lock."""
+    def take(self, day: str, spooled, model: os.stat_result) -> None:
+        """Append the lines spooled in the file ``spooled`` (open for reading, at its start) to
+        the file of ``day``, creating it with the header and the live file's mode and owner
+        (``model``) if new. Called under the lock."""
         target = self.path(day)
         try:
             fd = open_own(str(target), os.O_RDWR | os.O_APPEND | os.O_CREAT, model.st_mode & 0o666)
@@ -132,14 +133,13 @@ class Archive:
                 fsync_directory(self.directory)
             elif os.pread(fd, 1, size - 1) != b"\n":
                 os.write(fd, b"\n")  # end a line cut short by a full disk or a kill
-            with open(spooled, "rb") as source:
-                source.readline()  # its header
-                already = _lines_in_tail(fd, size, os.fstat(source.fileno()).st_size)
-                for block in _lines_in_blocks(source):
-                    if already:
-                        block = b"".join(line for line in block.splitlines(keepends=True)
-                                         if line not in already)
-                    _write_all(fd, block)
+            spooled.readline()  # its header
+            already = _lines_in_tail(fd, size, os.fstat(spooled.fileno()).st_size)
+            for block in _lines_in_blocks(spooled):
+                if already:
+                    block = b"".join(line for line in block.splitlines(keepends=True)
+                                     if line not in already)
+                _write_all(fd, block)
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -160,7 +160,9 @@ class Spool:
         if entry is None:
             fd, temp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=".tmp",
                                         dir=self.archive.directory)
-            entry = self.files[day] = (open(fd, "wb", buffering=_BLOCK), temp)
+            # Read back through this descriptor, never by name: the directory may be writable
+            # by another user, who could swap the name for a link to a file of root's.
+            entry = self.files[day] = (open(fd, "w+b", buffering=_BLOCK), temp)
             entry[0].write(HEADER)
         entry[0].write(line)
         self.count += 1
@@ -168,9 +170,9 @@ class Spool:
     def commit(self) -> None:
         """Append the spooled lines to their archive files; with the lock held."""
         model = os.stat(self.archive.queue_path) if self.files else None
-        for day, (file, temp) in sorted(self.files.items()):
-            file.flush()
-            self.archive.take(day, Path(temp), model)
+        for day, (file, _) in sorted(self.files.items()):
+            file.seek(0)  # flushes what is buffered
+            self.archive.take(day, file, model)
         self.abandon()
 
     def abandon(self) -> None:
