@@ -52,14 +52,20 @@ def default_queue() -> Queue:
     Its file is ``$DBBASIC_QUEUE_FILE`` or ``data/queue.tsv``, relative to the current
     directory; ``DBBASIC_QUEUE_DURABLE=1`` makes every enqueue fsync. With
     ``DBBASIC_QUEUE_URL=redis://...`` it is an RQQueue on that Redis instead (see
-    ``rq_backend``; needs the ``rq`` extra). ``use_queue`` overrides the choice.
+    ``rq_backend``; needs the ``rq`` extra, else QueueError names it). ``use_queue``
+    overrides the choice.
     """
     if "chosen" in _queues:
         return _queues["chosen"]
     url = os.environ.get("DBBASIC_QUEUE_URL")
     if url:
         if ("rq", url) not in _queues:
-            from .rq_backend import RQQueue
+            try:
+                from .rq_backend import RQQueue
+            except ImportError as error:
+                raise QueueError(f"DBBASIC_QUEUE_URL is set, and the Redis backend needs the rq "
+                                 f"extra: pip install 'dbbasic-queue[rq]' ({error}); or unset "
+                                 f"DBBASIC_QUEUE_URL to use the TSV file") from error
             _queues[("rq", url)] = RQQueue(url)
         return _queues[("rq", url)]
     path = os.path.abspath(os.environ.get("DBBASIC_QUEUE_FILE") or DEFAULT_PATH)
@@ -111,8 +117,14 @@ def enqueue_on_commit(job_type: str, payload: dict, run_at: Optional[float] = No
                       using: Optional[str] = None, **options) -> str:
     """Enqueue when the current Django transaction commits (at once outside one), so the
     job never runs before the rows it needs exist; returns the job's id. ``using`` names
-    the database, as in Django's ``transaction.on_commit``."""
-    from django.db import transaction  # only for Django projects: no dependency otherwise
+    the database, as in Django's ``transaction.on_commit``. Without Django installed,
+    QueueError says so."""
+    try:
+        from django.db import transaction  # only for Django projects: no dependency otherwise
+    except ImportError as error:
+        raise QueueError(f"enqueue_on_commit needs Django ({error}): pip install django, or "
+                         f"use enqueue_after(your_framework_on_commit, ...) outside "
+                         f"Django") from error
     return enqueue_after(lambda write: transaction.on_commit(write, using=using),
                          job_type, payload, run_at, **options)
 

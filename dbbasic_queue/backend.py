@@ -48,6 +48,10 @@ class Backend(Protocol):
 
     def get_job(self, job_id: str) -> Optional[Dict[str, Any]]: ...
 
+    def job_options(self, job_id: str) -> Optional[Dict[str, Any]]:
+        """The options the job was enqueued with (unique_key, max_attempts, timeout), or
+        None if there is no such job."""
+
     def cancel_job(self, job_id: str) -> bool: ...
 
     def tracebacks(self, job_id: str) -> List[Dict[str, Any]]:
@@ -59,6 +63,9 @@ class Backend(Protocol):
     def retry_failed(self, job_type: Optional[str] = None) -> int: ...
 
     def run_now(self, job_id: str, force: bool = False) -> bool: ...
+
+    def run_now_all(self, job_type: Optional[str] = None) -> int:
+        """run_now for every pending job not due yet (of ``job_type``); returns how many."""
 
     def purge(self, older_than: float, statuses: Sequence[str] = ("completed", "cancelled")) -> int: ...
 

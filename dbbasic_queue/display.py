@@ -85,3 +85,21 @@ def size(count: float) -> str:
             return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
         count /= 1024
     return f"{count:.1f} GB"
+
+
+def plural(count: int, noun: str, many: str = "") -> str:
+    """``1 job``, ``2 jobs`` (``many``: the plural, if not noun + s)."""
+    return f"{count} {noun}" if count == 1 else f"{count} {many or noun + 's'}"
+
+
+def shorten(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters, ending in an ellipsis if it was cut."""
+    return text if len(text) <= width else text[:width - 1] + "\u2026"
+
+
+def duration_text(seconds: float) -> str:
+    """A duration in its largest whole unit: ``7d``, ``36h``, ``90m``, ``45s``, ``0.5s``."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size:.0f}{unit}"
+    return f"{seconds:g}s"

@@ -7,7 +7,6 @@ The admin verbs (cancel, retry, purge) are atomic rewrites; the worker is in ``w
 import contextlib
 import itertools
 import logging
-import os
 import random
 import secrets
 import threading
@@ -15,6 +14,7 @@ import time
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional
 
 from . import backend, transitions
+from .admin import bring_back, purge_archives
 from .backend import (DEFAULT_LEASE_SECONDS, DEFAULT_MAX_ATTEMPTS, DEFAULT_PATH,
                       DEFAULT_RETENTION_SECONDS)
 from .checks import check_number, checked_job_type, checked_run_at, payload_json
@@ -23,7 +23,7 @@ from .claim import DROP, EachJob
 from .errors import CorruptLineError
 from .job import (FINISHED, as_dict, corrupt_message, job_line, job_with_id_prefix, line_id,
                   parse_line)
-from .options import encode_options, register
+from .options import WORKER_KEY, decode_options, encode_options, register
 from .stats import queue_stats
 from .storage import Table
 from .tracebacks import Tracebacks
@@ -93,7 +93,8 @@ class Queue:
         does), hands ``register_callback`` a function that writes the job, and returns the
         id the job will have. ``register_callback`` is, say, Django's
         ``transaction.on_commit``; if it never calls the function (a rollback), there is no
-        job. With a ``unique_key``, the id kept may be the twin's, found at commit."""
+        job. With a ``unique_key``, the id kept may be the twin's, found at commit: the
+        function returns the id kept."""
         prepared = self._prepare(job_type, payload, run_at, **options)
         register_callback(lambda: self._write(*prepared))
         return prepared[0]
@@ -133,6 +134,20 @@ class Queue:
             number = number or self.archive.line_number(path, job.to_line())
             raise CorruptLineError(corrupt_message(path, number, error)) from None
 
+    def job_options(self, job_id: str) -> Optional[Dict[str, Any]]:
+        """The options the job was enqueued with (unique_key, max_attempts, timeout; those
+        not given are absent), or None if there is no such job."""
+        found = self._find(job_id)
+        if found is None:
+            return None
+        job, number, path = found
+        try:
+            options = decode_options(job.options)
+        except ValueError as error:
+            number = number or self.archive.line_number(path, job.to_line())
+            raise CorruptLineError(corrupt_message(path, number, error)) from None
+        return {key: value for key, value in options.items() if key != WORKER_KEY}
+
     def tracebacks(self, job_id: str) -> List[Dict[str, Any]]:
         """The tracebacks of a job's failed attempts kept in the last retention period,
         oldest first: dicts of attempt, failed_at, error, exception (its class path) and
@@ -155,20 +170,8 @@ class Queue:
         if found is None or transitions.retry(found[0], now) is None:
             return False
         if found[2] != self.path:
-            return self._bring_back(found[0], found[2], transitions.retry(found[0], now))
+            return bring_back(self, found[0], found[2], transitions.retry(found[0], now))
         return self.update_each(lambda job: transitions.retry(job, now), only_id=job_id) == 1
-
-    def _bring_back(self, job, archived_in, new) -> bool:
-        """Put an archived job's new version in the live file, then drop it from its archive
-        file (a crash in between leaves both; the live one wins)."""
-        prefix = job.id.encode() + b"\t"
-        twin = self.table.append(new.to_line(), durable=self.durable,
-                                 unless=lambda fd: "there" if _has_line(fd, prefix) else None)
-        if twin is not None:
-            return False
-        self.archive.table_of(archived_in).rewrite(
-            lambda: EachJob(lambda old: DROP, only_id=job.id))
-        return True
 
     def run_now(self, job_id: str, force: bool = False) -> bool:
         """Make a pending job (waiting for its run_at or a retry) due now, keeping its
@@ -180,6 +183,13 @@ class Queue:
             return False
         return self.update_each(lambda job: transitions.run_now(job, now, force),
                                 only_id=job_id) == 1
+
+    def run_now_all(self, job_type: Optional[str] = None) -> int:
+        """run_now for every pending job not due yet (of ``job_type``, if given), in one
+        rewrite; returns how many. Processing jobs are left to their leases."""
+        now = self.clock()
+        return self.update_each(lambda job: transitions.run_now(job, now) if (
+            job.status == "pending" and job.run_at > now and job_type in (None, job.type)) else None)
 
     def retry_failed(self, job_type: Optional[str] = None) -> int:
         """retry_job for every failed job (of ``job_type``, if given); returns how many."""
@@ -199,14 +209,8 @@ class Queue:
         before = self.clock() - older_than
 
         def change(job):
-            return DROP if job.status in statuses and max(job.created_at, job.run_at) < before else None
-        purged = self.update_each(change)
-        for _, path in self.archive.files():
-            edit = self.archive.table_of(path).rewrite(lambda: EachJob(change))
-            purged += 0 if edit is None else edit.count
-            if edit is not None and edit.count and not any(True for _ in self.archive.table_of(path).lines()):
-                os.unlink(path)  # an archive file with no job left
-        return purged
+            return DROP if transitions.is_purged(job, statuses, before) else None
+        return self.update_each(change) + purge_archives(self, change)
 
     def update_each(self, change: Callable, only_id: Optional[str] = None) -> int:
         """Apply ``change(job) -> new Job | claim.DROP | None`` to every readable job (or
@@ -292,10 +296,3 @@ class Queue:
         stop = stop or threading.Event()
         with stop_on_signals(stop) if handle_signals else contextlib.nullcontext():
             return work_loop(self, options, bounds, stop)
-
-
-def _has_line(fd: int, prefix: bytes) -> bool:
-    """Whether the file open at ``fd`` has a line starting with ``prefix``."""
-    with open(os.dup(fd), "rb") as file:
-        file.seek(0)
-        return any(line.startswith(prefix) for line in file)

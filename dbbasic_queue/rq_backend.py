@@ -30,7 +30,7 @@ from .errors import CorruptLineError, UnsupportedError
 from .job import Job, parse_line
 from .options import decode_options, register
 from .queue import Queue
-from .rq_jobs import DISPATCHER, SERIALIZER, ForeignJobError, SafeJob, read_job
+from .rq_jobs import DISPATCHER, SERIALIZER, ForeignJobError, SafeJob, read_job, read_options
 from .rq_listing import job_dicts, summary
 from .rq_worker import DispatchWorker, dispatch, refuse_options
 from .transitions import retry_delay
@@ -84,9 +84,9 @@ class RQQueue:
         the function it is given (at commit), and returns the id the job will have."""
         prepared = self._prepare(job_type, payload, run_at, **options)
 
-        def write() -> None:
+        def write() -> str:
             with self._reaching():
-                self._add(*prepared)
+                return self._add(*prepared)
         register_callback(write)
         return prepared[0]
 
@@ -149,6 +149,12 @@ class RQQueue:
             kept = job.meta.get("tracebacks")
         return [entry for entry in kept if isinstance(entry, dict)] if isinstance(kept, list) else []
 
+    def job_options(self, job_id: str) -> Optional[Dict[str, Any]]:
+        """As Queue.job_options: max_attempts (fixed at enqueue on RQ) and timeout, if any."""
+        with self._reaching():
+            job = self._fetch(job_id)
+            return None if job is None else read_options(job)
+
     def cancel_job(self, job_id: str) -> bool:
         """As Queue.cancel_job: only a pending job is cancelled."""
         with self._reaching():
@@ -181,6 +187,13 @@ class RQQueue:
             if self.rq.scheduled_job_registry.remove(job):  # else the scheduler queued it
                 self.rq.enqueue_job(job)
             return True
+
+    def run_now_all(self, job_type: Optional[str] = None) -> int:
+        """As Queue.run_now_all: the scheduled jobs of ours (of ``job_type``) queued now."""
+        now = time.time()
+        waiting = [job["id"] for job in self.jobs() if job["status"] == "pending" and
+                   job["run_at"] > now and job_type in (None, job["type"])]
+        return sum(1 for job_id in waiting if self.run_now(job_id))
 
     def purge(self, older_than: float, statuses=("completed", "cancelled")) -> int:
         raise self._unsupported("purge")

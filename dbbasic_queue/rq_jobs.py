@@ -127,6 +127,14 @@ def read_job(job: RQJob, schedule=None, refresh: bool = True) -> Dict[str, Any]:
             "error": error if isinstance(error, str) and error else None, "result": result}
 
 
+def read_options(job: RQJob) -> Dict[str, Any]:
+    """The options one of our jobs was enqueued with (max_attempts, timeout); raises
+    ForeignJobError for any other job."""
+    read_job(job)
+    meta = job.meta
+    return {key: meta[key] for key in ("max_attempts", "timeout") if meta.get(key) is not None}
+
+
 def _scheduled_time(schedule, job: RQJob) -> Optional[int]:
     try:
         return int(schedule.get_scheduled_time(job).timestamp())

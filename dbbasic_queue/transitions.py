@@ -104,6 +104,16 @@ def run_now(job: Job, now: float, force: bool = False) -> Optional[Job]:
     return None
 
 
+def is_purged(job, statuses, before: float) -> bool:
+    """Whether ``purge`` removes the job (a Job or a get_job dict): one of ``statuses``,
+    whose last activity, the later of created_at and run_at, is before ``before``."""
+    if isinstance(job, dict):
+        status, created_at, run_at = job["status"], job["created_at"], job["run_at"]
+    else:
+        status, created_at, run_at = job.status, job.created_at, job.run_at
+    return status in statuses and max(created_at, run_at) < before
+
+
 def is_past_retention(job: Job, drop_before: float) -> bool:
     """A completed or cancelled job whose last activity is before ``drop_before``; failed
     jobs are kept until purged."""

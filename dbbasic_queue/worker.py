@@ -19,6 +19,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional
 from . import transitions
 from .checks import check_handlers, check_number
 from .claim import ClaimEditor, ClaimOutcome, Held
+from .display import duration_text, plural
 from .job import Job, error_text, result_json
 from .liveness import WorkerLocks, new_token
 from .options import Retry
@@ -270,8 +271,8 @@ class WorkerRun:
         job = transitions.fail(held.original, text, self.queue.clock(), held.claimed_at,
                                held.max_attempts, random=self.queue.random)
         if job.status == "failed":
-            logger.error("job %s %s failed for good after %d attempts: %s", job.id, job.type,
-                         held.attempt, text)
+            logger.error("job %s %s failed for good after %s: %s", job.id, job.type,
+                         plural(held.attempt, "attempt"), text)
         else:
             logger.warning("job %s %s failed (attempt %d of %d): %s; next try at %s", job.id,
                            job.type, held.attempt, held.max_attempts, text, utc(job.run_at))
@@ -360,20 +361,16 @@ class WorkerRun:
             logger.warning("job %s %s: the worker of attempt %d stopped without a result; "
                            "trying again", job.id, job.type, job.attempts)
         if outcome.dropped and edit_changed:
-            logger.info("dropped %d completed or cancelled jobs older than %s days (retention)",
-                        outcome.dropped, f"{self.options.retention_seconds / 86400:g}")
+            logger.info("dropped %s older than %s (retention)",
+                        plural(outcome.dropped, "completed or cancelled job"),
+                        duration_text(self.options.retention_seconds))
         if outcome.archived and edit_changed:
-            logger.info("moved %d finished jobs to the archive files", outcome.archived)
+            logger.info("moved %s to the archive files", plural(outcome.archived, "finished job"))
         for line, reason in outcome.corrupt:
             if line not in self.reported:
                 self.reported.add(line)
                 logger.warning("%s: a corrupt line, left as it is (%s): %s", self.queue.path,
                                reason, line[:120].decode("utf-8", "replace").rstrip())
-
-
-def plural(count: int, noun: str) -> str:
-    """``1 job``, ``2 jobs``."""
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def utc(timestamp: float) -> str:
