@@ -1,17 +1,18 @@
 """The command line: ``dbbasic-queue [--file PATH] COMMAND ...`` (also ``python -m dbbasic_queue``).
 
 Exit codes: 0 done; 1 no such job, or the job is not in a state the command applies to;
-2 a mistake in the command (arguments, JSON, status, duration, a handlers path that does not
-import, a value too large or too deeply nested), or a command or option the backend does not
-support; 3 the queue cannot be used (not a queue file; a corrupt line, a foreign job in Redis
-or a job too deep to read, asked for); 4 the queue's storage cannot be read or written
-(permissions, a full disk, a file size limit, Redis out of reach). Every error is one line on
-stderr. A closed output (``| head``) ends quietly with 141, as SIGPIPE would; Ctrl-C with 130.
-Job fields are shown with their control characters escaped; ``--json`` is exact.
+2 a mistake in the command (arguments, JSON, status, duration, time, a handlers module that
+does not import, a value too large or too deeply nested), or a command or option the backend
+does not support; 3 the queue cannot be used (not a queue file; a corrupt line, a foreign job
+in Redis or a job too deep to read, asked for); 4 the queue's storage cannot be read or
+written (permissions, a full disk, a file size limit, Redis out of reach). Every error is one
+line on stderr (after the traceback of a handlers module that raised on import). A closed
+output (``| head``) ends quietly with 141, as SIGPIPE would; Ctrl-C with 130. Job fields are
+shown with their control characters escaped; ``--json`` is exact. The looking commands
+(stats, list, show) are in ``cli_show.py``, the grammar in ``cli_args.py``.
 """
 
-import heapq
-import importlib
+import collections
 import json
 import logging
 import os
@@ -19,22 +20,24 @@ import sys
 import time
 from typing import Any, Dict, List, Mapping, Optional
 
-from .backend import FILE, require
-from .cli_args import UsageError, duration, duration_option
+from .backend import DEFAULT_LEASE_SECONDS, DEFAULT_RETENTION_SECONDS, FILE, LEASES, require
+from .cli_args import NO_RETENTION, NotApplicable, UsageError, duration, duration_with_unit
 from .cli_args import parser as _parser
-from .display import SafeFormatter, age, safe, safe_json, size, utc, when
+from .cli_handlers import load_handlers
+from .cli_show import existing, list_command, no_file_message, show_command, stats_command
+from .display import SafeFormatter, age, duration_text, plural, safe, shorten, utc
 from .errors import QueueError, UnsupportedError
-from .job import FINISHED, STATUSES
+from .job import FINISHED
 from .queue import Queue
+from .transitions import is_purged
 
-__all__ = ["main", "duration", "load_handlers"]  # duration: the dashboard's and Django's too
+# duration: the dashboard's and Django's too; duration_with_unit for options that delete
+__all__ = ["main", "duration", "duration_with_unit", "load_handlers"]
 
 EXIT_OK, EXIT_NOT_APPLICABLE, EXIT_USAGE, EXIT_FILE, EXIT_STORAGE = 0, 1, 2, 3, 4
 EXIT_CLOSED_OUTPUT = 141  # as for a process killed by SIGPIPE: `dbbasic-queue list | head`
 
-
-class NotApplicable(Exception):
-    """No such job, or the job is not in a state the command applies to."""
+logger = logging.getLogger("dbbasic_queue")
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -74,7 +77,8 @@ def _queue(args):
         from .rq_backend import RQQueue
     except ImportError as error:
         raise UsageError(f"DBBASIC_QUEUE_URL is set: that needs the rq extra, pip install "
-                         f"'dbbasic-queue[rq]' ({error})") from None
+                         f"'dbbasic-queue[rq]' ({error}); or unset DBBASIC_QUEUE_URL to use "
+                         f"the TSV file") from None
     return RQQueue(url)
 
 
@@ -95,70 +99,14 @@ def _closed_output() -> int:
 
 
 def _fail(code: int, error: Any) -> int:
+    details = getattr(error, "details", "")
+    if details:
+        print(safe(details.rstrip("\n"), keep="\n"), file=sys.stderr)
     print(f"dbbasic-queue: {safe(error)}", file=sys.stderr)
     return code
 
 
-# --- the commands ---------------------------------------------------------------------------
-
-def stats_command(queue, args) -> int:
-    stats = queue.stats()
-    if args.json:
-        print(safe_json(stats, indent=2))
-        return EXIT_OK
-    on_file = FILE in queue.capabilities
-    where = f"{_size_of(stats)}{stats['jobs']} jobs"
-    print(f"{'file' if on_file else 'queue':<9} {safe(queue.describe())} ({where})")
-    print("status    " + ", ".join(f"{s} {n}" for s, n in stats["by_status"].items()))
-    oldest = stats["oldest_due_seconds"]
-    print(f"latency   {'no job waiting' if oldest is None else age(oldest) + ' (oldest due job)'}")
-    next_run = stats["next_run_at"]
-    print(f"next run  {'none scheduled' if next_run is None else when(next_run)}")
-    print(f"failures  {stats['failed_last_hour']} failed in the last hour, "
-          f"{stats['retrying']} pending a retry")
-    if stats["corrupt_lines"]:
-        what = "lines" if on_file else "jobs that are not dbbasic-queue jobs"
-        print(f"corrupt   {stats['corrupt_lines']} {what} (left as they are; see the worker's log)")
-    if stats["by_type"]:
-        print("\nTYPE                      " + " ".join(f"{s:>10}" for s in STATUSES))
-        for job_type, counts in stats["by_type"].items():
-            print(f"{safe(job_type[:25]):<26}" + " ".join(f"{counts[s]:>10}" for s in STATUSES))
-    return EXIT_OK
-
-
-def list_command(queue, args) -> int:
-    if args.limit < 1:
-        raise UsageError(f"--limit must be at least 1, not {args.limit}")
-    chosen = (job for job in queue.jobs()
-              if args.status in (None, job["status"]) and args.type in (None, job["type"]))
-    numbered = ((job["created_at"], number, job) for number, job in enumerate(chosen))
-    jobs = [job for _, _, job in heapq.nlargest(args.limit, numbered, key=lambda t: t[:2])]
-    if args.json:
-        print(safe_json(jobs, indent=2))
-        return EXIT_OK
-    print(f"{'ID':<16}  {'TYPE':<20} {'STATUS':<10} {'TRIES':>5}  {'CREATED':<19}  {'RUN AT':<19}  ERROR")
-    for job in jobs:
-        print(f"{safe(job['id']):<16}  {safe(job['type'][:20]):<20} {job['status']:<10} "
-              f"{job['attempts']:>5}  {utc(job['created_at'])}  {utc(job['run_at'])}  "
-              f"{safe((job['error'] or '')[:60])}")
-    return EXIT_OK
-
-
-def show_command(queue, args) -> int:
-    job = _existing(queue, args.id)
-    if args.json:
-        print(safe_json(job, indent=2))
-        return EXIT_OK
-    for key in ("id", "type", "status", "attempts"):
-        print(f"{key:<11} {safe(job[key])}")
-    for key in ("created_at", "run_at"):
-        print(f"{key:<11} {job[key]} ({utc(job[key])} UTC)")
-    print(f"{'error':<11} {safe(job['error']) if job['error'] is not None else '-'}")
-    for key in ("payload", "result"):
-        pretty = safe_json(job[key], indent=2).replace("\n", "\n" + " " * 12)
-        print(f"{key:<11} {pretty}")
-    return EXIT_OK
-
+# --- the commands that change the queue ------------------------------------------------------
 
 def enqueue_command(queue, args) -> int:
     try:
@@ -171,9 +119,21 @@ def enqueue_command(queue, args) -> int:
     if not isinstance(payload, dict):
         raise UsageError(f"the payload must be a JSON object ({{...}}), not {type(payload).__name__}")
     run_at = args.at if args.delay is None else time.time() + args.delay
+    options = dict(unique_key=args.unique_key, max_attempts=args.max_attempts,
+                   timeout=args.timeout)
     try:
-        job_id = queue.enqueue(args.type, payload, run_at, unique_key=args.unique_key,
-                               max_attempts=args.max_attempts, timeout=args.timeout)
+        if args.unique_key is None:
+            job_id = queue.enqueue(args.type, payload, run_at, **options)
+        else:  # enqueue_after's write returns the id kept, so a twin can be told apart
+            kept: List[str] = []
+            planned = queue.enqueue_after(lambda write: kept.append(write()), args.type,
+                                          payload, run_at, **options)
+            job_id = kept[0]
+            if job_id != planned:
+                twin = queue.get_job(job_id)
+                status = twin["status"] if twin else "pending or processing"
+                print(f"dbbasic-queue: a {status} job has this key: {job_id}; nothing was "
+                      f"added", file=sys.stderr)
     except (RecursionError, OverflowError) as error:
         raise UsageError(f"a value of the job is too large or nested too deeply "
                          f"({type(error).__name__}: {error})") from None
@@ -182,7 +142,7 @@ def enqueue_command(queue, args) -> int:
 
 
 def cancel_command(queue, args) -> int:
-    job = _existing(queue, args.id)
+    job = existing(queue, args.id)
     if not queue.cancel_job(args.id):
         raise NotApplicable(f"job {args.id} is {job['status']}; only pending jobs can be cancelled")
     print(f"cancelled {safe(args.id)}")
@@ -191,15 +151,48 @@ def cancel_command(queue, args) -> int:
 
 def retry_command(queue, args) -> int:
     if args.failed:
-        print(f"retrying {queue.retry_failed(args.type)} failed jobs")
+        print(f"retrying {plural(queue.retry_failed(args.type), 'failed job')}")
         return EXIT_OK
     if args.type:
         raise UsageError("--type goes with --failed; to retry one job, give its id alone")
-    job = _existing(queue, args.id)
+    job = existing(queue, args.id)
     if not queue.retry_job(args.id):
         raise NotApplicable(f"job {args.id} is {job['status']}; only failed or cancelled jobs "
                             f"can be retried")
     print(f"retrying {safe(args.id)}")
+    return EXIT_OK
+
+
+def run_now_command(queue, args) -> int:
+    if args.id is None:
+        if args.force:
+            raise UsageError("--force goes with one job's id: putting back every running job "
+                             "at once would run each twice while its worker lives")
+        count = queue.run_now_all(args.type)
+        of_type = f" of type {safe(args.type)}" if args.type else ""
+        print(f"{plural(count, 'waiting job')}{of_type} due now, attempts kept")
+        return EXIT_OK
+    job = existing(queue, args.id)
+    if job["status"] == "processing" and not args.force:
+        lease = job["run_at"] - time.time()
+        held = (f"its lease runs until {utc(job['run_at'])} UTC (in {age(lease)}), so its "
+                f"worker may be running it now" if lease > 0 else
+                f"its lease ended at {utc(job['run_at'])} UTC: a worker takes it again once "
+                f"its own worker is gone")
+        raise NotApplicable(f"job {args.id} is processing (attempt {job['attempts']}); {held}. "
+                            f"--force puts it back to pending, due now: if its worker lives, "
+                            f"the job runs twice at once")
+    if not queue.run_now(args.id, force=args.force):
+        raise NotApplicable(f"job {args.id} is {job['status']}; run-now applies to pending jobs "
+                            f"(and processing ones with --force); dbbasic-queue retry puts a "
+                            f"failed or cancelled job back")
+    if job["status"] == "processing":
+        print(f"dbbasic-queue: job {args.id} was processing: if its worker is still alive, the "
+              f"job now runs twice at once, and that worker's result is not recorded",
+              file=sys.stderr)
+        print(f"{safe(args.id)} is pending, due now (attempt {job['attempts']} not counted)")
+    else:
+        print(f"{safe(args.id)} is due now ({plural(job['attempts'], 'attempt')} so far, kept)")
     return EXIT_OK
 
 
@@ -209,7 +202,15 @@ def purge_command(queue, args) -> int:
     if unknown or not statuses:
         raise UsageError(f"--status takes finished statuses ({', '.join(FINISHED)}), "
                          f"not {', '.join(unknown) or 'nothing'}")
-    print(f"purged {queue.purge(args.older_than, statuses)} jobs")
+    if not args.dry_run:
+        print(f"purged {plural(queue.purge(args.older_than, statuses), 'job')}")
+        return EXIT_OK
+    before = getattr(queue, "clock", time.time)() - args.older_than
+    counts = collections.Counter(job["status"] for job in queue.jobs()
+                                 if is_purged(job, statuses, before))
+    print(f"would purge {plural(sum(counts.values()), 'job')} ("
+          + ", ".join(f"{status} {counts[status]}" for status in statuses)
+          + f") older than {duration_text(args.older_than)}; nothing was deleted")
     return EXIT_OK
 
 
@@ -223,8 +224,8 @@ def migrate_command(queue: Queue, args) -> int:
     target = RQQueue(args.to)
     jobs = migrate(queue, target, dry_run=args.dry_run)
     for job in jobs:
-        print(f"{job.id}  {safe(job.type):<20} run_at {utc(job.run_at)}  attempts {job.attempts}")
-    print(f"{'would move' if args.dry_run else 'moved'} {len(jobs)} pending jobs to "
+        print(f"{job.id}  {safe(job.type):<20} run_at {utc(job.run_at)} UTC  attempts {job.attempts}")
+    print(f"{'would move' if args.dry_run else 'moved'} {plural(len(jobs), 'pending job')} to "
           f"{safe(target.describe())}")
     return EXIT_OK
 
@@ -236,17 +237,33 @@ def work_command(queue, args) -> int:
     if args.lease is not None:  # given: a backend without leases refuses it
         options["lease_seconds"] = args.lease
     if args.retention is not None:
-        options["retention_seconds"] = (None if args.retention.lower() == "none" else
-                                        duration_option("--retention", args.retention))
+        options["retention_seconds"] = None if args.retention == NO_RETENTION else args.retention
     if args.concurrency != 1:  # given: a backend without threads refuses it
         options["concurrency"] = args.concurrency
     _log_to_terminal(args.log_level)
+    logger.info("%s", _start_up_line(queue, args, handlers, options))
+    if FILE in queue.capabilities and not os.path.exists(queue.describe()):
+        logger.info("%s", no_file_message(queue))
     if args.loop:
         ran = queue.work(handlers, args.max_attempts, **options)
     else:
         ran = queue.process_jobs(handlers, args.max_attempts, **options)
-    print(f"ran {ran} jobs")
+    print(f"ran {plural(ran, 'job')}")
     return EXIT_OK
+
+
+def _start_up_line(queue, args, handlers: Mapping[str, Any], options: Dict[str, Any]) -> str:
+    """What a worker runs, on what: which file, which handlers, with which settings."""
+    names = shorten(", ".join(sorted(map(str, handlers))), 300) or "none"
+    settings = []
+    if LEASES in queue.capabilities:
+        settings.append(f"lease {duration_text(options.get('lease_seconds', DEFAULT_LEASE_SECONDS))}")
+    if FILE in queue.capabilities:
+        kept = options.get("retention_seconds", DEFAULT_RETENTION_SECONDS)
+        settings.append(f"retention {'none' if kept is None else duration_text(kept)}")
+    settings += [f"concurrency {args.concurrency}", f"max attempts {args.max_attempts}"]
+    return (f"dbbasic-queue worker{' (loop)' if args.loop else ''} on {queue.describe()}: "
+            f"{plural(len(handlers), 'handler')} ({names}); {', '.join(settings)}")
 
 
 def dashboard_command(queue, args) -> int:
@@ -256,48 +273,16 @@ def dashboard_command(queue, args) -> int:
                credentials_file=args.credentials_file, out=sys.stdout)
 
 
-def load_handlers(spec: str) -> Mapping[str, Any]:
-    """Import ``package.module:name``: a dict of handlers, or an object with ``.handlers``."""
-    module_name, _, name = spec.partition(":")
-    if not module_name or not name:
-        raise UsageError(f"--handlers {spec!r} must look like package.module:name")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())  # as `python -m` would: the app's own modules
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as error:
-        raise UsageError(f"--handlers: cannot import {module_name!r} ({type(error).__name__}: "
-                         f"{error}); run from the app's directory or fix PYTHONPATH") from None
-    found = getattr(module, name, None)
-    handlers = getattr(found, "handlers", found)
-    if not isinstance(handlers, Mapping):
-        raise UsageError(f"--handlers: {spec} is {type(found).__name__}, not a dict of job "
-                         f"type -> function")
-    return handlers
-
-
 # --- helpers --------------------------------------------------------------------------------
-
-def _existing(queue, job_id: str) -> Dict[str, Any]:
-    job = queue.get_job(job_id)
-    if job is None:
-        raise NotApplicable(f"no job {job_id!r} in {queue.describe()} (ids are 16 hex "
-                            f"characters; see dbbasic-queue list)")
-    return job
-
 
 def _log_to_terminal(level: str) -> None:
     """Log lines on stderr, with job types, error texts and URLs escaped."""
     handler = logging.StreamHandler()
     handler.setFormatter(SafeFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    logging.basicConfig(level=level.upper(), handlers=[handler])
-
-
-def _size_of(stats: Dict[str, Any]) -> str:
-    return f"{size(stats['size_bytes'])}, " if "size_bytes" in stats else ""
+    logging.basicConfig(level=level, handlers=[handler])
 
 
 COMMANDS = {"stats": stats_command, "list": list_command, "show": show_command,
             "enqueue": enqueue_command, "cancel": cancel_command, "retry": retry_command,
-            "purge": purge_command, "migrate": migrate_command, "work": work_command,
-            "dashboard": dashboard_command}
+            "run-now": run_now_command, "purge": purge_command, "migrate": migrate_command,
+            "work": work_command, "dashboard": dashboard_command}

@@ -98,7 +98,7 @@ def test_work_runs_the_due_jobs_with_handlers_from_a_module_or_a_registry(queue,
     code, out, _ = run(capsys, "work", "--handlers", "jobs_for_cli:handlers", "--max-jobs", "2")
     assert (code, out) == (0, "ran 2 jobs\n")
     code, out, _ = run(capsys, "work", "--handlers", "jobs_for_cli:registry")
-    assert (code, out) == (0, "ran 1 jobs\n")
+    assert (code, out) == (0, "ran 1 job\n")
     assert [queue.get_job(i)["result"] for i in ids] == [{"sent": n} for n in range(3)]
 
 
@@ -124,7 +124,7 @@ def test_retry_failed_by_type(queue, capsys):
 
     assert run(capsys, "retry", "--failed", "--type", "fail")[1] == "retrying 2 failed jobs\n"
     assert queue.get_job(kept)["status"] == "failed"
-    assert run(capsys, "retry", "--failed")[1] == "retrying 1 failed jobs\n"
+    assert run(capsys, "retry", "--failed")[1] == "retrying 1 failed job\n"
 
 
 def test_purge_removes_old_finished_jobs_and_says_how_many(queue, capsys):
@@ -133,10 +133,10 @@ def test_purge_removes_old_finished_jobs_and_says_how_many(queue, capsys):
     run(capsys, "work", "--handlers", "jobs_for_cli:handlers", "--max-attempts", "1")
 
     assert run(capsys, "purge", "--older-than", "7d")[:2] == (0, "purged 0 jobs\n")
-    assert run(capsys, "purge", "--older-than", "0s")[:2] == (0, "purged 1 jobs\n")
+    assert run(capsys, "purge", "--older-than", "0s")[:2] == (0, "purged 1 job\n")
     assert queue.get_job(done) is None and queue.get_job(failed)["status"] == "failed"
     assert run(capsys, "purge", "--older-than", "0", "--status", "failed,cancelled")[1] == \
-        "purged 1 jobs\n"
+        "purged 1 job\n"
     assert queue.get_job(waiting)["status"] == "pending"
 
 
@@ -195,7 +195,8 @@ def test_show_prints_the_whole_job(queue, capsys):
     assert "error       RuntimeError: cannot reach smtp.example.com" in out
     assert '"host": "smtp.example.com",' in out and '"note": "é"' in out
     _, out, _ = run(capsys, "show", job_id, "--json")
-    assert json.loads(out) == queue.get_job(job_id)
+    shown = json.loads(out)
+    assert {key: shown[key] for key in queue.get_job(job_id)} == queue.get_job(job_id)
 
 
 def test_the_file_option_and_the_environment_choose_the_queue(queue, capsys, tmp_path, monkeypatch):

@@ -209,7 +209,7 @@ def test_dbbasic_queue_work_on_redis_never_runs_what_is_planted(cli_url, tmp_pat
                            "jobs_for_cli:handlers"], cwd=tmp_path, env=env, capture_output=True,
                           text=True, timeout=60)
 
-    assert done.returncode == 0 and done.stdout == "ran 1 jobs\n", done.stderr
+    assert done.returncode == 0 and done.stdout == "ran 1 job\n", done.stderr
     assert not marker.exists() and not imported.exists()
     assert RQQueue(cli_url).get_job(good)["result"] == {"sent": "good"}
     assert set(planted) <= set(failed_ids(cli_url, "dbbasic-queue"))

@@ -135,7 +135,7 @@ def test_a_loop_worker_on_redis_runs_new_jobs_and_stops_on_sigterm(tmp_path, red
     wait_for(lambda: queue.get_job(job_id)["status"] == "completed",
              what="the loop worker to run the job")
     worker.send_signal(signal.SIGTERM)
-    assert "ran 1 jobs" in finish(worker)
+    assert "ran 1 job\n" in finish(worker)
 
 
 def test_the_example_cron_worker_runs_unchanged_on_redis_with_one_setting(tmp_path, redis_url):
