@@ -14,7 +14,7 @@ import time
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional
 
 from . import backend, transitions
-from .admin import bring_back, purge_archives
+from .archive_edits import bring_back, purge_archives
 from .backend import (DEFAULT_LEASE_SECONDS, DEFAULT_MAX_ATTEMPTS, DEFAULT_PATH,
                       DEFAULT_RETENTION_SECONDS)
 from .checks import check_number, checked_job_type, checked_run_at, payload_json
