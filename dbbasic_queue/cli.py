@@ -24,7 +24,7 @@ from .cli_args import UsageError, duration, duration_option
 from .cli_args import parser as _parser
 from .display import SafeFormatter, age, safe, safe_json, size, utc, when
 from .errors import QueueError, UnsupportedError
-from .job import FINISHED, STATUSES
+from .job import FINISHED, MAX_DEPTH, STATUSES, nests_within
 from .queue import Queue
 
 __all__ = ["main", "duration", "load_handlers"]  # duration: the dashboard's and Django's too
@@ -161,6 +161,8 @@ def show_command(queue, args) -> int:
 
 
 def enqueue_command(queue, args) -> int:
+    if not nests_within(args.payload):
+        raise UsageError(f"the payload nests more than {MAX_DEPTH} levels deep; flatten it")
     try:
         payload = json.loads(args.payload)
     except ValueError as error:

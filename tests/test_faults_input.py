@@ -240,6 +240,31 @@ def test_the_command_line_reports_every_corrupt_line_alike(queue):
     assert queue.path.read_bytes() == before
 
 
+def test_a_corrupt_line_holds_no_unique_key(queue):
+    # Given a hand-edited line that names a unique key but cannot run (its payload is a list)
+    queue.enqueue("t", {})
+    add_line(queue, hand_line(BAD_ID, payload="[1]", options='{"unique_key": "welcome:42"}'))
+
+    # When a job with that key is enqueued
+    job_id = queue.enqueue("t", {"user": 42}, unique_key="welcome:42")
+
+    # Then it is a new job, which the worker runs, and the key holds while it waits
+    assert job_id != BAD_ID and queue.get_job(job_id)["status"] == "pending"
+    assert queue.enqueue("t", {"user": 42}, unique_key="welcome:42") == job_id
+    ran = []
+    assert queue.process_jobs({"t": record_to(ran)}) == 2 and {"user": 42} in ran
+
+
+def test_a_result_nested_deeper_than_the_limit_is_kept_as_text_and_the_job_reads_back(queue):
+    job_id = queue.enqueue("t", {})
+
+    queue.process_jobs({"t": lambda payload: nested(MAX_DEPTH + 100)})
+
+    job = queue.get_job(job_id)
+    assert job["status"] == "completed" and isinstance(job["result"], str)
+    assert queue.stats()["corrupt_lines"] == 0
+
+
 # --- fault 12: file descriptors ----------------------------------------------------------------
 
 PER_REQUEST = """
@@ -326,7 +351,7 @@ def test_a_handler_asking_for_a_retry_in_1e17_seconds_fails_its_attempt_and_the_
     assert ran == 2
     job = queue.get_job(far)
     assert job["status"] == "pending" and job["attempts"] == 1
-    assert "Retry" in job["error"] and "9999" in job["error"]
+    assert "Retry delay" in job["error"] and "100 years" in job["error"]
     assert queue.get_job(other)["status"] == "completed"
 
 
@@ -440,6 +465,7 @@ WORKER_OPTIONS = {
     "timeout 10**400": ({"timeout": HUGE}, "timeout"),
     "max_seconds 10**400": ({"max_seconds": HUGE}, "max_seconds"),
     "retention 10**400": ({"retention_seconds": HUGE}, "retention_seconds"),
+    "concurrency 10**400": ({"concurrency": HUGE}, "concurrency"),
 }
 
 
@@ -478,9 +504,10 @@ def test_a_max_jobs_beyond_any_float_means_no_bound(queue):
     (["work", "--handlers", "jobs_for_cli:handlers", "--timeout", "999999999999d"], ["timeout"]),
     (["work", "--handlers", "jobs_for_cli:handlers", "--max-seconds", "9" * 400], ["max_seconds"]),
     (["purge", "--older-than", "999999999999d"], ["older_than"]),
+    (["work", "--handlers", "jobs_for_cli:handlers", "--concurrency", str(HUGE)], ["concurrency"]),
 ], ids=["enqueue --max-attempts 10**400", "enqueue --timeout far", "enqueue --unique-key bytes",
         "work --lease far", "work --max-attempts 10**400", "work --timeout far",
-        "work --max-seconds 400 digits", "purge --older-than far"])
+        "work --max-seconds 400 digits", "purge --older-than far", "work --concurrency 10**400"])
 def test_odd_numbers_on_the_command_line_give_one_line_exit_2_and_change_nothing(queue, args,
                                                                                   words):
     queue.enqueue("send_email", {"key": "waiting"})
@@ -497,3 +524,24 @@ def test_the_command_line_takes_a_max_jobs_beyond_any_float_as_no_bound(queue, t
     done = cli(queue.path, "work", "--handlers", "jobs_for_cli:handlers", "--max-jobs", str(HUGE))
     assert done.returncode == 0, done.stderr
     assert runs(tmp_path / "data" / "runs.log") == ["a"]
+
+
+@pytest.mark.parametrize("path", ["data/\ud800.tsv", "data/que\x00ue.tsv"],
+                         ids=["lone surrogate", "NUL"])
+def test_a_queue_path_that_cannot_name_a_file_is_refused_when_the_queue_is_built(
+        tmp_path, monkeypatch, path):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError) as refused:
+        Queue(path)
+    assert type(refused.value) is ValueError and "queue file" in str(refused.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("job_type, error", [("send\temail", ValueError), (" send", ValueError),
+                                             ("\ud800", ValueError), (b"send", TypeError)],
+                         ids=["tab", "leading space", "lone surrogate", "bytes"])
+def test_a_handler_is_registered_only_for_a_job_type_enqueue_accepts(queue, job_type, error):
+    with pytest.raises(error) as refused:
+        queue.handler(job_type)
+    assert type(refused.value) is error and "job_type" in str(refused.value)
+    assert queue.handlers == {}
