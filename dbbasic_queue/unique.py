@@ -6,7 +6,7 @@ are one atomic step across processes.
 
 import os
 import weakref
-from typing import Dict, Optional
+from typing import Dict, Optional, Union
 
 from .errors import CorruptLineError
 from .job import Job, parse_line, peek_unique_key
@@ -22,8 +22,9 @@ class UniqueKeys:
     file is read whole again. So an enqueue with a unique key reads the whole file only
     after a worker has rewritten it. Used with the table lock held.
 
-    The index keeps where each key's line starts; the line found for a key is judged like
-    any other (``parse_line``) before its job counts, so a corrupt line holds no key.
+    The index keeps where each key's line starts; the first time a key is asked for, its
+    line is judged like any other (``parse_line``), so a corrupt line holds no key, and the
+    verdict is kept: a line does not change until a rewrite, which starts a new index.
     The file read is held open between calls (see storage.same_file), one descriptor per
     index, closed when the index is dropped with its Queue: a web app that builds a Queue
     per request holds none once the request is over.
@@ -32,7 +33,8 @@ class UniqueKeys:
     def __init__(self) -> None:
         self.indexed_fd: Optional[int] = None  # the file read, held open: see same_file
         self.read_to = 0
-        self.active: Dict[str, int] = {}  # unique key -> where its job's line starts
+        # unique key -> where its job's line starts, or, once that line is judged, its job's id
+        self.active: Dict[str, Union[int, str]] = {}
         self._release: Optional[weakref.finalize] = None  # closes indexed_fd
 
     def job_with(self, fd: int, key: str) -> Optional[str]:
@@ -53,11 +55,15 @@ class UniqueKeys:
             self._note(rest[:whole], self.read_to)
             self.read_to += whole
             rest = rest[whole:]
-        offset = self.active.get(key)
-        job = None if offset is None else _job_at(fd, offset)
+        found = self.active.get(key)
+        if not isinstance(found, int):
+            return found  # None, or the id of a line already judged
+        job = _job_at(fd, found)
         if job is None or job.status not in ("pending", "processing") or \
                 decode_options(job.options).get("unique_key") != key:
+            del self.active[key]
             return None
+        self.active[key] = job.id
         return job.id
 
     def close(self) -> None:
