@@ -3,7 +3,10 @@
 One job is one line of tab-separated fields under the published header, quoted the way
 dbbasic-tsv's csv writer quotes them (a field holding a double quote is wrapped in quotes,
 its quotes doubled). ``parse_line`` is the one judgement of a line: every reader (the worker,
-``get_job``, ``list``, ``stats``) calls a line corrupt for the same reasons.
+``get_job``, ``list``, ``stats``, the unique-key index) calls a line corrupt for the same
+reasons: its fields and quoting, its status, its numbers (plain digits), its payload (a JSON
+object), options (a JSON object of usable settings, or empty) and result (JSON, or empty),
+each nested at most ``MAX_DEPTH`` levels.
 """
 
 import csv
