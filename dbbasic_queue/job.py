@@ -11,6 +11,7 @@ each nested at most ``MAX_DEPTH`` levels.
 
 import csv
 import json
+import json.scanner
 import logging
 import math
 import operator
@@ -149,9 +150,25 @@ def _decoded(name: str, text: str) -> Any:
     if not nests_within(text):
         raise CorruptLineError(f"its {name} nests deeper than {MAX_DEPTH} levels")
     try:
-        return json.loads(text)
+        return json_value(text)
     except (ValueError, RecursionError) as error:
         raise CorruptLineError(f"its {name} is not valid JSON ({error})") from None
+
+
+_scan_json = json.scanner.make_scanner(json.JSONDecoder())
+
+
+def json_value(text: str) -> Any:
+    """``json.loads(text)``, in a third of its time for the compact JSON of a line: the
+    decoder's scanner is called directly, and json.loads itself decides any text it does not
+    take whole (surrounding spaces, errors), so the verdict is always json.loads's."""
+    try:
+        value, end = _scan_json(text, 0)
+        if end == len(text):
+            return value
+    except (StopIteration, ValueError, RecursionError):
+        pass
+    return json.loads(text)
 
 
 def _check_options(options: Dict[str, Any]) -> None:
@@ -208,7 +225,8 @@ def peek_listing(line: bytes, judged: bool = False) -> Optional[Tuple[str, str, 
         if len(fields) not in _FIELD_COUNTS or not fields[0] or b'"' in fields[0] + fields[1]:
             return None
     status = _STATUS_NAMES.get(fields[3])
-    if status is None or not (fields[4].isdigit() and fields[5].isdigit() and fields[6].isdigit()):
+    if status is None or not all(field.isdigit() and len(field) <= MAX_INT_DIGITS
+                                 for field in fields[4:7]):
         return None
     if not judged:
         for field in fields[2:]:
@@ -219,9 +237,16 @@ def peek_listing(line: bytes, judged: bool = False) -> Optional[Tuple[str, str, 
         job_type = fields[1].decode("utf-8")
         if not judged:
             line.decode("utf-8")
-    except UnicodeDecodeError:
+            _check_json_fields(_field_text(fields[2]), _field_text(fields[9]) if len(fields) > 9
+                               else "", _field_text(fields[8]))
+    except (UnicodeDecodeError, CorruptLineError):
         return None
     return job_type, status, int(fields[4]), int(fields[5])
+
+
+def _field_text(field: bytes) -> str:
+    """A field's text, unquoted (its quoting already checked)."""
+    return (field[1:-1].replace(b'""', b'"') if field[:1] == b'"' else field).decode("utf-8")
 
 
 def line_id(line: bytes) -> bytes:
@@ -344,22 +369,22 @@ def error_text(error: BaseException) -> str:
 def as_dict(job: Job) -> Dict[str, Any]:
     """The published get_job shape. Raises ValueError if the JSON in the line is broken."""
     return {"id": job.id, "type": job.type,
-            "payload": json.loads(job.payload) if job.payload else {},
+            "payload": json_value(job.payload) if job.payload else {},
             "status": job.status, "created_at": job.created_at, "run_at": job.run_at,
             "attempts": job.attempts, "error": job.error or None,
-            "result": json.loads(job.result) if job.result else None}
+            "result": json_value(job.result) if job.result else None}
 
 
-def utc_text(timestamp: float) -> str:
-    """A time as ``YYYY-MM-DD HH:MM:SS`` (UTC), for people. Enqueue refuses times after the
-    year 9999, but a line edited by hand may hold one: it reads ``after 9999-12-31``."""
+def utc_text(timestamp: float, form: str = "%Y-%m-%d %H:%M:%S") -> str:
+    """A time in UTC, for people (``form`` as in time.strftime). Enqueue refuses times after
+    the year 9999, but a line edited by hand may hold one: it reads ``after 9999-12-31``."""
     try:
         moment = time.gmtime(timestamp)
     except (OverflowError, OSError, ValueError):  # beyond what the platform's time_t holds
         moment = None
     if moment is None or moment.tm_year > 9999:
         return "after 9999-12-31" if timestamp > 0 else "before 1970-01-01"
-    return time.strftime("%Y-%m-%d %H:%M:%S", moment)
+    return time.strftime(form, moment)
 
 
 def corrupt_message(path, number: int, error: Exception) -> str:

@@ -545,3 +545,39 @@ def test_a_handler_is_registered_only_for_a_job_type_enqueue_accepts(queue, job_
         queue.handler(job_type)
     assert type(refused.value) is error and "job_type" in str(refused.value)
     assert queue.handlers == {}
+
+
+def dashboard_get(queue: Queue, path: str, query: str = "") -> tuple:
+    """GET ``path`` from the dashboard's WSGI app on ``queue`` from the loopback address:
+    (status code, body text)."""
+    from wsgiref.util import setup_testing_defaults
+
+    from dbbasic_queue.dashboard import DashboardApp
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "QUERY_STRING": query,
+               "REMOTE_ADDR": "127.0.0.1"}
+    setup_testing_defaults(environ)
+    answer = {}
+
+    def start_response(status, headers):
+        answer["status"] = int(status.split()[0])
+    body = b"".join(DashboardApp(queue)(environ, start_response))
+    return answer["status"], body.decode("utf-8")
+
+
+def test_the_dashboard_judges_lines_as_stats_does_and_shows_far_future_times(queue):
+    # Given an ordinary job, a line every reader must call corrupt, and a far-future time
+    good = queue.enqueue("t", {})
+    add_line(queue, hand_line(BAD_ID, payload="[1]"))
+    far = "f" * 15 + "1"
+    add_line(queue, hand_line(far, run_at=10 ** 17))
+
+    # Then the dashboard counts what stats counts, lists the jobs, and shows the far one
+    status, overview = dashboard_get(queue, "/api/overview")
+    assert status == 200
+    figures = json.loads(overview)
+    assert figures["corrupt_lines"] == queue.stats()["corrupt_lines"] == 1
+    assert figures["jobs"] == queue.stats()["jobs"] == 2
+    status, listing = dashboard_get(queue, "/jobs")
+    assert status == 200 and good in listing and far in listing and BAD_ID not in listing
+    status, page = dashboard_get(queue, "/jobs/" + far)
+    assert status == 200 and "after 9999-12-31" in page
