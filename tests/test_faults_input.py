@@ -505,9 +505,15 @@ def test_a_max_jobs_beyond_any_float_means_no_bound(queue):
     (["work", "--handlers", "jobs_for_cli:handlers", "--max-seconds", "9" * 400], ["max_seconds"]),
     (["purge", "--older-than", "999999999999d"], ["older_than"]),
     (["work", "--handlers", "jobs_for_cli:handlers", "--concurrency", str(HUGE)], ["concurrency"]),
+    (["work", "--handlers", "jobs_for_cli:handlers", "--max-jobs", str(HUGE)], ["max_jobs"]),
+    (["enqueue", "t", "{}", "--max-attempts", "1000001"], ["max_attempts", "1000000"]),
+    (["enqueue", "t", "{}", "--timeout", "40000d"], ["timeout", "100 years"]),
+    (["work", "--handlers", "jobs_for_cli:handlers", "--lease", "40000d"], ["lease", "100 years"]),
 ], ids=["enqueue --max-attempts 10**400", "enqueue --timeout far", "enqueue --unique-key bytes",
         "work --lease far", "work --max-attempts 10**400", "work --timeout far",
-        "work --max-seconds 400 digits", "purge --older-than far", "work --concurrency 10**400"])
+        "work --max-seconds 400 digits", "purge --older-than far", "work --concurrency 10**400",
+        "work --max-jobs 10**400", "enqueue --max-attempts 1000001",
+        "enqueue --timeout over 100 years", "work --lease over 100 years"])
 def test_odd_numbers_on_the_command_line_give_one_line_exit_2_and_change_nothing(queue, args,
                                                                                   words):
     queue.enqueue("send_email", {"key": "waiting"})
@@ -515,15 +521,11 @@ def test_odd_numbers_on_the_command_line_give_one_line_exit_2_and_change_nothing
 
     done = cli(queue.path, *args)
 
-    assert_one_line_error(done, 2, *words)
+    # the command line's own checks name the option (--max-attempts), the queue's the argument
+    assert_one_line_error(done, 2)
+    for word in words:
+        assert word in done.stderr or word.replace("_", "-") in done.stderr, done.stderr
     assert queue.path.read_bytes() == before
-
-
-def test_the_command_line_takes_a_max_jobs_beyond_any_float_as_no_bound(queue, tmp_path):
-    queue.enqueue("send_email", {"key": "a"})
-    done = cli(queue.path, "work", "--handlers", "jobs_for_cli:handlers", "--max-jobs", str(HUGE))
-    assert done.returncode == 0, done.stderr
-    assert runs(tmp_path / "data" / "runs.log") == ["a"]
 
 
 @pytest.mark.parametrize("path", ["data/\ud800.tsv", "data/que\x00ue.tsv"],
