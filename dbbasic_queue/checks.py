@@ -106,8 +106,8 @@ def payload_json(payload) -> str:
         raise TypeError(f"payload is not JSON-serialisable ({error}); use only dict, list, str, "
                         f"int, float, bool and None") from None
     if text is None or not nests_within(text):
-        raise ValueError(f"payload nests dicts and lists more than {MAX_DEPTH} levels deep; "
-                         f"flatten it, or store the data elsewhere and pass its key")
+        raise ValueError(f"payload is nested more than {MAX_DEPTH} levels deep (dicts and "
+                         f"lists); flatten it, or store the data elsewhere and pass its key")
     return text
 
 

@@ -162,7 +162,7 @@ def show_command(queue, args) -> int:
 
 def enqueue_command(queue, args) -> int:
     if not nests_within(args.payload):
-        raise UsageError(f"the payload nests more than {MAX_DEPTH} levels deep; flatten it")
+        raise UsageError(f"the payload is nested more than {MAX_DEPTH} levels deep; flatten it")
     try:
         payload = json.loads(args.payload)
     except ValueError as error:
