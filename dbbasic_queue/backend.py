@@ -75,6 +75,10 @@ class Backend(Protocol):
 
     def handler(self, job_type: str) -> Callable: ...
 
+    def check_worker(self, handlers: Handlers, max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+                     **options) -> None:
+        """Raise as process_jobs and work would for these settings, touching nothing."""
+
     def process_jobs(self, handlers: Handlers, max_attempts: int = DEFAULT_MAX_ATTEMPTS,
                      **options) -> int: ...
 

@@ -6,7 +6,6 @@ is ``pending`` and due, or ``processing`` with its lease (``run_at``) run out, w
 worker died. ``EachJob`` is the admin verbs' (cancel, retry, purge).
 """
 
-import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
@@ -153,13 +152,11 @@ class ClaimEditor(Editor):
 
     def _claim(self, job_id: bytes, line: bytes) -> bytes:
         try:
-            job = parse_line(line)
-            if not isinstance(json.loads(job.payload), dict):
-                raise CorruptLineError("its payload is not a JSON object")
-            options = decode_options(job.options)
-        except (CorruptLineError, ValueError) as error:
+            job = parse_line(line)  # the one judgement of a line: payload, options, numbers
+        except CorruptLineError as error:
             self.outcome.corrupt.append((line, str(error)))
             return line
+        options = decode_options(job.options)
         max_attempts = options.get("max_attempts") or self.max_attempts
         if not transitions.is_due(job, self.now):
             return line

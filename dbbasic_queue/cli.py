@@ -27,7 +27,7 @@ from .cli_handlers import load_handlers
 from .cli_show import existing, list_command, no_file_message, show_command, stats_command
 from .display import SafeFormatter, age, duration_text, plural, safe, shorten, utc
 from .errors import QueueError, UnsupportedError
-from .job import FINISHED
+from .job import FINISHED, MAX_DEPTH, nests_within
 from .queue import Queue
 from .transitions import is_purged
 
@@ -109,6 +109,8 @@ def _fail(code: int, error: Any) -> int:
 # --- the commands that change the queue ------------------------------------------------------
 
 def enqueue_command(queue, args) -> int:
+    if not nests_within(args.payload):
+        raise UsageError(f"the payload is nested more than {MAX_DEPTH} levels deep; flatten it")
     try:
         payload = json.loads(args.payload)
     except ValueError as error:
@@ -241,6 +243,7 @@ def work_command(queue, args) -> int:
     if args.concurrency != 1:  # given: a backend without threads refuses it
         options["concurrency"] = args.concurrency
     _log_to_terminal(args.log_level)
+    queue.check_worker(handlers, args.max_attempts, **options)  # before saying it starts
     logger.info("%s", _start_up_line(queue, args, handlers, options))
     if FILE in queue.capabilities and not os.path.exists(queue.describe()):
         logger.info("%s", no_file_message(queue))

@@ -13,6 +13,8 @@ import time
 import unicodedata
 from typing import Any
 
+from .job import utc_text
+
 _BIDI_CONTROLS = frozenset({"LRE", "RLE", "LRO", "RLO", "PDF", "LRI", "RLI", "FSI", "PDI"})
 
 
@@ -58,11 +60,9 @@ class SafeFormatter(logging.Formatter):
 
 
 def utc(timestamp: float) -> str:
-    """``YYYY-MM-DD HH:MM:SS`` in UTC; the plain number for a time no calendar can show."""
-    try:
-        return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(timestamp))
-    except (OverflowError, OSError, ValueError):
-        return f"{timestamp!r:>19}"
+    """``YYYY-MM-DD HH:MM:SS`` in UTC; ``after 9999-12-31`` for a time written by hand past
+    the last one enqueue takes (see job.utc_text)."""
+    return utc_text(timestamp)
 
 
 def age(seconds: float) -> str:

@@ -5,7 +5,8 @@ import json
 import math
 from typing import Any, Callable, Dict, Optional
 
-from .checks import check_number
+from .checks import (LAST_TIMESTAMP, LONGEST_SECONDS, check_attempts, check_duration,
+                     check_encodable, checked_job_type, shown)
 from .job import one_line
 
 
@@ -19,15 +20,21 @@ class Retry(Exception):
                  reason: str = "") -> None:
         if (delay is None) == (at is None):
             raise TypeError("Retry takes delay=SECONDS or at=TIMESTAMP (one of them)")
-        for name, value in (("delay", delay), ("at", at)):
+        for name, value, most, what in (("delay", delay, *_DELAY), ("at", at, *_AT)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                      or not math.isfinite(value) or value < 0):
-                raise ValueError(f"Retry {name} must be a number of seconds >= 0, not {value!r}")
+                                      or (isinstance(value, float) and not math.isfinite(value))
+                                      or not 0 <= value <= most):
+                raise ValueError(f"Retry {name} must be {what}, not {shown(value)}")
         super().__init__(reason or (f"retry in {delay} s" if at is None else f"retry at {at}"))
         self.delay, self.at = delay, at
 
     def run_at(self, now: float) -> int:
-        return math.ceil(self.at if self.at is not None else now + self.delay)
+        """When to run again, asked at ``now``; never after the end of the year 9999."""
+        return min(LAST_TIMESTAMP, math.ceil(self.at if self.at is not None else now + self.delay))
+
+
+_DELAY = (LONGEST_SECONDS, f"seconds from 0 to {LONGEST_SECONDS} (100 years)")
+_AT = (LAST_TIMESTAMP, f"a Unix timestamp from 0 to {LAST_TIMESTAMP} (the end of the year 9999 UTC)")
 
 
 def encode_options(unique_key: Optional[str] = None, max_attempts: Optional[int] = None,
@@ -40,14 +47,15 @@ def encode_options(unique_key: Optional[str] = None, max_attempts: Optional[int]
             raise TypeError(f"unique_key must be a str, such as 'welcome:42', not "
                             f"{type(unique_key).__name__}")
         if not unique_key or unique_key != one_line(unique_key) or len(unique_key) > 500:
-            raise ValueError(f"unique_key {unique_key!r} must be 1 to 500 characters on one line, "
-                             f"without tabs")
+            raise ValueError(f"unique_key {unique_key[:500]!r} must be 1 to 500 characters on one "
+                             f"line, without tabs")
+        check_encodable("unique_key", unique_key)
         options["unique_key"] = unique_key
     if max_attempts is not None:
-        check_number("max_attempts", max_attempts, integer=True)
+        check_attempts("max_attempts", max_attempts)
         options["max_attempts"] = max_attempts
     if timeout is not None:
-        check_number("timeout", timeout)
+        check_duration("timeout", timeout)
         options["timeout"] = timeout
     return json.dumps(options, ensure_ascii=False) if options else ""
 
@@ -86,8 +94,10 @@ def without_worker(text: str) -> str:
 def register(handlers: Dict[str, Callable], job_type: str) -> Callable:
     """A decorator that adds a handler for ``job_type`` to ``handlers``; two for one type
     is an error, raised when the second is defined (at import time)."""
-    if not isinstance(job_type, str) or not job_type:
-        raise TypeError(f"handler() takes the job type, such as 'send_email', not {job_type!r}")
+    if callable(job_type):
+        raise TypeError(f"handler() takes the job type, as in @handler('send_email'), not "
+                        f"{job_type!r}")
+    checked_job_type(job_type)  # a type enqueue would refuse could never reach the handler
 
     def decorate(function: Callable) -> Callable:
         if job_type in handlers:

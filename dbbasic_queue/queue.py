@@ -17,7 +17,7 @@ from . import backend, transitions
 from .archive_edits import bring_back, purge_archives
 from .backend import (DEFAULT_LEASE_SECONDS, DEFAULT_MAX_ATTEMPTS, DEFAULT_PATH,
                       DEFAULT_RETENTION_SECONDS)
-from .checks import check_number, checked_job_type, checked_run_at, payload_json
+from .checks import check_duration, check_path, checked_job_type, checked_run_at, payload_json
 from .archive import ARCHIVE_AFTER_SECONDS, Archive
 from .claim import DROP, EachJob
 from .errors import CorruptLineError
@@ -52,8 +52,9 @@ class Queue:
                  random: Callable[[], float] = random.random,
                  monotonic: Callable[[], float] = time.monotonic,
                  archive_after: Optional[float] = ARCHIVE_AFTER_SECONDS) -> None:
+        check_path(path)
         if archive_after is not None:
-            check_number("archive_after", archive_after, zero_allowed=True)
+            check_duration("archive_after", archive_after, zero_allowed=True)
         self.table = Table(path)
         self.path = self.table.path
         self.archive = Archive(self.table)
@@ -193,6 +194,9 @@ class Queue:
 
     def retry_failed(self, job_type: Optional[str] = None) -> int:
         """retry_job for every failed job (of ``job_type``, if given); returns how many."""
+        if job_type is not None and not isinstance(job_type, str):
+            raise TypeError(f"job_type must be a str such as 'send_email', or None for every "
+                            f"type, not {type(job_type).__name__}")
         now = self.clock()
         return self.update_each(lambda job: transitions.retry(job, now) if job.status == "failed"
                                  and job_type in (None, job.type) else None)
@@ -200,7 +204,10 @@ class Queue:
     def purge(self, older_than: float, statuses=("completed", "cancelled")) -> int:
         """Remove finished jobs (of ``statuses``) whose last activity, the later of
         created_at and run_at, is more than ``older_than`` seconds ago; returns how many."""
-        check_number("older_than", older_than, zero_allowed=True)
+        check_duration("older_than", older_than, zero_allowed=True)
+        if isinstance(statuses, (str, bytes)) or not hasattr(statuses, "__iter__"):
+            raise TypeError(f"statuses must be a list of finished statuses such as "
+                            f"['completed', 'cancelled'], not {type(statuses).__name__}")
         statuses = tuple(statuses)
         unknown = [s for s in statuses if s not in FINISHED]
         if not statuses or unknown:
@@ -252,6 +259,20 @@ class Queue:
         except CorruptLineError as error:
             number = number or self.archive.line_number(path, line)
             raise CorruptLineError(corrupt_message(path, number, error)) from None
+
+    def check_worker(self, handlers: Mapping[str, Callable[[dict], Any]],
+                     max_attempts: int = DEFAULT_MAX_ATTEMPTS, **options) -> None:
+        """Raise as process_jobs and work would for these settings, touching nothing."""
+        bounds = {name: options.pop(name) for name in ("max_jobs", "max_seconds") if name in options}
+        defaults = dict(lease_seconds=DEFAULT_LEASE_SECONDS,
+                        retention_seconds=DEFAULT_RETENTION_SECONDS, timeout=None, concurrency=1)
+        unknown = set(options) - set(defaults)
+        if unknown:
+            raise TypeError(f"unknown worker options: {', '.join(sorted(unknown))}")
+        chosen = {**defaults, **options}
+        WorkerOptions(handlers, max_attempts, chosen["lease_seconds"], chosen["retention_seconds"],
+                      chosen["timeout"], chosen["concurrency"])
+        Bounds(bounds.get("max_jobs"), bounds.get("max_seconds"), self.monotonic)
 
     def process_jobs(self, handlers: Mapping[str, Callable[[dict], Any]],
                      max_attempts: int = DEFAULT_MAX_ATTEMPTS, *,

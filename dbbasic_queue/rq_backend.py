@@ -25,7 +25,7 @@ from rq.exceptions import InvalidJobOperation, NoSuchJobError
 
 from . import backend
 from .backend import DEFAULT_LEASE_SECONDS, DEFAULT_MAX_ATTEMPTS, DEFAULT_RETENTION_SECONDS
-from .checks import check_number, checked_job_type, checked_run_at, payload_json
+from .checks import check_attempts, check_duration, checked_job_type, checked_run_at, payload_json
 from .errors import CorruptLineError, UnsupportedError
 from .job import Job, parse_line
 from .options import decode_options, register
@@ -96,9 +96,9 @@ class RQQueue:
             raise UnsupportedError(f"unique_key is not supported on the RQ backend "
                                    f"({self.describe()}); see 'Graduating to Redis' in the README")
         if max_attempts is not None:
-            check_number("max_attempts", max_attempts, integer=True)
+            check_attempts("max_attempts", max_attempts)
         if timeout is not None:
-            check_number("timeout", timeout)
+            check_duration("timeout", timeout)
         now = time.time()
         return (secrets.token_hex(8), checked_job_type(job_type), payload_json(payload),
                 checked_run_at(run_at, now), int(now), 0, max_attempts or DEFAULT_MAX_ATTEMPTS,
@@ -224,6 +224,16 @@ class RQQueue:
         except NoSuchJobError:
             return None
 
+    def check_worker(self, handlers: Mapping[str, Callable[[dict], Any]],
+                     max_attempts: int = DEFAULT_MAX_ATTEMPTS, *, max_jobs=None, max_seconds=None,
+                     lease_seconds: float = DEFAULT_LEASE_SECONDS,
+                     retention_seconds: Optional[float] = DEFAULT_RETENTION_SECONDS,
+                     timeout: Optional[float] = None, concurrency: int = 1) -> None:
+        """Raise as process_jobs and work would for these settings, touching nothing."""
+        check_attempts("max_attempts", max_attempts)
+        refuse_options(self.describe(), lease_seconds, retention_seconds, concurrency)
+        Bounds(max_jobs, max_seconds)
+
     def process_jobs(self, handlers: Mapping[str, Callable[[dict], Any]],
                      max_attempts: int = DEFAULT_MAX_ATTEMPTS, *,
                      lease_seconds: float = DEFAULT_LEASE_SECONDS,
@@ -236,7 +246,7 @@ class RQQueue:
         ``max_attempts`` does not apply, a job's attempts being fixed at enqueue; a
         ``lease_seconds``, ``retention_seconds`` or ``concurrency`` other than the default
         raises UnsupportedError."""
-        check_number("max_attempts", max_attempts, integer=True)
+        check_attempts("max_attempts", max_attempts)
         refuse_options(self.describe(), lease_seconds, retention_seconds, concurrency)
         return self._work(handlers, True, max_jobs, max_seconds, timeout)
 
@@ -250,7 +260,7 @@ class RQQueue:
         """Run jobs as they come: a long-running RQ worker with its scheduler, options as
         process_jobs. SIGTERM lets the job in hand finish (RQ's warm shutdown); ``stop`` and
         ``handle_signals`` are not supported."""
-        check_number("max_attempts", max_attempts, integer=True)
+        check_attempts("max_attempts", max_attempts)
         refuse_options(self.describe(), lease_seconds, retention_seconds, concurrency, stop,
                        handle_signals)
         return self._work(handlers, False, max_jobs, max_seconds, timeout)

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
 from . import transitions
-from .checks import check_handlers, check_number
+from .checks import check_attempts, check_duration, check_handlers, check_number
 from .claim import ClaimEditor, ClaimOutcome, Held
 from .display import duration_text, plural
-from .job import Job, error_text, result_json
+from .job import Job, error_text, result_json, utc_text
 from .liveness import WorkerLocks, new_token
 from .options import Retry
 from .running import RunningJob, running
@@ -49,12 +49,12 @@ class WorkerOptions:
 
     def __post_init__(self) -> None:
         check_handlers(self.handlers)
-        check_number("max_attempts", self.max_attempts, integer=True)
-        check_number("lease_seconds", self.lease_seconds)
+        check_attempts("max_attempts", self.max_attempts)
+        check_duration("lease_seconds", self.lease_seconds)
         if self.retention_seconds is not None:
-            check_number("retention_seconds", self.retention_seconds)
+            check_duration("retention_seconds", self.retention_seconds)
         if self.timeout is not None:
-            check_number("timeout", self.timeout)
+            check_duration("timeout", self.timeout)
         check_number("concurrency", self.concurrency, integer=True)
         if self.concurrency > MAX_CONCURRENCY:
             raise ValueError(f"concurrency must be at most {MAX_CONCURRENCY} threads, not "
@@ -70,7 +70,7 @@ class Bounds:
         if max_jobs is not None:
             check_number("max_jobs", max_jobs, integer=True)
         if max_seconds is not None:
-            check_number("max_seconds", max_seconds)
+            check_duration("max_seconds", max_seconds)
         self.max_jobs = max_jobs
         self.monotonic = monotonic
         self.deadline = None if max_seconds is None else monotonic() + max_seconds
@@ -375,4 +375,4 @@ class WorkerRun:
 
 def utc(timestamp: float) -> str:
     """A timestamp as ``YYYY-MM-DD HH:MM:SS UTC``, for logs."""
-    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(timestamp))
+    return utc_text(timestamp) + " UTC"

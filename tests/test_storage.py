@@ -99,6 +99,10 @@ def test_a_line_is_quoted_exactly_as_the_csv_module_quotes_it():
     for _ in range(500):
         values = ["".join(rng.choice(alphabet) for _ in range(rng.randrange(6))) for _ in range(10)]
         values[3], values[4:7] = rng.choice(STATUSES), ["1", "2", "3"]
+        # payload, result and options hold JSON (a line with other text there is corrupt)
+        values[2] = json.dumps({values[2]: values[8]}, ensure_ascii=False)
+        values[8] = json.dumps(values[8], ensure_ascii=False)
+        values[9] = json.dumps({"note": values[9]}, ensure_ascii=False) if values[9] else ""
         job = Job(*values[:4], 1, 2, 3, *values[7:])
         expected = io.StringIO()
         csv.writer(expected, delimiter="\t", lineterminator="\n").writerow(

@@ -9,9 +9,10 @@ Content-Security-Policy forbids both, and the page's code is in ``static/``.
 
 import html
 import json
-import time
 from typing import Any, Iterable, Optional
 from urllib.parse import quote, urlencode
+
+from ..job import utc_text
 
 
 class Markup(str):
@@ -47,7 +48,7 @@ def utc(timestamp: Optional[float]) -> str:
     """``2026-11-28 06:30:12`` (UTC), or a dash for no time."""
     if timestamp is None:
         return "-"
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(timestamp))
+    return utc_text(timestamp)
 
 
 def age(seconds: float) -> str:
@@ -74,7 +75,7 @@ def when(timestamp: Optional[float], now: float) -> Markup:
     if timestamp is None:
         return Markup("-")
     return render('<time datetime="{iso}" title="{hint}">{text}</time>',
-                  iso=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp)),
+                  iso=utc_text(timestamp, "%Y-%m-%dT%H:%M:%SZ"),
                   hint=relative(timestamp, now), text=utc(timestamp))
 
 
