@@ -7,6 +7,7 @@ a payload nests at most ``job.MAX_DEPTH`` levels. Beyond them a value is a mista
 timestamp in milliseconds, a unit multiplied twice) and would only fail later, elsewhere.
 """
 
+import datetime
 import math
 import os
 from typing import Mapping, Optional
@@ -77,12 +78,18 @@ def checked_job_type(job_type) -> str:
 
 
 def checked_run_at(run_at, now: float) -> int:
-    """``run_at`` as the whole second to store (rounded up: never earlier than asked)."""
+    """``run_at`` (a Unix timestamp, or a timezone-aware datetime) as the whole second to
+    store, rounded up: never earlier than asked."""
     if run_at is None:
         return int(now)
-    if isinstance(run_at, bool) or not isinstance(run_at, (int, float)):
-        raise TypeError(f"run_at must be a Unix timestamp (int or float, e.g. time.time() + 60), "
-                        f"not {type(run_at).__name__}")
+    if isinstance(run_at, datetime.datetime):
+        if run_at.tzinfo is None or run_at.utcoffset() is None:
+            raise ValueError(f"run_at {run_at.isoformat()} has no time zone, so it could mean any "
+                             f"moment; give one, e.g. datetime.now(timezone.utc) + timedelta(hours=1)")
+        run_at = run_at.timestamp()
+    elif isinstance(run_at, bool) or not isinstance(run_at, (int, float)):
+        raise TypeError(f"run_at must be a Unix timestamp (int or float, e.g. time.time() + 60) "
+                        f"or a timezone-aware datetime, not {type(run_at).__name__}")
     check_timestamp("run_at", run_at)
     return math.ceil(run_at)
 

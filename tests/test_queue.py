@@ -484,3 +484,16 @@ def test_a_traceback_is_cut_to_its_start_and_end_and_goes_with_retention(queue, 
     clock.advance(9 * 86400)
     queue.process_jobs({}, retention_seconds=7 * 86400)
     assert queue.tracebacks(job_id) == []
+
+
+def test_run_at_takes_a_timezone_aware_datetime_and_refuses_a_naive_one(queue, clock):
+    from datetime import datetime, timedelta, timezone
+    in_an_hour = datetime.fromtimestamp(clock() + 3600, timezone(timedelta(hours=2)))
+    job_id = queue.enqueue("t", {}, run_at=in_an_hour)
+    assert queue.get_job(job_id)["run_at"] == int(clock() + 3600)
+    before = queue.path.read_bytes()
+    with pytest.raises(ValueError, match="no time zone"):
+        queue.enqueue("t", {}, run_at=datetime(2030, 1, 1, 9, 0))
+    with pytest.raises(ValueError, match="9999"):
+        queue.enqueue("t", {}, run_at=datetime.max.replace(tzinfo=timezone.utc))
+    assert queue.path.read_bytes() == before

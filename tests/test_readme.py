@@ -1,0 +1,57 @@
+"""The README's snippets run as written: every ``bash`` and ``python`` block, in order, in one
+temporary directory, with the installed package and its command line. A ``python`` block whose
+first line names a file (``# workers/queue_worker.py``) is written there (and run with pytest
+if it is a test file); ``text`` and ``crontab`` blocks are shown, not run. The first ``bash``
+block, the two set-up commands, is what CI runs (test_published.py checks it)."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from support import ROOT
+
+BLOCK = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
+FILE_LINE = re.compile(r"#\s*(\S+\.py)\b")
+
+
+def readme_blocks():
+    return [(kind, body) for kind, body in BLOCK.findall((ROOT / "README.md").read_text())]
+
+
+def test_every_block_is_of_a_kind_the_runner_knows():
+    kinds = {kind for kind, _ in readme_blocks()}
+    assert kinds <= {"bash", "python", "text", "crontab"}, kinds
+
+
+def test_every_bash_and_python_snippet_of_the_readme_runs(tmp_path):
+    env = {name: value for name, value in os.environ.items() if not name.startswith("DBBASIC_QUEUE_")}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    blocks = readme_blocks()
+    first_bash = next(i for i, (kind, _) in enumerate(blocks) if kind == "bash")
+    ran = 0
+    for number, (kind, body) in enumerate(blocks):
+        if kind not in ("bash", "python") or number == first_bash:
+            continue
+        named = FILE_LINE.match(body.splitlines()[0])
+        if kind == "python" and named:
+            target = tmp_path / named.group(1)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(body)
+            if not target.name.startswith("test_"):
+                continue
+            command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(target)]
+        elif kind == "python":
+            command = [sys.executable, "-c", body]
+        else:
+            command = ["bash", "-euo", "pipefail", "-c", body]
+        done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 0, f"README block {number} ({kind}) failed:\n{body}\n" \
+                                     f"{done.stdout}\n{done.stderr}"
+        ran += 1
+    assert ran >= 7  # the README has this many blocks to run: a parse that finds none fails
+    assert (tmp_path / "data" / "queue.tsv").exists()
