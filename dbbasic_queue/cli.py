@@ -27,7 +27,8 @@ from .cli_handlers import load_handlers
 from .cli_show import existing, list_command, no_file_message, show_command, stats_command
 from .display import SafeFormatter, age, duration_text, plural, safe, shorten, utc
 from .errors import QueueError, UnsupportedError
-from .job import FINISHED, MAX_DEPTH, nests_within
+from .job import FINISHED
+from .values import MAX_DEPTH, nests_within
 from .queue import Queue
 from .transitions import is_purged
 

@@ -19,7 +19,8 @@ from rq.timeouts import JobTimeoutException
 from .backend import DEFAULT_LEASE_SECONDS, DEFAULT_MAX_ATTEMPTS, DEFAULT_RETENTION_SECONDS
 from .checks import check_handlers, check_number
 from .errors import UnsupportedError
-from .job import error_text, result_json
+from .job import error_text
+from .values import result_json
 from .rq_jobs import SERIALIZER, SafeJob, foreign_message, refusal
 from .running import RunningJob, running
 from .tracebacks import class_path, format_traceback

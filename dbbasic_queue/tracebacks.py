@@ -21,7 +21,8 @@ from typing import Any, Dict, List
 
 from .errors import QueueError
 from .files import check_regular, keep_mode_and_owner, open_own
-from .job import job_with_id_prefix, to_json
+from .job import job_with_id_prefix
+from .values import to_json
 from .storage import Table
 
 logger = logging.getLogger("dbbasic_queue")

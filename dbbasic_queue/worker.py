@@ -20,7 +20,8 @@ from . import transitions
 from .checks import check_attempts, check_duration, check_handlers, check_number
 from .claim import ClaimEditor, ClaimOutcome, Held
 from .display import duration_text, plural
-from .job import Job, error_text, result_json, utc_text
+from .job import Job, error_text, utc_text
+from .values import result_json
 from .liveness import WorkerLocks, new_token
 from .options import Retry
 from .running import RunningJob, running
