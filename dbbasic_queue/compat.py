@@ -35,7 +35,9 @@ class PushPopQueue(Queue):
     A pushed job is an ordinary job of type ``dbbasic.queue.push`` whose payload is the dict,
     with ``bytes`` values written as ``{"__bytes__": "<base64>"}`` (see ``tagged.py``):
     ``get_job``, ``list`` and ``cat`` show it like any other. ``pop`` takes pushed jobs
-    only; jobs queued with ``enqueue`` wait for ``process_jobs``.
+    only; jobs queued with ``enqueue`` wait for ``process_jobs``. A worker on the same file
+    would take pushed jobs too: give it a handler for ``dbbasic.queue.push`` (it receives the
+    stored payload, bytes still tagged; ``tagged.unpack`` restores them) or run none there.
     """
 
     def __init__(self, *args, **kwargs) -> None:
