@@ -11,7 +11,9 @@ in the queue's directory is opened (never through a planted symlink or FIFO) and
 rewrite keeps (owner, mode, ACLs); ``transitions.py``, a job's life as pure functions and
 the retry schedule (``retry_delay``); ``claim.py``, the claim logic; ``worker.py``, the
 worker run and loop; ``queue.py``, the TSV queue's API; ``backend.py``, the interface every
-backend implements; ``rq_backend.py``, the Redis backend; ``cli.py``, the command line.
+backend implements; ``rq_backend.py``, the Redis backend; ``cli.py``, the command line;
+``compat.py``, ``admin.py`` and ``cli_commands.py``, what the other dbbasic packages call
+(``from dbbasic.queue import Queue``, ``_read_tsv``, ADMIN_CONFIG, COMMANDS).
 """
 
 import os
@@ -19,6 +21,7 @@ from typing import Any, Callable, Dict, Mapping, Optional
 
 from .backend import (DEFAULT_LEASE_SECONDS, DEFAULT_MAX_ATTEMPTS, DEFAULT_PATH,
                       DEFAULT_RETENTION_SECONDS, Backend)
+from .compat import job_rows
 from .errors import CorruptLineError, QueueError, UnsupportedError
 from .options import Retry, register
 from .queue import Queue
@@ -133,3 +136,9 @@ def handler(job_type: str) -> Callable:
     """A decorator: ``@dbbasic_queue.handler("send_email")`` adds the function to
     ``dbbasic_queue.handlers``; registering two for one type raises ValueError."""
     return register(handlers, job_type)
+
+
+_read_tsv = job_rows
+"""A compatibility name: dbbasic-email 1.0.0's ``email:queue`` calls ``_read_tsv()`` (see
+``compat.job_rows``: every job as a list of strings in the published columns, archive
+files included). Not part of the API otherwise; new code uses ``Queue.jobs()``."""

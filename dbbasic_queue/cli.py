@@ -49,7 +49,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             require(queue, args.needs, f"dbbasic-queue {args.name}",
                     "unset DBBASIC_QUEUE_URL to use the TSV file, or see the README's table "
                     "of what each backend does")
-        return COMMANDS[args.name](queue, args)
+        return SUBCOMMANDS[args.name](queue, args)
     except (UsageError, UnsupportedError) as error:
         return _fail(EXIT_USAGE, error)
     except NotApplicable as error:
@@ -286,7 +286,11 @@ def _log_to_terminal(level: str) -> None:
     logging.basicConfig(level=level, handlers=[handler])
 
 
-COMMANDS = {"stats": stats_command, "list": list_command, "show": show_command,
-            "enqueue": enqueue_command, "cancel": cancel_command, "retry": retry_command,
-            "run-now": run_now_command, "purge": purge_command, "migrate": migrate_command,
-            "work": work_command, "dashboard": dashboard_command}
+# dbbasic-queue's commands; COMMANDS, the name dbbasic-cli looks for, is its own (below).
+SUBCOMMANDS = {"stats": stats_command, "list": list_command, "show": show_command,
+               "enqueue": enqueue_command, "cancel": cancel_command, "retry": retry_command,
+               "run-now": run_now_command, "purge": purge_command, "migrate": migrate_command,
+               "work": work_command, "dashboard": dashboard_command}
+
+
+from .cli_commands import COMMANDS  # noqa: E402,F401  for dbbasic-cli: `dbbasic queue:stats`

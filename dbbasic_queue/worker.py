@@ -333,10 +333,6 @@ class WorkerRun:
             outcome = edit.outcome
             if claim and len(outcome.claimed) < claim and resume is None:
                 self.next_due = outcome.next_due  # it looked at every line
-            if edit.bookmark is not None or edit.changed:
-                if self.bookmark is not None:
-                    self.bookmark.close()
-                self.bookmark = edit.bookmark
             with self.state_lock:
                 for job_id in outcome.settled:
                     self.held.pop(job_id, None)
@@ -349,6 +345,13 @@ class WorkerRun:
                     self.to_run.clear()
                 if not self.finished:
                     self.oldest_unwritten = None
+            if edit.bookmark is not None or edit.changed:
+                # After the jobs claimed are known (a Ctrl-C from here on lets the run put them
+                # back), and swapped before the close: a Ctrl-C right after the close must not
+                # leave a closed (maybe reused) descriptor for the run's last rewrite to use.
+                old, self.bookmark = self.bookmark, edit.bookmark
+                if old is not None:
+                    old.close()
             self._report(outcome, edit.changed)
             return list(outcome.claimed)
 
