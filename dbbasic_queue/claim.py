@@ -14,7 +14,7 @@ from .errors import CorruptLineError
 from .job import Job, line_id, parse_line, peek_status_and_run_at, reads, same_job
 from .archive import ARCHIVE_MIN_LINES
 from .options import WORKER_KEY, decode_options, with_worker, without_worker
-from .storage import Editor
+from .editing import Editor
 
 _CLAIMABLE = (b"pending", b"processing")
 _RETAINED = (b"completed", b"cancelled")  # failed jobs stay until purged

@@ -33,7 +33,7 @@ from .queue import Queue
 from .transitions import is_purged
 
 # duration: the dashboard's and Django's too; duration_with_unit for options that delete
-__all__ = ["main", "duration", "duration_with_unit", "load_handlers"]
+__all__ = ["main", "duration", "duration_with_unit", "load_handlers", "COMMANDS"]
 
 EXIT_OK, EXIT_NOT_APPLICABLE, EXIT_USAGE, EXIT_FILE, EXIT_STORAGE = 0, 1, 2, 3, 4
 EXIT_CLOSED_OUTPUT = 141  # as for a process killed by SIGPIPE: `dbbasic-queue list | head`

@@ -18,7 +18,7 @@ from .backend import DEFAULT_RETENTION_SECONDS, FILE
 from .errors import CorruptLineError, UnsupportedError
 from .job import Job, as_dict, corrupt_message, line_id, parse_line, peek_status_and_run_at, reads
 from .queue import Queue
-from .storage import Editor
+from .editing import Editor
 from .tagged import pack, unpack
 from .worker import STALE_TEMPORARY_SECONDS
 

@@ -11,7 +11,7 @@ from typing import Dict, Optional, Union
 from .errors import CorruptLineError
 from .job import Job, parse_line, peek_unique_key
 from .options import decode_options
-from .storage import same_file
+from .editing import same_file
 
 
 class UniqueKeys:
