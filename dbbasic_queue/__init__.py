@@ -10,7 +10,9 @@ Where things are: ``job.py``, the line format (the only reader of columns and qu
 in the queue's directory is opened (never through a planted symlink or FIFO) and what a
 rewrite keeps (owner, mode, ACLs); ``transitions.py``, a job's life as pure functions and
 the retry schedule (``retry_delay``); ``claim.py``, the claim logic; ``worker.py``, the
-worker run and loop; ``queue.py``, the TSV queue's API; ``backend.py``, the interface every
+worker run and loop; ``queue.py``, the TSV queue's API; ``cron.py``, ``schedules.py``,
+``schedule_state.py`` and ``firing.py``, periodic jobs (when slots fall, how they are
+declared, their state file, firing each slot once); ``backend.py``, the interface every
 backend implements; ``rq_backend.py``, the Redis backend; ``cli.py``, the command line;
 ``compat.py``, ``admin.py`` and ``cli_commands.py``, what the other dbbasic packages call
 (``from dbbasic.queue import Queue``, ``_read_tsv``, ADMIN_CONFIG, COMMANDS).
@@ -20,23 +22,25 @@ import os
 from typing import Any, Callable, Dict, Mapping, Optional
 
 from .backend import (DEFAULT_LEASE_SECONDS, DEFAULT_MAX_ATTEMPTS, DEFAULT_PATH,
-                      DEFAULT_RETENTION_SECONDS, Backend)
+                      DEFAULT_RETENTION_SECONDS, PERIODIC, Backend, require)
 from .compat import job_rows
 from .errors import CorruptLineError, QueueError, UnsupportedError
 from .options import Retry, register
 from .queue import Queue
+from .schedules import WITHOUT_PERIODIC, Handlers, declare
 from .transitions import retry_delay
 
 __version__ = "1.1.0"
 __all__ = ["enqueue", "process_jobs", "get_job", "cancel_job", "enqueue_after",
-           "enqueue_on_commit", "handler", "handlers", "default_queue", "use_queue", "Queue", "Backend",
-           "Retry", "QueueError", "CorruptLineError", "UnsupportedError", "retry_delay",
-           "__version__"]
+           "enqueue_on_commit", "handler", "handlers", "periodic", "default_queue", "use_queue",
+           "Queue", "Backend", "Retry", "QueueError", "CorruptLineError", "UnsupportedError",
+           "retry_delay", "__version__"]
 
 _queues: Dict[Any, Any] = {}  # the queues the module-level functions built, by their settings
 
-handlers: Dict[str, Callable[[dict], Any]] = {}
-"""The handlers registered with ``@dbbasic_queue.handler(...)``: ``process_jobs(handlers)``."""
+handlers: Dict[str, Callable[[dict], Any]] = Handlers()
+"""The handlers registered with ``@dbbasic_queue.handler(...)`` and ``@dbbasic_queue.periodic
+(...)`` (their schedules in ``handlers.schedules``): ``process_jobs(handlers)``."""
 
 
 def use_queue(queue: Optional[Backend]) -> None:
@@ -136,6 +140,17 @@ def handler(job_type: str) -> Callable:
     """A decorator: ``@dbbasic_queue.handler("send_email")`` adds the function to
     ``dbbasic_queue.handlers``; registering two for one type raises ValueError."""
     return register(handlers, job_type)
+
+
+def periodic(cron: Optional[str] = None, *, every=None, timezone: str = "UTC",
+             catch_up: str = "latest", job_type: Optional[str] = None) -> Callable:
+    """A decorator: ``@dbbasic_queue.periodic("0 3 * * *", timezone="Europe/Berlin")`` adds the
+    function to ``dbbasic_queue.handlers`` with its schedule, as ``Queue.periodic`` does for
+    a queue; the workers given ``dbbasic_queue.handlers`` fire it. Where the default queue
+    cannot fire schedules (Redis: DBBASIC_QUEUE_URL), raises UnsupportedError."""
+    require(default_queue(), PERIODIC, "@periodic (periodic jobs)", WITHOUT_PERIODIC)
+    return declare(handlers, cron, every=every, timezone=timezone, catch_up=catch_up,
+                   job_type=job_type)
 
 
 _read_tsv = job_rows

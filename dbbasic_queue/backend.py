@@ -25,6 +25,7 @@ LISTING = "listing"  # jobs(), stats()
 PURGE = "purge"  # purge(...)
 RETRY = "retry"  # retry_job, retry_failed
 FILE = "file"  # the jobs live in a file readable with cat and grep
+PERIODIC = "periodic"  # @queue.periodic(...): schedules fired exactly once per slot by its workers
 
 Handlers = Mapping[str, Callable[[dict], Any]]
 
@@ -78,6 +79,11 @@ class Backend(Protocol):
     def check_worker(self, handlers: Handlers, max_attempts: int = DEFAULT_MAX_ATTEMPTS,
                      **options) -> None:
         """Raise as process_jobs and work would for these settings, touching nothing."""
+
+    def periodic(self, cron: Optional[str] = None, *, every=None, timezone: str = "UTC",
+                 catch_up: str = "latest", job_type: Optional[str] = None) -> Callable:
+        """A decorator declaring a handler and its schedule (see schedules.py); a backend
+        without PERIODIC raises UnsupportedError."""
 
     def process_jobs(self, handlers: Handlers, max_attempts: int = DEFAULT_MAX_ATTEMPTS,
                      **options) -> int: ...

@@ -39,7 +39,7 @@ def stop_on_signals(stop: threading.Event):
 
 def work_loop(queue, options: WorkerOptions, bounds: Bounds, stop: threading.Event) -> int:
     """Runs of WorkerRun until stopped; between them, watch the file (a stat every 50 ms)
-    and wake for the next scheduled job. Returns how many jobs ran."""
+    and wake for the next scheduled job or periodic slot. Returns how many jobs ran."""
     ran = 0
     while not stop.is_set() and not bounds.reached(ran):
         # Taken before the run reads the file: a job added after the run's last look (or by
@@ -51,7 +51,9 @@ def work_loop(queue, options: WorkerOptions, bounds: Bounds, stop: threading.Eve
             continue
         rescan_at = queue.monotonic() + IDLE_RESCAN_SECONDS
         while not stop.wait(IDLE_CHECK_SECONDS) and not bounds.reached(ran):
+            now = queue.clock()
             if (queue.table.signature() != seen or queue.monotonic() >= rescan_at or
-                    (run.next_due is not None and queue.clock() >= run.next_due)):
+                    (run.next_due is not None and now >= run.next_due) or
+                    (run.next_slot is not None and now >= run.next_slot)):
                 break
     return ran

@@ -24,6 +24,7 @@ from .errors import CorruptLineError
 from .job import (FINISHED, as_dict, corrupt_message, job_line, job_with_id_prefix, line_id,
                   parse_line)
 from .options import WORKER_KEY, decode_options, encode_options, register
+from .schedules import Handlers, declare
 from .stats import queue_stats
 from .storage import Table
 from .tracebacks import Tracebacks
@@ -45,7 +46,7 @@ class Queue:
 
     capabilities = frozenset({backend.UNIQUE_KEYS, backend.LEASES, backend.RETRY_KEEPS_ATTEMPTS,
                               backend.WORKER_MAX_ATTEMPTS, backend.LISTING, backend.PURGE,
-                              backend.RETRY, backend.FILE})
+                              backend.RETRY, backend.FILE, backend.PERIODIC})
 
     def __init__(self, path=DEFAULT_PATH, *, durable: bool = False,
                  clock: Callable[[], float] = time.time,
@@ -64,7 +65,7 @@ class Queue:
         self.clock = clock
         self.random = random
         self.monotonic = monotonic
-        self.handlers: Dict[str, Callable[[dict], Any]] = {}  # filled by @queue.handler(...)
+        self.handlers = Handlers()  # filled by @queue.handler(...) and @queue.periodic(...)
         self._unique_keys = UniqueKeys()
 
     def __repr__(self) -> str:
@@ -122,6 +123,18 @@ class Queue:
         """A decorator: ``@queue.handler("send_email")`` adds the function to
         ``queue.handlers``, for ``process_jobs(queue.handlers)``."""
         return register(self.handlers, job_type)
+
+    def periodic(self, cron: Optional[str] = None, *, every=None, timezone: str = "UTC",
+                 catch_up: str = "latest", job_type: Optional[str] = None) -> Callable:
+        """A decorator: ``@queue.periodic("0 3 * * *", timezone="Europe/Berlin")`` or
+        ``@queue.periodic(every=timedelta(minutes=10))`` registers the function as the
+        handler of ``job_type`` (default: its ``__qualname__``) in ``queue.handlers``, and
+        its schedule with them: any worker given ``queue.handlers`` enqueues one job per
+        slot, exactly once however many workers run. ``catch_up`` says what happens to slots
+        missed while no worker ran: "latest" (one job for the latest), "all" (one each, at
+        most 1000), "none" (skipped). The payload holds the slot; see the README."""
+        return declare(self.handlers, cron, every=every, timezone=timezone, catch_up=catch_up,
+                       job_type=job_type)
 
     def get_job(self, job_id: str) -> Optional[Dict[str, Any]]:
         """The job as a dict (see the README), or None if there is no such job."""

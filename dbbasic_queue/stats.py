@@ -5,10 +5,14 @@ that passed their judgement when they were moved, so they are counted from a che
 each line's type and status (a line that does not look like a job counts as corrupt).
 """
 
+import logging
 from typing import Any, Dict
 
-from .errors import CorruptLineError
+from .errors import CorruptLineError, QueueError
+from .firing import listing
 from .job import STATUSES, parse_line
+
+logger = logging.getLogger("dbbasic_queue")
 
 _STATUS_BYTES = {status.encode(): status for status in STATUSES}
 
@@ -60,4 +64,14 @@ def queue_stats(queue) -> Dict[str, Any]:
             "oldest_due_seconds": None if oldest_due is None else max(0.0, now - oldest_due),
             "next_run_at": next_run, "retrying": retrying,
             "failed_last_hour": failed_last_hour, "corrupt_lines": corrupt,
-            "archived": archived}
+            "archived": archived, "schedules": _schedules(queue)}
+
+
+def _schedules(queue):
+    """The schedules as the workers last recorded them (see firing.listing); None, with a
+    warning, if the state file cannot be read."""
+    try:
+        return listing(queue)
+    except QueueError as error:
+        logger.warning("%s", error)
+        return None

@@ -20,11 +20,13 @@ from . import transitions
 from .checks import check_attempts, check_duration, check_handlers, check_number
 from .claim import ClaimEditor, ClaimOutcome, Held
 from .display import duration_text, plural
+from .firing import Firing
 from .job import Job, error_text, utc_text
 from .values import result_json
 from .liveness import WorkerLocks, new_token
 from .options import Retry
 from .running import RunningJob, running
+from .schedules import schedules_of
 from .timelimit import JobTimeout, Watchdog, call_with_time_limit
 
 logger = logging.getLogger("dbbasic_queue")
@@ -92,7 +94,9 @@ class Bounds:
 
 class WorkerRun:
     """One call of process_jobs. ``next_due`` is, after the run, the earliest run_at of a job
-    that was not due yet (for the loop worker's sleep)."""
+    that was not due yet, and ``next_slot`` when a periodic job may next fall due (for the
+    loop worker's sleep). A run given handlers with schedules fires their due slots first,
+    and again from its keeper thread while it runs."""
 
     def __init__(self, queue, options: WorkerOptions, bounds: Bounds,
                  stop: Optional[threading.Event] = None) -> None:
@@ -123,8 +127,16 @@ class WorkerRun:
         self.token = new_token()
         self.watchdog: Optional[Watchdog] = None
         self.outcomes: Dict[str, int] = {}  # completed, failed, to retry, rescheduled: counts
+        schedules = schedules_of(options.handlers)
+        self.firing = Firing(queue, schedules) if schedules else None
+
+    @property
+    def next_slot(self) -> Optional[float]:
+        return None if self.firing is None else self.firing.next_due
 
     def run(self) -> int:
+        if self.firing is not None:
+            self.firing.fire()  # before the due jobs are claimed, so a due slot's job runs now
         now = time.time()
         self.queue.table.remove_stale_temporary_files(older_than=STALE_TEMPORARY_SECONDS, now=now)
         self.locks.remove_dead(now)
@@ -294,6 +306,8 @@ class WorkerRun:
 
     def _keep(self) -> None:
         while not self.stopping.wait(KEEPER_TICK_SECONDS):
+            if self.firing is not None and self.firing.due(self.queue.clock()):
+                self.firing.fire()  # a slot falling due while handlers run
             renew_before = self.queue.clock() + self.options.lease_seconds / 2
             with self.state_lock:
                 results_waiting = (self.oldest_unwritten is not None and
