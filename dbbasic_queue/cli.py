@@ -24,7 +24,8 @@ from .backend import DEFAULT_LEASE_SECONDS, DEFAULT_RETENTION_SECONDS, FILE, LEA
 from .cli_args import NO_RETENTION, NotApplicable, UsageError, duration, duration_with_unit
 from .cli_args import parser as _parser
 from .cli_handlers import load_handlers
-from .cli_show import existing, list_command, no_file_message, show_command, stats_command
+from .cli_show import (existing, list_command, no_file_message, schedules_command, show_command,
+                       stats_command)
 from .display import SafeFormatter, age, duration_text, plural, safe, shorten, utc
 from .errors import QueueError, UnsupportedError
 from .job import FINISHED
@@ -290,7 +291,7 @@ def _log_to_terminal(level: str) -> None:
 SUBCOMMANDS = {"stats": stats_command, "list": list_command, "show": show_command,
                "enqueue": enqueue_command, "cancel": cancel_command, "retry": retry_command,
                "run-now": run_now_command, "purge": purge_command, "migrate": migrate_command,
-               "work": work_command, "dashboard": dashboard_command}
+               "work": work_command, "schedules": schedules_command, "dashboard": dashboard_command}
 
 
 from .cli_commands import COMMANDS  # noqa: E402,F401  for dbbasic-cli: `dbbasic queue:stats`

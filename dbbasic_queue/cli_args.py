@@ -14,7 +14,7 @@ from datetime import datetime
 
 from . import __version__
 from .backend import (DEFAULT_LEASE_SECONDS, DEFAULT_MAX_ATTEMPTS, DEFAULT_PATH,
-                      DEFAULT_RETENTION_SECONDS, LISTING, PURGE, RETRY)
+                      DEFAULT_RETENTION_SECONDS, LISTING, PERIODIC, PURGE, RETRY)
 from .job import STATUSES
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -272,6 +272,17 @@ def parser() -> argparse.ArgumentParser:
     work.add_argument("--log-level", type=log_level, default="INFO", metavar="LEVEL",
                       help=f"{', '.join(LOG_LEVELS)} (default INFO: a line per run and per "
                            f"failure; DEBUG adds a line per job)")
+
+    schedules = command("schedules", "periodic jobs: last fired slot and next slot",
+                        "List the periodic jobs (@queue.periodic) as the workers recorded them "
+                        "in data/queue.schedules.tsv: definition, catch-up, status, last fired "
+                        "slot and next slot, in each schedule's time zone. With --handlers, "
+                        "also those declared in code that no worker has seen yet.")
+    schedules.add_argument("--handlers", metavar="MODULE:NAME",
+                           help="the module's schedules too, as work --handlers takes it, "
+                                "e.g. app.jobs:queue")
+    json_option(schedules)
+    schedules.set_defaults(needs=PERIODIC)
 
     dashboard = command("dashboard", "a web page of the queue: counts, jobs, failures, actions",
                         "Serve the dashboard: counts, a 24-hour chart, jobs, failures, and "

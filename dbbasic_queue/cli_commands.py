@@ -41,6 +41,8 @@ COMMANDS: Dict[str, Callable[[List[str]], None]] = {
     "queue:purge": _command("purge", "Remove old finished jobs: queue:purge --older-than 7d"),
     "queue:migrate": _command("migrate", "Move pending jobs into Redis (RQ): queue:migrate "
                                          "--to redis://localhost:6379/0"),
+    "queue:schedules": _command("schedules", "List the periodic jobs: last fired and next "
+                                             "slot (--handlers app.jobs:queue, --json)"),
     "queue:dashboard": _command("dashboard", "Serve a web page of the queue on "
                                              "http://127.0.0.1:8321"),
 }
