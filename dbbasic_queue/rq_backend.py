@@ -33,6 +33,7 @@ from .queue import Queue
 from .rq_jobs import DISPATCHER, SERIALIZER, ForeignJobError, SafeJob, read_job, read_options
 from .rq_listing import job_dicts, summary
 from .rq_worker import DispatchWorker, dispatch, refuse_options
+from .schedules import WITHOUT_PERIODIC, schedules_of
 from .transitions import retry_delay
 from .worker import Bounds
 
@@ -127,6 +128,10 @@ class RQQueue:
         """A decorator: ``@queue.handler("send_email")`` adds the function to
         ``queue.handlers``, for ``process_jobs(queue.handlers)``."""
         return register(self.handlers, job_type)
+
+    def periodic(self, *args, **kwargs) -> Callable:
+        """Refused: RQ cannot fire a schedule exactly once per slot (see WITHOUT_PERIODIC)."""
+        backend.require(self, backend.PERIODIC, "@periodic (periodic jobs)", WITHOUT_PERIODIC)
 
     def get_job(self, job_id: str) -> Optional[Dict[str, Any]]:
         """As Queue.get_job, with RQ's statuses mapped onto this package's. A job in Redis
@@ -266,6 +271,8 @@ class RQQueue:
         return self._work(handlers, False, max_jobs, max_seconds, timeout)
 
     def _work(self, handlers, burst: bool, max_jobs, max_seconds, timeout) -> int:
+        if schedules_of(handlers):  # declared with dbbasic_queue.periodic before the URL was set
+            backend.require(self, backend.PERIODIC, "@periodic (periodic jobs)", WITHOUT_PERIODIC)
         worker = DispatchWorker(self.rq, handlers, Bounds(max_jobs, max_seconds), timeout)
         with self._reaching():
             return worker.run(burst)
