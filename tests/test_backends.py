@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 
 from dbbasic_queue import QueueError, Retry, UnsupportedError
-from dbbasic_queue.backend import (FILE, LEASES, LISTING, PURGE, RETRY, RETRY_KEEPS_ATTEMPTS,
-                                   UNIQUE_KEYS, WORKER_MAX_ATTEMPTS)
+from dbbasic_queue.backend import (FILE, LEASES, LISTING, PERIODIC, PURGE, RETRY,
+                                   RETRY_KEEPS_ATTEMPTS, UNIQUE_KEYS, WORKER_MAX_ATTEMPTS)
 from support import EMAIL, FAIL_ERROR, StartLine, fail, finish, kill, noop, runs, wait_for
 
 CAPABILITIES = {UNIQUE_KEYS, LEASES, RETRY_KEEPS_ATTEMPTS, WORKER_MAX_ATTEMPTS, LISTING, PURGE,
-                RETRY, FILE}
+                RETRY, FILE, PERIODIC}
 JOB_KEYS = {"id", "type", "payload", "status", "created_at", "run_at", "attempts", "error",
             "result"}
 
