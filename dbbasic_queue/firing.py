@@ -20,12 +20,14 @@ import datetime
 import logging
 import os
 import secrets
+import stat
 import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from .checks import payload_json
+from .errors import QueueError
 from .job import job_line
 from .schedule_state import Entry, State, read_state, state_path, time_text, write_state
 from .schedules import (MAX_CATCH_UP_SLOTS, Schedule, describe_slot, due, first_due, next_slot,
@@ -73,6 +75,10 @@ class Firing:
         with self.lock:
             try:
                 self._fire()
+            except QueueError as error:  # a file that is not the queue's: its message says why
+                self.next_due = self.queue.clock() + 60
+                logger.error("could not fire the periodic jobs: %s; trying again in a minute",
+                             error)
             except Exception:
                 self.next_due = self.queue.clock() + 60
                 logger.exception("could not fire the periodic jobs (state in %s); trying again "
@@ -199,7 +205,7 @@ class Firing:
         for name, entry in plan.recover.items():
             if {job[0] for job in plan.entries[name].firing} != self._missing(entry, fd):
                 return RACED  # another worker added them meanwhile
-        write_state(self.path, plan.entries, os.fstat(fd))
+        write_state(self.path, plan.entries, os.fstat(fd), fd)
         return None if plan.lines else DONE
 
     def _settle(self, plan: Plan) -> None:
@@ -211,7 +217,7 @@ class Firing:
                 if written.firing and entries.get(name) == written:
                     entries[name] = replace(written, firing=())
             if entries != state.entries:
-                write_state(self.path, entries, _stat(self.queue.path))
+                write_state(self.path, entries, *_model(self.queue.path))
 
     def _report(self, state: State, plan: Plan) -> None:
         for number, text, reason in state.corrupt:
@@ -273,8 +279,11 @@ def _line(name: str, job_id: str, slot: int, previous: Optional[int], created: i
                     created, created, 0, "", "", "")
 
 
-def _stat(path: Path) -> Optional[os.stat_result]:
+def _model(queue_path: Path) -> tuple:
+    """The stat and path of the queue file, whose owner, mode and ACLs the state file takes
+    (none if it is not a regular file)."""
     try:
-        return os.stat(path)
+        status = os.lstat(queue_path)
     except FileNotFoundError:
-        return None
+        return None, None
+    return (status, str(queue_path)) if stat.S_ISREG(status.st_mode) else (None, None)

@@ -16,14 +16,13 @@ import datetime
 import json
 import os
 import re
-import stat
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Tuple
 
-from .errors import QueueError
-from .storage import TEMP_PREFIX, fsync_directory, keep_mode_and_owner
+from .files import check_regular, fsync_directory, keep_mode_and_owner, open_own
+from .storage import TEMP_PREFIX
 
 COLUMNS = ("schedule", "when", "catch_up", "status", "done_until", "last_slot", "fired_at",
            "last_job", "firing")
@@ -68,17 +67,14 @@ class State:
 
 def read_state(path: Path) -> State:
     """The state file (an empty State if there is none). It is only ever replaced whole, so
-    a read without the lock sees one version; never follows a link or waits on a FIFO."""
+    a read without the lock sees one version; a link or FIFO planted there is refused with a
+    QueueError, as every file beside the queue is (files.py)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = open_own(str(path), os.O_RDONLY)
     except FileNotFoundError:
         return State()
-    except OSError as error:
-        raise QueueError(f"cannot read {path} ({error.strerror}); if it is a symbolic link, "
-                         f"remove it: the queue follows none") from None
+    check_regular(fd, str(path))
     with open(fd, "rb") as file:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise QueueError(f"{path} is not a regular file; move it away")
         raw = file.read()
     state = State(raw=raw)
     header, _, body = raw.partition(b"\n")
@@ -109,20 +105,23 @@ def _parse(line: bytes) -> Entry:
                  seconds_of(fired_at or None), last_job, jobs)
 
 
-def write_state(path: Path, entries: Mapping[str, Entry], model: Optional[os.stat_result]) -> None:
+def write_state(path: Path, entries: Mapping[str, Entry], model: Optional[os.stat_result],
+                attributes_of=None) -> None:
     """Replace the state file atomically (temporary file, fsync, rename, directory fsync),
-    with the mode and owner of ``model`` (the queue file's). Called under the queue's lock."""
+    with the owner and mode of ``model`` and the extended attributes (ACLs) of
+    ``attributes_of``: the queue file's (its stat, and a descriptor or path). Called under
+    the queue's lock."""
     fd, temp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=".tmp", dir=path.parent)
     try:
         with open(fd, "wb") as out:
             out.write(HEADER + b"".join(entry.line() for entry in entries.values()))
             out.flush()
             if model is not None:
-                keep_mode_and_owner(out.fileno(), model, path)
+                keep_mode_and_owner(out.fileno(), model, path, attributes_of)
             os.fsync(out.fileno())
         os.replace(temp, path)
         temp = None
-        fsync_directory(path.parent)
+        fsync_directory(str(path.parent))
     finally:
         if temp is not None:
             os.unlink(temp)

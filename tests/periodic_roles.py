@@ -76,8 +76,8 @@ def main() -> None:
     if args.role == "die-after-recording":
         write_state = firing.write_state
 
-        def write_then_die(path, entries, model):
-            write_state(path, entries, model)
+        def write_then_die(path, entries, *model):
+            write_state(path, entries, *model)
             if any(entry.firing for entry in entries.values()):
                 kill_myself()
         firing.write_state = write_then_die

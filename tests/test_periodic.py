@@ -10,6 +10,7 @@ import datetime
 import itertools
 import json
 import logging
+import os
 import sys
 import threading
 import time
@@ -17,9 +18,10 @@ import time
 import pytest
 
 import dbbasic_queue
-from dbbasic_queue import Queue, UnsupportedError, loop
+from dbbasic_queue import Queue, QueueError, UnsupportedError, loop
 from dbbasic_queue.backend import PERIODIC
 from dbbasic_queue.cron import Cron, Every
+from dbbasic_queue.firing import listing
 from dbbasic_queue.schedules import MAX_CATCH_UP_SLOTS, ON_TIME_SECONDS, Handlers, declare
 from support import TESTS, StartLine, finish, runs, wait_for
 
@@ -503,6 +505,31 @@ def test_a_corrupt_state_line_is_logged_and_its_schedule_starts_afresh(queue, cl
     clock.now = at("2026-01-05 10:20") + 1
     queue.process_jobs(queue.handlers)
     assert slots(queue, "tick") == [at("2026-01-05 10:20")]
+
+
+@pytest.mark.parametrize("planted", ["symlink", "fifo"])
+def test_a_link_or_fifo_planted_as_the_state_file_is_refused_and_the_jobs_still_run(
+        queue, clock, tmp_path, planted, caplog):
+    clock.now = at("2026-01-05 10:05")
+    queue.periodic(every=600, job_type="tick")(lambda payload: None)
+    ran = []
+    queue.handler("send")(ran.append)
+    queue.enqueue("send", {"n": 1})
+    outside = tmp_path / "outside.txt"
+    outside.write_text("not the queue's\n")
+    state = queue.path.with_name("queue.schedules.tsv")
+    if planted == "symlink":
+        state.symlink_to(outside)
+    else:
+        os.mkfifo(state)
+    with caplog.at_level(logging.ERROR, logger="dbbasic_queue"):
+        assert queue.process_jobs(queue.handlers) == 1  # returns: no wait on the FIFO
+    assert ran == [{"n": 1}]
+    assert "could not fire the periodic jobs" in caplog.text and str(state) in caplog.text
+    assert outside.read_text() == "not the queue's\n"
+    assert queue.stats()["schedules"] is None  # stats says it cannot tell
+    with pytest.raises(QueueError, match="queue.schedules.tsv"):
+        listing(queue)  # dbbasic-queue schedules: exit 3 with the message
 
 
 def test_a_changed_definition_counts_its_slots_from_the_change(queue, clock, caplog):
