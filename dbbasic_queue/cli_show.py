@@ -1,4 +1,4 @@
-"""The command line's commands that only look: ``stats``, ``list`` and ``show``.
+"""The command line's commands that only look: ``stats``, ``list``, ``show`` and ``schedules``.
 
 Text output escapes what a terminal would act on (``display.safe``) and says every time is
 UTC; ``--json`` is exact. Where the queue file does not exist yet, stderr says so plainly: a
@@ -12,6 +12,7 @@ from typing import Any, Dict
 
 from .backend import FILE
 from .cli_args import NotApplicable, UsageError
+from .cli_handlers import load_handlers
 from .display import age, plural, safe, safe_json, shorten, size, utc, when
 from .job import STATUSES
 
@@ -129,4 +130,28 @@ def show_command(queue, args) -> int:
               f"{safe(kept.get('error', ''))}")
         text = safe(str(kept.get("traceback", "")).rstrip("\n"), keep="\n")
         print("    " + text.replace("\n", "\n    "))
+    return 0
+
+
+def schedules_command(queue, args) -> int:
+    from .cron import zone  # imported here: only this command needs them
+    from .firing import listing
+    from .schedules import describe_slot, schedules_of
+    declared = None if args.handlers is None else schedules_of(load_handlers(args.handlers))
+    if declared == {}:
+        raise UsageError(f"--handlers: {args.handlers} declares no schedule (@queue.periodic)")
+    rows = listing(queue, declared)
+    if args.json:
+        print(safe_json(rows, indent=2))
+        return 0
+    if not rows:
+        print(f"no schedules in {safe(queue.describe())} yet (a worker records them when it "
+              f"first runs with them; --handlers shows those declared in code)")
+    for row in rows:
+        tz = zone(row["timezone"])  # one this machine has: listing() parsed the schedule
+        print(f"{safe(row['schedule'])}\n  when       {safe(row['when'])} (catch_up "
+              f"{row['catch_up']}), {row['status']}\n  last slot  "
+              f"{describe_slot(row['last_slot'], tz)}"
+              f"{'' if row['last_job'] is None else ' (job ' + row['last_job'] + ')'}\n"
+              f"  next slot  {describe_slot(row['next_slot'], tz)}")
     return 0

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from .checks import payload_json
+from .display import plural
 from .errors import QueueError
 from .job import job_line
 from .schedule_state import Entry, State, read_state, state_path, time_text, write_state
@@ -268,10 +269,6 @@ def listing(queue, declared: Optional[Mapping[str, Schedule]] = None) -> List[Di
 
 def new_job_id() -> str:
     return secrets.token_hex(8)
-
-
-def plural(count: int, noun: str) -> str:
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def _line(name: str, job_id: str, slot: int, previous: Optional[int], created: int, zone) -> bytes:

@@ -24,7 +24,7 @@ from .errors import CorruptLineError
 from .job import (FINISHED, as_dict, corrupt_message, job_line, job_with_id_prefix, line_id,
                   parse_line)
 from .options import WORKER_KEY, decode_options, encode_options, register
-from .schedules import Handlers, declare
+from .schedules import Handlers, periodic_on
 from .stats import queue_stats
 from .storage import Table
 from .tracebacks import Tracebacks
@@ -124,17 +124,7 @@ class Queue:
         ``queue.handlers``, for ``process_jobs(queue.handlers)``."""
         return register(self.handlers, job_type)
 
-    def periodic(self, cron: Optional[str] = None, *, every=None, timezone: str = "UTC",
-                 catch_up: str = "latest", job_type: Optional[str] = None) -> Callable:
-        """A decorator: ``@queue.periodic("0 3 * * *", timezone="Europe/Berlin")`` or
-        ``@queue.periodic(every=timedelta(minutes=10))`` registers the function as the
-        handler of ``job_type`` (default: its ``__qualname__``) in ``queue.handlers``, and
-        its schedule with them: any worker given ``queue.handlers`` enqueues one job per
-        slot, exactly once however many workers run. ``catch_up`` says what happens to slots
-        missed while no worker ran: "latest" (one job for the latest), "all" (one each, at
-        most 1000), "none" (skipped). The payload holds the slot; see the README."""
-        return declare(self.handlers, cron, every=every, timezone=timezone, catch_up=catch_up,
-                       job_type=job_type)
+    periodic = periodic_on  # @queue.periodic("0 3 * * *", ...): a handler and its schedule
 
     def get_job(self, job_id: str) -> Optional[Dict[str, Any]]:
         """The job as a dict (see the README), or None if there is no such job."""
