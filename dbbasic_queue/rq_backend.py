@@ -238,6 +238,8 @@ class RQQueue:
         check_attempts("max_attempts", max_attempts)
         refuse_options(self.describe(), lease_seconds, retention_seconds, concurrency)
         Bounds(max_jobs, max_seconds)
+        if schedules_of(handlers):
+            backend.require(self, backend.PERIODIC, "@periodic (periodic jobs)", WITHOUT_PERIODIC)
 
     def process_jobs(self, handlers: Mapping[str, Callable[[dict], Any]],
                      max_attempts: int = DEFAULT_MAX_ATTEMPTS, *,

@@ -693,8 +693,9 @@ def test_without_periodic_declaring_or_running_schedules_is_refused_saying_what_
         backend.queue.periodic("0 3 * * *")(lambda payload: None)
     declared = Handlers()  # the same declaration a TSV queue takes, handed to this worker
     declare(declared, "0 3 * * *", job_type="report")(lambda payload: None)
-    with pytest.raises(UnsupportedError, match="keep the schedule on a TSV queue"):
-        backend.queue.process_jobs(declared)
+    for refused in (backend.queue.check_worker, backend.queue.process_jobs):
+        with pytest.raises(UnsupportedError, match="keep the schedule on a TSV queue"):
+            refused(declared)
     assert backend.count_jobs() == 0
     monkeypatch.setenv("DBBASIC_QUEUE_URL", backend.spec.partition("#")[0])
     with pytest.raises(UnsupportedError, match="is not supported on redis"):
