@@ -6,15 +6,19 @@ is ``pending`` and due, or ``processing`` with its lease (``run_at``) run out, w
 worker died. ``EachJob`` is the admin verbs' (cancel, retry, purge).
 """
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from . import transitions
+from .archive import ARCHIVE_MIN_LINES
+from .display import duration_text, plural
+from .editing import Editor
 from .errors import CorruptLineError
 from .job import Job, line_id, parse_line, peek_status_and_run_at, reads, same_job
-from .archive import ARCHIVE_MIN_LINES
 from .options import WORKER_KEY, decode_options, with_worker, without_worker
-from .editing import Editor
+
+logger = logging.getLogger("dbbasic_queue")
 
 _CLAIMABLE = (b"pending", b"processing")
 _RETAINED = (b"completed", b"cancelled")  # failed jobs stay until purged
@@ -62,6 +66,31 @@ class ClaimOutcome:
     dropped: int = 0  # by retention
     archived: int = 0  # moved to archive files
     next_due: Optional[int] = None  # the earliest run_at of a job not due yet
+
+    def log(self, path, edit_changed: bool, retention_seconds: Optional[float],
+            reported: Set[bytes]) -> None:
+        """Log what the rewrite did (drops and moves only if it took place); each corrupt
+        line once per worker run (``reported`` holds those logged already)."""
+        outcome = self
+        for job_id in outcome.lost:
+            logger.warning("job %s: another worker took it after its lease ran out (was this "
+                           "process stopped?); its result here is not recorded", job_id.decode())
+        for job in outcome.abandoned:
+            logger.error("job %s %s failed for good: %s", job.id, job.type, job.error)
+        for job in outcome.retaken:
+            logger.warning("job %s %s: the worker of attempt %d stopped without a result; "
+                           "trying again", job.id, job.type, job.attempts)
+        if outcome.dropped and edit_changed:
+            logger.info("dropped %s older than %s (retention)",
+                        plural(outcome.dropped, "completed or cancelled job"),
+                        duration_text(retention_seconds))
+        if outcome.archived and edit_changed:
+            logger.info("moved %s to the archive files", plural(outcome.archived, "finished job"))
+        for line, reason in outcome.corrupt:
+            if line not in reported:
+                reported.add(line)
+                logger.warning("%s: a corrupt line, left as it is (%s): %s", path,
+                               reason, line[:120].decode("utf-8", "replace").rstrip())
 
 
 class ClaimEditor(Editor):

@@ -7,7 +7,8 @@ import os
 import signal
 import threading
 
-from .worker import Bounds, WorkerOptions, WorkerRun
+from .worker import WorkerRun
+from .worker_settings import Bounds, WorkerOptions
 
 logger = logging.getLogger("dbbasic_queue")
 

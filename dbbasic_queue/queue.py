@@ -30,7 +30,8 @@ from .storage import Table
 from .tracebacks import Tracebacks
 from .unique import UniqueKeys
 from .loop import stop_on_signals, work_loop
-from .worker import Bounds, WorkerOptions, WorkerRun
+from .worker import WorkerRun
+from .worker_settings import Bounds, WorkerOptions
 
 logger = logging.getLogger("dbbasic_queue")
 

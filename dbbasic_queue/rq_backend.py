@@ -35,7 +35,7 @@ from .rq_listing import job_dicts, summary
 from .rq_worker import DispatchWorker, dispatch, refuse_options
 from .schedules import WITHOUT_PERIODIC, schedules_of
 from .transitions import retry_delay
-from .worker import Bounds
+from .worker_settings import Bounds
 
 __all__ = ["RQQueue", "migrate", "dispatch", "ForeignJobError"]
 

@@ -24,7 +24,7 @@ from .values import result_json
 from .rq_jobs import SERIALIZER, SafeJob, foreign_message, refusal
 from .running import RunningJob, running
 from .tracebacks import class_path, format_traceback
-from .worker import Bounds
+from .worker_settings import Bounds
 
 logger = logging.getLogger("dbbasic_queue")
 

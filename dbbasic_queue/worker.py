@@ -13,13 +13,11 @@ import logging
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Mapping, Optional
+from typing import Dict, List, Optional
 
 from . import transitions
-from .checks import check_attempts, check_duration, check_handlers, check_number
-from .claim import ClaimEditor, ClaimOutcome, Held
-from .display import duration_text, plural
+from .claim import ClaimEditor, Held
+from .display import plural
 from .firing import Firing
 from .job import Job, error_text, utc_text
 from .values import result_json
@@ -28,6 +26,7 @@ from .options import Retry
 from .running import RunningJob, running
 from .schedules import schedules_of
 from .timelimit import JobTimeout, Watchdog, call_with_time_limit
+from .worker_settings import Bounds, WorkerOptions
 
 logger = logging.getLogger("dbbasic_queue")
 
@@ -35,61 +34,7 @@ RESULT_WINDOW_SECONDS = 1.0  # a finished job's result reaches the file within a
 KEEPER_TICK_SECONDS = 0.2
 BATCH_SECONDS = 0.5  # aim for batches of about this much work
 FIRST_BATCH, MAX_BATCH = 8, 6000  # a held job costs about 2 KB of peak memory
-MAX_CONCURRENCY = 256
 STALE_TEMPORARY_SECONDS = 3600
-
-
-@dataclass(frozen=True)
-class WorkerOptions:
-    """The settings of a worker, checked once, before the file is touched."""
-
-    handlers: Mapping[str, Callable[[dict], Any]]
-    max_attempts: int
-    lease_seconds: float
-    retention_seconds: Optional[float]
-    timeout: Optional[float]
-    concurrency: int = 1
-
-    def __post_init__(self) -> None:
-        check_handlers(self.handlers)
-        check_attempts("max_attempts", self.max_attempts)
-        check_duration("lease_seconds", self.lease_seconds)
-        if self.retention_seconds is not None:
-            check_duration("retention_seconds", self.retention_seconds)
-        if self.timeout is not None:
-            check_duration("timeout", self.timeout)
-        check_number("concurrency", self.concurrency, integer=True)
-        if self.concurrency > MAX_CONCURRENCY:
-            raise ValueError(f"concurrency must be at most {MAX_CONCURRENCY} threads, not "
-                             f"{self.concurrency}; run more worker processes instead")
-
-
-class Bounds:
-    """How much one worker may do: at most ``max_jobs`` jobs, until ``max_seconds`` from now
-    on the ``monotonic`` clock."""
-
-    def __init__(self, max_jobs: Optional[int], max_seconds: Optional[float],
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
-        if max_jobs is not None:
-            check_number("max_jobs", max_jobs, integer=True)
-        if max_seconds is not None:
-            check_duration("max_seconds", max_seconds)
-        self.max_jobs = max_jobs
-        self.monotonic = monotonic
-        self.deadline = None if max_seconds is None else monotonic() + max_seconds
-
-    def reached(self, ran: int) -> bool:
-        return ((self.max_jobs is not None and ran >= self.max_jobs) or
-                (self.deadline is not None and self.monotonic() >= self.deadline))
-
-    def less(self, ran: int) -> "Bounds":
-        """The bounds left after ``ran`` jobs, with the same deadline."""
-        left = Bounds(None if self.max_jobs is None else self.max_jobs - ran, None, self.monotonic)
-        left.deadline = self.deadline
-        return left
-
-    def room(self, ran: int, batch: int) -> int:
-        return batch if self.max_jobs is None else min(batch, self.max_jobs - ran)
 
 
 class WorkerRun:
@@ -366,30 +311,8 @@ class WorkerRun:
                 old, self.bookmark = self.bookmark, edit.bookmark
                 if old is not None:
                     old.close()
-            self._report(outcome, edit.changed)
+            outcome.log(self.queue.path, edit.changed, self.options.retention_seconds, self.reported)
             return list(outcome.claimed)
-
-    def _report(self, outcome: ClaimOutcome, edit_changed: bool) -> None:
-        for job_id in outcome.lost:
-            logger.warning("job %s: another worker took it after its lease ran out (was this "
-                           "process stopped?); its result here is not recorded", job_id.decode())
-        for job in outcome.abandoned:
-            logger.error("job %s %s failed for good: %s", job.id, job.type, job.error)
-        for job in outcome.retaken:
-            logger.warning("job %s %s: the worker of attempt %d stopped without a result; "
-                           "trying again", job.id, job.type, job.attempts)
-        if outcome.dropped and edit_changed:
-            logger.info("dropped %s older than %s (retention)",
-                        plural(outcome.dropped, "completed or cancelled job"),
-                        duration_text(self.options.retention_seconds))
-        if outcome.archived and edit_changed:
-            logger.info("moved %s to the archive files", plural(outcome.archived, "finished job"))
-        for line, reason in outcome.corrupt:
-            if line not in self.reported:
-                self.reported.add(line)
-                logger.warning("%s: a corrupt line, left as it is (%s): %s", self.queue.path,
-                               reason, line[:120].decode("utf-8", "replace").rstrip())
-
 
 def utc(timestamp: float) -> str:
     """A timestamp as ``YYYY-MM-DD HH:MM:SS UTC``, for logs."""
