@@ -23,7 +23,6 @@ from typing import Any, Callable, Dict, Mapping, Optional
 
 from .backend import (DEFAULT_LEASE_SECONDS, DEFAULT_MAX_ATTEMPTS, DEFAULT_PATH,
                       DEFAULT_RETENTION_SECONDS, PERIODIC, Backend, require)
-from .compat import job_rows
 from .errors import CorruptLineError, QueueError, UnsupportedError
 from .options import Retry, register
 from .queue import Queue
@@ -153,7 +152,9 @@ def periodic(cron: Optional[str] = None, *, every=None, timezone: str = "UTC",
                    job_type=job_type)
 
 
-_read_tsv = job_rows
-"""A compatibility name: dbbasic-email 1.0.0's ``email:queue`` calls ``_read_tsv()`` (see
-``compat.job_rows``: every job as a list of strings in the published columns, archive
-files included). Not part of the API otherwise; new code uses ``Queue.jobs()``."""
+def _read_tsv(*args, **kwargs):
+    """A compatibility name: dbbasic-email 1.0.0's ``email:queue`` calls ``_read_tsv()`` (see
+    ``compat.job_rows``: every job as a list of strings in the published columns, archive
+    files included). Not part of the API otherwise; new code uses ``Queue.jobs()``."""
+    from .compat import job_rows  # here: a worker never needs it
+    return job_rows(*args, **kwargs)

@@ -14,6 +14,7 @@ import json
 import json.scanner
 import logging
 import math
+import operator
 import time
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Tuple
@@ -60,9 +61,14 @@ class Job:
 
     def evolve(self, **changes) -> "Job":
         """A copy with some fields changed (dataclasses.replace, without its slow checks)."""
-        fields = {name: getattr(self, name) for name in COLUMNS}
-        fields.update(changes)
-        return Job(**fields)
+        values = list(_ALL_FIELDS(self))
+        for name, value in changes.items():
+            values[_FIELD_INDEX[name]] = value
+        return Job(*values)
+
+
+_ALL_FIELDS = operator.attrgetter(*COLUMNS)
+_FIELD_INDEX = {name: index for index, name in enumerate(COLUMNS)}
 
 
 def job_line(id: str, type: str, payload: str, status: str, created_at: int, run_at: int,

@@ -11,7 +11,6 @@ over ``map``), where no Python-level signal handler or asynchronous exception ca
 "it returned" is known whenever a late JobTimeout arrives.
 """
 
-import ctypes
 import heapq
 import itertools
 import signal
@@ -128,5 +127,6 @@ class Watchdog:
 
 def _raise_in_thread(thread_id: int, error: Optional[BaseException]) -> None:
     """Make ``error`` raise in the thread at its next Python instruction (None: cancel)."""
+    import ctypes  # here: only a worker with threads and a time limit needs it (about 1 MB)
     exception = ctypes.py_object(type(error)) if error is not None else None
     ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), exception)

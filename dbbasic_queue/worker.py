@@ -33,7 +33,7 @@ logger = logging.getLogger("dbbasic_queue")
 RESULT_WINDOW_SECONDS = 1.0  # a finished job's result reaches the file within about this long
 KEEPER_TICK_SECONDS = 0.2
 BATCH_SECONDS = 0.5  # aim for batches of about this much work
-FIRST_BATCH, MAX_BATCH = 8, 6000  # a held job costs about 2 KB of peak memory
+FIRST_BATCH, MAX_BATCH = 8, 5000  # a held job costs about 2 KB of peak memory
 STALE_TEMPORARY_SECONDS = 3600
 
 
