@@ -29,13 +29,18 @@ class Held:
     """A job a worker has claimed and whose final state is not on disk yet."""
 
     __slots__ = ("original", "claimed_at", "lease_until", "max_attempts", "timeout",
-                 "claimed_options")
+                 "claimed_options", "written")
     original: Job  # as it was before the claim, to put back if it never starts
     claimed_at: float
     lease_until: float
     max_attempts: int  # the job's own, or the worker's
     timeout: Optional[float]
     claimed_options: str  # the options field while held: the job's own and the worker's token
+
+    def __post_init__(self) -> None:
+        # The line for this lease, made once: compared at every rewrite while held.
+        self.written = transitions.claim(self.original, self.lease_until,
+                                         self.claimed_options).to_line()
 
     @property
     def attempt(self) -> int:
@@ -44,7 +49,7 @@ class Held:
     def line(self) -> bytes:
         """The line this worker last wrote for the job: if the file holds another, another
         worker has taken the job since (this worker's lease ran out)."""
-        return transitions.claim(self.original, self.lease_until, self.claimed_options).to_line()
+        return self.written
 
     def renewed(self, lease_until: float) -> "Held":
         return Held(self.original, self.claimed_at, lease_until, self.max_attempts, self.timeout,

@@ -33,7 +33,7 @@ logger = logging.getLogger("dbbasic_queue")
 RESULT_WINDOW_SECONDS = 1.0  # a finished job's result reaches the file within about this long
 KEEPER_TICK_SECONDS = 0.2
 BATCH_SECONDS = 0.5  # aim for batches of about this much work
-FIRST_BATCH, MAX_BATCH = 8, 5000  # a held job costs about 2 KB of peak memory
+FIRST_BATCH, MAX_BATCH = 8, 4000  # a held job costs about 2.5 KB of peak memory
 STALE_TEMPORARY_SECONDS = 3600
 
 
@@ -297,7 +297,7 @@ class WorkerRun:
                     self.held.pop(job_id, None)
                     self.finished.pop(job_id, None)
                 for job_id in outcome.renewed:
-                    self.held[job_id].lease_until = edit.lease_until
+                    self.held[job_id] = self.held[job_id].renewed(edit.lease_until)
                 self.held.update(outcome.claimed)
                 self.to_run.extend(outcome.claimed)
                 if release:
