@@ -5,17 +5,26 @@ worker died in the second between the handler returning and the result being wri
 The four published functions use a default Queue at ``data/queue.tsv`` (relative to the
 current directory at each call; ``DBBASIC_QUEUE_FILE`` overrides it).
 
-Where things are: ``job.py``, the line format (the only reader of columns and quoting);
-``storage.py``, the file's lock, appends and atomic rewrites; ``files.py``, how every file
-in the queue's directory is opened (never through a planted symlink or FIFO) and what a
-rewrite keeps (owner, mode, ACLs); ``transitions.py``, a job's life as pure functions and
-the retry schedule (``retry_delay``); ``claim.py``, the claim logic; ``worker.py``, the
-worker run and loop; ``queue.py``, the TSV queue's API; ``cron.py``, ``schedules.py``,
-``schedule_state.py`` and ``firing.py``, periodic jobs (when slots fall, how they are
-declared, their state file, firing each slot once); ``backend.py``, the interface every
-backend implements; ``rq_backend.py``, the Redis backend; ``cli.py``, the command line;
-``compat.py``, ``admin.py`` and ``cli_commands.py``, what the other dbbasic packages call
-(``from dbbasic.queue import Queue``, ``_read_tsv``, ADMIN_CONFIG, COMMANDS).
+Where things are (one responsibility a module):
+- a job and its file: ``job.py`` the line format (the only reader of columns and quoting),
+  ``values.py`` its JSON values, ``checks.py`` the caller's arguments, ``options.py`` per-job
+  options and ``Retry``;
+- the files: ``storage.py`` the lock, appends and atomic rewrites, ``editing.py`` a rewrite's
+  line editing, ``files.py`` how every file beside the queue is opened and what a rewrite
+  keeps, ``archive.py`` and ``archive_edits.py`` the dated archive files, ``tracebacks.py``
+  failed attempts' tracebacks, ``unique.py`` the unique-key index, ``stats.py`` the counts;
+- a job's life: ``transitions.py`` pure functions and the retry schedule (``retry_delay``),
+  ``claim.py`` the claim logic, ``worker.py`` a worker run, ``worker_settings.py`` its
+  settings, ``loop.py`` the long-running worker, ``liveness.py`` which workers live,
+  ``timelimit.py`` handler time limits, ``running.py`` ``current_job()``;
+- periodic jobs: ``cron.py``, ``schedules.py``, ``schedule_state.py``, ``firing.py``;
+- the API: ``queue.py`` the TSV queue, ``backend.py`` the interface every backend
+  implements, ``rq_backend.py`` (with ``rq_jobs.py``, ``rq_worker.py``, ``rq_listing.py``) the
+  Redis one, ``testing.py`` and ``pytest_plugin.py`` helpers for an app's tests;
+- faces: ``cli.py`` (with ``cli_args.py``, ``cli_show.py``, ``cli_handlers.py``,
+  ``display.py``) the command line, ``dashboard/`` the web page, ``django/`` Django's tasks;
+- the other dbbasic packages: ``compat.py`` and ``tagged.py`` (``from dbbasic.queue import
+  Queue``), ``admin.py`` (ADMIN_CONFIG), ``cli_commands.py`` (COMMANDS), ``_read_tsv``.
 """
 
 import os

@@ -641,3 +641,21 @@ def test_the_command_off_loopback_asks_for_the_credentials_it_was_given(queue):
             assert reply.status == 200
     finally:
         stop(process)
+
+
+def test_the_overview_lists_the_periodic_jobs_with_their_last_and_next_slot(tmp_path):
+    from dbbasic_queue import Queue
+    from dbbasic_queue.dashboard import DashboardApp
+    queue = Queue(tmp_path / "data" / "queue.tsv")
+
+    @queue.periodic("0 3 * * *", timezone="Europe/Berlin")
+    def nightly_report(payload):
+        return None
+    queue.process_jobs(queue.handlers)  # a worker run records the schedule
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "REMOTE_ADDR": "127.0.0.1",
+               "wsgi.url_scheme": "http", "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8321"}
+    captured = {}
+    body = b"".join(DashboardApp(queue)(environ, lambda status, headers: captured.update(status=status)))
+    assert captured["status"].startswith("200")
+    page = body.decode()
+    assert "Periodic jobs" in page and "nightly_report" in page and "0 3 * * * Europe/Berlin" in page

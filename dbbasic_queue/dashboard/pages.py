@@ -71,6 +71,7 @@ def overview(view: View, figures: Dict[str, Any]) -> Page:
                      completed=f"{figures['completed_24h']:,}", failed=f"{figures['failed_24h']:,}",
                      by_type=by_type_rows(view, figures["by_type"]),
                      next_runs=next_run_rows(view, figures["next_runs"]),
+                     periodic=periodic_rows(view, figures.get("schedules", [])),
                      purge=purge_form(view) if view.can("purge") else "",
                      jobs=f"{figures['jobs']:,}", api=url(view.base, "/api/overview"))
     return "Overview", content
@@ -100,8 +101,11 @@ OVERVIEW = """<h1>Overview</h1>
 <section class="panel"><h2>Next scheduled runs</h2>
 <table class="grid" id="next-runs"><thead><tr><th>Job</th><th>Type</th><th>Runs at (UTC)</th></tr></thead>
 <tbody>{next_runs}</tbody></table>
-<p class="hint">Jobs waiting for their run_at or a retry; the queue has no periodic jobs of its own (cron runs the workers).</p></section>
+<p class="hint">Jobs waiting for their run_at or a retry.</p></section>
 </div>
+<section class="panel"><h2>Periodic jobs</h2>
+<table class="grid" id="periodic"><thead><tr><th>Schedule</th><th>When</th><th>Last fired (UTC)</th><th>Next slot (UTC)</th></tr></thead>
+<tbody>{periodic}</tbody></table></section>
 {purge}
 <p class="updated"><span data-field="jobs">{jobs}</span> jobs in all. <span data-field="updated">Refreshes every few seconds.</span></p>
 """
@@ -127,6 +131,19 @@ def next_run_rows(view: View, runs: List[Dict[str, Any]]) -> Markup:
                        href=url(view.base, "/jobs/" + run["id"]), id=run["id"], type=run["type"],
                        when=utc(run["run_at"]), relative=relative(run["run_at"], view.now))
                 for run in runs)
+
+
+def periodic_rows(view: View, schedules: List[Dict[str, Any]]) -> Markup:
+    if not schedules:
+        return Markup('<tr><td colspan="4" class="empty">No periodic jobs have fired here '
+                      '(see @queue.periodic).</td></tr>')
+    return join(render('<tr><td>{name}</td><td><code>{when}</code></td><td>{last}</td>'
+                       '<td><time>{next}</time><span class="when">{relative}</span></td></tr>',
+                       name=row["schedule"], when=row["when"],
+                       last="never" if row["last_slot"] is None else utc(row["last_slot"]),
+                       next="-" if row["next_slot"] is None else utc(row["next_slot"]),
+                       relative="" if row["next_slot"] is None else relative(row["next_slot"], view.now))
+                for row in schedules)
 
 
 def purge_form(view: View, older_than: str = "7d",

@@ -8,7 +8,9 @@ import json
 import re
 from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
-from ..errors import CorruptLineError
+from ..backend import PERIODIC
+from ..errors import CorruptLineError, QueueError
+from ..firing import listing
 from ..job import STATUSES
 
 HOUR = 3600
@@ -92,7 +94,18 @@ class Reader:
         figures["now"] = now
         figures["next_runs"] = [run for run in figures["next_runs"] if run["run_at"] > now]
         figures["latency_seconds"] = None if oldest is None else max(0.0, now - oldest)
+        figures["schedules"] = self.schedules()
         return figures
+
+    def schedules(self) -> List[Dict[str, Any]]:
+        """The periodic jobs as the workers last recorded them (a small file, read each
+        time); none on a backend without periodic jobs, or if the file cannot be read."""
+        if PERIODIC not in self.backend.capabilities:
+            return []
+        try:
+            return [row for row in listing(self.backend) if row["status"] != "removed"]
+        except (QueueError, OSError):
+            return []
 
     def cached_types(self) -> Optional[List[str]]:
         """The job types of the last summary, without reading anything; None if there is none."""
