@@ -22,9 +22,10 @@ import time
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple
 
+from .editing import Editor
 from .errors import QueueError
 from .files import check_regular, fsync_directory, keep_mode_and_owner, open_own
-from .job import HEADER
+from .job import HEADER, reads
 from .storage import TEMP_PREFIX, Table
 
 ARCHIVE_AFTER_SECONDS = 3600  # a finished job stays in queue.tsv at least this long
@@ -143,6 +144,40 @@ class Archive:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+class RetiringEditor(Editor):
+    """An editor that, as a rewrite passes finished lines (``retire``), drops those past
+    retention and moves those past the archive age into ``spool``, committed with the
+    rewrite. Neither is a change by itself (only a rewrite done anyway drops or moves),
+    except that ARCHIVE_MIN_LINES lines to move make the rewrite worth doing."""
+
+    drop_before: Optional[float] = None
+    archive_before: Optional[float] = None
+    spool: Optional["Spool"] = None
+    dropped = 0
+    archived = 0
+
+    def retire(self, line: bytes, finished_at: int) -> Optional[bytes]:
+        """None if the line is dropped or moved; the line itself if it stays."""
+        if self.drop_before is not None and finished_at < self.drop_before and reads(line):
+            self.dropped += 1
+            return None
+        if self.spool is not None and finished_at < self.archive_before and reads(line):
+            self.spool.add(line, finished_at)
+            self.archived += 1
+            if self.archived >= ARCHIVE_MIN_LINES:
+                self.changed = True
+            return None
+        return line
+
+    def commit(self) -> None:
+        if self.spool is not None:
+            self.spool.commit()
+
+    def abandon(self) -> None:
+        if self.spool is not None:
+            self.spool.abandon()
 
 
 class Spool:

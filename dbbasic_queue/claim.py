@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from . import transitions
-from .archive import ARCHIVE_MIN_LINES
+from .archive import RetiringEditor
 from .display import duration_text, plural
 from .editing import Editor
 from .errors import CorruptLineError
-from .job import Job, line_id, parse_line, peek_status_and_run_at, reads, same_job
+from .job import Job, line_id, parse_line, peek_status_and_run_at, same_job
 from .options import WORKER_KEY, decode_options, with_worker, without_worker
 
 logger = logging.getLogger("dbbasic_queue")
@@ -98,7 +98,7 @@ class ClaimOutcome:
                                reason, line[:120].decode("utf-8", "replace").rstrip())
 
 
-class ClaimEditor(Editor):
+class ClaimEditor(RetiringEditor):
     """One rewrite of the worker run ``worker`` (its token): see the module docstring.
     ``held`` are the jobs the run holds, ``finished`` their final lines, ``unstarted`` the
     held ids to put back; ``alive(token)`` tells whether another run still lives."""
@@ -144,14 +144,6 @@ class ClaimEditor(Editor):
             self.resume_offset = self.position
         return mine.renewed(self.lease_until).line()
 
-    def commit(self) -> None:
-        if self.spool is not None:
-            self.spool.commit()
-
-    def abandon(self) -> None:
-        if self.spool is not None:
-            self.spool.abandon()
-
     def _not_mine(self, job_id: bytes, line: bytes) -> Optional[bytes]:
         claiming = len(self.outcome.claimed) < self.claim
         if not claiming and self.drop_before is None and self.spool is None:
@@ -166,22 +158,7 @@ class ClaimEditor(Editor):
             if self.outcome.next_due is None or run_at < self.outcome.next_due:
                 self.outcome.next_due = run_at
         elif status in _RETAINED and created_at.isdigit():
-            return self._retire(line, max(run_at, int(created_at)))
-        return line
-
-    def _retire(self, line: bytes, finished_at: int) -> Optional[bytes]:
-        """Drop a finished line past retention, or move one past the archive age. Neither is
-        a change by itself (only a rewrite done anyway drops or moves), except that enough
-        lines to move make the rewrite worth doing."""
-        if self.drop_before is not None and finished_at < self.drop_before and reads(line):
-            self.outcome.dropped += 1
-            return None
-        if self.spool is not None and finished_at < self.archive_before and reads(line):
-            self.spool.add(line, finished_at)
-            self.outcome.archived += 1
-            if self.outcome.archived >= ARCHIVE_MIN_LINES:
-                self.changed = True
-            return None
+            return self.retire(line, max(run_at, int(created_at)))
         return line
 
     def _claim(self, job_id: bytes, line: bytes) -> bytes:

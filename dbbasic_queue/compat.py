@@ -16,9 +16,9 @@ from typing import Any, Dict, List, Optional, Tuple
 from . import transitions
 from .backend import DEFAULT_RETENTION_SECONDS, FILE
 from .errors import CorruptLineError, UnsupportedError
-from .job import Job, as_dict, corrupt_message, line_id, parse_line, peek_status_and_run_at, reads
+from .job import Job, as_dict, corrupt_message, line_id, parse_line, peek_status_and_run_at
 from .queue import Queue
-from .editing import Editor
+from .archive import RetiringEditor
 from .tagged import pack, unpack
 from .worker import STALE_TEMPORARY_SECONDS
 
@@ -122,7 +122,7 @@ def poppable(line: bytes, now: float) -> Optional[Tuple[Job, Dict[str, Any]]]:
     return job, payload
 
 
-class PopEditor(Editor):
+class PopEditor(RetiringEditor):
     """The rewrite of one ``pop``: marks the first due pushed job completed (``taken`` is
     then its payload) and, in the lines before it, moves finished jobs past the archive age
     to the archive files (``spool``) or drops those past retention, as the worker does."""
@@ -145,21 +145,7 @@ class PopEditor(Editor):
         peek = peek_status_and_run_at(line)
         if peek is None or peek[0] not in _FINISHED_MOVABLE or not peek[2].isdigit():
             return line
-        finished_at = max(peek[1], int(peek[2]))
-        if self.drop_before is not None and finished_at < self.drop_before and reads(line):
-            return None
-        if self.spool is not None and finished_at < self.archive_before and reads(line):
-            self.spool.add(line, finished_at)
-            return None
-        return line
-
-    def commit(self) -> None:
-        if self.spool is not None:
-            self.spool.commit()
-
-    def abandon(self) -> None:
-        if self.spool is not None:
-            self.spool.abandon()
+        return self.retire(line, max(peek[1], int(peek[2])))
 
 
 def job_rows(path=None) -> List[List[str]]:

@@ -311,6 +311,7 @@ class WorkerRun:
                 old, self.bookmark = self.bookmark, edit.bookmark
                 if old is not None:
                     old.close()
+            outcome.dropped, outcome.archived = edit.dropped, edit.archived
             outcome.log(self.queue.path, edit.changed, self.options.retention_seconds, self.reported)
             return list(outcome.claimed)
 

@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Callable, Counter, List, Optional
+from dbbasic_queue.testing import FakeClock  # what an app's own tests use too
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
@@ -30,20 +31,6 @@ def noop(payload):
 
 def fail(payload):
     raise ValueError("SMTP\tserver\nsaid no")  # a tab and a newline: the error stays one line
-
-
-class FakeClock:
-    """A clock the test moves by hand (a wall clock, or a monotonic one), so run_at, backoff,
-    leases and a worker's bounds need no sleeping."""
-
-    def __init__(self, now: float = 1_800_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def wait_for(condition: Callable[[], object], seconds: float = WAIT_SECONDS / 2,
