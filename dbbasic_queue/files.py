@@ -155,6 +155,12 @@ def lock_file(path: str) -> int:
         fd = os.open(path, os.O_RDONLY | os.O_CREAT | _OWN, 0o666)
     except OSError:
         return take_lock(path)[0]  # creates the directory, or says what is in the way
+    return flocked(fd)
+
+
+def flocked(fd: int) -> int:
+    """``fd`` with an exclusive flock taken (waiting for it); closed if that fails, or is
+    interrupted, so no descriptor is left behind."""
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
     except BaseException:

@@ -22,6 +22,8 @@ import stat
 from pathlib import Path
 from typing import Optional
 
+from .files import flocked
+
 _TOKEN = re.compile(r"[0-9a-f]{16}\Z")
 # Never through a symbolic link, and O_NONBLOCK: a FIFO planted under a worker file's name
 # (the web user can write the directory) must not make a worker wait in open() forever.
@@ -50,14 +52,8 @@ class WorkerLocks:
 
     def hold(self, token: str) -> int:
         """Create and lock this run's file; returns the descriptor to pass to ``release``."""
-        fd = os.open(self.path(token), os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW |
-                     os.O_CLOEXEC, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        except BaseException:
-            os.close(fd)
-            raise
-        return fd
+        return flocked(os.open(self.path(token), os.O_RDWR | os.O_CREAT | os.O_EXCL |
+                               os.O_NOFOLLOW | os.O_CLOEXEC, 0o644))
 
     def release(self, token: str, fd: int) -> None:
         # Unlinked before the lock is let go, so nobody can see the file unlocked while this

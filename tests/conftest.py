@@ -10,8 +10,10 @@ backends' declarations and never tests their classes.
 import shutil
 import socket
 import subprocess
+import tempfile
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import pytest
@@ -151,3 +153,12 @@ def redis_url(tmp_path_factory):
     yield url
     process.terminate()
     process.wait(timeout=10)
+
+
+@pytest.fixture
+def shared_dir():
+    """A directory other users can reach (pytest's tmp_path sits in a private one)."""
+    path = Path(tempfile.mkdtemp(prefix="dbbasic-queue-test-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path)

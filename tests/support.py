@@ -14,7 +14,10 @@ import sys
 import time
 from pathlib import Path
 from typing import Callable, Counter, List, Optional
-from dbbasic_queue.testing import FakeClock  # what an app's own tests use too
+
+import pytest
+
+from dbbasic_queue.testing import FakeClock  # noqa: F401 - re-exported: what an app's own tests use too
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
@@ -185,3 +188,6 @@ def kill_worker_mid_job(queue, lease_seconds: float = 60) -> None:
             claimed = True
         out.append(job.to_line())
     queue.path.write_bytes(b"".join(out))
+
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="changing owners and users needs root")

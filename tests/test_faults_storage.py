@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from support import needs_root
 from dbbasic.tsv import TSV
 
 from dbbasic_queue import Queue, QueueError
@@ -423,7 +425,6 @@ def test_a_rewrite_does_not_give_the_file_an_acl_it_did_not_have(tmp_path, how):
 
 # --- beyond the list: attributes a rewrite may not copy, another writer of the lock ------
 
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="changing users needs root")
 
 # Runs two worker runs as another user (after its imports: the interpreter may sit where
 # that user cannot read), logging to stderr.
@@ -438,14 +439,6 @@ for _ in range(2):
 """
 
 
-@pytest.fixture
-def shared_dir():
-    """A directory other users can reach (pytest's tmp_path sits in a private one)."""
-    import tempfile
-    path = Path(tempfile.mkdtemp(prefix="dbbasic-queue-test-"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path)
 
 
 @needs_root

@@ -8,10 +8,8 @@ import json
 import logging
 import os
 import random
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -19,7 +17,7 @@ from dbbasic.tsv import TSV
 
 from dbbasic_queue import CorruptLineError, Queue, QueueError
 from dbbasic_queue.job import COLUMNS, STATUSES, Job, parse_line
-from support import noop
+from support import noop, needs_root
 
 HEADER = "id\ttype\tpayload\tstatus\tcreated_at\trun_at\tattempts\terror\tresult"
 NASTY = "tab\there, newline\nthere, \r\n, \"quotes\" and 'single', unicode é 漢字 🙂 \u2028 \x85"
@@ -234,16 +232,8 @@ def test_a_run_with_nothing_to_do_does_not_rewrite_the_file_for_retention_alone(
 
 # --- a root worker and the web app's user ---------------------------------------------------
 
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="changing owners needs root")
 
 
-@pytest.fixture
-def shared_dir():
-    """A directory other users can reach (pytest's tmp_path sits in a private one)."""
-    path = Path(tempfile.mkdtemp(prefix="dbbasic-queue-test-"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path)
 
 
 @needs_root
