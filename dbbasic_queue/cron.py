@@ -13,6 +13,9 @@ minute or the hour field starts with ``*``:
   fixed-time expression fires once, at the first 02:30 (CEST); one with ``*`` in its minute
   or hour field fires at both, as it runs by the wall clock.
 
+Slots end with the year 9999 UTC (``checks.LAST_TIMESTAMP``, the queue's last time): none is
+counted beyond it, whatever the moment asked about, so no slot overflows a date.
+
 The time zones are the standard library's ``zoneinfo`` (the system's tz database, or the
 ``tzdata`` package where the system has none); ``UTC`` needs neither.
 """
@@ -21,6 +24,8 @@ import calendar
 import datetime
 import re
 from typing import Dict, Iterator, List, Set, Tuple
+
+from .checks import LAST_TIMESTAMP, LONGEST_SECONDS, shown
 
 MAX_YEARS = 30  # an expression whose next slot is further away than this never fires
 _FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12),
@@ -53,9 +58,16 @@ def zone(name: str) -> datetime.tzinfo:
 
 class Every:
     """A slot every ``seconds`` seconds, counted from 1970-01-01 00:00 UTC (every 10 minutes:
-    at :00, :10, :20 ... of each hour), whatever the time zone."""
+    at :00, :10, :20 ... of each hour), whatever the time zone: a whole number from 1 to 100
+    years (``LONGEST_SECONDS``, the longest duration the queue takes), else ValueError."""
 
     def __init__(self, seconds: int) -> None:
+        if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds < 1:
+            raise ValueError(f"every must be a whole number of seconds, 1 or more, not "
+                             f"{shown(seconds)}")
+        if seconds > LONGEST_SECONDS:
+            raise ValueError(f"every must be at most 100 years ({LONGEST_SECONDS} s), the "
+                             f"longest duration dbbasic-queue takes, not {shown(seconds)} s")
         self.seconds = seconds
         self.timezone = "UTC"
         self.zone = datetime.timezone.utc
@@ -63,14 +75,14 @@ class Every:
 
     def slots_after(self, moment: float) -> Iterator[int]:
         """The slots after ``moment``, earliest first."""
-        slot = (int(moment // self.seconds) + 1) * self.seconds
-        while True:
+        slot = (int(min(moment, LAST_TIMESTAMP) // self.seconds) + 1) * self.seconds
+        while slot <= LAST_TIMESTAMP:
             yield slot
             slot += self.seconds
 
     def slots_until(self, moment: float) -> Iterator[int]:
         """The slots at or before ``moment``, latest first."""
-        slot = int(moment // self.seconds) * self.seconds
+        slot = int(min(moment, LAST_TIMESTAMP) // self.seconds) * self.seconds
         while slot >= 0:
             yield slot
             slot -= self.seconds
@@ -119,13 +131,19 @@ class Cron:
         day = _local_date(moment, self.zone) - datetime.timedelta(days=1)
         for _ in range(MAX_YEARS * 366):
             for slot in self._slots_of(day):
+                if slot > LAST_TIMESTAMP:
+                    return
                 if slot > moment:
                     yield slot
+            if day == datetime.date.max:
+                return
             day += datetime.timedelta(days=1)
 
     def slots_until(self, moment: float) -> Iterator[int]:
         """The slots at or before ``moment``, latest first (none beyond MAX_YEARS back)."""
-        day = _local_date(moment, self.zone) + datetime.timedelta(days=1)
+        moment = min(moment, LAST_TIMESTAMP)
+        day = _local_date(moment, self.zone)
+        day += datetime.timedelta(days=day < datetime.date.max)
         for _ in range(MAX_YEARS * 366):
             for slot in reversed(self._slots_of(day)):
                 if slot <= moment:
@@ -155,8 +173,9 @@ class Cron:
 
     def _compute(self, day: datetime.date) -> Set[int]:
         times = [(hour, minute) for hour in self.hours for minute in self.minutes]
+        days = (day,) if day == datetime.date.max else (day, day + datetime.timedelta(days=1))
         offsets = {datetime.datetime.combine(when, datetime.time(0), self.zone).replace(fold=fold)
-                   .utcoffset() for when in (day, day + datetime.timedelta(days=1)) for fold in (0, 1)}
+                   .utcoffset() for when in days for fold in (0, 1)}
         if len(offsets) == 1:  # no clock change touches this day: plain arithmetic
             midnight = calendar.timegm(day.timetuple()) - int(offsets.pop().total_seconds())
             return {midnight + hour * 3600 + minute * 60 for hour, minute in times}
@@ -194,7 +213,12 @@ def _offset(moment: int, tz: datetime.tzinfo) -> datetime.timedelta:
 
 
 def _local_date(moment: float, tz: datetime.tzinfo) -> datetime.date:
-    return datetime.datetime.fromtimestamp(max(0, moment), tz).date()
+    """The local date at ``moment``, from 1970 to the end of 9999 UTC; the last date a
+    ``datetime`` holds where the local date there is already in the year 10000."""
+    try:
+        return datetime.datetime.fromtimestamp(min(max(0, moment), LAST_TIMESTAMP), tz).date()
+    except (OverflowError, ValueError):  # east of UTC, the year 9999 ends before it does in UTC
+        return datetime.date.max
 
 
 def _field(text: str, name: str, low: int, high: int) -> Tuple[Set[int], bool]:

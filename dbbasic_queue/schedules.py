@@ -13,6 +13,10 @@ Catch-up, for the slots that fell due while no worker ran:
 - ``all``: one job per due slot, oldest first; at most MAX_CATCH_UP_SLOTS (the latest ones),
   the older are passed over with a warning.
 - ``none``: only a slot at most ON_TIME_SECONDS old fires; older ones are passed over.
+
+A schedule settled further ahead of the clock than CLOCK_ERROR_SECONDS was fired by a clock
+set ahead and then back: it resumes from now (``settled_until``). Within the bound it waits,
+so a clock stepped back a little (an NTP correction) fires no slot twice.
 """
 
 import datetime
@@ -22,12 +26,17 @@ from typing import Callable, Dict, List, Optional, Tuple, Union
 
 from .checks import checked_job_type
 from .cron import Cron, Every
+from .job import utc_text
 from .options import register
 
 CATCH_UP = ("none", "latest", "all")
 MAX_CATCH_UP_SLOTS = 1000  # catch_up="all": at most this many jobs for one outage
 ON_TIME_SECONDS = 300  # catch_up="none": a slot older than this when a worker sees it is missed
 COUNT_LIMIT = 100_000  # missed slots are counted (for the log) up to this many
+# A schedule settled further ahead of the clock than this was settled by a wrong clock. NTP
+# steps a clock by seconds or minutes (ntpd refuses to step more than 1000 s unless told);
+# an hour is far above them, and the longest a schedule waits for a clock set back.
+CLOCK_ERROR_SECONDS = 3600
 WITHOUT_PERIODIC = ("keep the schedule on a TSV queue (dbbasic_queue.Queue) whose handler "
                     "enqueues the real job here, or run one `rq cron` process (RQ's own scheduler: "
                     "one process only, UTC, no catch-up after downtime); see 'Periodic jobs' in "
@@ -79,9 +88,10 @@ def when_of(cron: Optional[str] = None, every=None, timezone: str = "UTC") -> Un
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
         raise TypeError(f"every must be a timedelta or a number of seconds, not "
                         f"{type(every).__name__}")
-    if not math.isfinite(seconds) or seconds < 1 or seconds != int(seconds):
+    if (isinstance(seconds, float) and not math.isfinite(seconds)) or seconds < 1 \
+            or seconds != int(seconds):
         raise ValueError(f"every must be a whole number of seconds, 1 or more, not {every!r}")
-    return Every(int(seconds))
+    return Every(int(seconds))  # which refuses more than 100 years
 
 
 def declare(handlers: Handlers, cron: Optional[str] = None, *, every=None,
@@ -153,6 +163,13 @@ def due(schedule: Schedule, done_until: int, now: float) -> Due:
     return Due(fire, latest[0], count - len(fire))
 
 
+def settled_until(done_until: int, now: float) -> int:
+    """Up to when a schedule's slots count as settled, given the recorded ``done_until``:
+    that, unless it is more than CLOCK_ERROR_SECONDS ahead of ``now`` (a clock that was set
+    ahead and back): then now, so the schedule resumes instead of waiting for the clock."""
+    return int(now) if done_until > now + CLOCK_ERROR_SECONDS else done_until
+
+
 def next_slot(schedule: Schedule, done_until: int, now: float) -> Optional[int]:
     """The slot the schedule fires next: a due one (at or before ``now``) if any, else the
     first after ``now``."""
@@ -176,10 +193,14 @@ def payload(schedule_name: str, slot: int, previous_slot: Optional[int], tz) -> 
 
 
 def describe_slot(slot: Optional[int], tz) -> str:
-    """A slot as local time with its zone's abbreviation, for logs and listings."""
+    """A slot as local time with its zone's abbreviation, for logs and listings; in UTC where
+    the local time is beyond the year 9999 (a time written by hand)."""
     if slot is None:
         return "-"
-    return datetime.datetime.fromtimestamp(slot, tz).strftime("%Y-%m-%d %H:%M:%S %Z")
+    try:
+        return datetime.datetime.fromtimestamp(slot, tz).strftime("%Y-%m-%d %H:%M:%S %Z")
+    except (OverflowError, ValueError, OSError):
+        return f"{utc_text(slot)} UTC"
 
 
 def when_from_text(text: str) -> Tuple[Optional[Union[Cron, Every]], str]:
