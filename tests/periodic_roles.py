@@ -8,6 +8,10 @@ die-after-recording   one run, SIGKILLed once its firing has written the state f
                       before the jobs are appended
 die-before-clearing   one run, SIGKILLed once the jobs are appended and before the state file's
                       ``firing`` is cleared
+die-mid-append        one run, SIGKILLed halfway through writing its periodic jobs' lines (a
+                      line cut short, as a power cut can leave it)
+size-limit            one run with RLIMIT_FSIZE (SIGXFSZ ignored) letting the queue file grow
+                      by --grow bytes only: a write past them fails, as on a full disk
 
 The queue's clock: ``--clock T`` stands still at T; ``--clock T,R,S`` reads T + (time.time() - R)
 * S, the same in every process, so a simulated day passes in seconds. Every handler call appends
@@ -17,6 +21,7 @@ moment the test opened the start line. The schedules are those of ``declare`` be
 
 import argparse
 import os
+import resource
 import signal
 import sys
 import threading
@@ -59,15 +64,36 @@ def kill_myself(*args, **kwargs):
     os.kill(os.getpid(), signal.SIGKILL)
 
 
+def cut_periodic_writes_in_half() -> None:
+    """os.write, for the lines of periodic jobs (their payload names a slot): write half of
+    them, then die without a word."""
+    write = os.write
+
+    def half_then_die(fd, data):
+        if b'"slot"' in bytes(data):
+            write(fd, bytes(data)[:len(data) // 2])
+            kill_myself()
+        return write(fd, data)
+    os.write = half_then_die
+
+
+def limit_file_size(queue_path: str, grow: int) -> None:
+    """No file of this process may grow past the queue file's size plus ``grow`` bytes."""
+    limit = os.stat(queue_path).st_size + grow
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("role", choices=["cron", "loop", "die-after-recording",
-                                         "die-before-clearing"])
+                                         "die-before-clearing", "die-mid-append", "size-limit"])
     parser.add_argument("queue")
     parser.add_argument("runs_log")
     parser.add_argument("--clock", required=True)
     parser.add_argument("--until", type=float, default=0.0)
     parser.add_argument("--start-line")
+    parser.add_argument("--grow", type=int, default=0)
     args = parser.parse_args()
     if args.start_line:
         wait_at_start_line(args.start_line)
@@ -76,13 +102,17 @@ def main() -> None:
     if args.role == "die-after-recording":
         write_state = firing.write_state
 
-        def write_then_die(path, entries, *model):
-            write_state(path, entries, *model)
+        def write_then_die(path, entries, *model, **kept):
+            write_state(path, entries, *model, **kept)
             if any(entry.firing for entry in entries.values()):
                 kill_myself()
         firing.write_state = write_then_die
     elif args.role == "die-before-clearing":
         firing.Firing._settle = kill_myself
+    elif args.role == "die-mid-append":
+        cut_periodic_writes_in_half()
+    elif args.role == "size-limit":
+        limit_file_size(args.queue, args.grow)
     if args.role == "loop":
         stop = threading.Event()
 

@@ -486,7 +486,8 @@ def test_deleting_the_state_file_fires_no_slot_twice_and_restarts_each_schedule_
     assert slots(queue) == [at("2026-01-05 10:10"), at("2026-01-05 10:40")]
 
 
-def test_a_corrupt_state_line_is_logged_and_its_schedule_starts_afresh(queue, clock, caplog):
+def test_a_corrupt_state_line_is_logged_once_left_alone_and_holds_only_its_schedule(
+        queue, clock, caplog):
     clock.now = at("2026-01-05 10:05")
     queue.periodic(every=600, job_type="tick")(lambda payload: None)
     queue.periodic(every=600, job_type="tock")(lambda payload: None)
@@ -494,14 +495,20 @@ def test_a_corrupt_state_line_is_logged_and_its_schedule_starts_afresh(queue, cl
     path = queue.path.with_name("queue.schedules.tsv")
     path.write_text(path.read_text().replace("tick\tevery 600s\tlatest\tactive\t2026",
                                              "tick\tevery 600s\tlatest\tactive\tyesterday"))
+    edited = path.read_text()
     clock.now = at("2026-01-05 10:10") + 1
     with caplog.at_level(logging.WARNING, logger="dbbasic_queue"):
         queue.process_jobs(queue.handlers)
         queue.process_jobs(queue.handlers)
     assert slots(queue, "tock") == [at("2026-01-05 10:10")]  # the other schedule is untouched
-    assert slots(queue, "tick") == []  # new again from 10:10:01
-    assert caplog.text.count("line 2 does not read as a schedule's state") == 1
-    assert "yesterday" not in path.read_text()
+    assert slots(queue, "tick") == []  # held while its line does not read
+    assert caplog.text.count(f"{path}, line 2: a corrupt line (its done_until 'yesterday") == 1
+    assert "yesterday" in path.read_text().splitlines()[1]  # in its place, as it was
+    assert path.read_text().splitlines()[1] == edited.splitlines()[1]
+    # Removed by hand, its schedule starts afresh
+    path.write_text("".join(line for line in path.read_text().splitlines(keepends=True)
+                            if not line.startswith("tick")))
+    queue.process_jobs(queue.handlers)
     clock.now = at("2026-01-05 10:20") + 1
     queue.process_jobs(queue.handlers)
     assert slots(queue, "tick") == [at("2026-01-05 10:20")]
@@ -576,7 +583,8 @@ def test_a_worker_killed_while_firing_loses_no_slot_and_doubles_none(queue, cloc
     assert slots(queue, "tick") == [at("2026-01-05 10:10")]
     assert state_lines(queue)["tick"]["firing"] == ""
     if role == "die-after-recording":
-        assert "a worker stopped while firing 1 job; the 1 it had not added are added now" in caplog.text
+        assert ("a firing of 1 job was cut short (its worker stopped, or could not write); "
+                "the 1 not in the queue whole is added now") in caplog.text
     assert runs(runs_log) == {f"tick:{at('2026-01-05 10:10')}": 1}
 
 
@@ -600,7 +608,8 @@ def test_a_firing_cut_short_is_completed_by_a_worker_that_no_longer_declares_its
     assert slots(queue, "tick") == [at("2026-01-05 10:10")]
     assert state_lines(queue)["tick"]["status"] == "removed"
     assert state_lines(queue)["tick"]["firing"] == ""
-    assert ("the 1 it had not added are added now" in caplog.text) == (role == "die-after-recording")
+    added = "the 1 not in the queue whole is added now" in caplog.text
+    assert added == (role == "die-after-recording")
     assert "schedule tick (every 600s) is not declared in this worker's code" in caplog.text
 
 
