@@ -43,6 +43,8 @@ class LoggingHandler(WSGIRequestHandler):
 def serve(app, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT):
     """A started-to-listen server for ``app`` (port 0: a free one; see ``server_port``).
     The caller runs ``serve_forever()`` (in a thread, for tests) and ``server_close()``."""
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ValueError(f"the port must be a whole number from 0 to 65535, not {port!r}")
     server_class = ThreadingWSGIServer6 if ":" in host else ThreadingWSGIServer
     try:
         return make_server(host.strip("[]"), port, app, server_class=server_class,
