@@ -277,7 +277,8 @@ def dashboard_command(queue, args) -> int:
     from .dashboard.server import run  # wsgiref and the pages only for this command
     _log_to_terminal("INFO")  # request lines quote the URL as sent
     return run(queue, args.host, args.port, read_only=args.read_only,
-               credentials_file=args.credentials_file, out=sys.stdout)
+               credentials_file=args.credentials_file, out=sys.stdout,
+               allowed_hosts=args.allowed_hosts)
 
 
 # --- helpers --------------------------------------------------------------------------------

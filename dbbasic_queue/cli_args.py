@@ -134,6 +134,15 @@ def port(text: str) -> int:
     return number
 
 
+def allowed_host(text: str) -> str:
+    """A host name the dashboard answers to, in the one spelling it compares."""
+    from .dashboard.security import host_pattern  # the dashboard's modules only for its command
+    try:
+        return host_pattern(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def log_level(text: str) -> str:
     level = text.strip().upper()
     if level not in LOG_LEVELS:
@@ -302,6 +311,11 @@ def parser() -> argparse.ArgumentParser:
     dashboard.add_argument("--host", default="127.0.0.1",
                            help="default 127.0.0.1; any other address needs credentials")
     dashboard.add_argument("--port", type=port, default=8321, help="default 8321; 0: any free one")
+    dashboard.add_argument("--allowed-host", dest="allowed_hosts", action="append", default=[],
+                           type=allowed_host, metavar="NAME",
+                           help="a Host name it answers to besides localhost, 127.0.0.1, [::1] "
+                                "and --host (repeatable; .example.com: the domain and its "
+                                "subdomains)")
     dashboard.add_argument("--read-only", action="store_true", help="hide and refuse actions")
     dashboard.add_argument("--credentials-file", metavar="FILE",
                            help="its first line user:password, for HTTP basic auth (default: "

@@ -2,7 +2,9 @@
 
 Loopback (127.0.0.1) by default. Any other address needs credentials for HTTP basic auth,
 from ``--credentials-file`` or DBBASIC_QUEUE_DASHBOARD_CREDENTIALS (``user:password``); the
-command refuses to start without them and says on start who may open the page.
+command refuses to start without them and says on start who may open the page. It answers
+to the Host names of loopback, of the address it was given (unless 0.0.0.0 or ::) and of
+``--allowed-host``.
 """
 
 import logging
@@ -12,16 +14,17 @@ import socket
 import stat
 import threading
 from socketserver import ThreadingMixIn
-from typing import Optional, TextIO
+from typing import Iterable, Optional, TextIO
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from .app import DashboardApp
-from .security import CREDENTIALS_VARIABLE, is_loopback_host, load_credentials
+from .security import CREDENTIALS_VARIABLE, LOOPBACK_NAMES, is_loopback_host, load_credentials
 
 logger = logging.getLogger("dbbasic_queue")
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8321
+WILDCARD_HOSTS = ("", "0.0.0.0", "::", "[::]")
 
 
 class ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
@@ -56,21 +59,24 @@ def serve(app, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT):
 
 def run(backend, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, read_only: bool = False,
         credentials_file: Optional[str] = None, out: Optional[TextIO] = None,
-        ready: Optional[threading.Event] = None) -> int:
+        ready: Optional[threading.Event] = None, allowed_hosts: Iterable[str] = ()) -> int:
     """Serve the dashboard of ``backend`` until Ctrl-C or SIGTERM; returns 0. Raises
     ValueError (nothing served) for an address off loopback without credentials, unreadable
-    credentials or a port in use. ``out`` gets the start message (the command's output)."""
+    credentials, a port in use or out of range, or a malformed allowed host. ``out`` gets the
+    start message (the command's output). It answers to the Host names of loopback, of
+    ``host`` unless that is 0.0.0.0 or ::, and of ``allowed_hosts``."""
     credentials = load_credentials(credentials_file)
     loopback = is_loopback_host(host)
     if not loopback and credentials is None:
         raise ValueError(f"--host {host} is not a loopback address, so the dashboard needs a "
                          f"user and password: set {CREDENTIALS_VARIABLE}=user:password or give "
                          f"--credentials-file FILE (its first line user:password)")
-    app = DashboardApp(backend, credentials=credentials, read_only=read_only)
+    app = DashboardApp(backend, credentials=credentials, read_only=read_only,
+                       allowed_hosts=served_names(host, allowed_hosts))
     server = serve(app, host, port)
     shown_host = f"[{host.strip('[]')}]" if ":" in host else host
     for line in start_message(backend, f"http://{shown_host}:{server.server_port}/", loopback,
-                              credentials, credentials_file, read_only):
+                              credentials, credentials_file, read_only, app.hosts.names):
         print(line, file=out, flush=True)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _stop)
@@ -85,13 +91,23 @@ def run(backend, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, read_only: 
     return 0
 
 
+def served_names(host: str, allowed_hosts: Iterable[str] = ()) -> list:
+    """The Host names, besides loopback's, of a dashboard listening on ``host``: the
+    allowed ones, and ``host`` itself unless it is every address (0.0.0.0, ::), which no
+    browser can be pointed at."""
+    return list(allowed_hosts) + ([] if host.strip() in WILDCARD_HOSTS else [host])
+
+
 def _stop(signum, frame):
     raise KeyboardInterrupt  # leaves serve_forever in the main thread, as Ctrl-C does
 
 
 def start_message(backend, address: str, loopback: bool, credentials, credentials_file,
-                  read_only: bool):
+                  read_only: bool, names: Iterable[str] = LOOPBACK_NAMES):
     yield f"dbbasic-queue dashboard of {backend.describe()} on {address}"
+    others = sorted(set(names) - set(LOOPBACK_NAMES))
+    yield (f"It answers to the Host names {', '.join(LOOPBACK_NAMES + tuple(others))} (any "
+           f"port); --allowed-host NAME adds one.")
     if credentials is not None:
         source = credentials_file or CREDENTIALS_VARIABLE
         yield f"HTTP basic auth required: user {credentials.user!r} (from {source})"
