@@ -1,17 +1,25 @@
-"""The dashboard under a hostile network: DNS rebinding, and a port out of range.
+"""The dashboard under a hostile network: DNS rebinding, idle and half-sent connections, and a
+port out of range.
 
 A page of another site whose name resolves to 127.0.0.1 must not read the dashboard or post
 its forms: a request whose Host header names no host of the dashboard is refused before the
-queue is read. Every server here listens on loopback only.
+queue is read. Connections that send nothing, or stop inside their headers, are dropped
+after a few seconds, never hold more than a bounded number of descriptors, never spin the
+server and never keep a real request from an answer, even under a 64-descriptor limit.
+Every server here listens on 127.0.0.1 only.
 """
 
 import http.client
 import io
 import os
 import re
+import resource
 import select
+import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -19,10 +27,11 @@ import pytest
 from dbbasic_queue.cli import SUBCOMMANDS, main
 from dbbasic_queue.dashboard import DashboardApp, mount
 from dbbasic_queue.dashboard.server import serve
-from support import ROOT, WAIT_SECONDS
+from support import ROOT, WAIT_SECONDS, wait_for
 from test_dashboard import Client, seed
 
 REBIND = "rebind.example"
+HALF_SENT = b"GET /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "  # the headers never end
 
 
 # --- 11. DNS rebinding ------------------------------------------------------------------------
@@ -124,14 +133,21 @@ def test_a_malformed_allowed_host_is_refused_at_once(queue, names, error):
         DashboardApp(queue, allowed_hosts=names)
 
 
-def start(queue, *args):
-    """``dbbasic-queue dashboard --port 0 ARGS`` as a process; (process, what it said, port)."""
-    process = subprocess.Popen([sys.executable, "-m", "dbbasic_queue", "--file", str(queue.path),
-                                "dashboard", "--port", "0", *args], stdout=subprocess.PIPE,
-                               stderr=subprocess.DEVNULL,
+def start(queue, *args, rlimit_nofile=None, command=None):
+    """The dashboard as a process (``dbbasic-queue dashboard --port 0 ARGS``, or ``command``,
+    which prints its port as its first line); (process, what it said, port)."""
+    if command is None:
+        command = ["-m", "dbbasic_queue", "--file", str(queue.path), "dashboard", "--port", "0",
+                   *args]
+
+    def limit():
+        if rlimit_nofile is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (rlimit_nofile, rlimit_nofile))
+    process = subprocess.Popen([sys.executable, *command], stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, preexec_fn=limit,
                                env=dict(os.environ, PYTHONPATH=str(ROOT)))
     said, deadline = b"", time.monotonic() + WAIT_SECONDS
-    ready_line = re.compile(rb"(?s)http://\S+:(\d+)/.*Ctrl-C")
+    ready_line = re.compile(rb"(?s)^(\d+)\n|http://\S+:(\d+)/.*Ctrl-C")
     while not ready_line.search(said):
         ready, _, _ = select.select([process.stdout], [], [], max(0, deadline - time.monotonic()))
         chunk = os.read(process.stdout.fileno(), 4096) if ready else b""
@@ -140,7 +156,8 @@ def start(queue, *args):
             process.wait()
             pytest.fail(f"the dashboard exited or said nothing: {said!r}")
         said += chunk
-    return process, said.decode(), int(ready_line.search(said).group(1))
+    match = ready_line.search(said)
+    return process, said.decode(), int(match.group(1) or match.group(2))
 
 
 def end(process):
@@ -186,6 +203,175 @@ def test_listening_on_every_address_adds_no_name_but_a_given_address_is_one(queu
 
     assert Client(app, "127.0.0.1", {"HTTP_HOST": "0.0.0.0:8321"}).get("/").status == 400
     assert Client(app, "127.0.0.1", {"HTTP_HOST": "jobs.internal:8321"}).get("/").status == 200
+
+
+# --- 12. Idle and half-sent connections -----------------------------------------------------
+
+def cpu_seconds(pid: int) -> float:
+    """The user and system CPU time process ``pid`` has used so far."""
+    with open(f"/proc/{pid}/stat") as file:
+        fields = file.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def open_idle(port, count):
+    """Up to ``count`` connections to 127.0.0.1:port, one after another, every other one
+    stopping inside its headers, the rest sending nothing. Once one is not taken within
+    2 s (the server no longer accepts, its backlog is full) the rest are not opened."""
+    sockets = []
+    for n in range(count):
+        connection = socket.socket()
+        connection.settimeout(2)
+        try:
+            connection.connect(("127.0.0.1", port))
+            if n % 2:
+                connection.sendall(HALF_SENT)
+        except OSError:
+            connection.close()
+            break
+        sockets.append(connection)
+    return sockets
+
+
+def close_all(sockets):
+    for connection in sockets:
+        connection.close()
+
+
+def answered_within(port, seconds):
+    """The status of a real request, retried until it has one; fails after ``seconds``."""
+    deadline = time.monotonic() + seconds
+
+    def attempt():
+        try:
+            left = max(0.1, deadline - time.monotonic())
+            return status_of(port, "127.0.0.1", "/jobs", timeout=left)
+        except (OSError, http.client.HTTPException):
+            return None
+    return wait_for(attempt, seconds, "a real request to be answered")
+
+
+OVERSIZED = """import sys
+from dbbasic_queue import Queue
+from dbbasic_queue.dashboard import DashboardApp
+from dbbasic_queue.dashboard.connections import Limits
+from dbbasic_queue.dashboard.server import serve
+server = serve(DashboardApp(Queue(sys.argv[1])), "127.0.0.1", 0, Limits(max_connections=1000))
+print(server.server_port, flush=True)
+server.serve_forever()
+"""
+
+
+@pytest.mark.parametrize("server", ["the command", "more connections than descriptors"])
+def test_idle_connections_under_64_descriptors_neither_spin_the_server_nor_starve_a_request(
+        queue, server):
+    seed(queue)
+    command = None if server == "the command" else ["-c", OVERSIZED, str(queue.path)]
+    process, _, port = start(queue, rlimit_nofile=64, command=command)
+    idle = []
+    try:
+        idle = open_idle(port, 80)
+        before, started = cpu_seconds(process.pid), time.monotonic()
+        time.sleep(2)  # a window to measure the CPU the server spends meanwhile, not a wait
+        spent = cpu_seconds(process.pid) - before
+        window = time.monotonic() - started
+        status = answered_within(port, 15)
+
+        assert spent < 0.25 * window, f"{spent:.2f} s of CPU in {window:.2f} s with idle clients"
+        assert status == 200
+    finally:
+        close_all(idle)
+        end(process)
+
+
+def test_a_connection_stopping_inside_its_headers_is_dropped_within_seconds(queue):
+    process, _, port = start(queue)
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=15) as connection:
+            connection.sendall(HALF_SENT)
+            started = time.monotonic()
+            try:
+                rest = connection.recv(1024)
+            except ConnectionResetError:
+                rest = b""
+            assert rest == b"" and time.monotonic() - started < 10
+    finally:
+        end(process)
+
+
+def test_a_client_trickling_its_headers_is_dropped_at_the_deadline_not_per_byte(queue):
+    from dbbasic_queue.dashboard.connections import Limits
+    server = serve(DashboardApp(queue), "127.0.0.1", 0, Limits(header_seconds=0.5))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with socket.create_connection(("127.0.0.1", server.server_port), timeout=10) as connection:
+            connection.sendall(HALF_SENT)
+            started, dropped = time.monotonic(), False
+            while time.monotonic() - started < 5 and not dropped:
+                try:
+                    connection.sendall(b"x")  # a byte every 0.1 s: each read is quick
+                    dropped = bool(select.select([connection], [], [], 0.1)[0])
+                except OSError:
+                    dropped = True
+            assert dropped and time.monotonic() - started < 3
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=WAIT_SECONDS)
+
+
+def test_beyond_its_connections_a_newcomer_displaces_the_oldest_idle_one(queue):
+    from dbbasic_queue.dashboard.connections import Limits
+    server = serve(DashboardApp(queue), "127.0.0.1", 0, Limits(max_connections=3))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    idle = []
+    try:
+        for _ in range(3):
+            idle.append(socket.create_connection(("127.0.0.1", server.server_port), timeout=10))
+            wait_for(lambda: server.connections.count == len(idle), what="the connection counted")
+
+        assert status_of(server.server_port, "127.0.0.1") == 200
+        assert idle[0].recv(1) == b""  # the oldest was dropped for it
+        assert server.connections.count <= 3
+    finally:
+        close_all(idle)
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=WAIT_SECONDS)
+
+
+def test_headers_cut_short_by_the_client_closing_are_not_answered(queue):
+    server = serve(DashboardApp(queue), "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with socket.create_connection(("127.0.0.1", server.server_port), timeout=10) as cut:
+            cut.sendall(HALF_SENT)
+            cut.shutdown(socket.SHUT_WR)  # as a dropped connection's reader sees it
+
+            assert cut.recv(1024) == b""  # no page was made for it
+        assert status_of(server.server_port, "127.0.0.1") == 200
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=WAIT_SECONDS)
+
+
+def test_sigterm_stops_the_command_at_once_despite_idle_connections(queue):
+    process, _, port = start(queue)
+    idle = []
+    try:
+        idle = open_idle(port, 10)
+        assert answered_within(port, 10) == 200  # every idle one is accepted before it
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=WAIT_SECONDS) == 0
+        assert time.monotonic() - started < 3
+    finally:
+        close_all(idle)
+        end(process)
 
 
 # --- 15. A port out of range ------------------------------------------------------------------
