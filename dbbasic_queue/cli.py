@@ -63,9 +63,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         return _closed_output()
     except OSError as error:
         return _fail(EXIT_STORAGE, _storage_message(error))
-    except (RecursionError, OverflowError, MemoryError) as error:
+    except OverflowError as error:  # the file's numbers are checked as its lines are read
+        return _fail(EXIT_USAGE, f"a number out of range ({error}); check the command's values")
+    except (RecursionError, MemoryError) as error:
         return _fail(EXIT_FILE, f"{type(error).__name__}: {error} (a job too deep or too large "
-                                f"to handle; a hand-edited or corrupt line? fix or remove it)")
+                                f"to handle)")
     except KeyboardInterrupt:
         return 130
 
@@ -275,7 +277,8 @@ def dashboard_command(queue, args) -> int:
     from .dashboard.server import run  # wsgiref and the pages only for this command
     _log_to_terminal("INFO")  # request lines quote the URL as sent
     return run(queue, args.host, args.port, read_only=args.read_only,
-               credentials_file=args.credentials_file, out=sys.stdout)
+               credentials_file=args.credentials_file, out=sys.stdout,
+               allowed_hosts=args.allowed_hosts)
 
 
 # --- helpers --------------------------------------------------------------------------------

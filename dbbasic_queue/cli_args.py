@@ -122,6 +122,27 @@ def whole_number(text: str) -> int:
     return number
 
 
+def port(text: str) -> int:
+    """A TCP port: 0 (any free one) to 65535."""
+    try:
+        number = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text[:20]!r} is not a port number") from None
+    if not 0 <= number <= 65535:
+        raise argparse.ArgumentTypeError(f"{text[:20]} is not a port: use 0 to 65535 (0: any "
+                                         f"free one)")
+    return number
+
+
+def allowed_host(text: str) -> str:
+    """A host name the dashboard answers to, in the one spelling it compares."""
+    from .dashboard.security import host_pattern  # the dashboard's modules only for its command
+    try:
+        return host_pattern(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def log_level(text: str) -> str:
     level = text.strip().upper()
     if level not in LOG_LEVELS:
@@ -289,7 +310,12 @@ def parser() -> argparse.ArgumentParser:
                         "actions (retry, cancel, run now, purge) unless --read-only.")
     dashboard.add_argument("--host", default="127.0.0.1",
                            help="default 127.0.0.1; any other address needs credentials")
-    dashboard.add_argument("--port", type=whole_number, default=8321, help="default 8321")
+    dashboard.add_argument("--port", type=port, default=8321, help="default 8321; 0: any free one")
+    dashboard.add_argument("--allowed-host", dest="allowed_hosts", action="append", default=[],
+                           type=allowed_host, metavar="NAME",
+                           help="a Host name it answers to besides localhost, 127.0.0.1, [::1] "
+                                "and --host (repeatable; .example.com: the domain and its "
+                                "subdomains)")
     dashboard.add_argument("--read-only", action="store_true", help="hide and refuse actions")
     dashboard.add_argument("--credentials-file", metavar="FILE",
                            help="its first line user:password, for HTTP basic auth (default: "

@@ -653,7 +653,8 @@ def test_the_overview_lists_the_periodic_jobs_with_their_last_and_next_slot(tmp_
         return None
     queue.process_jobs(queue.handlers)  # a worker run records the schedule
     environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "REMOTE_ADDR": "127.0.0.1",
-               "wsgi.url_scheme": "http", "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8321"}
+               "wsgi.url_scheme": "http", "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8321",
+               "SERVER_PROTOCOL": "HTTP/1.1", "HTTP_HOST": "127.0.0.1:8321"}
     captured = {}
     body = b"".join(DashboardApp(queue)(environ, lambda status, headers: captured.update(status=status)))
     assert captured["status"].startswith("200")

@@ -1,7 +1,8 @@
 """The dashboard in a real headless Chromium (Debian's ``chromium`` and ``chromium-driver``),
 driven by Selenium against the app served on 127.0.0.1: the overview draws its chart and
-refreshes itself, filters, a job, retrying, the bulk actions, and a job full of markup that
-must not run. Each page is saved as a screenshot in test-artifacts/dashboard/.
+refreshes itself, filters, a job, retrying, the bulk actions, a job full of markup that
+must not run, and a page of another name resolving to 127.0.0.1 (DNS rebinding) that must
+read nothing. Each page is saved as a screenshot in test-artifacts/dashboard/.
 
 Slow (a browser start): ``pytest -m "not browser"`` leaves these out. Without Chromium they
 are skipped, saying why, except in CI (CI=true), where `.ci/run` installs it and they must run.
@@ -26,6 +27,7 @@ EVIL_TYPE = "<script>document.title='pwned'</script>"
 EVIL_PAYLOAD = {"note": "<img src=x onerror=\"window.pwned=1;document.title='pwned'\">"}
 EVIL_ERROR = "<svg onload=\"window.pwned=2\">"
 WAIT = 20  # seconds any condition may take on a busy machine
+REBIND = "rebind.example"  # the browser resolves it to 127.0.0.1, as after a DNS rebinding
 
 
 def unavailable(message):
@@ -52,6 +54,7 @@ def browser(tmp_path_factory):
     for argument in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                      "--no-first-run", "--disable-background-networking",
                      "--disable-component-update", "--disable-sync", "--window-size=1280,900",
+                     f"--host-resolver-rules=MAP {REBIND} 127.0.0.1",
                      f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
         options.add_argument(argument)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
@@ -227,3 +230,22 @@ def test_a_job_made_of_markup_shows_as_text_and_runs_nothing(browser, served):
             assert EVIL_PAYLOAD["note"].replace('"', '\\"') in body and EVIL_ERROR in body
         if name != "overview":
             screenshot(browser, name)
+
+
+def test_a_page_of_another_name_resolving_to_loopback_reads_nothing(browser, served):
+    queue, address = served
+    seed(queue)
+    rebound = address.replace("127.0.0.1", REBIND)
+
+    browser.get(rebound + "/jobs")
+    page = browser.find_element("tag name", "body").text
+    browser.set_script_timeout(WAIT)
+    fetched = browser.execute_async_script(  # what the rebinding page's script would do
+        "const done = arguments[arguments.length - 1];"
+        "fetch('/api/overview').then(r => r.text().then(t => done([r.status, t])),"
+        "                            e => done([0, String(e)]));")
+
+    assert "does not answer to the host name" in page and "send_email" not in page
+    assert fetched[0] == 400 and "send_email" not in fetched[1]
+    browser.get(address + "/jobs")  # its own name still works
+    assert "send_email" in browser.find_element("tag name", "body").text

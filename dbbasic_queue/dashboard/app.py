@@ -1,8 +1,10 @@
 """The dashboard as a WSGI application, mountable under any prefix (SCRIPT_NAME).
 
 ``DashboardApp(backend)`` serves the overview, the jobs, a job, the failures and the actions.
-Reading is GET (never a change); every action is a POST with a CSRF token, refused in
-read-only mode; a verb the backend does not offer is not shown, and refused if posted anyway.
+A request whose Host header names no host of the dashboard is refused first (400), before
+who asks is looked at or the queue read. Reading is GET (never a change); every action is a
+POST with a CSRF token, refused in read-only mode; a verb the backend does not offer is not
+shown, and refused if posted anyway.
 ``mount(app, "/admin/jobs", dashboard)`` puts it under a prefix of another WSGI app.
 """
 
@@ -10,7 +12,7 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 from urllib.parse import parse_qs
 
 from .. import __version__
@@ -19,7 +21,7 @@ from ..errors import QueueError, UnsupportedError
 from ..job import STATUSES
 from . import actions, detail, pages
 from .sources import reader_for
-from .security import (SECURITY_HEADERS, Credentials, Csrf, basic_auth_matches,
+from .security import (SECURITY_HEADERS, AllowedHosts, Credentials, Csrf, basic_auth_matches,
                        is_direct_local_request)
 from .templates import layout, url
 
@@ -70,7 +72,10 @@ class DashboardApp:
     ``credentials`` (user, password) asks every request for HTTP basic auth; ``authorize``,
     a function of the WSGI environ returning True for a request the host app has already
     let in, replaces it. With neither, only requests made straight from this machine are
-    answered (loopback, no proxy header). ``read_only`` hides and refuses every action.
+    answered (loopback, no proxy header). ``allowed_hosts`` are the names it answers to in the
+    Host header besides localhost, 127.0.0.1 and [::1] (``jobs.example.com``; ``.example.com``
+    for a domain and its subdomains; ``*`` for any, when a proxy in front checks the name).
+    ``read_only`` hides and refuses every action.
     ``secret`` signs the CSRF tokens: give the same one to every process of a multi-process
     server (default: random, per process). ``max_attempts`` is the workers', for the
     "attempts of max" column of jobs without their own.
@@ -78,12 +83,14 @@ class DashboardApp:
 
     def __init__(self, backend, *, credentials: Optional[Tuple[str, str]] = None,
                  authorize: Optional[Callable[[Dict[str, Any]], bool]] = None,
-                 read_only: bool = False, secret: Optional[bytes] = None,
+                 allowed_hosts: Iterable[str] = (), read_only: bool = False,
+                 secret: Optional[bytes] = None,
                  clock: Optional[Callable[[], float]] = None,
                  max_attempts: int = DEFAULT_MAX_ATTEMPTS, refresh_seconds: int = 5) -> None:
         self.backend = backend
         self.credentials = None if credentials is None else Credentials(*credentials)
         self.authorize = authorize
+        self.hosts = AllowedHosts(allowed_hosts)
         self.read_only = read_only
         self.csrf = Csrf(secret)
         self.clock = clock or getattr(backend, "clock", None) or time.time
@@ -124,6 +131,13 @@ class DashboardApp:
 
     def refuse(self, request: Request) -> Optional[Response]:
         environ = request.environ
+        if not self.hosts.allow(environ):
+            logger.warning("dashboard: refused a request for Host %r (not among its names; "
+                           "DNS rebinding, or a name to add to allowed_hosts)",
+                           environ.get("HTTP_HOST", "")[:200])
+            return self.plain("400 Bad Request", "This dashboard does not answer to the host "
+                              "name of this request. If it is the dashboard's own name, add it "
+                              "with --allowed-host NAME (allowed_hosts= when mounted).")
         if self.credentials is not None:
             if not basic_auth_matches(environ, self.credentials):
                 return ("401 Unauthorized",

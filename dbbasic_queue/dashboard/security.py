@@ -1,6 +1,11 @@
-"""Who may see the dashboard and who may act on it: basic auth, the loopback rule, CSRF tokens,
-the security headers.
+"""Who may see the dashboard and who may act on it: the Host check, basic auth, the loopback
+rule, CSRF tokens, the security headers.
 
+Every request must name, in its Host header, a name the dashboard serves: loopback names
+(localhost, 127.0.0.1, [::1]) and those it was given. Otherwise a page of any site whose name
+resolves to 127.0.0.1 (DNS rebinding) would be same-origin with the dashboard, read it and post
+its forms. A request without Host is answered only in HTTP/1.0, which no browser speaks
+without one.
 Without credentials the dashboard answers only requests made straight from this machine (a
 loopback address and no proxy's forwarding header): a reverse proxy on the same machine
 would otherwise make every visitor look local. Every action is a POST carrying a token that
@@ -15,14 +20,19 @@ import hashlib
 import hmac
 import ipaddress
 import os
+import re
 import secrets
 from http.cookies import CookieError, SimpleCookie
-from typing import Mapping, NamedTuple, Optional
+from typing import Iterable, Mapping, NamedTuple, Optional
 
 CREDENTIALS_VARIABLE = "DBBASIC_QUEUE_DASHBOARD_CREDENTIALS"
 CSRF_COOKIE = "dbbasic_queue_csrf"
 CSRF_FIELD = "csrf_token"
 _FORWARDING_HEADERS = ("HTTP_X_FORWARDED_FOR", "HTTP_FORWARDED", "HTTP_X_REAL_IP")
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
+ANY_HOST = "*"
+_NAME_AND_PORT = re.compile(r"([a-z0-9_-]+(?:\.[a-z0-9_-]+)*)\.?(?::(\d{0,5}))?", re.ASCII | re.I)
+_IPV6_AND_PORT = re.compile(r"\[([0-9a-f:.]+)\](?::(\d{0,5}))?", re.ASCII | re.I)
 
 CONTENT_SECURITY_POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; "
                            "img-src 'self'; connect-src 'self'; form-action 'self'; "
@@ -72,6 +82,76 @@ def is_loopback_host(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False  # a name: it may resolve to anything
+
+
+def host_name(value: str, port: bool = True) -> Optional[str]:
+    """The name in a Host header's ``value`` (``name[:port]``, ``[v6][:port]``), in one
+    spelling: lowercase, no trailing dot, an IP address canonical (``[::1]``); None if the
+    value is not one (with ``port=False``: if it carries a port)."""
+    match = _IPV6_AND_PORT.fullmatch(value) or _NAME_AND_PORT.fullmatch(value)
+    if match is None or (match.group(2) is not None and (not port or (
+            match.group(2) and int(match.group(2)) > 65535))):
+        return None
+    name = match.group(1).lower()
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return None if value.startswith("[") else name
+    if address.version == 6:
+        return f"[{address.compressed}]" if value.startswith("[") else None
+    return address.compressed
+
+
+def host_pattern(text: str) -> str:
+    """An entry of ``allowed_hosts`` in one spelling: a name or address (``jobs.example.com``,
+    ``10.0.0.5``, ``[::1]``), ``.example.com`` for the domain and its subdomains, or ``*`` for
+    any name (when a proxy in front already checks it); ValueError if it is none of these."""
+    entry = text.strip()
+    if entry == ANY_HOST:
+        return entry
+    if ":" in entry and not entry.startswith("["):
+        try:  # an IPv6 address without its brackets, as --host takes it
+            entry = f"[{ipaddress.IPv6Address(entry)}]"
+        except ValueError:
+            pass
+    domain = entry.startswith(".")
+    name = host_name(entry[1:] if domain else entry, port=False)
+    if name is None or (domain and not _is_name(name)):
+        raise ValueError(f"{text[:80]!r} is not a host name: give a name or address without "
+                         f"a port (jobs.example.com, 10.0.0.5, [::1]), .example.com for a "
+                         f"domain and its subdomains, or * for any")
+    return "." + name if domain else name
+
+
+def _is_name(host: str) -> bool:
+    """Whether ``host`` (as host_name spells it) is a name, not an IP address."""
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return True
+    return False
+
+
+class AllowedHosts:
+    """The names a dashboard answers to in the Host header: the loopback names and
+    ``patterns`` (see ``host_pattern``); any port."""
+
+    def __init__(self, patterns: Iterable[str] = ()) -> None:
+        if isinstance(patterns, (str, bytes)):
+            raise TypeError("allowed_hosts takes a list of names, such as [\"jobs.example.com\"]")
+        self.names = frozenset(LOOPBACK_NAMES) | {host_pattern(str(p)) for p in patterns}
+        self.domains = tuple(name for name in self.names if name.startswith("."))
+
+    def allow(self, environ: Mapping[str, str]) -> bool:
+        """Whether the request's Host header names a host of this dashboard."""
+        value = environ.get("HTTP_HOST")
+        if value is None:
+            return environ.get("SERVER_PROTOCOL") == "HTTP/1.0"
+        name = host_name(value)
+        if name is None:
+            return False
+        return (ANY_HOST in self.names or name in self.names
+                or any(name.endswith(domain) or name == domain[1:] for domain in self.domains))
 
 
 def is_direct_local_request(environ: Mapping[str, str]) -> bool:
