@@ -142,11 +142,12 @@ def child(measure, subject, arg, extra):
                 "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     if measure == "enqueue-under-load":
         enqueue, started, done = SUBJECTS[subject]().enqueue_for_tomorrow, Path(arg), Path(extra)
+        Path(arg + ".ready").touch()  # the parent starts the worker only now
         deadline = time.monotonic() + 120
         while not started.exists() and time.monotonic() < deadline:
             time.sleep(0.001)
         samples = []
-        while not done.exists() and time.monotonic() < deadline:
+        while not samples or (not done.exists() and time.monotonic() < deadline):
             before = time.perf_counter()
             enqueue()
             samples.append(time.perf_counter() - before)
@@ -346,9 +347,18 @@ def lookups(which, count, seconds):
 
 
 def capabilities():
+    """What this dbbasic_queue can be measured doing: ``concurrency``, whether process_jobs
+    takes the keyword; ``rq``, None if the RQ backend imports (the ``rq`` extra is
+    installed), else why not."""
     import inspect
     from dbbasic_queue import Queue
-    return {"concurrency": "concurrency" in inspect.signature(Queue.process_jobs).parameters}
+    try:
+        import dbbasic_queue.rq_backend  # noqa: F401
+        rq = None
+    except ImportError as error:
+        rq = f"the rq extra is not installed ({error})"
+    return {"concurrency": "concurrency" in inspect.signature(Queue.process_jobs).parameters,
+            "rq": rq}
 
 
 def sleepy_handler(payload):
@@ -536,10 +546,16 @@ class Runner:
         return {key: statistics.median(run[key] for run in runs) for key in ("seconds", "max_rss_mb")}
 
     def under_load(self, subject, jobs):
+        """Enqueue latency while a fresh worker runs ``jobs`` jobs: the enqueuer is built
+        before the worker starts, and enqueues from the worker's start to its end (at least
+        once, if the worker ends before it wakes)."""
         cwd = self.fresh_dir()
         self.prefill(subject, jobs, cwd)
         started, done = cwd / "started", cwd / "done"
         enqueuer = self.run("enqueue-under-load", subject, started, done, cwd=cwd, wait=False)
+        ready, deadline = Path(str(started) + ".ready"), time.monotonic() + 60
+        while not ready.exists() and enqueuer.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
         worker = self.result(self.run("process", subject, extra=started, cwd=cwd, wait=False))
         done.touch()
         return dict(self.result(enqueuer), worker_seconds=worker["seconds"])
@@ -652,16 +668,21 @@ def measure_main(runner, sizes, log, figures):
     figures["under-load"] = runner.under_load("ours", sizes["load"])
     log("pickup latency and idle CPU of a long-running worker")
     figures["pickup"] = runner.pickup(sizes["pickups"], sizes["idle_seconds"])
-    with local_redis(runner.fresh_dir()) as url:
-        if url:
+    missing = runner.run("capabilities", "ours", cwd=runner.fresh_dir())["rq"]
+    with local_redis(runner.fresh_dir(), start=missing is None) as url:
+        if missing or not url:
+            figures["rq-skipped"] = missing or "redis-server is not installed"
+            log(f"the RQ backend rows are skipped: {figures['rq-skipped']}")
+        else:
             os.environ["BENCH_REDIS_URL"] = url
             log("the RQ backend, on a local redis-server")
             figures["rq-enqueue"] = runner.enqueue("rq", 0, sizes["samples"], 1)
             figures["rq-process"] = runner.process("rq", sizes["rq_process"])
 
 
-def local_redis(directory):
-    """A redis-server on a free local port for the RQ rows (None if not installed)."""
+def local_redis(directory, start=True):
+    """A redis-server on a free local port for the RQ rows, once it accepts connections
+    (None if not installed, or not to be started)."""
     import contextlib
     import shutil
     import socket
@@ -669,7 +690,7 @@ def local_redis(directory):
 
     @contextlib.contextmanager
     def server():
-        if shutil.which("redis-server") is None:
+        if not start or shutil.which("redis-server") is None:
             yield None
             return
         with socket.socket() as probe:
@@ -679,7 +700,15 @@ def local_redis(directory):
                                     "--dir", str(directory), "--save", "", "--appendonly", "no"],
                                    stdout=subprocess.DEVNULL)
         try:
-            time.sleep(0.5)
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    if process.poll() is not None or time.monotonic() > deadline:
+                        raise SystemExit(f"redis-server did not start on port {port}")
+                    time.sleep(0.05)
             yield f"redis://127.0.0.1:{port}/0"
         finally:
             process.terminate()
@@ -769,6 +798,8 @@ def table(figures, sizes):
     notes = [f"1.0.0 processing was measured at {', '.join(map(str, sizes['v1_process']))} jobs only "
              f"(its worker is quadratic); the figures at {', '.join(f'{n:,}' for n in capped)} jobs "
              f"are extrapolated from those with t = a*n + b*n^2."] if capped else []
+    if "rq-skipped" in figures:
+        notes.append(f"The RQ backend rows are skipped: {figures['rq-skipped']}.")
     return "\n".join(rows), notes
 
 

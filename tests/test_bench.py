@@ -3,9 +3,13 @@ not the tests': nothing here asserts a figure, only that each row has one."""
 
 import inspect
 import re
+import shutil
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
+
+import pytest
 
 from dbbasic_queue import Queue
 
@@ -13,8 +17,8 @@ BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "bench.py"
 NUMBER = re.compile(r"^[\d,]+(\.\d+)?x?$")
 
 
-def run_bench(*arguments):
-    return subprocess.run([sys.executable, str(BENCH), *arguments], capture_output=True,
+def run_bench(*arguments, python=sys.executable):
+    return subprocess.run([python, str(BENCH), *arguments], capture_output=True,
                           text=True, timeout=300)
 
 
@@ -95,3 +99,25 @@ def test_only_with_an_unknown_section_is_a_usage_error_that_names_the_sections()
 
     assert done.returncode == 2
     assert "main, history, concurrency" in done.stderr and "'history,speed'" in done.stderr
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server installed")
+def test_without_the_rq_extra_the_main_section_skips_the_redis_rows_with_a_note(tmp_path):
+    # Given redis-server, and a Python whose packages are this one's but where redis and rq
+    # cannot be imported (a venv whose .pth adds our site-packages and blocks those two)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "venv")],
+                   check=True)
+    python = str(tmp_path / "venv" / "bin" / "python")
+    site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          check=True, capture_output=True, text=True).stdout.strip()
+    Path(site, "without_rq.pth").write_text(f"{sysconfig.get_paths()['purelib']}\n"
+                                            "import sys; sys.modules.update(redis=None, rq=None)\n")
+
+    # When the main section runs there
+    done = run_bench("--quick", "--only", "main", python=python)
+
+    # Then it completes, without the Redis rows, and says why
+    assert done.returncode == 0, done.stderr[-2000:]
+    main = tables(done.stdout)[0]
+    assert not [row for row in main if "Redis" in row[0]], main
+    assert "The RQ backend rows are skipped: the rq extra is not installed" in done.stdout
