@@ -1,6 +1,6 @@
 """Benchmark dbbasic-queue against its peers and against the floor of the disk and Python.
 
-    python benchmarks/bench.py           # the full run, about 7 minutes
+    python benchmarks/bench.py           # the full run, about 11 minutes
     python benchmarks/bench.py --quick   # a smoke run with small sizes
     python benchmarks/bench.py --only history,concurrency   # some sections (main, history,
                                                             # concurrency, busy), in full or --quick
