@@ -1,9 +1,9 @@
 """Benchmark dbbasic-queue against its peers and against the floor of the disk and Python.
 
-    python benchmarks/bench.py           # the full run, about 7 minutes
+    python benchmarks/bench.py           # the full run, about 11 minutes
     python benchmarks/bench.py --quick   # a smoke run with small sizes
     python benchmarks/bench.py --only history,concurrency   # some sections (main, history,
-                                                            # concurrency), in full or --quick
+                                                            # concurrency, busy), in full or --quick
 
 Peers: the published dbbasic-queue 1.0.0 and huey's SqliteHuey (default, and fsync=False),
 each installed by this script into a temporary directory with ``pip install --target`` and
@@ -13,7 +13,9 @@ one JSON line; this process only installs, orchestrates and prints the tables.
 
 Sections: ``main``, the peers table; ``history``, a worker run and ``get_job`` with hundreds of
 thousands of finished jobs kept (bytes written from ``/proc/self/io``); ``concurrency``, jobs
-whose handler sleeps 20 ms, run N at a time by our worker and by huey's thread workers.
+whose handler sleeps 20 ms, run N at a time by our worker and by huey's thread workers;
+``busy``, a whole cron run with the last hour's finished jobs kept, and the bytes a worker
+writes per job it runs, ours and huey's alternately.
 """
 
 import fcntl
@@ -33,17 +35,21 @@ FULL = dict(prefill=(0, 10_000, 100_000), process=(1_000, 10_000, 100_000), samp
             v1_process=(500, 1000), rss=100_000, load=10_000, pickups=40, idle_seconds=5,
             repeats=3, rq_process=1_000,
             kept=(0, 100_000, 500_000), due=(10, 10_000), lookup_kept=500_000, lookups=300,
-            lookup_seconds=10, sleepy={1: 1_000, 4: 10_000, 16: 10_000})
+            lookup_seconds=10, sleepy={1: 1_000, 4: 10_000, 16: 10_000},
+            busy_kept=(200_000,), busy_due=(0, 10), busy_pending=(10_000, 100_000))
 QUICK = dict(prefill=(0, 1_000), process=(200, 1_000), samples=300,
              v1_process=(50, 100), rss=1_000, load=1_000, pickups=5, idle_seconds=1, repeats=1,
              rq_process=100,
              kept=(0, 2_000), due=(10, 200), lookup_kept=2_000, lookups=20, lookup_seconds=2,
-             sleepy={1: 10, 4: 40, 16: 160})
-SECTIONS = ("main", "history", "concurrency")
+             sleepy={1: 10, 4: 40, 16: 160},
+             busy_kept=(2_000,), busy_due=(0, 10), busy_pending=(1_000,))
+SECTIONS = ("main", "history", "concurrency", "busy")
 SLEEP_SECONDS = 0.02  # the concurrency rows' handler: a network call's wait, roughly
 COLUMNS = ("id", "type", "payload", "status", "created_at", "run_at", "attempts", "error",
            "result", "options")  # the file's published header (README: The file)
 DAY = 86400
+LAST_HOUR = 3300  # "the last hour": 55 minutes, so no job reaches the hour during a run
+BUSY_SUBJECTS = ("ours", "huey-nofsync", "huey")  # in the busy section, each once per repeat
 
 
 # --- the subjects, as seen from inside a child process ------------------------------------
@@ -65,7 +71,7 @@ class Ours:
         self.queue.enqueue("send_email", PAYLOAD, run_at=time.time() + 86400)
 
     def process(self):
-        self.queue.process_jobs({"send_email": noop})
+        return self.queue.process_jobs({"send_email": noop})
 
 
 class OnRedis:
@@ -107,11 +113,15 @@ class Huey:
         self.task(PAYLOAD)
 
     def process(self):
+        """Dequeue and execute until the queue is empty, as a consumer's worker does (without
+        its polling); returns how many tasks ran."""
+        ran = 0
         while True:
             task = self.huey.dequeue()
             if task is None:
-                return
+                return ran
             self.huey.execute(task)
+            ran += 1
 
 
 SUBJECTS = {
@@ -133,20 +143,15 @@ def child(measure, subject, arg, extra):
     if measure == "enqueue":
         return latencies(SUBJECTS[subject]().enqueue, int(arg))
     if measure == "process":
-        make = SUBJECTS[subject]()
-        if extra:
-            Path(extra).touch()  # tell the loaded enqueuer we have started
-        started = time.perf_counter()
-        make.process()
-        return {"seconds": time.perf_counter() - started,
-                "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+        return process_run(subject, int(arg) if arg else None, Path(extra) if extra else None)
     if measure == "enqueue-under-load":
         enqueue, started, done = SUBJECTS[subject]().enqueue_for_tomorrow, Path(arg), Path(extra)
+        Path(arg + ".ready").touch()  # the parent starts the worker only now
         deadline = time.monotonic() + 120
         while not started.exists() and time.monotonic() < deadline:
             time.sleep(0.001)
         samples = []
-        while not done.exists() and time.monotonic() < deadline:
+        while not samples or (not done.exists() and time.monotonic() < deadline):
             before = time.perf_counter()
             enqueue()
             samples.append(time.perf_counter() - before)
@@ -164,6 +169,8 @@ def child(measure, subject, arg, extra):
         return pickup_enqueue(int(arg), Path(extra))
     if measure == "history-prefill":
         return write_history(int(arg), extra)
+    if measure == "huey-results":
+        return huey_results(int(arg))
     if measure == "process-io":
         return process_with_io(int(arg))
     if measure == "get-job":
@@ -174,6 +181,28 @@ def child(measure, subject, arg, extra):
     if measure == "sleepy":
         return SLEEPY[subject](int(arg), int(extra))
     raise SystemExit(f"unknown measure {measure!r}")
+
+
+def process_run(subject, expected=None, started_flag=None):
+    """One worker run in a fresh process, as cron starts one: the time from before the
+    library's import to the end of the run (``cron_seconds``) and of the run alone
+    (``seconds``), the bytes the process read and wrote from before the import to the end
+    (/proc/self/io, all its threads), and its peak RSS. ``started_flag`` is touched once the
+    worker is built (the loaded enqueuer waits for it); with ``expected``, the run must run
+    exactly that many jobs, or the benchmark stops."""
+    io_before, launched = proc_io(), time.perf_counter()
+    make = SUBJECTS[subject]()
+    if started_flag:
+        started_flag.touch()
+    started = time.perf_counter()
+    ran = make.process()
+    ended = time.perf_counter()
+    io_after = proc_io()
+    if expected is not None and ran != expected:
+        raise SystemExit(f"the {subject} run ran {ran} jobs, not the {expected} due")
+    return dict(io_counted(io_before, io_after), seconds=ended - started,
+                cron_seconds=ended - launched,
+                max_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
 def unique_enqueues(count):
@@ -254,7 +283,9 @@ def write_history(count, spread):
 
     ``spread`` "days-ago": all finished 3 to 4 days ago, history no run should need to read;
     "week": evenly over the last 6.9 days, the newest a minute ago (a week of retention), with
-    the ids of jobs finished in the last 55 minutes and of the oldest saved to ids.json.
+    the ids of jobs finished in the last 55 minutes and of the oldest saved to ids.json;
+    "last-hour": evenly over the last 55 minutes, the newest now (a busy hour's jobs, which
+    the live file keeps for an hour).
     """
     import random
     if not count:
@@ -262,8 +293,8 @@ def write_history(count, spread):
     from dbbasic.tsv import TSV  # how the queue creates its file
     TSV("queue", list(COLUMNS), data_dir=Path("data"))
     now = int(time.time())
-    first, last = (now - int(6.9 * DAY), now - 60) if spread == "week" else (now - 4 * DAY,
-                                                                                now - 3 * DAY)
+    first, last = {"week": (now - int(6.9 * DAY), now - 60), "last-hour": (now - LAST_HOUR, now),
+                   "days-ago": (now - 4 * DAY, now - 3 * DAY)}[spread]
     payload = '"' + json.dumps(PAYLOAD).replace('"', '""') + '"'
     step = (last - first) / max(1, count - 1)
     random_bits = random.Random(count).getrandbits
@@ -277,13 +308,32 @@ def write_history(count, spread):
                              f'{finished}\t1\t\t"{{""sent_at"": {finished}.2}}"\t\n')
                 if oldest is None:
                     oldest = job_id
-                if finished >= now - 3300:
+                if finished >= now - LAST_HOUR:
                     recent.append(job_id)
             out.write("".join(lines).encode())
     if spread == "week":
         random.Random(0).shuffle(recent)
         Path("ids.json").write_text(json.dumps({"recent": recent, "oldest": oldest}))
     return {"file_mb": os.path.getsize("data/queue.tsv") / 1e6}
+
+
+def huey_results(count):
+    """``count`` finished tasks' results in SqliteHuey's result store, as huey keeps them
+    (it keeps a result until it is read): one row of its ``kv`` table per task, keyed by a
+    uuid4 as huey's task ids are, holding the pickled result its serializer writes (the
+    ``{"sent_at": ...}`` our lines keep), put with huey's own ``put_data`` statement, all in
+    one transaction: executing 200,000 tasks takes a minute with fsync and leaves the same
+    rows (its task table empty again)."""
+    import uuid
+    from huey import SqliteHuey
+    huey = SqliteHuey(filename="huey.db", fsync=False)
+    first, step = time.time() - LAST_HOUR, LAST_HOUR / max(1, count - 1)
+    rows = [(huey.storage.name, str(uuid.uuid4()),
+             huey.serializer.serialize({"sent_at": first + n * step})) for n in range(count)]
+    with huey.storage.db(commit=True) as cursor:
+        cursor.executemany("insert or replace into kv (queue, key, value) values (?, ?, ?)", rows)
+    huey.storage.close()  # the last connection's close checkpoints the WAL into huey.db
+    return {"db_mb": sum(path.stat().st_size for path in Path(".").glob("huey.db*")) / 1e6}
 
 
 def proc_io():
@@ -293,6 +343,12 @@ def proc_io():
     with open("/proc/self/io") as counters:
         return {name: int(value) for name, value in
                 (line.split(":") for line in counters if line.strip())}
+
+
+def io_counted(before, after):
+    """What a process read and wrote between two ``proc_io()`` readings."""
+    return {key: after[key] - before[key]
+            for key in ("rchar", "wchar", "write_bytes", "cancelled_write_bytes")}
 
 
 def queue_files():
@@ -315,9 +371,8 @@ def process_with_io(expected):
     after = proc_io()
     if ran != expected:
         raise SystemExit(f"the run ran {ran} jobs, not the {expected} due")
-    return dict({key: after[key] - before[key] for key in
-                 ("rchar", "wchar", "write_bytes", "cancelled_write_bytes")},
-                seconds=seconds, max_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    return dict(io_counted(before, after), seconds=seconds,
+                max_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                 live_mb_before=files_before["live_mb"], **queue_files())
 
 
@@ -346,9 +401,18 @@ def lookups(which, count, seconds):
 
 
 def capabilities():
+    """What this dbbasic_queue can be measured doing: ``concurrency``, whether process_jobs
+    takes the keyword; ``rq``, None if the RQ backend imports (the ``rq`` extra is
+    installed), else why not."""
     import inspect
     from dbbasic_queue import Queue
-    return {"concurrency": "concurrency" in inspect.signature(Queue.process_jobs).parameters}
+    try:
+        import dbbasic_queue.rq_backend  # noqa: F401
+        rq = None
+    except ImportError as error:
+        rq = f"the rq extra is not installed ({error})"
+    return {"concurrency": "concurrency" in inspect.signature(Queue.process_jobs).parameters,
+            "rq": rq}
 
 
 def sleepy_handler(payload):
@@ -536,10 +600,16 @@ class Runner:
         return {key: statistics.median(run[key] for run in runs) for key in ("seconds", "max_rss_mb")}
 
     def under_load(self, subject, jobs):
+        """Enqueue latency while a fresh worker runs ``jobs`` jobs: the enqueuer is built
+        before the worker starts, and enqueues from the worker's start to its end (at least
+        once, if the worker ends before it wakes)."""
         cwd = self.fresh_dir()
         self.prefill(subject, jobs, cwd)
         started, done = cwd / "started", cwd / "done"
         enqueuer = self.run("enqueue-under-load", subject, started, done, cwd=cwd, wait=False)
+        ready, deadline = Path(str(started) + ".ready"), time.monotonic() + 60
+        while not ready.exists() and enqueuer.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
         worker = self.result(self.run("process", subject, extra=started, cwd=cwd, wait=False))
         done.touch()
         return dict(self.result(enqueuer), worker_seconds=worker["seconds"])
@@ -580,6 +650,59 @@ class Runner:
         self.prefill(subject, jobs, cwd)
         return self.run("sleepy", subject, concurrency, jobs, cwd=cwd)
 
+    def busy_hour(self, kept, due, repeats):
+        """Medians of ``repeats`` rounds, each building and measuring every subject once
+        (``interleaved``). Returns {"ours": the first run on the file, "ours-second": the run
+        after it, "huey-nofsync": ..., "huey": ...}."""
+        runs = {}
+        for subject in interleaved(repeats):
+            for row, run in self.cron_runs(subject, kept, due).items():
+                runs.setdefault(row, []).append(run)
+        return {row: medians(found) for row, found in runs.items()}
+
+    def cron_runs(self, subject, kept, due):
+        """A fresh queue holding ``kept`` jobs finished in the last hour, then ``due`` jobs
+        enqueued, then the measured cron run (``process`` child: from before the import).
+        Ours: the kept jobs written straight into data/queue.tsv, and no run before the
+        measured one, which is the first on that file; then ``due`` more and a second run,
+        after whatever the first did with the file. Huey: the kept results put into its
+        result store (``huey_results``)."""
+        import shutil
+        cwd = self.fresh_dir()
+        if subject == "ours":
+            self.run("history-prefill", "ours", kept, "last-hour", cwd=cwd)
+            self.prefill("ours", due, cwd)
+            first = self.run("process", "ours", due, cwd=cwd)
+            self.prefill("ours", due, cwd)
+            found = {"ours": first, "ours-second": self.run("process", "ours", due, cwd=cwd)}
+        else:
+            self.run("huey-results", subject, kept, cwd=cwd)
+            self.prefill(subject, due, cwd)
+            found = {subject: self.run("process", subject, due, cwd=cwd)}
+        shutil.rmtree(cwd)
+        return found
+
+    def written_per_job(self, jobs, repeats):
+        """Medians of ``repeats`` rounds, each: for every subject (``interleaved``), ``jobs``
+        pending jobs enqueued in a fresh directory, then one worker run over all of them
+        (``process`` child, with its /proc/self/io counts)."""
+        import shutil
+        runs = {}
+        for subject in interleaved(repeats):
+            cwd = self.fresh_dir()
+            self.prefill(subject, jobs, cwd)
+            runs.setdefault(subject, []).append(self.run("process", subject, jobs, cwd=cwd))
+            shutil.rmtree(cwd)
+        return {subject: medians(found) for subject, found in runs.items()}
+
+
+def interleaved(repeats):
+    """The busy section's subjects, each once a round for ``repeats`` rounds, the order
+    turned by one each round: drift in the machine's load hits them all alike."""
+    for repeat in range(repeats):
+        turn = repeat % len(BUSY_SUBJECTS)
+        yield from BUSY_SUBJECTS[turn:] + BUSY_SUBJECTS[:turn]
+
 
 def medians(runs):
     import statistics
@@ -594,6 +717,8 @@ def measure_all(runner, sizes, log, sections):
         measure_history(runner, sizes, log, figures)
     if "concurrency" in sections:
         measure_concurrency(runner, sizes, log, figures)
+    if "busy" in sections:
+        measure_busy(runner, sizes, log, figures)
     return figures
 
 
@@ -615,6 +740,18 @@ def measure_concurrency(runner, sizes, log, figures):
                 continue
             log(f"concurrency {concurrency}: {jobs} jobs of 20 ms with {subject}")
             figures[("sleepy", subject, concurrency)] = runner.sleepy(subject, concurrency, jobs)
+
+
+def measure_busy(runner, sizes, log, figures):
+    for kept in sizes["busy_kept"]:
+        for due in sizes["busy_due"]:
+            log(f"busy: a cron run with {kept} jobs finished in the last hour and {due} due, "
+                f"ours and huey alternately ({sizes['repeats']} rounds)")
+            figures[("busy", kept, due)] = runner.busy_hour(kept, due, sizes["repeats"])
+    for jobs in sizes["busy_pending"]:
+        log(f"busy: bytes written per job, one run over {jobs} pending jobs, ours and huey "
+            f"alternately ({sizes['repeats']} rounds)")
+        figures[("written", jobs)] = runner.written_per_job(jobs, sizes["repeats"])
 
 
 def measure_main(runner, sizes, log, figures):
@@ -652,16 +789,21 @@ def measure_main(runner, sizes, log, figures):
     figures["under-load"] = runner.under_load("ours", sizes["load"])
     log("pickup latency and idle CPU of a long-running worker")
     figures["pickup"] = runner.pickup(sizes["pickups"], sizes["idle_seconds"])
-    with local_redis(runner.fresh_dir()) as url:
-        if url:
+    missing = runner.run("capabilities", "ours", cwd=runner.fresh_dir())["rq"]
+    with local_redis(runner.fresh_dir(), start=missing is None) as url:
+        if missing or not url:
+            figures["rq-skipped"] = missing or "redis-server is not installed"
+            log(f"the RQ backend rows are skipped: {figures['rq-skipped']}")
+        else:
             os.environ["BENCH_REDIS_URL"] = url
             log("the RQ backend, on a local redis-server")
             figures["rq-enqueue"] = runner.enqueue("rq", 0, sizes["samples"], 1)
             figures["rq-process"] = runner.process("rq", sizes["rq_process"])
 
 
-def local_redis(directory):
-    """A redis-server on a free local port for the RQ rows (None if not installed)."""
+def local_redis(directory, start=True):
+    """A redis-server on a free local port for the RQ rows, once it accepts connections
+    (None if not installed, or not to be started)."""
     import contextlib
     import shutil
     import socket
@@ -669,7 +811,7 @@ def local_redis(directory):
 
     @contextlib.contextmanager
     def server():
-        if shutil.which("redis-server") is None:
+        if not start or shutil.which("redis-server") is None:
             yield None
             return
         with socket.socket() as probe:
@@ -679,7 +821,15 @@ def local_redis(directory):
                                     "--dir", str(directory), "--save", "", "--appendonly", "no"],
                                    stdout=subprocess.DEVNULL)
         try:
-            time.sleep(0.5)
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    if process.poll() is not None or time.monotonic() > deadline:
+                        raise SystemExit(f"redis-server did not start on port {port}")
+                    time.sleep(0.05)
             yield f"redis://127.0.0.1:{port}/0"
         finally:
             process.terminate()
@@ -769,6 +919,8 @@ def table(figures, sizes):
     notes = [f"1.0.0 processing was measured at {', '.join(map(str, sizes['v1_process']))} jobs only "
              f"(its worker is quadratic); the figures at {', '.join(f'{n:,}' for n in capped)} jobs "
              f"are extrapolated from those with t = a*n + b*n^2."] if capped else []
+    if "rq-skipped" in figures:
+        notes.append(f"The RQ backend rows are skipped: {figures['rq-skipped']}.")
     return "\n".join(rows), notes
 
 
@@ -834,6 +986,60 @@ def concurrency_table(figures, sizes):
     return "\n".join(rows)
 
 
+BUSY_LABELS = {"ours": "ours, first run on the file", "ours-second": "ours, second run",
+               "ours-pending": "ours", "huey-nofsync": "huey fsync=False", "huey": "huey default"}
+
+
+def written(run, shown):
+    """A run's wchar / write_bytes / cancelled_write_bytes, each as ``shown`` formats it."""
+    return " / ".join(shown(run[key]) for key in ("wchar", "write_bytes", "cancelled_write_bytes"))
+
+
+def times(ours, theirs):
+    """ours / theirs as "1.23x" ("—" when theirs is zero)."""
+    if not theirs:
+        return "—"
+    ratio = ours / theirs
+    return f"{ratio:.2f}x" if ratio < 100 else f"{ratio:,.0f}x"
+
+
+def busy_tables(figures, sizes):
+    """A whole cron run with a busy hour's finished jobs kept, and the bytes a worker writes
+    per job it runs: ours and huey's, measured alternately."""
+    rows = ["| finished in the last hour | due | subject | run time, ms | "
+            "written, MB: wchar / write_bytes / cancelled_write_bytes | read, MB: rchar | "
+            "peak RSS, MB | "
+            "run time, ours / huey fsync=False; / huey default | "
+            "written (wchar), ours / huey fsync=False; / huey default |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for kept in sizes["busy_kept"]:
+        for due in sizes["busy_due"]:
+            found = figures[("busy", kept, due)]
+            for row in ("ours", "ours-second", "huey-nofsync", "huey"):
+                run = found[row]
+                ratios = ["; ".join(times(run[key], found[huey][key]) for huey in ("huey-nofsync", "huey"))
+                          if row.startswith("ours") else "—" for key in ("cron_seconds", "wchar")]
+                rows.append(f"| {kept:,} | {due:,} | {BUSY_LABELS[row]} | {run['cron_seconds'] * 1000:,.0f} | "
+                            f"{written(run, megabytes)} | {megabytes(run['rchar'])} | "
+                            f"{run['max_rss_mb']:.1f} | {' | '.join(ratios)} |")
+    rows += ["", "| pending jobs, one worker run over all | subject | "
+                 "written per job, bytes: wchar / write_bytes / cancelled_write_bytes | µs/job | "
+                 "run time, s | "
+                 "ours / huey fsync=False: wchar per job; µs/job |",
+             "|---|---|---|---|---|---|"]
+    for jobs in sizes["busy_pending"]:
+        found = figures[("written", jobs)]
+        for subject in BUSY_SUBJECTS:
+            run, nofsync = found[subject], found["huey-nofsync"]
+            ratio = (f"{times(run['wchar'], nofsync['wchar'])}; {times(run['seconds'], nofsync['seconds'])}"
+                     if subject == "ours" else "—")
+            per_job = written(run, lambda count: f"{count / jobs:,.0f}")
+            rows.append(f"| {jobs:,} | {BUSY_LABELS.get(subject + '-pending', BUSY_LABELS[subject])} | "
+                        f"{per_job} | {run['seconds'] / jobs * 1e6:,.1f} | {run['seconds']:.2f} | "
+                        f"{ratio} |")
+    return "\n".join(rows)
+
+
 def machine():
     import platform
     model = "unknown CPU"
@@ -871,12 +1077,12 @@ def main():
         runner = Runner(Path(workdir))
         log("installing the peers")
         runner.install_peers([name for name, needed_by in (("v1", {"main"}),
-                                                           ("huey", {"main", "concurrency"}))
+                                                           ("huey", {"main", "concurrency", "busy"}))
                               if needed_by & set(sections)])
         figures = measure_all(runner, sizes, log, sections)
     print(f"Machine: {machine()}, load average {load_before:.2f} at the start and "
-          f"{os.getloadavg()[0]:.2f} at the end; enqueue, processing and history figures are "
-          f"medians of {sizes['repeats']} runs (huey default and 1.0.0 processing, get_job and "
+          f"{os.getloadavg()[0]:.2f} at the end; enqueue, processing, history and busy figures "
+          f"are medians of {sizes['repeats']} runs (huey default and 1.0.0 processing, get_job and "
           f"the 20 ms handlers: one run); {'quick run' if args.quick else 'full run'} of "
           f"{', '.join(sections)} in {time.monotonic() - started:.0f} s.")
     if "main" in sections:
@@ -888,6 +1094,8 @@ def main():
         print(f"\n{history_tables(figures, sizes)}")
     if "concurrency" in sections:
         print(f"\n{concurrency_table(figures, sizes)}")
+    if "busy" in sections:
+        print(f"\n{busy_tables(figures, sizes)}")
 
 
 if __name__ == "__main__":
