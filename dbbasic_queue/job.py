@@ -292,10 +292,40 @@ def reads(line: bytes) -> bool:
         return False
 
 
-def error_text(error: BaseException) -> str:
-    """``Type: message`` on one line, for the ``error`` field."""
-    text = one_line(f"{type(error).__name__}: {error}")
+MAX_ERROR_CHARS = 2000  # of an error kept in a job's line (and logged); tracebacks keep more
+_CUT_MARK = " characters in all; cut, the rest is in the traceback file)"
+
+
+def error_text(error: BaseException, limit: int = MAX_ERROR_CHARS) -> str:
+    """``Type: message`` on one line, for the ``error`` field, at most ``limit`` characters.
+
+    Never raises: an exception whose ``__str__`` raises or returns no string is described
+    by its ``repr``, or failing that by its class, so its attempt is still recorded. A
+    message longer than ``limit`` (an HTML error page in a ValueError) is cut, saying so: the
+    line is copied by every rewrite, and the traceback file keeps more of it.
+    """
+    text = one_line(f"{type(error).__name__}: {_message(error)}")
+    if len(text) > limit:
+        text = f"{text[:max(0, limit - 80)]}… ({len(text):,}{_CUT_MARK}"
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def is_cut(text: str) -> bool:
+    """Whether ``text`` is an error text that ``error_text`` cut."""
+    return text.endswith(_CUT_MARK)
+
+
+def _message(error: BaseException) -> str:
+    for describe in (str, repr):
+        try:
+            text = describe(error)
+        except BaseException as failure:  # a broken __str__ must not lose the attempt
+            text = f"<{describe.__name__}() raised {type(failure).__name__}>"
+            continue
+        if isinstance(text, str):
+            return text
+        text = f"<{describe.__name__}() returned {type(text).__name__}, not a string>"
+    return text
 
 
 def as_dict(job: Job) -> Dict[str, Any]:

@@ -21,7 +21,7 @@ from typing import Any, Dict, List
 
 from .errors import QueueError
 from .files import check_regular, keep_mode_and_owner, open_own
-from .job import job_with_id_prefix
+from .job import error_text, is_cut, job_with_id_prefix
 from .values import to_json
 from .storage import Table
 
@@ -40,7 +40,10 @@ def class_path(error: BaseException) -> str:
 
 def format_traceback(error: BaseException) -> str:
     """The traceback of ``error`` as text, at most MAX_TRACEBACK_CHARS (its start and end)."""
-    text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    try:
+        text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    except Exception as failure:  # a broken exception: its attempt is recorded all the same
+        text = f"(no traceback: formatting it raised {type(failure).__name__})"
     if len(text) <= MAX_TRACEBACK_CHARS:
         return text
     half = MAX_TRACEBACK_CHARS // 2
@@ -69,7 +72,10 @@ class Tracebacks:
 
     def add(self, job_id: str, attempt: int, failed_at: float, error: str,
             exception: BaseException) -> None:
-        """Keep the traceback of one failed attempt (``error`` is its one-line text)."""
+        """Keep the traceback of one failed attempt (``error`` is its one-line text; cut for
+        the queue's line, it is kept here up to MAX_TRACEBACK_CHARS)."""
+        if is_cut(error):
+            error = error_text(exception, limit=MAX_TRACEBACK_CHARS)
         day = time.strftime("%Y-%m-%d", time.gmtime(failed_at))
         line = "\t".join((job_id, str(attempt), str(int(failed_at)), _field(error),
                           _field(class_path(exception)),
