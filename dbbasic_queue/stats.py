@@ -1,8 +1,8 @@
 """The TSV queue's statistics: counts by status and type, latency, next run, failures.
 
-The queue file is parsed line by line; archive files hold only completed and cancelled jobs
-that passed their judgement when they were moved, so they are counted from a cheap look at
-each line's type and status (a line that does not look like a job counts as corrupt).
+Every line, of the queue file and of the archive files, is judged by ``job.parse_line`` as
+every other reader judges it, so a line corrupt to ``get_job`` is corrupt here too; a job in
+two files (a kill in the middle of a move leaves it so) counts once, as ``list`` shows it.
 """
 
 import logging
@@ -14,8 +14,6 @@ from .job import STATUSES, parse_line
 
 logger = logging.getLogger("dbbasic_queue")
 
-_STATUS_BYTES = {status.encode(): status for status in STATUSES}
-
 
 def queue_stats(queue) -> Dict[str, Any]:
     """See Queue.stats; ``queue`` is a TSV Queue."""
@@ -24,12 +22,14 @@ def queue_stats(queue) -> Dict[str, Any]:
     by_type: Dict[str, Dict[str, int]] = {}
     oldest_due = next_run = None
     failed_last_hour = retrying = corrupt = 0
+    seen = set()  # ids counted: a kill mid-move leaves a job in two files (the live one wins)
     for _, line in queue.table.lines():
         try:
             job = parse_line(line)
         except CorruptLineError:
             corrupt += 1
             continue
+        seen.add(job.id)
         by_status[job.status] += 1
         counts = by_type.setdefault(job.type, dict.fromkeys(STATUSES, 0))
         counts[job.status] += 1
@@ -42,22 +42,24 @@ def queue_stats(queue) -> Dict[str, Any]:
         elif job.status == "failed" and job.run_at >= now - 3600:
             failed_last_hour += 1
     archived = {"files": 0, "jobs": 0, "size_bytes": 0}
-    for _, path in queue.archive.files():
+    for _, path in queue.archive.files(newest_first=True):
         archived["files"] += 1
         try:
             archived["size_bytes"] += path.stat().st_size
         except FileNotFoundError:
             continue
         for _, line in queue.archive.table_of(path).lines():
-            fields = line.split(b"\t", 4)
-            status = _STATUS_BYTES.get(fields[3]) if len(fields) == 5 else None
-            if status is None:
+            try:
+                job = parse_line(line)  # the one judgement, as get_job and list make it
+            except CorruptLineError:
                 corrupt += 1
                 continue
+            if job.id in seen:
+                continue
+            seen.add(job.id)
             archived["jobs"] += 1
-            by_status[status] += 1
-            job_type = fields[1].decode("utf-8", "replace")
-            by_type.setdefault(job_type, dict.fromkeys(STATUSES, 0))[status] += 1
+            by_status[job.status] += 1
+            by_type.setdefault(job.type, dict.fromkeys(STATUSES, 0))[job.status] += 1
     size = queue.path.stat().st_size if queue.path.exists() else 0
     return {"file": str(queue.path), "size_bytes": size, "jobs": sum(by_status.values()),
             "by_status": by_status, "by_type": dict(sorted(by_type.items())),

@@ -71,3 +71,45 @@ def test_a_five_megabyte_error_is_cut_in_the_line_and_the_log_and_kept_longer_in
     assert MAX_ERROR_CHARS < len(kept["error"]) <= MAX_TRACEBACK_CHARS
     assert len(kept["traceback"]) <= MAX_TRACEBACK_CHARS + 100
     assert sum(path.stat().st_size for path in tmp_path.glob("queue.tracebacks.*.tsv")) < 4 * MAX_TRACEBACK_CHARS
+
+
+# --- stats, as every other reader sees the files (faults 13 and 14) -------------------------
+
+def archive_line(tmp_path, line: bytes) -> None:
+    from dbbasic_queue.job import HEADER
+    path = tmp_path / "queue.2026-11-29.tsv"
+    if not path.exists():
+        path.write_bytes(HEADER)
+    with open(path, "ab") as file:
+        file.write(line)
+
+
+def test_stats_counts_a_job_in_the_live_file_and_an_archive_file_once(tmp_path, clock):
+    # Given a job in queue.tsv and in an archive file, as a kill in the middle of a move leaves it
+    queue = Queue(tmp_path / "queue.tsv", clock=clock)
+    job_id = queue.enqueue("send_email", {})
+    queue.process_jobs({"send_email": lambda payload: None})
+    line = next(line for line in (tmp_path / "queue.tsv").read_bytes().splitlines(keepends=True)
+                if line.startswith(job_id.encode()))
+    archive_line(tmp_path, line)
+    # Then stats counts it once, as list does
+    stats = queue.stats()
+    assert stats["jobs"] == 1 and stats["by_status"]["completed"] == 1
+    assert [job["id"] for job in queue.jobs()] == [job_id]
+
+
+@pytest.mark.parametrize("fields", [
+    ("send_email", "{not json", "completed", "1764400000", "1764400000", "1", "", ""),
+    ("send_email", "{}", "completed", "12abc", "1764400000", "1", "", ""),
+    ("send_email", "{}", "completed", "1764400000", "1764400000", "1", "", "{broken"),
+])
+def test_an_archived_line_edited_into_nonsense_is_corrupt_to_stats_as_to_get_job(tmp_path, clock, fields):
+    from dbbasic_queue import CorruptLineError
+    queue = Queue(tmp_path / "queue.tsv", clock=clock)
+    queue.enqueue("other", {})
+    job_id = "00000000000000aa"
+    archive_line(tmp_path, ("\t".join((job_id,) + fields + ("",)) + "\n").encode())
+    with pytest.raises(CorruptLineError):
+        queue.get_job(job_id)
+    stats = queue.stats()
+    assert stats["corrupt_lines"] == 1 and stats["by_status"]["completed"] == 0 and stats["jobs"] == 1
