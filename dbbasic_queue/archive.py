@@ -113,6 +113,16 @@ class Archive:
                 return number
         return 0
 
+    def remove_if_jobless(self, path: Path) -> bool:
+        """Delete the archive file at ``path`` if it holds no job; True if it did. The check
+        and the deletion hold the lock, so no move appends a job in between."""
+        with self.table.lock():
+            if any(True for _ in self.table_of(path).lines()):
+                return False
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            return True
+
     def remove_expired(self, drop_before: float) -> int:
         """Delete the archive files whose every job finished before ``drop_before``."""
         expired = [path for day, path in self.files()

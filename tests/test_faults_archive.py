@@ -1,12 +1,14 @@
-"""Faults of the archive files: a worker killed in the middle of its append to one. After it,
-every job is in some file exactly once as a whole line, and the readers (get_job, jobs,
-stats) never take a piece of a line for a job."""
+"""Faults of the archive files: a worker killed in the middle of its append to one, and an
+admin purge that empties one while workers move jobs into it. After each, every job is in
+some file exactly once as a whole line, and the readers (get_job, jobs, stats) never take a
+piece of a line for a job."""
 
 import logging
 import os
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 
 from dbbasic_queue import Queue
@@ -145,3 +147,61 @@ def test_a_worker_killed_by_the_kernel_mid_append_leaves_each_job_once_and_whole
         # Then the next worker's move leaves each job once and whole
         assert queue.process_jobs({"t": noop}, retention_seconds=None) == 1
         assert_each_job_once_and_whole(queue, archive, earlier + moving)
+
+
+# A purge whose deletion of an archive file it emptied is met, at that very moment, by a
+# worker moving a job into that file: the audit hook runs, just before the unlink, what the
+# worker would do then if it could take the queue's lock.
+PURGE_MET_BY_A_MOVE = """
+import fcntl, os, sys
+from dbbasic_queue import Queue
+queue = Queue(sys.argv[1])
+archive, line, finished_at, outcome = sys.argv[2], sys.argv[3].encode(), int(sys.argv[4]), sys.argv[5]
+
+def move_a_job_in(event, args):
+    if event != "os.remove" or str(args[0]) != archive or os.path.exists(outcome):
+        return
+    lock = os.open(queue.table.lock_path, os.O_RDWR)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        result = "locked out"  # the purge holds the lock: no worker can move a job in now
+    else:
+        spool = queue.archive.spool()
+        spool.add(line, finished_at)
+        spool.commit()
+        result = "moved"
+    finally:
+        os.close(lock)
+    with open(outcome, "w") as file:
+        file.write(result)
+
+sys.addaudithook(move_a_job_in)
+print(queue.purge(2 * 86400))
+"""
+
+
+def test_purge_never_deletes_an_archive_file_a_worker_moved_a_job_into(tmp_path):
+    # Given an archive file of three days ago with five jobs, all of them past a purge's age
+    path = tmp_path / "queue.tsv"
+    three_days_ago = int(time.time()) - 3 * DAY
+    old = finished(5, three_days_ago)
+    archive = tmp_path / f"queue.{day_of(three_days_ago)}.tsv"
+    path.write_bytes(HEADER)
+    archive.write_bytes(HEADER + b"".join(old))
+    # When a purge empties it and, as it deletes the file, a worker moves a job of that day in
+    newcomer = finished(1, three_days_ago + 60, start=500)[0]
+    outcome = tmp_path / "outcome"
+    purge = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(PURGE_MET_BY_A_MOVE), path, archive,
+         newcomer.decode(), str(three_days_ago + 60), outcome],
+        env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True,
+        timeout=WAIT_SECONDS)
+    assert purge.returncode == 0, purge.stderr
+    assert purge.stdout.split() == ["5"]
+    # Then the job moved in is still there, or the purge held the lock and no move could land
+    queue = Queue(path)
+    if outcome.read_text() == "moved":
+        assert queue.get_job(line_id(newcomer).decode()) is not None
+    else:
+        assert outcome.read_text() == "locked out" and not archive.exists()
