@@ -9,11 +9,16 @@ whole archive files, at a cost that follows the files, not the jobs in them.
 A worker moves lines during a rewrite it does anyway: they are spooled into temporary files,
 and appended to their archive files (fsynced) under the lock just before the new live file is
 renamed into place. A crash in between leaves a job in both files, never in neither; the next
-move skips lines its archive file already ends with.
+move skips lines its archive file already ends with. A crash in the middle of the append
+leaves a last line cut short, whose job is still in the live file: the next writer replaces
+the archive file with a copy of its whole lines before it appends, so the piece never
+becomes a line. An archive file thus only grows by appends of whole lines or is replaced
+whole by a rename, as the live file is, and its readers stop at a line without its newline.
 """
 
 import calendar
 import contextlib
+import logging
 import mmap
 import os
 import re
@@ -27,6 +32,8 @@ from .errors import QueueError
 from .files import check_regular, fsync_directory, keep_mode_and_owner, open_own
 from .job import HEADER, reads
 from .storage import TEMP_PREFIX, Table
+
+logger = logging.getLogger("dbbasic_queue")
 
 ARCHIVE_AFTER_SECONDS = 3600  # a finished job stays in queue.tsv at least this long
 ARCHIVE_MIN_LINES = 1000  # moving lines is worth a rewrite of its own from this many
@@ -64,9 +71,10 @@ class Archive:
         days = sorted((m.group(1) for m in map(self.name.match, names) if m), reverse=newest_first)
         return [(day, self.path(day)) for day in days]
 
-    def table_of(self, path: Path) -> Table:
-        """An archive file as a Table sharing the queue's lock, for admin rewrites."""
-        return Table(path, lock_path=self.lock_path)
+    def table_of(self, path: Path) -> "ArchiveTable":
+        """An archive file as a Table sharing the queue's lock: for reading its lines and for
+        admin rewrites."""
+        return ArchiveTable(path, lock_path=self.lock_path)
 
     def spool(self) -> "Spool":
         return Spool(self)
@@ -87,13 +95,13 @@ class Archive:
                 check_regular(fd, str(path))
                 with open(fd, "rb") as file, contextlib.closing(
                         mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)) as data:
-                    at = data.rfind(needle)
+                    # Only whole lines: a last line still being appended, or cut short by a
+                    # kill, is no job (its job is still in the live file).
+                    whole = data.rfind(b"\n") + 1
+                    at = data.rfind(needle, 0, whole)
                     if at < 0:
                         continue
-                    end = data.find(b"\n", at + 1)
-                    if end < 0:
-                        continue  # a last line still being appended
-                    return path, None, data[at + 1:end + 1]
+                    return path, None, data[at + 1:data.find(b"\n", at + 1) + 1]
             except (FileNotFoundError, ValueError):  # gone meanwhile, or empty
                 continue
         return None
@@ -104,6 +112,16 @@ class Archive:
             if candidate == line:
                 return number
         return 0
+
+    def remove_if_jobless(self, path: Path) -> bool:
+        """Delete the archive file at ``path`` if it holds no job; True if it did. The check
+        and the deletion hold the lock, so no move appends a job in between."""
+        with self.table.lock():
+            if any(True for _ in self.table_of(path).lines()):
+                return False
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            return True
 
     def remove_expired(self, drop_before: float) -> int:
         """Delete the archive files whose every job finished before ``drop_before``."""
@@ -120,7 +138,8 @@ class Archive:
     def take(self, day: str, spooled, model: os.stat_result) -> None:
         """Append the lines spooled in the file ``spooled`` (open for reading, at its start) to
         the file of ``day``, creating it with the header and the live file's mode and owner
-        (``model``) if new. Called under the lock."""
+        (``model``) if new, and first replacing it by its whole lines if its last line was cut
+        short. Called under the lock, the only time an archive file is written."""
         target = self.path(day)
         try:
             fd = open_own(str(target), os.O_RDWR | os.O_APPEND | os.O_CREAT, model.st_mode & 0o666)
@@ -128,12 +147,15 @@ class Archive:
             raise QueueError(f"cannot write the archive file {target} ({error.strerror})") from None
         size = check_regular(fd, str(target)).st_size  # a FIFO would swallow the lines
         try:
+            whole = _whole_lines_end(fd, size)
+            if whole < size:
+                copy, size = self._copy_of_whole_lines(fd, target, size, whole)
+                fd, old = copy, fd
+                os.close(old)
             if size == 0:
                 keep_mode_and_owner(fd, model, target, attributes_of=str(self.queue_path))
-                os.write(fd, HEADER)
+                _write_all(fd, HEADER)
                 fsync_directory(self.directory)
-            elif os.pread(fd, 1, size - 1) != b"\n":
-                os.write(fd, b"\n")  # end a line cut short by a full disk or a kill
             spooled.readline()  # its header
             already = _lines_in_tail(fd, size, os.fstat(spooled.fileno()).st_size)
             for block in _lines_in_blocks(spooled):
@@ -144,6 +166,86 @@ class Archive:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+    def _copy_of_whole_lines(self, fd: int, target: Path, size: int, whole: int):
+        """Replace the archive file open at ``fd`` by a copy of its first ``whole`` bytes, its
+        whole lines (the header alone if none), and return (the copy's descriptor, its size).
+        Under the lock.
+
+        The bytes after them were cut short by a writer killed mid-append (or a full disk).
+        Every append holds the lock and comes before its live file's rename, which waits for
+        the append's fsync: so that writer never renamed, and the piece's job is still in the
+        live file, to be moved whole by this move or a later one. A copy renamed into place,
+        not a truncation: a reader or an admin rewrite that has the file open must never see
+        bytes it has read change (see ArchiveTable)."""
+        piece = os.pread(fd, min(size - whole, 200), whole)
+        logger.warning("%s: dropped its last %d bytes, a line cut short by a worker killed while "
+                       "appending (the job is still in the queue file, and moves again): %s",
+                       target, size - whole, piece.decode("utf-8", "replace"))
+        copy, temp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=".tmp", dir=self.directory)
+        try:
+            for start in range(0, whole, _BLOCK):
+                _write_all(copy, os.pread(fd, min(_BLOCK, whole - start), start))
+            if whole == 0:  # its header was cut short: never visible without one
+                _write_all(copy, HEADER)
+            keep_mode_and_owner(copy, os.fstat(fd), target, attributes_of=fd)
+            os.fsync(copy)
+            os.replace(temp, target)
+            temp = None
+            fsync_directory(self.directory)
+        except BaseException:
+            os.close(copy)
+            if temp is not None:
+                os.unlink(temp)
+            raise
+        return copy, whole or len(HEADER)
+
+
+class ArchiveTable(Table):
+    """An archive file: a Table sharing its queue's lock, whose readers and rewrites know the
+    one way its writer leaves it broken, a last line cut short (see Archive.take)."""
+
+    def lines(self) -> Iterator[Tuple[int, bytes]]:
+        """(line number, line) of every whole job line, without the lock. It stops at the
+        first line without its newline (the header too): a line being appended, or cut short
+        by a kill; what a reader sees after it is the rest of that append, not a job."""
+        file = self._open()
+        if file is None:
+            return
+        with file:
+            header = file.readline()
+            if not header.endswith(b"\n"):
+                return  # a new file whose creator was killed while writing the header
+            self._check_header(header)
+            for number, line in enumerate(file, start=2):
+                if not line.endswith(b"\n"):
+                    return
+                yield number, line
+
+    def rewrite(self, start_edit, resume=None):
+        """Table.rewrite, dropping a last line cut short instead of ending it: its job is
+        still in the live file (see Archive._copy_of_whole_lines). None, as for no file,
+        while the header is cut short: such a file holds no job."""
+        file = self._open()
+        if file is None:
+            return None
+        with file:
+            if not file.readline().endswith(b"\n"):
+                return None
+
+        def start() -> Editor:
+            edit = start_edit()
+            edit.ends_torn_line = False
+            return edit
+        return super().rewrite(start, resume)
+
+    def _open(self):
+        try:
+            fd = open_own(str(self.path), os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        check_regular(fd, str(self.path))  # closes it if not
+        return open(fd, "rb")
 
 
 class RetiringEditor(Editor):
@@ -221,6 +323,18 @@ class Spool:
 def _day_start(day: str) -> float:
     """The timestamp of UTC midnight at the start of ``day``."""
     return calendar.timegm(time.strptime(day, "%Y-%m-%d"))
+
+
+def _whole_lines_end(fd: int, size: int) -> int:
+    """Where the file's whole lines end: just after its last newline (0 if it has none)."""
+    end = size
+    while end > 0:
+        start = max(0, end - _BLOCK)
+        at = os.pread(fd, end - start, start).rfind(b"\n")
+        if at >= 0:
+            return start + at + 1
+        end = start
+    return 0
 
 
 def _lines_in_tail(fd: int, size: int, span: int) -> set:

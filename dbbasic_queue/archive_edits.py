@@ -13,11 +13,10 @@ def purge_archives(queue, change: Callable) -> int:
     delete a file left with no job. Returns how many jobs were dropped."""
     purged = 0
     for _, path in queue.archive.files():
-        table = queue.archive.table_of(path)
-        edit = table.rewrite(lambda: EachJob(change))
+        edit = queue.archive.table_of(path).rewrite(lambda: EachJob(change))
         purged += 0 if edit is None else edit.count
-        if edit is not None and edit.count and not any(True for _ in table.lines()):
-            os.unlink(path)  # an archive file with no job left
+        if edit is not None and edit.count:
+            queue.archive.remove_if_jobless(path)  # a move may have put a job in since
     return purged
 
 

@@ -17,6 +17,10 @@ class Editor:
     done = False
     position = 0  # set before each call: where the returned line starts in the new file
     resume_offset: Optional[int] = None  # set by the editor: see Bookmark
+    # A last line without its newline, left by a writer killed mid-append, is ended and kept
+    # (a corrupt line); False drops it, for a file whose every such piece has its job
+    # elsewhere (an archive file's, see archive.py).
+    ends_torn_line = True
     bookmark: Optional["Bookmark"] = None  # set by a rewrite that took place
 
     def __call__(self, line: bytes) -> Optional[bytes]:
@@ -60,15 +64,18 @@ class Bookmark:
 def edit_lines(source, out, edit: Editor, limit: Optional[int]) -> int:
     """Copy complete lines from ``source`` through ``edit``, reading at most ``limit`` bytes
     (all if None, with the lock held: then a final line without a newline, left by a writer
-    killed mid-append, is kept as it is and ended). Returns the bytes consumed."""
+    killed mid-append, is kept as it is and ended, or dropped: see ``ends_torn_line``).
+    Returns the bytes consumed."""
     consumed, written = 0, out.tell()
     for line in source:
         if edit.done:
-            return consumed + copy_verbatim(source, out, line, None if limit is None else limit - consumed)
+            return consumed + copy_verbatim(source, out, line, None if limit is None else limit - consumed,
+                                            edit.ends_torn_line)
         if not line.endswith(b"\n"):
             if limit is not None:
                 break  # still being appended: the locked pass copies it
-            out.write(line + b"\n")
+            if edit.ends_torn_line:
+                out.write(line + b"\n")
         elif limit is not None and consumed + len(line) > limit:
             break
         else:
@@ -80,11 +87,11 @@ def edit_lines(source, out, edit: Editor, limit: Optional[int]) -> int:
     return consumed
 
 
-def copy_verbatim(source, out, data: bytes, budget: Optional[int]) -> int:
+def copy_verbatim(source, out, data: bytes, budget: Optional[int], end_torn: bool = True) -> int:
     """Copy ``data`` and what follows it in ``source`` unchanged, in large blocks. With a
     ``budget`` (the pass without the lock), at most that many bytes and only whole lines;
-    without, to the end, ending a last line that has no newline. Returns the bytes consumed
-    (``source`` may have been read beyond them)."""
+    without, to the end, ending a last line that has no newline (dropping it if not
+    ``end_torn``). Returns the bytes consumed (``source`` may have been read beyond them)."""
     consumed = 0
     while True:
         if budget is not None:
@@ -98,6 +105,7 @@ def copy_verbatim(source, out, data: bytes, budget: Optional[int]) -> int:
             break
         data += more
     if data and budget is None:
-        out.write(data + b"\n")
+        if end_torn:
+            out.write(data + b"\n")
         consumed += len(data)
     return consumed

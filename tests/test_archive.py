@@ -12,7 +12,8 @@ from pathlib import Path
 from dbbasic_queue import Queue
 from dbbasic_queue.archive import ARCHIVE_MIN_LINES, day_of
 from dbbasic_queue.job import COLUMNS, PUBLISHED_COLUMNS, job_line, parse_line
-from support import ROOT, kill
+from support import ROOT, kill, wait_for
+
 NOW = 1_800_000_000  # 2027-01-15 08:00 UTC
 
 
@@ -144,10 +145,14 @@ def test_a_move_cut_between_its_archive_append_and_its_rename_duplicates_nothing
     archive.write_bytes(("\t".join(COLUMNS) + "\n").encode() + b"".join(lines[:500]) + cut)
     # When the next worker moves them
     Queue(path, clock=clock).process_jobs({}, retention_seconds=None)
-    # Then each job is in the archive file once, whole; the cut line stays alone, corrupt
+    # Then each job is in the archive file once, whole, and the cut line is gone
     content = archive.read_bytes().splitlines(keepends=True)[1:]
-    assert sorted(set(content) - {cut + b"\n"}) == sorted(lines)
-    assert len(content) == ARCHIVE_MIN_LINES + 1 and ids_in(path) == []
+    assert sorted(content) == sorted(lines) and ids_in(path) == []
+
+
+def whole_lines(path: Path):
+    """The job lines of a file that end with a newline: a line cut short by a kill is none."""
+    return [line for line in path.read_bytes().splitlines(keepends=True)[1:] if line.endswith(b"\n")]
 
 
 def test_workers_sigkilled_while_moving_history_lose_and_duplicate_nothing(tmp_path, children):
@@ -157,26 +162,42 @@ def test_workers_sigkilled_while_moving_history_lose_and_duplicate_nothing(tmp_p
     path.write_bytes(("\t".join(COLUMNS) + "\n").encode() + finished_lines(20_000, now - 2 * 86400))
     queue = Queue(path)
     due = {queue.enqueue("t", {}) for _ in range(200)}
+    every_id = {f"{n:016x}".encode() for n in range(20_000)} | {job_id.encode() for job_id in due}
+    # Workers with a short lease, so what a killed one held is free again soon; attempts
+    # enough for every kill to cost one
+    lease = 2
     script = tmp_path / "worker.py"
     script.write_text(textwrap.dedent(f"""
         from dbbasic_queue import Queue
-        Queue({str(path)!r}).process_jobs({{"t": lambda payload: None}}, retention_seconds=None)
+        Queue({str(path)!r}).process_jobs({{"t": lambda payload: None}}, retention_seconds=None,
+                                           lease_seconds={lease}, max_attempts=20)
     """))
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     rng = random.Random(7)
-    # When workers are SIGKILLed at random moments of the move, again and again
+
+    def files():
+        return [path] + [p for _, p in queue.archive.files()]
+    # When workers are SIGKILLed at random moments of their runs, again and again
     for attempt in range(6):
+        started = set(tmp_path.glob("queue.worker-*.lock"))
         child = children.start([sys.executable, script], env=env, stdout=None)
-        time.sleep(rng.uniform(0.05, 0.6))  # a random moment, not a guess at a timing
+        wait_for(lambda: child.poll() is not None or set(tmp_path.glob("queue.worker-*.lock")) - started,
+                 what="the worker's run to begin")
+        time.sleep(rng.uniform(0, 0.3))  # a random moment of the run, not a guess at a timing
         kill(child)
-        every = [line.split(b"\t", 1)[0] for p in [path] + [p for _, p in queue.archive.files()]
-                 for line in p.read_bytes().splitlines()[1:]]
-        assert len(set(every)) == 20_200  # nothing lost at any moment
-    # Then a clean run finishes: every job once, the history in its archive file
+        # nothing lost at any moment, and no piece of a line reads as a job
+        assert {line.split(b"\t", 1)[0] for p in files() for line in whole_lines(p)} == every_id
+
+    # Then once the killed workers' leases have run out, a clean run finishes: every job
+    # once, completed, the history in its archive file
+    def leases_out():
+        ends = [parse_line(line).run_at for line in whole_lines(path) if b"\tprocessing\t" in line]
+        return time.time() >= max(ends, default=0)
+    wait_for(leases_out, seconds=lease + 30, what="the killed workers' leases to run out")
     child = subprocess.run([sys.executable, str(script)], env=env, timeout=120)
     assert child.returncode == 0
-    lines = [line for p in [path] + [p for _, p in queue.archive.files()]
-             for line in p.read_bytes().splitlines()[1:]]
+    lines = [line for p in files() for line in p.read_bytes().splitlines(keepends=True)[1:]]
+    assert all(line.endswith(b"\n") for line in lines)
     assert len(lines) == len({line.split(b"\t", 1)[0] for line in lines}) == 20_200
     assert all(parse_line(line).status == "completed" for line in lines)
     assert {job["id"] for job in queue.jobs() if job["type"] == "t"} == due
