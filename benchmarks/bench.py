@@ -78,7 +78,7 @@ class OnRedis:
     """Our RQ backend, on the redis-server this benchmark started (one queue per directory)."""
 
     def __init__(self, durable=False):
-        from dbbasic_queue.rq_backend import RQQueue
+        from dbbasic_queue.rq.backend import RQQueue
         self.queue = RQQueue(os.environ["BENCH_REDIS_URL"], name=os.path.basename(os.getcwd()))
 
     def enqueue(self):
@@ -407,7 +407,7 @@ def capabilities():
     import inspect
     from dbbasic_queue import Queue
     try:
-        import dbbasic_queue.rq_backend  # noqa: F401
+        import dbbasic_queue.rq.backend  # noqa: F401
         rq = None
     except ImportError as error:
         rq = f"the rq extra is not installed ({error})"

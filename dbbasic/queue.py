@@ -6,6 +6,6 @@ belongs to dbbasic-tsv; it adds a module beside dbbasic-tsv's and replaces none 
 ``dbbasic_queue/compat.py``).
 """
 
-from dbbasic_queue.compat import PushPopQueue as Queue
+from dbbasic_queue.family.compat import PushPopQueue as Queue
 
 __all__ = ["Queue"]

@@ -5,26 +5,21 @@ worker died in the second between the handler returning and the result being wri
 The four published functions use a default Queue at ``data/queue.tsv`` (relative to the
 current directory at each call; ``DBBASIC_QUEUE_FILE`` overrides it).
 
-Where things are (one responsibility a module):
-- a job and its file: ``job.py`` the line format (the only reader of columns and quoting),
-  ``values.py`` its JSON values, ``checks.py`` the caller's arguments, ``options.py`` per-job
-  options and ``Retry``;
-- the files: ``storage.py`` the lock, appends and atomic rewrites, ``editing.py`` a rewrite's
-  line editing, ``files.py`` how every file beside the queue is opened and what a rewrite
-  keeps, ``archive.py`` and ``archive_edits.py`` the dated archive files, ``tracebacks.py``
-  failed attempts' tracebacks, ``unique.py`` the unique-key index, ``stats.py`` the counts;
-- a job's life: ``transitions.py`` pure functions and the retry schedule (``retry_delay``),
-  ``claim.py`` the claim logic, ``worker.py`` a worker run, ``worker_settings.py`` its
-  settings, ``loop.py`` the long-running worker, ``liveness.py`` which workers live,
-  ``timelimit.py`` handler time limits, ``running.py`` ``current_job()``;
-- periodic jobs: ``cron.py``, ``schedules.py``, ``schedule_state.py``, ``firing.py``;
-- the API: ``queue.py`` the TSV queue, ``backend.py`` the interface every backend
-  implements, ``rq_backend.py`` (with ``rq_jobs.py``, ``rq_worker.py``, ``rq_listing.py``) the
-  Redis one, ``testing.py`` and ``pytest_plugin.py`` helpers for an app's tests;
-- faces: ``cli.py`` (with ``cli_args.py``, ``cli_show.py``, ``cli_handlers.py``,
-  ``display.py``) the command line, ``dashboard/`` the web page, ``django/`` Django's tasks;
-- the other dbbasic packages: ``compat.py`` and ``tagged.py`` (``from dbbasic.queue import
-  Queue``), ``admin.py`` (ADMIN_CONFIG), ``cli_commands.py`` (COMMANDS), ``_read_tsv``.
+Where things are (a folder a layer; each layer imports only the ones below it, and nothing
+below the faces imports a face; ``docs/architecture.md`` draws it):
+- ``model/``: the job and its life, pure: the line format (``job.py``), the transitions and
+  the retry schedule (``transitions.py``), per-job options and ``Retry``, argument checks;
+- ``storage/``: the TSV engine: the table's lock, appends and atomic rewrites (``table.py``),
+  the claim logic (``claim.py``), the admin verbs' rewrites (``edits.py``), archive and
+  traceback files, the unique-key index, the counts;
+- ``worker/``: a worker run (``run.py``), the loop worker, liveness, time limits,
+  ``current_job()``;
+- ``periodic/``: cron expressions, schedules, the record of fired slots, firing;
+- the API, here: ``queue.py`` the TSV queue, ``backend.py`` the interface every backend
+  implements, ``rq/`` the Redis backend, ``testing.py`` and ``pytest_plugin.py`` for an app's
+  tests, ``errors.py``;
+- faces: ``cli/`` the command line, ``dashboard/`` the web page, ``django/`` Django's tasks,
+  ``family/`` and ``admin.py`` the names the other dbbasic packages call (``_read_tsv`` too).
 """
 
 import os
@@ -33,10 +28,10 @@ from typing import Any, Callable, Dict, Mapping, Optional
 from .backend import (DEFAULT_LEASE_SECONDS, DEFAULT_MAX_ATTEMPTS, DEFAULT_PATH,
                       DEFAULT_RETENTION_SECONDS, PERIODIC, Backend, require)
 from .errors import CorruptLineError, QueueError, UnsupportedError
-from .options import Retry, register
+from .model.options import Retry, register
 from .queue import Queue
-from .schedules import WITHOUT_PERIODIC, Handlers, declare
-from .transitions import retry_delay
+from .periodic.schedules import WITHOUT_PERIODIC, Handlers, declare
+from .model.transitions import retry_delay
 
 __version__ = "1.1.0"
 __all__ = ["enqueue", "process_jobs", "get_job", "cancel_job", "enqueue_after",
@@ -67,7 +62,7 @@ def default_queue() -> Queue:
     Its file is ``$DBBASIC_QUEUE_FILE`` or ``data/queue.tsv``, relative to the current
     directory; ``DBBASIC_QUEUE_DURABLE=1`` makes every enqueue fsync. With
     ``DBBASIC_QUEUE_URL=redis://...`` it is an RQQueue on that Redis instead (see
-    ``rq_backend``; needs the ``rq`` extra, else QueueError names it). ``use_queue``
+    ``rq/``; needs the ``rq`` extra, else QueueError names it). ``use_queue``
     overrides the choice.
     """
     if "chosen" in _queues:
@@ -76,7 +71,7 @@ def default_queue() -> Queue:
     if url:
         if ("rq", url) not in _queues:
             try:
-                from .rq_backend import RQQueue
+                from .rq.backend import RQQueue
             except ImportError as error:
                 raise QueueError(f"DBBASIC_QUEUE_URL is set, and the Redis backend needs the rq "
                                  f"extra: pip install 'dbbasic-queue[rq]' ({error}); or unset "
@@ -165,5 +160,5 @@ def _read_tsv(*args, **kwargs):
     """A compatibility name: dbbasic-email 1.0.0's ``email:queue`` calls ``_read_tsv()`` (see
     ``compat.job_rows``: every job as a list of strings in the published columns, archive
     files included). Not part of the API otherwise; new code uses ``Queue.jobs()``."""
-    from .compat import job_rows  # here: a worker never needs it
+    from .family.compat import job_rows  # here: a worker never needs it
     return job_rows(*args, **kwargs)

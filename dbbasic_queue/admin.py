@@ -18,7 +18,7 @@ from typing import Optional
 
 from .backend import FILE
 from .errors import CorruptLineError
-from .job import parse_line, peek_listing
+from .model.job import parse_line, peek_listing
 
 logger = logging.getLogger("dbbasic_queue")
 

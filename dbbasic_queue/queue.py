@@ -13,25 +13,27 @@ import threading
 import time
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional
 
-from . import backend, transitions
-from .archive_edits import bring_back, purge_archives
+from . import backend
+from .model import transitions
+from .storage.edits import bring_back, purge_archives
 from .backend import (DEFAULT_LEASE_SECONDS, DEFAULT_MAX_ATTEMPTS, DEFAULT_PATH,
                       DEFAULT_RETENTION_SECONDS)
-from .checks import check_duration, check_path, checked_job_type, checked_run_at, payload_json
-from .archive import ARCHIVE_AFTER_SECONDS, Archive
-from .claim import DROP, EachJob
-from .errors import CorruptLineError
-from .job import (FINISHED, as_dict, corrupt_message, job_line, job_with_id_prefix, line_id,
+from .model.checks import check_duration, check_path, checked_job_type, checked_run_at, payload_json
+from .storage.archive import ARCHIVE_AFTER_SECONDS, Archive
+from .storage.claim import DROP, EachJob
+from .errors import CorruptLineError, QueueError
+from .model.job import (FINISHED, as_dict, corrupt_message, job_line, job_with_id_prefix, line_id,
                   parse_line)
-from .options import WORKER_KEY, decode_options, encode_options, register
-from .schedules import Handlers, periodic_on
-from .stats import queue_stats
-from .storage import Table
-from .tracebacks import Tracebacks
-from .unique import UniqueKeys
-from .loop import stop_on_signals, work_loop
-from .worker import WorkerRun
-from .worker_settings import Bounds, WorkerOptions
+from .model.options import WORKER_KEY, decode_options, encode_options, register
+from .periodic.firing import listing
+from .periodic.schedules import Handlers, periodic_on
+from .storage.stats import queue_stats
+from .storage.table import Table
+from .storage.tracebacks import Tracebacks
+from .storage.unique import UniqueKeys
+from .worker.loop import stop_on_signals, work_loop
+from .worker.run import WorkerRun
+from .worker.settings import Bounds, WorkerOptions
 
 logger = logging.getLogger("dbbasic_queue")
 
@@ -247,7 +249,13 @@ class Queue:
     def stats(self) -> Dict[str, Any]:
         """Counts by status and type, the queue's latency and the next scheduled run, over
         the queue file and its archive files."""
-        return queue_stats(self)
+        stats = queue_stats(self)
+        try:  # the schedules as the workers last recorded them
+            stats["schedules"] = listing(self)
+        except QueueError as error:  # the state file cannot be read: the counts still can
+            logger.warning("%s", error)
+            stats["schedules"] = None
+        return stats
 
     def _find(self, job_id):
         prefix = job_with_id_prefix(job_id)

@@ -32,7 +32,7 @@ def pytest_configure(config):
 
 
 def backend_classes():
-    from dbbasic_queue.rq_backend import RQQueue
+    from dbbasic_queue.rq.backend import RQQueue
     return {"tsv": Queue, "rq": RQQueue}
 
 
@@ -90,7 +90,7 @@ def backend(request, tmp_path):
     from redis import Redis
     from rq import Queue as RedisJobQueue
 
-    from dbbasic_queue.rq_backend import RQQueue
+    from dbbasic_queue.rq.backend import RQQueue
     url, name = request.getfixturevalue("redis_url"), f"test-{uuid.uuid4().hex[:8]}"
     jobs = RedisJobQueue(name, connection=Redis.from_url(url))
 

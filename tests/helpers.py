@@ -37,7 +37,7 @@ def record_key(runs_log: str, sleep: float):
 def make_queue(spec: str):
     """A TSV queue for a path; an RQ queue for ``redis://host:port/db#queue-name``."""
     if spec.startswith("redis://"):
-        from dbbasic_queue.rq_backend import RQQueue
+        from dbbasic_queue.rq.backend import RQQueue
         url, _, name = spec.partition("#")
         return RQQueue(url, name=name)
     return Queue(spec)

@@ -32,7 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dbbasic_queue import Queue  # noqa: E402
-from dbbasic_queue import firing  # noqa: E402
+from dbbasic_queue.periodic import firing  # noqa: E402
 from support import append_line, wait_at_start_line  # noqa: E402
 
 LEASE_SECONDS = 30 * 86400  # simulated seconds: longer than the simulated day

@@ -177,7 +177,7 @@ def kill_worker_mid_job(queue, lease_seconds: float = 60) -> None:
     """Leave the file as a worker SIGKILLed inside a handler leaves it: the first due job
     claimed, ``processing`` with one more attempt and its lease end in run_at, and nothing
     else. (test_processes.py does this with real processes and SIGKILL.)"""
-    from dbbasic_queue.job import parse_line
+    from dbbasic_queue.model.job import parse_line
     header, *lines = queue.path.read_bytes().splitlines(keepends=True)
     out, claimed = [header], False
     for line in lines:

@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 from dbbasic_queue import Queue
-from dbbasic_queue.archive import ARCHIVE_MIN_LINES, day_of
-from dbbasic_queue.job import COLUMNS, PUBLISHED_COLUMNS, job_line, parse_line
+from dbbasic_queue.storage.archive import ARCHIVE_MIN_LINES, day_of
+from dbbasic_queue.model.job import COLUMNS, PUBLISHED_COLUMNS, job_line, parse_line
 from support import ROOT, kill, wait_for
 
 NOW = 1_800_000_000  # 2027-01-15 08:00 UTC

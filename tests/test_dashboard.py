@@ -28,7 +28,7 @@ from dbbasic_queue.cli import main
 from dbbasic_queue.dashboard import DashboardApp, mount
 from dbbasic_queue.dashboard.security import load_credentials
 from dbbasic_queue.errors import CorruptLineError
-from dbbasic_queue.job import job_line, parse_line, peek_listing
+from dbbasic_queue.model.job import job_line, parse_line, peek_listing
 
 EVIL_TYPE = "<script>document.title='pwned'</script>"
 EVIL_PAYLOAD = {"note": "<img src=x onerror=\"window.pwned=1\">", "q": "\"quoted\" & 'single'"}
@@ -485,7 +485,7 @@ def test_a_backend_that_lists_but_cannot_retry_or_purge_shows_neither(queue, clo
 def test_a_backend_without_listing_gets_a_look_up_by_id_and_cancel(redis_url):
     import uuid
 
-    from dbbasic_queue.rq_backend import RQQueue
+    from dbbasic_queue.rq.backend import RQQueue
 
     class NoListing(RQQueue):
         capabilities = frozenset()  # declares nothing, not even listing
@@ -507,7 +507,7 @@ def test_a_backend_without_listing_gets_a_look_up_by_id_and_cancel(redis_url):
 def test_on_redis_the_dashboard_lists_counts_and_shows_jobs(redis_url):
     import uuid
 
-    from dbbasic_queue.rq_backend import RQQueue
+    from dbbasic_queue.rq.backend import RQQueue
     rq_queue = RQQueue(redis_url, name=f"test-{uuid.uuid4().hex[:8]}")
     later = rq_queue.enqueue("send_email", {"to": "<b>ann</b>"}, run_at=2_000_000_000)
     failed = rq_queue.enqueue("resize_image", {}, max_attempts=1)

@@ -234,12 +234,12 @@ def test_a_task_past_its_timeout_is_stopped_and_its_next_attempt_runs(project, t
     # Then the first attempt was stopped where it hung, and the second one succeeded
     assert (stopped.status, stopped.attempts) == (TaskResultStatus.READY, 1)
     error = stopped.errors[0]
-    assert error.exception_class_path == "dbbasic_queue.timelimit.JobTimeout"
+    assert error.exception_class_path == "dbbasic_queue.worker.timelimit.JobTimeout"
     assert "time.sleep(120)" in error.traceback and "timed out after 1 s" in error.traceback
     done = pack_parcel.get_result(task_id)
     assert (done.status, done.attempts, done.return_value) == (
         TaskResultStatus.SUCCESSFUL, 2, {"packed_on_attempt": 2, "worker_ids": 2})
-    assert [e.exception_class_path for e in done.errors] == ["dbbasic_queue.timelimit.JobTimeout"]
+    assert [e.exception_class_path for e in done.errors] == ["dbbasic_queue.worker.timelimit.JobTimeout"]
 
 
 def test_the_backend_refuses_what_it_cannot_do_clearly_and_writes_nothing(tasks_file):
@@ -433,7 +433,7 @@ def test_a_tasks_tracebacks_read_back_once_archived_and_go_with_retention(tasks_
     assert (result.status, result.attempts, result.return_value["packed_on_attempt"]) == (
         TaskResultStatus.SUCCESSFUL, 2, 2)
     assert [e.exception_class_path for e in result.errors] == [
-        "dbbasic_queue.timelimit.JobTimeout"]
+        "dbbasic_queue.worker.timelimit.JobTimeout"]
     assert "time.sleep(120)" in result.errors[0].traceback
     failed = charge_card.get_result(declined)
     assert (failed.status, [e.exception_class for e in failed.errors]) == (

@@ -17,8 +17,8 @@ import dbbasic_queue
 from dbbasic.queue import Queue as FamilyQueue
 from dbbasic_queue import Queue, admin
 from dbbasic_queue.cli import COMMANDS, main
-from dbbasic_queue.compat import PUSH_TYPE
-from dbbasic_queue.job import parse_line
+from dbbasic_queue.family.compat import PUSH_TYPE
+from dbbasic_queue.model.job import parse_line
 from support import ROOT, FakeClock, StartLine, append_line, finish, kill, runs, wait_for
 
 UPLOAD = bytes(range(256)) * 4  # every byte value, as an uploaded file may hold

@@ -12,8 +12,8 @@ import textwrap
 import time
 
 from dbbasic_queue import Queue
-from dbbasic_queue.archive import day_of
-from dbbasic_queue.job import HEADER, job_line, line_id, parse_line
+from dbbasic_queue.storage.archive import day_of
+from dbbasic_queue.model.job import HEADER, job_line, line_id, parse_line
 from support import ROOT, WAIT_SECONDS, noop
 
 DAY = 86400

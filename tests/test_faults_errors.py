@@ -6,8 +6,8 @@ import logging
 import pytest
 
 from dbbasic_queue import Queue
-from dbbasic_queue.job import MAX_ERROR_CHARS
-from dbbasic_queue.tracebacks import MAX_TRACEBACK_CHARS
+from dbbasic_queue.model.job import MAX_ERROR_CHARS
+from dbbasic_queue.storage.tracebacks import MAX_TRACEBACK_CHARS
 
 
 class StrRaises(Exception):
@@ -76,7 +76,7 @@ def test_a_five_megabyte_error_is_cut_in_the_line_and_the_log_and_kept_longer_in
 # --- stats, as every other reader sees the files (faults 13 and 14) -------------------------
 
 def archive_line(tmp_path, line: bytes) -> None:
-    from dbbasic_queue.job import HEADER
+    from dbbasic_queue.model.job import HEADER
     path = tmp_path / "queue.2026-11-29.tsv"
     if not path.exists():
         path.write_bytes(HEADER)

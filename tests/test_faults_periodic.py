@@ -11,10 +11,10 @@ import sys
 import pytest
 
 from dbbasic_queue import Queue
-from dbbasic_queue.checks import LAST_TIMESTAMP
-from dbbasic_queue.cron import Every
+from dbbasic_queue.model.checks import LAST_TIMESTAMP
+from dbbasic_queue.periodic.cron import Every
 from dbbasic_queue.dashboard import DashboardApp
-from dbbasic_queue.schedules import CLOCK_ERROR_SECONDS, Schedule
+from dbbasic_queue.periodic.schedules import CLOCK_ERROR_SECONDS, Schedule
 from support import TESTS, finish, runs
 
 ROLES = TESTS / "periodic_roles.py"
@@ -58,7 +58,7 @@ def row(queue, name):
 
 def overview_status(queue) -> str:
     environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "REMOTE_ADDR": "127.0.0.1",
-               "wsgi.url_scheme": "http", "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8321"}
+               "HTTP_HOST": "127.0.0.1:8321", "wsgi.url_scheme": "http", "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8321"}
     captured = {}
     b"".join(DashboardApp(queue)(environ, lambda status, headers: captured.update(status=status)))
     return captured["status"]
@@ -173,8 +173,8 @@ def test_a_far_done_until_in_a_zone_ahead_of_utc_is_shown_and_handled(queue, clo
 
 
 def test_describe_slot_shows_a_time_past_9999_in_local_time_as_utc():
-    from dbbasic_queue.cron import zone
-    from dbbasic_queue.schedules import describe_slot
+    from dbbasic_queue.periodic.cron import zone
+    from dbbasic_queue.periodic.schedules import describe_slot
     assert describe_slot(LAST_TIMESTAMP, zone("Asia/Tokyo")) == "9999-12-31 23:59:59 UTC"
     assert describe_slot(at("2026-01-05 18:00"), zone("Asia/Tokyo")) == "2026-01-06 03:00:00 JST"
 
@@ -183,7 +183,7 @@ def test_describe_slot_shows_a_time_past_9999_in_local_time_as_utc():
     ("0 3 * * *", "Asia/Tokyo"), ("59 23 31 12 *", "America/Los_Angeles"),
     ("*/15 * * * *", "Europe/Berlin"), ("0 0 * * *", "UTC")])
 def test_cron_slots_end_with_the_year_9999_in_any_zone(expression, timezone):
-    from dbbasic_queue.cron import Cron
+    from dbbasic_queue.periodic.cron import Cron
     cron = Cron(expression, timezone)
     for moment in (LAST_TIMESTAMP - 2 * DAY, LAST_TIMESTAMP, LAST_TIMESTAMP + DAY):
         assert all(0 <= slot <= LAST_TIMESTAMP for slot in cron.slots_after(moment))

@@ -28,10 +28,10 @@ from rq import Queue as RQ  # noqa: E402
 from rq.job import Callback, Job  # noqa: E402
 from rq.serializers import JSONSerializer  # noqa: E402
 
-from dbbasic_queue.rq_backend import RQQueue  # noqa: E402
+from dbbasic_queue.rq.backend import RQQueue  # noqa: E402
 from support import TESTS, Transaction, closed_port  # noqa: E402
 
-DISPATCH = "dbbasic_queue.rq_backend.dispatch"  # the one function our jobs name (README)
+DISPATCH = "dbbasic_queue.rq.backend.dispatch"  # the one function our jobs name (README)
 CLI_DB = 8  # the command line uses the default queue name: it gets a database of its own
 REFUSED = "not a dbbasic-queue job"
 
@@ -378,7 +378,7 @@ def test_run_now_on_redis_queues_a_scheduled_job_and_refuses_to_force_one(rq_que
 
 
 def test_a_handler_on_redis_knows_its_job_and_failed_attempts_keep_their_tracebacks(rq_queue):
-    from dbbasic_queue.running import current_job
+    from dbbasic_queue.worker.running import current_job
     queue, _ = rq_queue
     job_id = queue.enqueue("t", {}, max_attempts=1)
     seen = []

@@ -21,8 +21,8 @@ from support import needs_root
 from dbbasic.tsv import TSV
 
 from dbbasic_queue import Queue, QueueError
-from dbbasic_queue.archive import day_of
-from dbbasic_queue.job import job_line
+from dbbasic_queue.storage.archive import day_of
+from dbbasic_queue.model.job import job_line
 
 HELPER = str(Path(__file__).with_name("helpers.py"))
 ROOT = Path(__file__).resolve().parent.parent

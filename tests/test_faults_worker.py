@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from dbbasic_queue import Queue
-from dbbasic_queue.job import COLUMNS
-from dbbasic_queue.timelimit import JobTimeout
+from dbbasic_queue.model.job import COLUMNS
+from dbbasic_queue.worker.timelimit import JobTimeout
 from support import ROOT, wait_for
 
 # A worker process: python worker.py QUEUE RUNS_LOG LEASE SECONDS [CLOCK_OFFSET]

@@ -253,7 +253,7 @@ def test_job_options_hold_the_unique_key(backend):
 def test_show_on_redis_gives_options_and_tracebacks(redis_url, capsys, monkeypatch, tmp_path):
     from redis import Redis
 
-    from dbbasic_queue.rq_backend import RQQueue
+    from dbbasic_queue.rq.backend import RQQueue
     url = f"{redis_url.rsplit('/', 1)[0]}/9"  # the command line's default queue name: its own db
     Redis.from_url(url).flushdb()
     monkeypatch.setenv("DBBASIC_QUEUE_URL", url)

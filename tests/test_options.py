@@ -11,7 +11,7 @@ from dbbasic.tsv import TSV
 
 import dbbasic_queue
 from dbbasic_queue import Queue, Retry
-from dbbasic_queue.job import COLUMNS, PUBLISHED_COLUMNS
+from dbbasic_queue.model.job import COLUMNS, PUBLISHED_COLUMNS
 from support import StartLine, Transaction, fail, finish, kill_worker_mid_job, noop
 
 

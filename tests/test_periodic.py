@@ -18,11 +18,12 @@ import time
 import pytest
 
 import dbbasic_queue
-from dbbasic_queue import Queue, QueueError, UnsupportedError, loop
+from dbbasic_queue import Queue, QueueError, UnsupportedError
+from dbbasic_queue.worker import loop
 from dbbasic_queue.backend import PERIODIC
-from dbbasic_queue.cron import Cron, Every
-from dbbasic_queue.firing import listing
-from dbbasic_queue.schedules import MAX_CATCH_UP_SLOTS, ON_TIME_SECONDS, Handlers, declare
+from dbbasic_queue.periodic.cron import Cron, Every
+from dbbasic_queue.periodic.firing import listing
+from dbbasic_queue.periodic.schedules import MAX_CATCH_UP_SLOTS, ON_TIME_SECONDS, Handlers, declare
 from support import TESTS, StartLine, finish, runs, wait_for
 
 ROLES = TESTS / "periodic_roles.py"

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from dbbasic_queue import Queue
-from dbbasic_queue.job import parse_line
+from dbbasic_queue.model.job import parse_line
 from support import StartLine, finish, kill, runs, stop, wait_for
 
 

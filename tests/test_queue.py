@@ -232,7 +232,7 @@ def test_an_idle_loop_worker_runs_a_job_enqueued_while_it_idles(queue):
 
 def test_a_job_enqueued_just_after_a_run_s_last_look_wakes_the_idle_loop_worker(queue,
                                                                                 monkeypatch):
-    from dbbasic_queue import loop
+    from dbbasic_queue.worker import loop
 
     class LateEnqueue(loop.WorkerRun):
         """Enqueues a job right after the first run that found nothing, before the worker
@@ -472,7 +472,7 @@ def test_the_tracebacks_of_failed_attempts_are_kept_beside_the_file_not_in_it(qu
 
 
 def test_a_traceback_is_cut_to_its_start_and_end_and_goes_with_retention(queue, clock):
-    from dbbasic_queue.tracebacks import MAX_TRACEBACK_CHARS
+    from dbbasic_queue.storage.tracebacks import MAX_TRACEBACK_CHARS
     job_id = queue.enqueue("deep", {})
 
     def deep(payload, n=300):

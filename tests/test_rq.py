@@ -16,7 +16,7 @@ from support import EMAIL, ROOT, fail, finish, wait_for
 
 
 def rq_queue(redis_url):
-    from dbbasic_queue.rq_backend import RQQueue
+    from dbbasic_queue.rq.backend import RQQueue
     return RQQueue(redis_url, name=f"test-{uuid.uuid4().hex[:8]}")
 
 
@@ -28,7 +28,7 @@ def count_jobs(queue) -> int:
 # --- moving from the TSV file to Redis ----------------------------------------------------
 
 def test_migrate_moves_pending_jobs_once_with_their_ids_run_at_and_attempts(tmp_path, redis_url):
-    from dbbasic_queue.rq_backend import migrate
+    from dbbasic_queue.rq.backend import migrate
     source = Queue(tmp_path / "queue.tsv")
     target = rq_queue(redis_url)
     done = source.enqueue("send_email", {"key": "done"})
@@ -58,7 +58,7 @@ def test_migrate_moves_pending_jobs_once_with_their_ids_run_at_and_attempts(tmp_
 
 
 def test_migrate_keeps_run_at_and_attempts(tmp_path, redis_url):
-    from dbbasic_queue.rq_backend import migrate
+    from dbbasic_queue.rq.backend import migrate
     source = Queue(tmp_path / "queue.tsv")
     target = rq_queue(redis_url)
     job_id = source.enqueue("send", {}, max_attempts=5)
@@ -122,7 +122,7 @@ def test_a_loop_worker_on_redis_runs_new_jobs_and_stops_on_sigterm(tmp_path, red
     from redis import Redis
     from rq import Worker
 
-    from dbbasic_queue.rq_backend import RQQueue
+    from dbbasic_queue.rq.backend import RQQueue
     url = redis_url[:-1] + "3"  # a database of its own: the only worker there is this one
     worker = children.cli("work", "--loop", "--handlers", "jobs_for_cli:handlers",
                           log=tmp_path / "worker.log", DBBASIC_QUEUE_URL=url,
@@ -139,7 +139,7 @@ def test_a_loop_worker_on_redis_runs_new_jobs_and_stops_on_sigterm(tmp_path, red
 
 
 def test_the_example_cron_worker_runs_unchanged_on_redis_with_one_setting(tmp_path, redis_url):
-    from dbbasic_queue.rq_backend import RQQueue
+    from dbbasic_queue.rq.backend import RQQueue
     url = redis_url[:-1] + "4"
     queue = RQQueue(url)
     job_id = queue.enqueue("send_email", {"to": "ann@example.com", "subject": "Welcome"})

@@ -1,6 +1,6 @@
 """current_job(): a handler learns which job and which attempt it is running."""
 
-from dbbasic_queue.running import current_job
+from dbbasic_queue.worker.running import current_job
 
 
 def test_a_handler_knows_its_job_and_attempt_and_nothing_outside_one(queue, clock):

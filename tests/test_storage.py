@@ -16,7 +16,7 @@ import pytest
 from dbbasic.tsv import TSV
 
 from dbbasic_queue import CorruptLineError, Queue, QueueError
-from dbbasic_queue.job import COLUMNS, STATUSES, Job, parse_line
+from dbbasic_queue.model.job import COLUMNS, STATUSES, Job, parse_line
 from support import noop, needs_root
 
 HEADER = "id\ttype\tpayload\tstatus\tcreated_at\trun_at\tattempts\terror\tresult"

@@ -6,12 +6,12 @@ echoed. The bulk actions are reached through a GET page that only counts (the dr
 asks; that page is all a GET of an action does.
 """
 
-import argparse
 import re
 from typing import TYPE_CHECKING, Optional, Tuple
 
 from ..errors import UnsupportedError
-from ..job import FINISHED
+from ..model.words import seconds_in
+from ..model.job import FINISHED
 from . import detail
 from .security import CSRF_FIELD
 from .templates import Markup, render
@@ -98,12 +98,11 @@ def job_action(app: "DashboardApp", request: "Request", job_id: str, action: str
 
 def purge_arguments(request: "Request", source) -> Tuple[float, Tuple[str, ...], str]:
     """(seconds, statuses, problem) of a purge form; ``problem`` says what is wrong, if anything."""
-    from ..cli import duration  # the command line's durations: 30s, 10m, 2h, 7d
     statuses = tuple(dict.fromkeys(part.strip() for value in source.get("status", [])
                                    for part in value.split(",") if part.strip()))
     try:
-        seconds = duration(request.arg("older_than", source) or "")
-    except argparse.ArgumentTypeError as error:
+        seconds = seconds_in(request.arg("older_than", source) or "")
+    except ValueError as error:
         return 0.0, statuses, f"Older than: {error}."
     unknown = [status for status in statuses if status not in FINISHED]
     if not statuses or unknown:

@@ -18,7 +18,7 @@ from urllib.parse import parse_qs
 from .. import __version__
 from ..backend import DEFAULT_MAX_ATTEMPTS, LISTING, PURGE, RETRY
 from ..errors import QueueError, UnsupportedError
-from ..job import STATUSES
+from ..model.job import STATUSES
 from . import actions, detail, pages
 from .sources import reader_for
 from .security import (SECURITY_HEADERS, AllowedHosts, Credentials, Csrf, basic_auth_matches,

@@ -9,7 +9,7 @@ inventing one.
 
 from typing import Any, Dict, List, Optional, Sequence
 
-from ..job import FINISHED
+from ..model.job import FINISHED
 from .pages import Page, View, action_form, attempts_of_max, purge_form
 from .templates import Markup, badge, join, pretty_json, render, url, utc, when
 

@@ -8,7 +8,7 @@ sets text, never HTML.
 
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
-from ..job import FINISHED, STATUSES
+from ..model.job import FINISHED, STATUSES
 from .templates import Markup, age, badge, join, relative, render, shorten, url, utc, when
 
 Page = Tuple[str, Markup]

@@ -10,8 +10,8 @@ from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Se
 
 from ..backend import PERIODIC
 from ..errors import CorruptLineError, QueueError
-from ..firing import listing
-from ..job import STATUSES
+from ..periodic.firing import listing
+from ..model.job import STATUSES
 
 HOUR = 3600
 CHART_HOURS = 24

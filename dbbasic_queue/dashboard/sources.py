@@ -13,8 +13,8 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from .. import backend as interface
 from ..errors import CorruptLineError
-from ..job import as_dict, corrupt_message, job_with_id_prefix, line_id, parse_line, peek_listing
-from ..options import decode_options
+from ..model.job import as_dict, corrupt_message, job_with_id_prefix, line_id, parse_line, peek_listing
+from ..model.options import decode_options
 from .reading import Reader, Record, matches, search_fragments
 
 

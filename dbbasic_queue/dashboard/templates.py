@@ -12,7 +12,7 @@ import json
 from typing import Any, Iterable, Optional
 from urllib.parse import quote, urlencode
 
-from ..job import utc_text
+from ..model.job import utc_text
 
 
 class Markup(str):

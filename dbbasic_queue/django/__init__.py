@@ -2,7 +2,7 @@
 it) on a dbbasic-queue file: ``TaskBackend`` for the ``TASKS`` setting, and, with
 ``"dbbasic_queue.django"`` in ``INSTALLED_APPS``, ``manage.py dbbasic_queue_worker``.
 
-Named after the framework it plugs into, as ``dbbasic_queue.rq_backend`` is; inside the
+Named after the framework it plugs into, as ``dbbasic_queue.rq.backend`` is; inside the
 package, ``import django`` still means Django (imports are absolute).
 """
 

@@ -19,10 +19,10 @@ from inspect import iscoroutinefunction
 
 from django.db import close_old_connections
 
-from ..job import error_text
-from ..options import Retry
-from ..running import current_job
-from ..tracebacks import class_path, format_traceback
+from ..model.job import error_text
+from ..model.options import Retry
+from ..worker.running import current_job
+from ..storage.tracebacks import class_path, format_traceback
 from . import results
 from .compat import TaskContext, normalize_json, task_finished, task_started
 

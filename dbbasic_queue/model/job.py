@@ -1,0 +1,354 @@
+"""A job and its line in the queue file: the only code that knows the columns and the quoting.
+
+One job is one line of tab-separated fields under the published header, quoted the way
+dbbasic-tsv's csv writer quotes them (a field holding a double quote is wrapped in quotes,
+its quotes doubled). ``parse_line`` is the one judgement of a line: every reader (the worker,
+``get_job``, ``list``, ``stats``, the unique-key index) calls a line corrupt for the same
+reasons: its fields and quoting, its status, its numbers (plain digits), its payload (a JSON
+object), options (a JSON object of usable settings, or empty) and result (JSON, or empty),
+each nested at most ``MAX_DEPTH`` levels.
+"""
+
+import csv
+import json
+import json.scanner
+import logging
+import math
+import operator
+import time
+from dataclasses import dataclass
+from typing import Any, Dict, Optional, Tuple
+
+from ..errors import CorruptLineError
+from .values import MAX_DEPTH, json_value, nests_within
+
+logger = logging.getLogger("dbbasic_queue")
+
+PUBLISHED_COLUMNS = ("id", "type", "payload", "status", "created_at", "run_at", "attempts",
+                     "error", "result")
+COLUMNS = PUBLISHED_COLUMNS + ("options",)  # per-job settings as JSON; empty for most jobs
+HEADER = ("\t".join(COLUMNS) + "\n").encode()
+KNOWN_HEADERS = frozenset({"\t".join(PUBLISHED_COLUMNS).encode(), HEADER.rstrip(b"\n")})
+STATUSES = ("pending", "processing", "completed", "failed", "cancelled")
+FINISHED = ("completed", "failed", "cancelled")
+_INT_COLUMNS = ("created_at", "run_at", "attempts")
+MAX_INT_DIGITS = 19  # an integer field is plain ASCII digits, fewer than 2**63 could need
+_FIELD_COUNTS = (len(COLUMNS), len(PUBLISHED_COLUMNS))
+_STATUS_WORDS = frozenset(status.encode() for status in STATUSES)
+_STATUS_NAMES = {status.encode(): status for status in STATUSES}
+
+
+@dataclass(frozen=True)
+class Job:
+    """One line of the queue file. ``payload``, ``result`` and ``options`` hold their JSON
+    text as stored (``options`` is empty in lines written before that column existed)."""
+
+    __slots__ = COLUMNS  # a worker holds thousands of these
+    id: str
+    type: str
+    payload: str
+    status: str
+    created_at: int
+    run_at: int
+    attempts: int
+    error: str
+    result: str
+    options: str
+
+    def to_line(self) -> bytes:
+        return job_line(self.id, self.type, self.payload, self.status, self.created_at,
+                        self.run_at, self.attempts, self.error, self.result, self.options)
+
+    def evolve(self, **changes) -> "Job":
+        """A copy with some fields changed (dataclasses.replace, without its slow checks)."""
+        values = list(_ALL_FIELDS(self))
+        for name, value in changes.items():
+            values[_FIELD_INDEX[name]] = value
+        return Job(*values)
+
+
+_ALL_FIELDS = operator.attrgetter(*COLUMNS)
+_FIELD_INDEX = {name: index for index, name in enumerate(COLUMNS)}
+
+
+def job_line(id: str, type: str, payload: str, status: str, created_at: int, run_at: int,
+             attempts: int, error: str = "", result: str = "", options: str = "") -> bytes:
+    """One job as one file line, quoted the way dbbasic-tsv's csv writer quotes it."""
+    return (f"{_quote(id)}\t{_quote(type)}\t{_quote(payload)}\t{status}\t{created_at}\t"
+            f"{run_at}\t{attempts}\t{_quote(error)}\t{_quote(result)}\t{_quote(options)}\n"
+            ).encode("utf-8")
+
+
+def _quote(field: str) -> str:
+    # csv.QUOTE_MINIMAL: quote a field holding the quote character; tabs and line breaks
+    # never reach here (one_line() removes them), so plain split() can read most lines.
+    if '"' in field:
+        return '"' + field.replace('"', '""') + '"'
+    return field
+
+
+def one_line(text: str) -> str:
+    """``text`` with tabs and line breaks turned into spaces, so it fits in one field."""
+    return " ".join(text.replace("\t", " ").splitlines()) if text else ""
+
+
+def _unquote(field: str) -> Optional[str]:
+    if '"' not in field:
+        return field
+    inner = field[1:-1]
+    if len(field) < 2 or field[0] != '"' or field[-1] != '"' or '"' in inner.replace('""', ""):
+        return None
+    return inner.replace('""', '"')
+
+
+def parse_line(line: bytes) -> Job:
+    """Read one file line; raise CorruptLineError saying what is wrong with it."""
+    try:
+        text = line.decode("utf-8").rstrip("\n").rstrip("\r")
+    except UnicodeDecodeError:
+        raise CorruptLineError("it is not valid UTF-8") from None
+    fields = [_unquote(field) for field in text.split("\t")]
+    if len(fields) not in _FIELD_COUNTS or None in fields:
+        # A field quoted around a tab (as dbbasic-tsv's update() may write) needs the csv module.
+        try:
+            fields = next(csv.reader([text], delimiter="\t", strict=True))
+        except (csv.Error, StopIteration) as error:
+            raise CorruptLineError(f"its quoting is broken ({error})") from None
+        if len(fields) not in _FIELD_COUNTS:
+            raise CorruptLineError(f"it has {len(fields)} fields, not {len(COLUMNS)} "
+                                   f"(or {len(PUBLISHED_COLUMNS)}, without options)")
+    row = dict(zip(COLUMNS, fields))
+    row.setdefault("options", "")
+    if not row["id"]:
+        raise CorruptLineError("its id is empty")
+    if row["status"] not in STATUSES:
+        raise CorruptLineError(f"its status {row['status']!r} is not one of {', '.join(STATUSES)}")
+    for name in _INT_COLUMNS:
+        value = row[name]
+        if not (value.isascii() and value.isdigit() and len(value) <= MAX_INT_DIGITS):
+            raise CorruptLineError(f"its {name} {value[:40]!r} is not a whole number of at most "
+                                   f"{MAX_INT_DIGITS} digits")
+        row[name] = int(value)
+    _check_json_fields(row["payload"], row["options"], row["result"])
+    return Job(**row)
+
+
+def _check_json_fields(payload: str, options: str, result: str) -> None:
+    """The JSON of a line: a payload that is a JSON object; options empty or a JSON object
+    of the known settings; a result empty or any JSON. Each nests at most MAX_DEPTH deep."""
+    if not payload:
+        raise CorruptLineError("its payload is empty; a payload is a JSON object, at least {}")
+    if not isinstance(_decoded("payload", payload), dict):
+        raise CorruptLineError("its payload is not a JSON object")
+    if options:
+        decoded = _decoded("options", options)
+        if not isinstance(decoded, dict):
+            raise CorruptLineError("its options are not a JSON object")
+        _check_options(decoded)
+    if result:
+        _decoded("result", result)
+
+
+def _decoded(name: str, text: str) -> Any:
+    if not nests_within(text):
+        raise CorruptLineError(f"its {name} nests deeper than {MAX_DEPTH} levels")
+    try:
+        return json_value(text)
+    except (ValueError, RecursionError) as error:
+        raise CorruptLineError(f"its {name} is not valid JSON ({error})") from None
+
+
+def _check_options(options: Dict[str, Any]) -> None:
+    # Unknown keys are left to newer versions; a known key with a value the worker cannot
+    # use would make it fail or loop, so the line is corrupt.
+    key = options.get("unique_key")
+    if key is not None and not (isinstance(key, str) and key):
+        raise CorruptLineError(f"its unique_key {key!r} is not a non-empty string")
+    attempts = options.get("max_attempts")
+    if attempts is not None and not (type(attempts) is int and attempts >= 1):
+        raise CorruptLineError(f"its max_attempts {attempts!r} is not a whole number of 1 or more")
+    timeout = options.get("timeout")
+    if timeout is not None and not (type(timeout) in (int, float) and timeout > 0
+                                    and math.isfinite(timeout)):
+        raise CorruptLineError(f"its timeout {timeout!r} is not a number of seconds above 0")
+    worker = options.get("worker")
+    if worker is not None and not isinstance(worker, str):
+        raise CorruptLineError(f"its worker {worker!r} is not a string")
+
+
+def peek_listing(line: bytes, judged: bool = False) -> Optional[Tuple[str, str, int, int]]:
+    """(type, status, created_at, run_at) of a plainly written line that parse_line reads as a
+    job, cheaply, or None when only parse_line can tell (quotes in the first fields, quoting
+    around tabs, anything it may call corrupt): the same judgement without building a Job,
+    for listings that count every line but show a few (the dashboard). ``judged``: a line
+    that passed parse_line when it was written there (an archive file's), whose payload and
+    result need no second look, as ``stats`` counts them."""
+    if judged:
+        fields = line.split(b"\t", 7)
+        if len(fields) != 8 or b'"' in fields[1]:
+            return None
+    else:
+        fields = line.rstrip(b"\n").rstrip(b"\r").split(b"\t")
+        if len(fields) not in _FIELD_COUNTS or not fields[0] or b'"' in fields[0] + fields[1]:
+            return None
+    status = _STATUS_NAMES.get(fields[3])
+    if status is None or not all(field.isdigit() and len(field) <= MAX_INT_DIGITS
+                                 for field in fields[4:7]):
+        return None
+    if not judged:
+        for field in fields[2:]:
+            if b'"' in field and (len(field) < 2 or field[0] != 34 or field[-1] != 34
+                                  or b'"' in field[1:-1].replace(b'""', b"")):
+                return None
+    try:
+        job_type = fields[1].decode("utf-8")
+        if not judged:
+            line.decode("utf-8")
+            _check_json_fields(_field_text(fields[2]), _field_text(fields[9]) if len(fields) > 9
+                               else "", _field_text(fields[8]))
+    except (UnicodeDecodeError, CorruptLineError):
+        return None
+    return job_type, status, int(fields[4]), int(fields[5])
+
+
+def _field_text(field: bytes) -> str:
+    """A field's text, unquoted (its quoting already checked)."""
+    return (field[1:-1].replace(b'""', b'"') if field[:1] == b'"' else field).decode("utf-8")
+
+
+def line_id(line: bytes) -> bytes:
+    """The id field of a line, as bytes, without parsing the rest (for the claim loop)."""
+    return line[:line.find(b"\t")]
+
+
+def peek_status_and_run_at(line: bytes) -> Optional[Tuple[bytes, int, bytes]]:
+    """(status, run_at, created_at) of a plainly written line, cheaply, or None when the line
+    needs a full parse (quoting around tabs, a corrupt line). For the claim loop, which looks
+    at every line but parses only the ones it takes."""
+    fields = line.split(b"\t", 7)
+    if (len(fields) != 8 or fields[3] not in _STATUS_WORDS or not fields[5].isdigit()
+            or len(fields[5]) > MAX_INT_DIGITS):
+        return None
+    return fields[3], int(fields[5]), fields[4]
+
+
+def peek_unique_key(line: bytes) -> Optional[str]:
+    """The ``unique_key`` of a line that looks like a pending or processing job, from a cheap
+    look; None for any other line. For the unique-key index, which reads every line after a
+    rewrite and judges a line with parse_line only when its key is asked for."""
+    if b"unique_key" not in line:
+        return None
+    fields = line.rstrip(b"\r\n").split(b"\t")
+    if len(fields) != len(COLUMNS):  # quoting around a tab, or not a job: the full reading
+        try:
+            job = parse_line(line)
+        except CorruptLineError:
+            return None
+        if job.status not in ("pending", "processing"):
+            return None
+        text = job.options
+    elif fields[3] not in (b"pending", b"processing"):
+        return None
+    else:
+        try:
+            text = _unquote(fields[9].decode("utf-8"))
+        except UnicodeDecodeError:
+            return None
+    try:
+        options = json.loads(text) if text else None
+    except (ValueError, RecursionError):
+        return None
+    key = options.get("unique_key") if isinstance(options, dict) else None
+    return key if isinstance(key, str) else None
+
+
+def job_with_id_prefix(job_id: str) -> Optional[bytes]:
+    """The bytes every line of job ``job_id`` starts with, or None for an id no line can have."""
+    if not isinstance(job_id, str) or not job_id or any(c in job_id for c in '\t\r\n"'):
+        return None
+    try:
+        return job_id.encode("utf-8") + b"\t"
+    except UnicodeEncodeError:
+        return None
+
+
+def same_job(line: bytes, other: bytes) -> bool:
+    """Whether two lines hold the same job in the same state, however each was written (a
+    line rewritten by dbbasic-tsv ends in CRLF and may quote fields differently)."""
+    if line == other:
+        return True
+    try:
+        return parse_line(line) == parse_line(other)
+    except CorruptLineError:
+        return False
+
+
+def reads(line: bytes) -> bool:
+    """Whether a line parses as a job."""
+    try:
+        parse_line(line)
+        return True
+    except CorruptLineError:
+        return False
+
+
+MAX_ERROR_CHARS = 2000  # of an error kept in a job's line (and logged); tracebacks keep more
+_CUT_MARK = " characters in all; cut, the rest is in the traceback file)"
+
+
+def error_text(error: BaseException, limit: int = MAX_ERROR_CHARS) -> str:
+    """``Type: message`` on one line, for the ``error`` field, at most ``limit`` characters.
+
+    Never raises: an exception whose ``__str__`` raises or returns no string is described
+    by its ``repr``, or failing that by its class, so its attempt is still recorded. A
+    message longer than ``limit`` (an HTML error page in a ValueError) is cut, saying so: the
+    line is copied by every rewrite, and the traceback file keeps more of it.
+    """
+    text = one_line(f"{type(error).__name__}: {_message(error)}")
+    if len(text) > limit:
+        text = f"{text[:max(0, limit - 80)]}… ({len(text):,}{_CUT_MARK}"
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def is_cut(text: str) -> bool:
+    """Whether ``text`` is an error text that ``error_text`` cut."""
+    return text.endswith(_CUT_MARK)
+
+
+def _message(error: BaseException) -> str:
+    for describe in (str, repr):
+        try:
+            text = describe(error)
+        except BaseException as failure:  # a broken __str__ must not lose the attempt
+            text = f"<{describe.__name__}() raised {type(failure).__name__}>"
+            continue
+        if isinstance(text, str):
+            return text
+        text = f"<{describe.__name__}() returned {type(text).__name__}, not a string>"
+    return text
+
+
+def as_dict(job: Job) -> Dict[str, Any]:
+    """The published get_job shape. Raises ValueError if the JSON in the line is broken."""
+    return {"id": job.id, "type": job.type,
+            "payload": json_value(job.payload) if job.payload else {},
+            "status": job.status, "created_at": job.created_at, "run_at": job.run_at,
+            "attempts": job.attempts, "error": job.error or None,
+            "result": json_value(job.result) if job.result else None}
+
+
+def utc_text(timestamp: float, form: str = "%Y-%m-%d %H:%M:%S") -> str:
+    """A time in UTC, for people (``form`` as in time.strftime). Enqueue refuses times after
+    the year 9999, but a line edited by hand may hold one: it reads ``after 9999-12-31``."""
+    try:
+        moment = time.gmtime(timestamp)
+    except (OverflowError, OSError, ValueError):  # beyond what the platform's time_t holds
+        moment = None
+    if moment is None or moment.tm_year > 9999:
+        return "after 9999-12-31" if timestamp > 0 else "before 1970-01-01"
+    return time.strftime(form, moment)
+
+
+def corrupt_message(path, number: int, error: Exception) -> str:
+    """How every reader reports a corrupt line: where it is, why, and what to do."""
+    return f"{path}, line {number}: a corrupt line ({error}); fix or remove it by hand"

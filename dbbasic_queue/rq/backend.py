@@ -1,0 +1,327 @@
+"""The same queue on RQ and a Redis server, for when one machine is no longer enough.
+
+``DBBASIC_QUEUE_URL=redis://host:port/db`` makes the module-level functions use it, or build
+``RQQueue(url)`` yourself. Jobs keep this package's ids, statuses and dict shape. Every job
+is JSON naming one function, ``dispatch``, which looks the handler up by job type; a job in
+Redis that is anything else is refused, never loaded or run (see ``rq_jobs``). Listing and
+stats read RQ's registries; the verbs RQ has no counterpart for raise UnsupportedError.
+``dbbasic-queue migrate`` moves the pending jobs of a TSV file here. Needs the ``rq`` extra.
+"""
+
+import contextlib
+import logging
+import math
+import re
+import secrets
+import time
+from datetime import datetime, timezone
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+from rq import Queue as RedisJobQueue
+from rq import Retry as RQRetry
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
+
+from .. import backend
+from ..backend import DEFAULT_LEASE_SECONDS, DEFAULT_MAX_ATTEMPTS, DEFAULT_RETENTION_SECONDS
+from ..model.checks import check_attempts, check_duration, checked_job_type, checked_run_at, payload_json
+from ..errors import CorruptLineError, UnsupportedError
+from ..model.job import Job, parse_line
+from ..model.options import decode_options, register
+from ..queue import Queue
+from .jobs import DISPATCHER, SERIALIZER, ForeignJobError, SafeJob, read_job, read_options
+from .listing import job_dicts, summary
+from .worker import DispatchWorker, dispatch, refuse_options
+from ..periodic.schedules import WITHOUT_PERIODIC, schedules_of
+from ..model.transitions import retry_delay
+from ..worker.settings import Bounds
+
+__all__ = ["RQQueue", "migrate", "dispatch", "ForeignJobError"]
+
+logger = logging.getLogger("dbbasic_queue")
+
+# Results are kept as long as the TSV queue keeps finished jobs (its retention), failed jobs
+# as good as forever, as the TSV queue keeps them until purged.
+RESULT_TTL_SECONDS = DEFAULT_RETENTION_SECONDS
+FAILURE_TTL_SECONDS = 10 * 365 * 86400
+DEFAULT_NAME = "dbbasic-queue"
+_ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")  # RQ reads "a:b" as an execution of job "a"
+
+
+class RQQueue:
+    """A queue on RQ (``redis://host:port/db``) behind the same interface as the TSV Queue."""
+
+    capabilities = frozenset({backend.LISTING})
+
+    def __init__(self, url: str, *, name: str = DEFAULT_NAME) -> None:
+        self.url = url
+        self.name = name
+        self.redis = redis.Redis.from_url(url)
+        self.rq = RedisJobQueue(name, connection=self.redis, serializer=SERIALIZER,
+                                job_class=SafeJob)
+        self.handlers: Dict[str, Callable[[dict], Any]] = {}  # filled by @queue.handler(...)
+
+    def __repr__(self) -> str:
+        return f"RQQueue({self.describe()!r})"
+
+    def describe(self) -> str:
+        """The Redis URL, its password masked."""
+        return _without_password(self.url)
+
+    def enqueue(self, job_type: str, payload: dict, run_at: Optional[float] = None, *,
+                unique_key: Optional[str] = None, max_attempts: Optional[int] = None,
+                timeout: Optional[float] = None) -> str:
+        """As Queue.enqueue. The attempts (and their backoff) are fixed here, at enqueue:
+        the job's ``max_attempts``, else 3. A ``timeout`` is rounded up to whole seconds."""
+        prepared = self._prepare(job_type, payload, run_at, unique_key, max_attempts, timeout)
+        with self._reaching():
+            return self._add(*prepared)
+
+    def enqueue_after(self, register_callback: Callable[[Callable[[], Any]], Any],
+                      job_type: str, payload: dict, run_at: Optional[float] = None,
+                      **options) -> str:
+        """As Queue.enqueue_after: checks now, adds the job when ``register_callback`` calls
+        the function it is given (at commit), and returns the id the job will have."""
+        prepared = self._prepare(job_type, payload, run_at, **options)
+
+        def write() -> str:
+            with self._reaching():
+                return self._add(*prepared)
+        register_callback(write)
+        return prepared[0]
+
+    def _prepare(self, job_type, payload, run_at=None, unique_key=None, max_attempts=None,
+                 timeout=None) -> tuple:
+        if unique_key is not None:
+            raise UnsupportedError(f"unique_key is not supported on the RQ backend "
+                                   f"({self.describe()}); see 'Graduating to Redis' in the README")
+        if max_attempts is not None:
+            check_attempts("max_attempts", max_attempts)
+        if timeout is not None:
+            check_duration("timeout", timeout)
+        now = time.time()
+        return (secrets.token_hex(8), checked_job_type(job_type), payload_json(payload),
+                checked_run_at(run_at, now), int(now), 0, max_attempts or DEFAULT_MAX_ATTEMPTS,
+                timeout)
+
+    def _add(self, job_id, job_type, payload_json, run_at, created_at, attempts, max_attempts,
+             timeout) -> str:
+        left = max_attempts - attempts - 1
+        options = dict(
+            job_id=job_id, result_ttl=RESULT_TTL_SECONDS, failure_ttl=FAILURE_TTL_SECONDS,
+            meta={"created_at": created_at, "run_at": run_at, "attempts": attempts,
+                  "max_attempts": max_attempts, "timeout": timeout},
+            retry=RQRetry(max=left, interval=[round(retry_delay(attempts + n + 1))
+                                              for n in range(left)]) if left > 0 else None)
+        if timeout is not None:
+            options["job_timeout"] = math.ceil(timeout)
+        if run_at > time.time():
+            self.rq.enqueue_at(datetime.fromtimestamp(run_at, timezone.utc), DISPATCHER,
+                               job_type, payload_json, **options)
+        else:
+            self.rq.enqueue_call(DISPATCHER, (job_type, payload_json),
+                                 timeout=options.pop("job_timeout", None), **options)
+        return job_id
+
+    def handler(self, job_type: str) -> Callable:
+        """A decorator: ``@queue.handler("send_email")`` adds the function to
+        ``queue.handlers``, for ``process_jobs(queue.handlers)``."""
+        return register(self.handlers, job_type)
+
+    def periodic(self, *args, **kwargs) -> Callable:
+        """Refused: RQ cannot fire a schedule exactly once per slot (see WITHOUT_PERIODIC)."""
+        backend.require(self, backend.PERIODIC, "@periodic (periodic jobs)", WITHOUT_PERIODIC)
+
+    def get_job(self, job_id: str) -> Optional[Dict[str, Any]]:
+        """As Queue.get_job, with RQ's statuses mapped onto this package's. A job in Redis
+        that is not ours raises ForeignJobError (a CorruptLineError), as a corrupt line does."""
+        with self._reaching():
+            job = self._fetch(job_id)
+            try:
+                return None if job is None else read_job(job, self.rq.scheduled_job_registry)
+            except InvalidJobOperation:  # deleted while being read
+                return None
+
+    def tracebacks(self, job_id: str) -> List[Dict[str, Any]]:
+        """The tracebacks of the job's last failed attempts (at most 10), oldest first:
+        dicts of attempt, failed_at, error, exception (its class path) and traceback."""
+        with self._reaching():
+            job = self._fetch(job_id)
+            if job is None:
+                return []
+            read_job(job)  # a foreign job raises ForeignJobError here, as in get_job
+            kept = job.meta.get("tracebacks")
+        return [entry for entry in kept if isinstance(entry, dict)] if isinstance(kept, list) else []
+
+    def job_options(self, job_id: str) -> Optional[Dict[str, Any]]:
+        """As Queue.job_options: max_attempts (fixed at enqueue on RQ) and timeout, if any."""
+        with self._reaching():
+            job = self._fetch(job_id)
+            return None if job is None else read_options(job)
+
+    def cancel_job(self, job_id: str) -> bool:
+        """As Queue.cancel_job: only a pending job is cancelled."""
+        with self._reaching():
+            job = self._fetch(job_id)
+            try:
+                if job is None or read_job(job, self.rq.scheduled_job_registry)["status"] != "pending":
+                    return False
+            except InvalidJobOperation:
+                return False
+            job.cancel()
+            return True
+
+    def retry_job(self, job_id: str) -> bool:
+        raise self._unsupported("retry_job")
+
+    def retry_failed(self, job_type: Optional[str] = None) -> int:
+        raise self._unsupported("retry_failed")
+
+    def run_now(self, job_id: str, force: bool = False) -> bool:
+        """As Queue.run_now for a pending job: one waiting for its run_at or a retry is
+        queued now, keeping its attempts. A processing job is not put back, even with
+        ``force`` (UnsupportedError): Redis has no lease to take it from."""
+        with self._reaching():
+            job = self._fetch(job_id)
+            status = None if job is None else read_job(job)["status"]
+            if status == "processing" and force:
+                raise self._unsupported("run_now(force=True) of a processing job")
+            if status != "pending":
+                return False
+            if self.rq.scheduled_job_registry.remove(job):  # else the scheduler queued it
+                self.rq.enqueue_job(job)
+            return True
+
+    def run_now_all(self, job_type: Optional[str] = None) -> int:
+        """As Queue.run_now_all: the scheduled jobs of ours (of ``job_type``) queued now."""
+        now = time.time()
+        waiting = [job["id"] for job in self.jobs() if job["status"] == "pending" and
+                   job["run_at"] > now and job_type in (None, job["type"])]
+        return sum(1 for job_id in waiting if self.run_now(job_id))
+
+    def purge(self, older_than: float, statuses=("completed", "cancelled")) -> int:
+        raise self._unsupported("purge")
+
+    def _unsupported(self, what: str) -> UnsupportedError:
+        return UnsupportedError(f"{what} is not supported on the RQ backend ({self.describe()}); "
+                                f"RQ's own tools do it on Redis: rq requeue, rq empty")
+
+    def jobs(self) -> Iterator[Dict[str, Any]]:
+        """Every job of this queue in Redis (queued, scheduled, started, finished, failed,
+        cancelled, deferred), oldest first, as get_job dicts; foreign jobs are logged and
+        skipped. Reads every job: for inspection, not for a hot path."""
+        with self._reaching():
+            found = job_dicts(self.rq)
+        yield from found
+
+    def stats(self) -> Dict[str, Any]:
+        """As Queue.stats, from RQ's registries (``queue`` in place of the file and its size);
+        ``corrupt_lines`` counts foreign jobs."""
+        with self._reaching():
+            return {"queue": self.describe(), **summary(self.rq, time.time())}
+
+    def _fetch(self, job_id) -> Optional[SafeJob]:
+        if not isinstance(job_id, str) or not _ID.fullmatch(job_id):
+            return None
+        try:
+            return SafeJob.fetch(job_id, connection=self.redis, serializer=SERIALIZER)
+        except NoSuchJobError:
+            return None
+
+    def check_worker(self, handlers: Mapping[str, Callable[[dict], Any]],
+                     max_attempts: int = DEFAULT_MAX_ATTEMPTS, *, max_jobs=None, max_seconds=None,
+                     lease_seconds: float = DEFAULT_LEASE_SECONDS,
+                     retention_seconds: Optional[float] = DEFAULT_RETENTION_SECONDS,
+                     timeout: Optional[float] = None, concurrency: int = 1) -> None:
+        """Raise as process_jobs and work would for these settings, touching nothing."""
+        check_attempts("max_attempts", max_attempts)
+        refuse_options(self.describe(), lease_seconds, retention_seconds, concurrency)
+        Bounds(max_jobs, max_seconds)
+        if schedules_of(handlers):
+            backend.require(self, backend.PERIODIC, "@periodic (periodic jobs)", WITHOUT_PERIODIC)
+
+    def process_jobs(self, handlers: Mapping[str, Callable[[dict], Any]],
+                     max_attempts: int = DEFAULT_MAX_ATTEMPTS, *,
+                     lease_seconds: float = DEFAULT_LEASE_SECONDS,
+                     max_jobs: Optional[int] = None, max_seconds: Optional[float] = None,
+                     retention_seconds: Optional[float] = DEFAULT_RETENTION_SECONDS,
+                     timeout: Optional[float] = None, concurrency: int = 1) -> int:
+        """Run the due jobs as RQ's burst worker (with its scheduler), as cron would; returns
+        how many ran. ``max_jobs``, ``max_seconds`` (the job in hand finishes) and ``timeout``
+        (for jobs without their own, rounded up to whole seconds) are honoured;
+        ``max_attempts`` does not apply, a job's attempts being fixed at enqueue; a
+        ``lease_seconds``, ``retention_seconds`` or ``concurrency`` other than the default
+        raises UnsupportedError."""
+        check_attempts("max_attempts", max_attempts)
+        refuse_options(self.describe(), lease_seconds, retention_seconds, concurrency)
+        return self._work(handlers, True, max_jobs, max_seconds, timeout)
+
+    def work(self, handlers: Mapping[str, Callable[[dict], Any]],
+             max_attempts: int = DEFAULT_MAX_ATTEMPTS, *,
+             lease_seconds: float = DEFAULT_LEASE_SECONDS,
+             max_jobs: Optional[int] = None, max_seconds: Optional[float] = None,
+             retention_seconds: Optional[float] = DEFAULT_RETENTION_SECONDS,
+             timeout: Optional[float] = None, concurrency: int = 1, stop=None,
+             handle_signals: bool = True) -> int:
+        """Run jobs as they come: a long-running RQ worker with its scheduler, options as
+        process_jobs. SIGTERM lets the job in hand finish (RQ's warm shutdown); ``stop`` and
+        ``handle_signals`` are not supported."""
+        check_attempts("max_attempts", max_attempts)
+        refuse_options(self.describe(), lease_seconds, retention_seconds, concurrency, stop,
+                       handle_signals)
+        return self._work(handlers, False, max_jobs, max_seconds, timeout)
+
+    def _work(self, handlers, burst: bool, max_jobs, max_seconds, timeout) -> int:
+        if schedules_of(handlers):  # declared with dbbasic_queue.periodic before the URL was set
+            backend.require(self, backend.PERIODIC, "@periodic (periodic jobs)", WITHOUT_PERIODIC)
+        worker = DispatchWorker(self.rq, handlers, Bounds(max_jobs, max_seconds), timeout)
+        with self._reaching():
+            return worker.run(burst)
+
+    @contextlib.contextmanager
+    def _reaching(self) -> Iterator[None]:
+        """Redis out of reach becomes the built-in ConnectionError (an OSError), naming it."""
+        try:
+            yield
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as error:
+            raise ConnectionError(f"cannot reach Redis at {self.describe()} ({error}); is "
+                                  f"redis-server running, and is the URL right?") from None
+
+
+def _without_password(url: str) -> str:
+    """The URL with its password masked, fit for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+
+
+def migrate(source: Queue, target: RQQueue, dry_run: bool = False) -> List[Job]:
+    """Move the pending jobs of a TSV queue (due and scheduled) into Redis, keeping their
+    ids, run_at, attempts and options. A job is marked moved in the TSV file (``cancelled``,
+    error ``moved to redis://...``) only once Redis has it, and a job Redis has already is
+    not added again: an interrupted migration loses nothing, and a second run duplicates
+    nothing. Returns the jobs moved (or, with ``dry_run``, that would be)."""
+    pending = []
+    for _, line in source.table.lines():
+        try:
+            job = parse_line(line)
+        except CorruptLineError:
+            continue  # reported by the TSV worker; stays in the file
+        if job.status == "pending":
+            pending.append(job)
+    if dry_run:
+        return pending
+    with target._reaching():
+        for job in pending:
+            if target._fetch(job.id) is None:
+                options = decode_options(job.options)
+                target._add(job.id, job.type, job.payload, job.run_at, job.created_at,
+                            job.attempts, max(options.get("max_attempts") or DEFAULT_MAX_ATTEMPTS,
+                                              job.attempts + 1), options.get("timeout"))
+    moved, note = {job.id for job in pending}, f"moved to {_without_password(target.url)}"
+    source.update_each(lambda job: job.evolve(status="cancelled", error=note)
+                       if job.id in moved and job.status == "pending" else None)
+    return pending

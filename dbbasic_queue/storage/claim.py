@@ -1,0 +1,221 @@
+"""The claim logic: the editors that decide each line of a rewrite of the queue file.
+
+``ClaimEditor`` is the worker's: in one rewrite it writes finished jobs, renews the leases of
+held jobs, puts back jobs that never started, and claims due ones. A line is claimed when it
+is ``pending`` and due, or ``processing`` with its lease (``run_at``) run out, which means its
+worker died. ``EachJob`` is the admin verbs' (cancel, retry, purge).
+"""
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
+
+from ..model import transitions
+from .archive import RetiringEditor
+from ..model.words import duration_text, plural
+from .editing import Editor
+from ..errors import CorruptLineError
+from ..model.job import Job, line_id, parse_line, peek_status_and_run_at, same_job
+from ..model.options import WORKER_KEY, decode_options, with_worker, without_worker
+
+logger = logging.getLogger("dbbasic_queue")
+
+_CLAIMABLE = (b"pending", b"processing")
+_RETAINED = (b"completed", b"cancelled")  # failed jobs stay until purged
+
+
+@dataclass
+class Held:
+    """A job a worker has claimed and whose final state is not on disk yet."""
+
+    __slots__ = ("original", "claimed_at", "lease_until", "max_attempts", "timeout",
+                 "claimed_options", "written")
+    original: Job  # as it was before the claim, to put back if it never starts
+    claimed_at: float
+    lease_until: float
+    max_attempts: int  # the job's own, or the worker's
+    timeout: Optional[float]
+    claimed_options: str  # the options field while held: the job's own and the worker's token
+
+    def __post_init__(self) -> None:
+        # The line for this lease, made once: compared at every rewrite while held.
+        self.written = transitions.claim(self.original, self.lease_until,
+                                         self.claimed_options).to_line()
+
+    @property
+    def attempt(self) -> int:
+        return self.original.attempts + 1
+
+    def line(self) -> bytes:
+        """The line this worker last wrote for the job: if the file holds another, another
+        worker has taken the job since (this worker's lease ran out)."""
+        return self.written
+
+    def renewed(self, lease_until: float) -> "Held":
+        return Held(self.original, self.claimed_at, lease_until, self.max_attempts, self.timeout,
+                    self.claimed_options)
+
+
+@dataclass
+class ClaimOutcome:
+    """What one claim rewrite did, for the worker to apply and report."""
+
+    claimed: Dict[bytes, Held] = field(default_factory=dict)
+    settled: Set[bytes] = field(default_factory=set)  # final state written, put back, or lost
+    renewed: Set[bytes] = field(default_factory=set)
+    lost: List[bytes] = field(default_factory=list)  # taken by another worker meanwhile
+    abandoned: List[Job] = field(default_factory=list)  # lease lost on the last attempt
+    retaken: List[Job] = field(default_factory=list)  # a dead worker's job, claimed again
+    owner_alive: List[Job] = field(default_factory=list)  # lease out, but its worker lives
+    corrupt: List[Tuple[bytes, str]] = field(default_factory=list)
+    dropped: int = 0  # by retention
+    archived: int = 0  # moved to archive files
+    next_due: Optional[int] = None  # the earliest run_at of a job not due yet
+
+    def log(self, path, edit_changed: bool, retention_seconds: Optional[float],
+            reported: Set[bytes]) -> None:
+        """Log what the rewrite did (drops and moves only if it took place); each corrupt
+        line once per worker run (``reported`` holds those logged already)."""
+        outcome = self
+        for job_id in outcome.lost:
+            logger.warning("job %s: another worker took it after its lease ran out (was this "
+                           "process stopped?); its result here is not recorded", job_id.decode())
+        for job in outcome.abandoned:
+            logger.error("job %s %s failed for good: %s", job.id, job.type, job.error)
+        for job in outcome.retaken:
+            logger.warning("job %s %s: the worker of attempt %d stopped without a result; "
+                           "trying again", job.id, job.type, job.attempts)
+        if outcome.dropped and edit_changed:
+            logger.info("dropped %s older than %s (retention)",
+                        plural(outcome.dropped, "completed or cancelled job"),
+                        duration_text(retention_seconds))
+        if outcome.archived and edit_changed:
+            logger.info("moved %s to the archive files", plural(outcome.archived, "finished job"))
+        for line, reason in outcome.corrupt:
+            if line not in reported:
+                reported.add(line)
+                logger.warning("%s: a corrupt line, left as it is (%s): %s", path,
+                               reason, line[:120].decode("utf-8", "replace").rstrip())
+
+
+class ClaimEditor(RetiringEditor):
+    """One rewrite of the worker run ``worker`` (its token): see the module docstring.
+    ``held`` are the jobs the run holds, ``finished`` their final lines, ``unstarted`` the
+    held ids to put back; ``alive(token)`` tells whether another run still lives."""
+
+    def __init__(self, held: Dict[bytes, Held], finished: Dict[bytes, bytes],
+                 unstarted: Set[bytes], now: float, lease_until: float, claim: int,
+                 max_attempts: int, drop_before: Optional[float] = None, *,
+                 worker: str, alive: Callable[[Any], Optional[bool]],
+                 archive_before: Optional[float] = None, spool=None) -> None:
+        self.worker, self.alive = worker, alive
+        self.archive_before, self.spool = archive_before, spool  # see archive.py
+        self.held, self.finished, self.unstarted = held, finished, unstarted
+        self.now, self.lease_until = now, lease_until
+        self.claim, self.max_attempts = claim, max_attempts
+        self.drop_before = drop_before  # retention: finished jobs older than this go
+        self.outcome = ClaimOutcome()
+        self.held_seen = 0
+
+    @property
+    def done(self) -> bool:
+        return self.held_seen == len(self.held) and len(self.outcome.claimed) >= self.claim
+
+    def __call__(self, line: bytes) -> Optional[bytes]:
+        job_id = line_id(line)
+        mine = self.held.get(job_id)
+        if mine is None:
+            return self._not_mine(job_id, line)
+        self.held_seen += 1
+        outcome = self.outcome
+        if not same_job(line, mine.line()):
+            outcome.lost.append(job_id)
+            outcome.settled.add(job_id)
+            return line
+        self.changed = True
+        if job_id in self.finished:
+            outcome.settled.add(job_id)
+            return self.finished[job_id]
+        if job_id in self.unstarted:
+            outcome.settled.add(job_id)
+            return mine.original.to_line()
+        outcome.renewed.add(job_id)
+        if self.resume_offset is None:  # the first line still held after this rewrite
+            self.resume_offset = self.position
+        return mine.renewed(self.lease_until).line()
+
+    def _not_mine(self, job_id: bytes, line: bytes) -> Optional[bytes]:
+        claiming = len(self.outcome.claimed) < self.claim
+        if not claiming and self.drop_before is None and self.spool is None:
+            return line
+        peek = peek_status_and_run_at(line)
+        if peek is None:
+            return self._claim(job_id, line) if claiming else line  # parses it to report it
+        status, run_at, created_at = peek
+        if status in _CLAIMABLE:
+            if claiming and run_at <= self.now:
+                return self._claim(job_id, line)
+            if self.outcome.next_due is None or run_at < self.outcome.next_due:
+                self.outcome.next_due = run_at
+        elif status in _RETAINED and created_at.isdigit():
+            return self.retire(line, max(run_at, int(created_at)))
+        return line
+
+    def _claim(self, job_id: bytes, line: bytes) -> bytes:
+        try:
+            job = parse_line(line)  # the one judgement of a line: payload, options, numbers
+        except CorruptLineError as error:
+            self.outcome.corrupt.append((line, str(error)))
+            return line
+        options = decode_options(job.options)
+        max_attempts = options.get("max_attempts") or self.max_attempts
+        if not transitions.is_due(job, self.now):
+            return line
+        if job.status == "processing":
+            if self.alive(options.get(WORKER_KEY)):
+                self.outcome.owner_alive.append(job)
+                return line
+            self.changed = True
+            failed = transitions.retake_or_abandon(job, max_attempts)
+            if failed is not None:
+                failed = failed.evolve(options=without_worker(failed.options))
+                self.outcome.abandoned.append(failed)
+                return failed.to_line()
+            self.outcome.retaken.append(job)
+            job = job.evolve(options=without_worker(job.options))
+        self.changed = True
+        held = self.outcome.claimed[job_id] = Held(job, self.now, self.lease_until, max_attempts,
+                                                   options.get("timeout"),
+                                                   with_worker(job.options, self.worker))
+        if self.resume_offset is None:
+            self.resume_offset = self.position
+        return held.line()
+
+
+DROP = object()  # what an EachJob change returns to remove the job
+
+
+class EachJob(Editor):
+    """The rewrite behind cancel, retry and purge: ``change(job)`` returns the job's new
+    version, DROP, or None to leave it. Corrupt lines are left alone. With ``only_id``,
+    only that job is looked at, and the rest is copied once it is found."""
+
+    def __init__(self, change: Callable[[Job], Any], only_id: Optional[str] = None) -> None:
+        self.change = change
+        self.prefix = None if only_id is None else only_id.encode() + b"\t"
+        self.count = 0
+
+    def __call__(self, line: bytes) -> Optional[bytes]:
+        if self.prefix is not None and not line.startswith(self.prefix):
+            return line
+        try:
+            new = self.change(parse_line(line))
+        except CorruptLineError:
+            return line
+        if self.prefix is not None:
+            self.done = True
+        if new is None:
+            return line
+        self.count += 1
+        self.changed = True
+        return None if new is DROP else new.to_line()

@@ -1,0 +1,272 @@
+"""Files in the queue's directory, which another user may be able to write.
+
+The README's shared set-up lets the web app's user write ``data/`` while root runs the
+worker, so any name there may hold something that user planted: a symbolic link to
+``/etc/nologin`` (which a root process opening ``queue.lock`` with O_CREAT would create), to
+another app's file (which an append would write), or a FIFO (which open() would wait on
+forever). So every file the queue opens in its directory is opened with O_NOFOLLOW and
+O_NONBLOCK and refused with a QueueError unless it is a regular file; the rest of the
+package opens none itself.
+
+Also here: a lock that is sure to hold the file now at its path (someone may delete or
+replace a lock file at any moment), and the metadata a replacement, or a new file beside the
+queue file, takes from it (owner, mode, extended attributes, among them POSIX ACLs).
+"""
+
+import contextlib
+import errno
+import fcntl
+import logging
+import os
+import stat
+from typing import Set, Tuple
+
+from ..errors import QueueError
+
+logger = logging.getLogger("dbbasic_queue")
+
+# O_NONBLOCK makes open() of a FIFO return at once; it changes nothing for regular files.
+_OWN = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_NOT_OPENABLE = (errno.ELOOP, errno.EISDIR, errno.ENXIO, errno.ENODEV)
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+_warned_attributes: Set[str] = set()  # paths whose lost extended attributes were logged
+
+
+def open_own(path: str, flags: int, mode: int = 0o666) -> int:
+    """Open ``path`` with ``flags``, never through a symbolic link and never waiting on a
+    FIFO. FileNotFoundError and FileExistsError pass through; the caller checks what it
+    opened with ``check_regular``."""
+    try:
+        return os.open(path, flags | _OWN, mode)
+    except OSError as error:
+        if error.errno in _NOT_OPENABLE:
+            raise refusal(path) from None
+        raise
+
+
+def check_regular(fd: int, path: str) -> os.stat_result:
+    """The stat of the file open at ``fd``; QueueError (and ``fd`` closed) if it is not a
+    regular file."""
+    try:
+        status = os.fstat(fd)
+    except BaseException:
+        os.close(fd)
+        raise
+    if not stat.S_ISREG(status.st_mode):
+        os.close(fd)
+        raise refusal(path)
+    return status
+
+
+def refusal(path: str) -> QueueError:
+    """The error for a name in the queue's directory that holds something other than the
+    regular file the queue expects there, saying what it is and what to do."""
+    try:
+        found = os.lstat(path)
+    except OSError:
+        return QueueError(f"{path} cannot be opened without following a symbolic link; "
+                          f"check the directories on its way")
+    advice = (f"remove it and check who can write {os.path.dirname(path)} (see 'Sharing one "
+              f"queue between users' in the README)")
+    if stat.S_ISLNK(found.st_mode):
+        try:
+            target = repr(os.readlink(path))  # repr: the name may hold terminal escapes
+        except OSError:
+            target = "an unreadable target"
+        return QueueError(f"{path} is a symbolic link (to {target}), not a regular file: the "
+                          f"queue never follows links in its directory, where another user "
+                          f"could plant one to make this process write elsewhere; {advice}; "
+                          f"to keep the queue elsewhere, point the queue at that path instead")
+    kind = next((name for test, name in _KINDS if test(found.st_mode)), "not a file")
+    return QueueError(f"{path} is {kind}, not a regular file: the queue will not open it; "
+                      f"{advice}")
+
+
+def _identity(status: os.stat_result) -> Tuple[int, int]:
+    return status.st_dev, status.st_ino
+
+
+def is_at(path: str, status: os.stat_result) -> bool:
+    """Whether the file ``status`` describes (held open by the caller, so its inode number
+    cannot be reused) is the one at ``path`` now, not a link to it or a replacement."""
+    try:
+        return _identity(os.lstat(path)) == _identity(status)
+    except FileNotFoundError:
+        return False
+
+
+def lock_current(path: str, flags: int, create: bool = False) -> Tuple[int, os.stat_result]:
+    """Open ``path``, take an exclusive flock on it and return the descriptor and the stat
+    of the file locked, which is then the file at ``path``. With ``create``, a missing file
+    is created (empty, with O_EXCL: a name that appears meanwhile, another creator's file or
+    a planted link, is never taken for a new file; the loop opens or refuses what is there).
+
+    A lock file deleted or replaced while another process held it (by hand, by a clean-up
+    script) would otherwise let the next process lock a new file while the holder of the old
+    one still writes: two writers at once, and lost jobs. So after the flock the file locked
+    must still be the one at the path; if not, it locks again. A file deleted or renamed
+    over has no name left (``st_nlink`` 0), so the fstat that tells the size tells this
+    too, without a lookup of the path (the hot path of enqueue); a file with other hard
+    links is compared with the path.
+    """
+    while True:
+        try:
+            fd = os.open(path, flags | _OWN, 0o666)  # open_own, inline: the hot path
+        except FileNotFoundError:
+            if not create:
+                raise
+            with contextlib.suppress(FileExistsError):
+                os.close(open_own(path, flags | os.O_CREAT | os.O_EXCL))
+            continue
+        except OSError as error:
+            if error.errno in _NOT_OPENABLE:
+                raise refusal(path) from None
+            raise
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            status = os.fstat(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        if status.st_nlink == 1 and stat.S_ISREG(status.st_mode):
+            return fd, status
+        check_regular(fd, path)
+        if status.st_nlink > 1 and is_at(path, status):
+            return fd, status
+        unlock(fd)
+
+
+def unlock(fd: int) -> None:
+    """Release the flock on ``fd`` and close it. Unlocked first, explicitly: a descriptor
+    duplicated from ``fd`` (an index kept open, a process forked meanwhile) would otherwise
+    keep holding the lock."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def lock_file(path: str) -> int:
+    """An exclusive flock on a lock file, created (and its directory) if missing, never
+    through a symbolic link nor waiting on a FIFO. Not compared with the path afterwards:
+    for an append, the flock on the table file does that job (see storage.py)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT | _OWN, 0o666)
+    except OSError:
+        return take_lock(path)[0]  # creates the directory, or says what is in the way
+    return flocked(fd)
+
+
+def flocked(fd: int) -> int:
+    """``fd`` with an exclusive flock taken (waiting for it); closed if that fails, or is
+    interrupted, so no descriptor is left behind."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def take_lock(path: str) -> Tuple[int, os.stat_result]:
+    """``lock_current`` on a lock file, created (and its directory) if missing."""
+    try:
+        return lock_current(path, os.O_RDONLY | os.O_CREAT)
+    except FileNotFoundError:  # no directory yet
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        return lock_current(path, os.O_RDONLY | os.O_CREAT)
+
+
+class HeldLock:
+    """An exclusive flock on a lock file, which can tell when its file was deleted or
+    replaced since (then it no longer excludes the processes that opened the new one)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.fd, self.status = take_lock(path)
+
+    def lost(self) -> bool:
+        return not is_at(self.path, self.status)
+
+    def relock(self) -> None:
+        """Lock the file now at the path (the old one is held until then)."""
+        fd, status = take_lock(self.path)
+        unlock(self.fd)
+        self.fd, self.status = fd, status
+
+    def release(self) -> None:
+        unlock(self.fd)
+
+
+def keep_mode_and_owner(fd: int, original: os.stat_result, path, attributes_of=None) -> None:
+    """Give the file open at ``fd`` the owner and mode of ``original`` (the file at ``path``
+    it replaces or joins), and the extended attributes (POSIX ACLs among them) of the file
+    ``attributes_of`` (a descriptor, or a path whose symbolic link is not followed), if given:
+    a file written by the cron user must stay as shared with the web app's user as it was."""
+    try:
+        os.fchown(fd, original.st_uid, original.st_gid)
+    except PermissionError:
+        mine = os.fstat(fd)
+        if (mine.st_uid, mine.st_gid) != (original.st_uid, original.st_gid):
+            logger.warning("%s now belongs to uid %d gid %d (it was %d:%d): a process of this user "
+                           "may not append to it any more; see 'Sharing one queue between users' "
+                           "in the README", path, mine.st_uid, mine.st_gid,
+                           original.st_uid, original.st_gid)
+    if attributes_of is not None:
+        _copy_attributes(attributes_of, fd, str(path))
+    os.fchmod(fd, original.st_mode & 0o7777)  # after fchown, which may clear setgid
+
+
+def _copy_attributes(source, fd: int, path: str) -> None:
+    # Best effort: some file systems have no extended attributes, and a user may not set
+    # some namespaces (security.*); the rewrite goes on, with one warning per file. An
+    # attribute the new file already has with the same value (an SELinux label given by
+    # the directory, say) is left alone, so that case is no warning.
+    nofollow = {} if isinstance(source, int) else {"follow_symlinks": False}
+    try:
+        names, mine = set(os.listxattr(source, **nofollow)), set(os.listxattr(fd))
+    except FileNotFoundError:
+        return
+    except OSError as error:
+        if error.errno not in (errno.ENOTSUP, errno.EOPNOTSUPP):
+            _warn_attributes(path, [f"all ({error.strerror})"])
+        return
+    failed = []
+    for name in sorted(names):
+        try:
+            value = os.getxattr(source, name, **nofollow)
+            if name not in mine or os.getxattr(fd, name) != value:
+                os.setxattr(fd, name, value)
+        except OSError as error:
+            if error.errno not in (errno.ENODATA, errno.ENOENT):  # gone meanwhile
+                failed.append(f"{name} ({error.strerror})")
+    for name in sorted(mine - names):  # say, an ACL inherited from the directory's default
+        try:
+            os.removexattr(fd, name)
+        except OSError as error:
+            failed.append(f"{name} ({error.strerror}, on the new file only)")
+    if failed:
+        _warn_attributes(path, failed)
+
+
+def _warn_attributes(path: str, failed) -> None:
+    if path not in _warned_attributes:
+        _warned_attributes.add(path)
+        logger.warning("%s: a rewrite could not carry over the extended attributes %s, so "
+                       "the file may have lost an ACL or another mark set on it; set it again "
+                       "on the file, or use group ownership to share the queue (see 'Sharing "
+                       "one queue between users' in the README); said once", path,
+                       ", ".join(failed))
+
+
+def fsync_directory(directory: str) -> None:
+    """Make a rename in ``directory`` survive a power loss (the entry must be on disk)."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    except OSError as error:
+        if error.errno not in (errno.EINVAL, errno.EBADF):  # some file systems refuse it
+            raise
+    finally:
+        os.close(fd)

@@ -1,0 +1,67 @@
+"""The TSV queue's statistics: counts by status and type, latency, next run, failures.
+
+Every line, of the queue file and of the archive files, is judged by ``job.parse_line`` as
+every other reader judges it, so a line corrupt to ``get_job`` is corrupt here too; a job in
+two files (a kill in the middle of a move leaves it so) counts once, as ``list`` shows it.
+"""
+
+from typing import Any, Dict
+
+from ..errors import CorruptLineError
+from ..model.job import STATUSES, parse_line
+
+
+
+def queue_stats(queue) -> Dict[str, Any]:
+    """See Queue.stats; ``queue`` is a TSV Queue."""
+    now = queue.clock()
+    by_status = dict.fromkeys(STATUSES, 0)
+    by_type: Dict[str, Dict[str, int]] = {}
+    oldest_due = next_run = None
+    failed_last_hour = retrying = corrupt = 0
+    seen = set()  # ids counted: a kill mid-move leaves a job in two files (the live one wins)
+    for _, line in queue.table.lines():
+        try:
+            job = parse_line(line)
+        except CorruptLineError:
+            corrupt += 1
+            continue
+        seen.add(job.id)
+        by_status[job.status] += 1
+        counts = by_type.setdefault(job.type, dict.fromkeys(STATUSES, 0))
+        counts[job.status] += 1
+        if job.status == "pending":
+            retrying += job.attempts > 0
+            if job.run_at <= now:
+                oldest_due = job.run_at if oldest_due is None else min(oldest_due, job.run_at)
+            else:
+                next_run = job.run_at if next_run is None else min(next_run, job.run_at)
+        elif job.status == "failed" and job.run_at >= now - 3600:
+            failed_last_hour += 1
+    archived = {"files": 0, "jobs": 0, "size_bytes": 0}
+    for _, path in queue.archive.files(newest_first=True):
+        archived["files"] += 1
+        try:
+            archived["size_bytes"] += path.stat().st_size
+        except FileNotFoundError:
+            continue
+        for _, line in queue.archive.table_of(path).lines():
+            try:
+                job = parse_line(line)  # the one judgement, as get_job and list make it
+            except CorruptLineError:
+                corrupt += 1
+                continue
+            if job.id in seen:
+                continue
+            seen.add(job.id)
+            archived["jobs"] += 1
+            by_status[job.status] += 1
+            by_type.setdefault(job.type, dict.fromkeys(STATUSES, 0))[job.status] += 1
+    size = queue.path.stat().st_size if queue.path.exists() else 0
+    return {"file": str(queue.path), "size_bytes": size, "jobs": sum(by_status.values()),
+            "by_status": by_status, "by_type": dict(sorted(by_type.items())),
+            "oldest_due_seconds": None if oldest_due is None else max(0.0, now - oldest_due),
+            "next_run_at": next_run, "retrying": retrying,
+            "failed_last_hour": failed_last_hour, "corrupt_lines": corrupt,
+            "archived": archived}
+

@@ -1,0 +1,258 @@
+"""The queue file as storage: a dbbasic-tsv table, its lock, appends and atomic rewrites.
+
+The file is exactly what dbbasic-tsv writes and reads (``TSV("queue", COLUMNS)``): a header,
+tab-separated fields, CSV quoting for fields that hold a double quote (``"{""to"": 1}"``), and
+the lock file ``<table>.lock`` beside it. On top of dbbasic-tsv's API this layer adds what a
+queue needs and dbbasic-tsv 1.0.2 lacks: a locked append that cannot splice two jobs into one
+line, atomic rewrites (temporary file, fsync, rename, all under the lock) that keep the file's
+owner, mode and extended attributes, and a line-by-line reader, so one broken line can only
+hide itself. It creates the table itself (dbbasic-tsv's constructor writes side files through
+any symbolic link planted in the directory), and opens every file through ``files.py``.
+
+Two locks guard the file. ``<table>.lock`` is dbbasic-tsv's, so its own insert and update
+exclude the queue's writers. And each writer of the queue flocks the table file itself and
+checks it is still the one at the path: a lock file can be deleted while held, and the
+next process would then lock a new one while the holder still writes; the table file is
+only ever replaced with its flock held, so this lock cannot be bypassed that way.
+"""
+
+import contextlib
+import fcntl
+import os
+import tempfile
+from pathlib import Path
+from stat import S_ISREG
+from typing import Callable, Iterator, Optional, Tuple
+
+from .editing import Bookmark, Editor, copy_verbatim, edit_lines
+from ..errors import QueueError
+from .files import (HeldLock, check_regular, fsync_directory, is_at, keep_mode_and_owner,
+                    lock_current, lock_file, open_own, refusal, unlock)
+from ..model.job import COLUMNS, HEADER, KNOWN_HEADERS
+
+TEMP_PREFIX = ".dbbasic-queue-"  # never dbbasic-tsv's own "<table>.tmp", which it renames blindly
+# A new table's header exactly as dbbasic-tsv's TSV() writes it: its csv writer ends lines
+# with CRLF (the queue's own lines end with LF; both read the same everywhere).
+NEW_TABLE_HEADER = HEADER.rstrip(b"\n") + b"\r\n"
+
+
+class Table:
+    """One queue file and its lock. Cheap to create; holds no open files between calls."""
+
+    def __init__(self, path, lock_path=None) -> None:
+        self.path = Path(path).absolute()
+        if self.path.suffix != ".tsv" or not self.path.stem:
+            raise ValueError(f"queue file {str(path)!r} must be a .tsv file, as dbbasic-tsv "
+                             f"names its tables, for example 'data/queue.tsv'")
+        # An archive file shares its queue's lock: every file of one queue has one writer at a time.
+        self.lock_path = self.path.with_suffix(".lock") if lock_path is None else Path(lock_path)
+        self._file, self._lock_file = str(self.path), str(self.lock_path)  # os.open takes str fastest
+        self._header_checked = False  # once per Table: only this module rewrites headers
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[HeldLock]:
+        """Hold dbbasic-tsv's exclusive table lock (flock on ``<table>.lock``).
+
+        Every writer takes it: appends, rewrites, and dbbasic-tsv's own insert and update.
+        A fresh descriptor each time, so threads and forked processes exclude each other too.
+        """
+        held = HeldLock(self._lock_file)
+        try:
+            yield held
+        finally:
+            held.release()
+
+    def _check_header(self, header: bytes) -> None:
+        if header and header.rstrip(b"\r\n") not in KNOWN_HEADERS:
+            raise QueueError(f"{self.path} is not a dbbasic-queue file: its first line should be "
+                             f"the header {' '.join(COLUMNS)!r} (tab-separated); point the queue "
+                             f"at another file or move this one away")
+
+    def append(self, line: bytes, durable: bool = False,
+               unless: Optional[Callable[[int], Optional[str]]] = None) -> Optional[str]:
+        """Add one job line at the end of the file, under the lock; fsync it if ``durable``.
+
+        ``unless(fd)``, called with the lock held and the file open, may return a value
+        instead: then nothing is written and append returns it (a unique job's twin).
+        The hot path of enqueue: a plain sequence of system calls, no context managers.
+        """
+        lock = lock_file(self._lock_file)
+        try:
+            # The table's own flock (see the module's docstring); a new file is created
+            # empty, and gets dbbasic-tsv's header below.
+            fd, status = lock_current(self._file, os.O_RDWR | os.O_APPEND, create=True)
+            try:
+                if not self._header_checked:  # once per Table, like the lock file's kind
+                    if not S_ISREG(os.fstat(lock).st_mode):  # a FIFO, say: a worker refuses it
+                        raise refusal(self._lock_file)
+                    self._check_header(os.pread(fd, 200, 0).split(b"\n", 1)[0])
+                    self._header_checked = True
+                if unless is not None:
+                    found = unless(fd)
+                    if found is not None:
+                        return found
+                size = status.st_size  # taken with the table's flock held
+                if size == 0:  # new (or its creator was killed before it wrote the header)
+                    line = NEW_TABLE_HEADER + line
+                elif os.pread(fd, 1, size - 1) != b"\n":
+                    # A writer killed in the middle of a write left half a line: end it there,
+                    # so it stays one corrupt line and does not swallow this job.
+                    line = b"\n" + line
+                _write_all(fd, line)
+                if durable:
+                    os.fsync(fd)
+                return None
+            finally:
+                if unless is None:
+                    os.close(fd)  # releases the table's flock
+                else:
+                    unlock(fd)  # explicitly: the unique-key index keeps a duplicate of fd
+        finally:
+            os.close(lock)  # releases the lock file's flock
+
+    def signature(self) -> Optional[tuple]:
+        """(inode, size, mtime) of the file, or None: changes whenever a job is added or
+        the file is rewritten. A cheap stat, for an idle worker to watch."""
+        try:
+            stat = os.lstat(self._file)  # a link planted there is refused by the next run
+        except FileNotFoundError:
+            return None
+        return stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+    def lines(self) -> Iterator[Tuple[int, bytes]]:
+        """Yield (line number, line) for every job line, without the lock.
+
+        A rename replaces the file whole, so an open file is always one consistent version;
+        a last line still being appended (no newline yet) is not yielded.
+        """
+        try:
+            fd = open_own(self._file, os.O_RDONLY)
+        except FileNotFoundError:
+            return
+        check_regular(fd, self._file)
+        with open(fd, "rb") as file:
+            self._check_header(file.readline())
+            for number, line in enumerate(file, start=2):
+                if line.endswith(b"\n"):
+                    yield number, line
+
+    def rewrite(self, start_edit: Callable[[], Editor],
+                resume: Optional[Bookmark] = None) -> Optional[Editor]:
+        """Rewrite the file atomically, passing every job line through a fresh editor.
+
+        Returns the editor that produced the file now on disk (None if there is no file), so
+        the caller reads what it decided from it. The long part (reading and writing every
+        line) runs without the lock, so enqueues are not held up; then, under the lock, lines
+        appended meanwhile go through the same editor, the copy is fsynced and renamed over
+        the table. If another rewrite replaced the file meanwhile, it starts again; from the
+        third try on it holds the lock throughout, so it cannot starve (only a lock file
+        deleted while it waits lets another rewrite in, see ``_replace``). With a ``resume``
+        bookmark still valid, lines before it are copied without the editor seeing them; the
+        new file's bookmark is in ``edit.bookmark`` if the editor set ``resume_offset``.
+        """
+        attempt = 0
+        while True:
+            hold_throughout = attempt >= 2
+            with self.lock() if hold_throughout else contextlib.nullcontext() as held:
+                source = self._open_source(locked=hold_throughout)
+                if source is None:
+                    return None
+                with source:
+                    done, edit = self._try_rewrite(source, start_edit, held, resume)
+            if done:
+                return edit
+            attempt += 1
+
+    def _open_source(self, locked: bool):
+        """The table file open for reading (flocked too if ``locked``), or None if none."""
+        try:
+            if locked:
+                fd, _ = lock_current(self._file, os.O_RDONLY)
+            else:
+                fd = open_own(self._file, os.O_RDONLY)
+                check_regular(fd, self._file)
+        except FileNotFoundError:
+            return None
+        return open(fd, "rb")
+
+    def _try_rewrite(self, source, start_edit, held: Optional[HeldLock],
+                     resume: Optional[Bookmark]):
+        before = os.fstat(source.fileno())
+        edit = start_edit()
+        fd, temp_path = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=".tmp", dir=self.path.parent)
+        try:
+            with open(fd, "wb") as out:
+                header = source.readline()
+                self._check_header(header)
+                # A file written before the options column gets its header now; its
+                # old lines, with one field less, read as jobs without options.
+                out.write(header if header.rstrip(b"\r\n") == HEADER.rstrip(b"\n") else HEADER)
+                consumed = len(header)
+                if resume is not None and resume.still_current(before):
+                    consumed += copy_verbatim(source, out, b"", resume.offset - consumed)
+                    source.seek(consumed)  # the copy reads ahead in blocks
+                consumed += edit_lines(source, out, edit, before.st_size - consumed)
+                if not edit.changed:
+                    return True, edit  # nothing to change (lines appended meanwhile wait)
+                if held is None:
+                    out.flush()
+                    os.fsync(out.fileno())  # the bulk of the data, before taking the lock
+                with self.lock() if held is None else contextlib.nullcontext(held) as held:
+                    if not self._replace(source, before, consumed, out, temp_path, edit, held):
+                        return False, None  # another rewrite won; start again from its file
+                    temp_path = None
+                    fsync_directory(str(self.path.parent))
+                    if edit.resume_offset is not None:
+                        edit.bookmark = Bookmark(os.dup(out.fileno()), edit.resume_offset)
+                    return True, edit
+        finally:
+            if temp_path is not None:
+                edit.abandon()
+                os.unlink(temp_path)
+
+    def _replace(self, source, before: os.stat_result, consumed: int, out, temp_path: str,
+                 edit: Editor, held: HeldLock) -> bool:
+        """With the lock held: copy through ``edit`` the lines appended to ``source`` since
+        ``consumed``, then rename the copy over the table; False if the table is no longer
+        the file ``source`` (``before`` its stat) and nothing was renamed."""
+        # The table's own flock: no writer of this queue appends to it or renames it now.
+        fcntl.flock(source.fileno(), fcntl.LOCK_EX)
+        try:
+            while True:
+                if not is_at(self._file, before):
+                    return False
+                source.seek(consumed)
+                consumed += edit_lines(source, out, edit, None)
+                out.flush()
+                keep_mode_and_owner(out.fileno(), before, self._file, source.fileno())
+                os.fsync(out.fileno())
+                if not held.lost():
+                    break
+                # The lock file was deleted or replaced while held: dbbasic-tsv's own writers,
+                # which do not flock the table, may be writing. Lock the new one, in the usual
+                # order (lock file, then table), and look again.
+                fcntl.flock(source.fileno(), fcntl.LOCK_UN)
+                held.relock()
+                fcntl.flock(source.fileno(), fcntl.LOCK_EX)
+            edit.commit()
+            os.replace(temp_path, self.path)
+            return True
+        finally:
+            fcntl.flock(source.fileno(), fcntl.LOCK_UN)
+
+    def remove_stale_temporary_files(self, older_than: float, now: float) -> None:
+        """Delete temporary files left by rewrites that were killed before their rename."""
+        with contextlib.suppress(FileNotFoundError), os.scandir(self.path.parent) as entries:
+            for entry in entries:
+                if entry.name.startswith(TEMP_PREFIX) and entry.name.endswith(".tmp"):
+                    with contextlib.suppress(OSError):
+                        if entry.stat(follow_symlinks=False).st_mtime < now - older_than:
+                            os.unlink(entry.path)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    written = os.write(fd, data)
+    if written < len(data):  # only for huge lines, or a signal in the middle
+        view = memoryview(data)[written:]
+        while view:
+            view = view[os.write(fd, view):]

@@ -1,0 +1,320 @@
+"""One run of the TSV queue's worker (``process_jobs``): claim, run, record, until no job is due.
+
+A run claims due jobs in batches (one atomic rewrite marks them ``processing`` with a lease and
+this run's token), runs them (one at a time, or ``concurrency`` at once in threads), and
+records their results in batches at most about a second old. A keeper thread renews its
+leases while handlers run, and the run holds a liveness lock (see ``liveness.py``), so no other
+worker takes its jobs while it lives. The wall clock, a monotonic clock and randomness come
+from the queue, so tests move time by hand.
+"""
+
+import json
+import logging
+import threading
+import time
+from collections import deque
+from typing import Dict, List, Optional
+
+from ..model import transitions
+from ..storage.claim import ClaimEditor, Held
+from ..model.words import plural
+from ..periodic.firing import Firing
+from ..model.job import Job, error_text, utc_text
+from ..model.values import result_json
+from .liveness import WorkerLocks, new_token
+from ..model.options import Retry
+from .running import RunningJob, running
+from ..periodic.schedules import schedules_of
+from .timelimit import JobTimeout, Watchdog, call_with_time_limit
+from .settings import Bounds, WorkerOptions
+
+logger = logging.getLogger("dbbasic_queue")
+
+RESULT_WINDOW_SECONDS = 1.0  # a finished job's result reaches the file within about this long
+KEEPER_TICK_SECONDS = 0.2
+BATCH_SECONDS = 0.5  # aim for batches of about this much work
+FIRST_BATCH, MAX_BATCH = 8, 4000  # a held job costs about 2.5 KB of peak memory
+STALE_TEMPORARY_SECONDS = 3600
+
+
+class WorkerRun:
+    """One call of process_jobs. ``next_due`` is, after the run, the earliest run_at of a job
+    that was not due yet, and ``next_slot`` when a periodic job may next fall due (for the
+    loop worker's sleep). A run given handlers with schedules fires their due slots first,
+    and again from its keeper thread while it runs."""
+
+    def __init__(self, queue, options: WorkerOptions, bounds: Bounds,
+                 stop: Optional[threading.Event] = None) -> None:
+        self.queue = queue
+        self.options = options
+        self.bounds = bounds
+        self.stop = stop or threading.Event()
+        self.ran = 0  # jobs finished and recorded
+        self.started = 0  # jobs handed to a handler
+        self.no_more_due = False  # a claim in a look at the whole file found none
+        self.claim_lock = threading.Lock()  # one claiming thread at a time
+        self.batch = max(FIRST_BATCH, 2 * options.concurrency)
+        self.batch_aim = BATCH_SECONDS * (1 if options.concurrency == 1 else 4)
+        self.last_claim = 0.0  # perf_counter time of the last claim, to size the next batch
+        self.started_at_claim = 0
+        self.next_due: Optional[int] = None
+        self.held: Dict[bytes, Held] = {}
+        self.to_run: deque = deque()  # ids of held jobs not started yet, in claim order
+        self.finished: Dict[bytes, bytes] = {}  # final lines waiting to be written
+        self.oldest_unwritten: Optional[float] = None  # monotonic time of the oldest of them
+        self.reported: set = set()  # corrupt lines already logged in this run
+        self.state_lock = threading.Lock()  # guards held, to_run, finished, ran
+        self.sync_lock = threading.Lock()  # one rewrite at a time
+        self.stopping = threading.Event()
+        self.bookmark = None  # where the next rewrite may resume (see storage.Bookmark)
+        self.last_sync_resumed = False
+        self.locks = WorkerLocks(queue.path)
+        self.token = new_token()
+        self.watchdog: Optional[Watchdog] = None
+        self.outcomes: Dict[str, int] = {}  # completed, failed, to retry, rescheduled: counts
+        schedules = schedules_of(options.handlers)
+        self.firing = Firing(queue, schedules) if schedules else None
+
+    @property
+    def next_slot(self) -> Optional[float]:
+        return None if self.firing is None else self.firing.next_due
+
+    def run(self) -> int:
+        if self.firing is not None:
+            self.firing.fire()  # before the due jobs are claimed, so a due slot's job runs now
+        now = time.time()
+        self.queue.table.remove_stale_temporary_files(older_than=STALE_TEMPORARY_SECONDS, now=now)
+        self.locks.remove_dead(now)
+        if self.options.retention_seconds is not None:
+            drop_before = self.queue.clock() - self.options.retention_seconds
+            self.queue.archive.remove_expired(drop_before)
+            self.queue.traceback_files.remove_expired(drop_before)
+        try:
+            lock = self.locks.hold(self.token)
+        except FileNotFoundError:
+            return 0  # no directory, so no queue file: nothing to run
+        keeper = threading.Thread(target=self._keep, name="dbbasic-queue-keeper", daemon=True)
+        keeper.start()
+        began = time.perf_counter()
+        try:
+            if self.options.concurrency == 1:
+                self._serve()  # in this thread: SIGALRM time limits, Ctrl-C as usual
+            else:
+                self._serve_in_threads()
+        finally:
+            self.stopping.set()
+            keeper.join()
+            try:
+                self._sync(release=True)
+            finally:
+                self.locks.release(self.token, lock)
+                if self.bookmark is not None:
+                    self.bookmark.close()
+        if self.ran:
+            logger.info("ran %s in %.2f s: %s", plural(self.ran, "job"),
+                        time.perf_counter() - began,
+                        ", ".join(f"{count} {what}" for what, count in sorted(self.outcomes.items())))
+        return self.ran
+
+    def _serve_in_threads(self) -> None:
+        self.watchdog = Watchdog(self.queue.monotonic)
+        threads = [threading.Thread(target=self._serve, name=f"dbbasic-queue-job-{n}", daemon=True)
+                   for n in range(self.options.concurrency)]
+        try:
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                while thread.is_alive():
+                    thread.join(0.5)  # in slices, so this thread still handles SIGTERM
+        finally:
+            self.stop.set()  # Ctrl-C here: the threads finish their jobs and take no more
+            for thread in threads:
+                thread.join()
+            self.watchdog.close()
+
+    def _serve(self) -> None:
+        """Run held jobs until none is left to take; each thread serves itself, and the one
+        that finds the batch empty claims the next (one claim at a time, while the others
+        go on with the jobs they have), so no thread waits on a dispatcher."""
+        while True:
+            held = self._next_job()
+            if held is None:
+                return
+            try:
+                self._run_one(held)
+            except KeyboardInterrupt:
+                if threading.current_thread() is threading.main_thread():
+                    raise  # Ctrl-C in a cron run: stop; jobs not started are put back
+                self.stop.set()
+            except BaseException:  # a bug of ours: log it, never lose the thread silently
+                logger.exception("job %s: the worker failed while recording it", held.original.id)
+            finally:
+                with self.state_lock:
+                    self.ran += 1
+
+    def _next_job(self) -> Optional[Held]:
+        while True:
+            with self.state_lock:
+                if self._must_stop() or self.no_more_due:
+                    return None
+                while self.to_run:
+                    held = self.held.get(self.to_run.popleft())
+                    if held is not None:  # None: its lease was lost before it started
+                        self.started += 1
+                        return held
+            with self.claim_lock:
+                with self.state_lock:
+                    if self.to_run or self.no_more_due or self._must_stop():
+                        continue  # another thread claimed meanwhile, or it is over
+                    since, self.last_claim = self.last_claim, time.perf_counter()
+                    per_job = (self.last_claim - since) / max(self.started - self.started_at_claim, 1)
+                    self.started_at_claim = self.started
+                    if since:
+                        self.batch = max(1, min(MAX_BATCH, self.batch * 8,
+                                                int(self.batch_aim / max(per_job, 1e-6))))
+                    limit = self.bounds.room(self.started, self.batch)
+                if not self._sync(claim=limit) and not (
+                        self.last_sync_resumed and self._sync(claim=limit, full=True)):
+                    with self.state_lock:
+                        self.no_more_due = True  # in a look at the whole file
+
+    def _must_stop(self) -> bool:
+        """Whether to start no other job: stopped, or the bounds reached (counting the jobs
+        started, which may still be running in other threads)."""
+        return self.stop.is_set() or self.bounds.reached(self.started)
+
+    def _run_one(self, held: Held) -> None:
+        job = held.original
+        handler = self.options.handlers.get(job.type)
+        limit = held.timeout or self.options.timeout
+        logger.debug("job %s %s started (attempt %d of %d)", job.id, job.type, held.attempt,
+                     held.max_attempts)
+        started = time.perf_counter()
+        try:
+            if handler is None:
+                raise LookupError(f"no handler for job type {job.type!r}; add one to the handlers "
+                                  f"given to process_jobs")
+            with running(RunningJob(job.id, job.type, job.created_at, held.attempt,
+                                    held.max_attempts)):
+                result = call_with_time_limit(handler, json.loads(job.payload), limit,
+                                              self.watchdog)
+        except Retry as retry:  # asked for, not a failure: the attempt is not counted
+            run_at = retry.run_at(self.queue.clock())
+            self._record(held, transitions.reschedule(job, run_at))
+            logger.info("job %s %s will run again at %s, as it asked (%s)", job.id, job.type,
+                        utc(run_at), retry)
+        except JobTimeout as error:
+            self._record(held, self._failure(held, f"timed out after {limit:g} s", error))
+        except Exception as error:
+            self._record(held, self._failure(held, error_text(error), error))
+        except BaseException as error:
+            # SystemExit (a handler calling sys.exit), KeyboardInterrupt, GeneratorExit: a
+            # failed attempt like any other, so a handler that exits cannot loop forever.
+            self._record(held, self._failure(held, error_text(error), error))
+            if isinstance(error, KeyboardInterrupt):
+                raise
+        else:
+            self._record(held, transitions.complete(job, held.claimed_at,
+                                                    result_json(result, job.id, job.type)))
+            logger.debug("job %s %s completed in %.1f ms", job.id, job.type,
+                         (time.perf_counter() - started) * 1000)
+
+    def _failure(self, held: Held, text: str, error: BaseException) -> Job:
+        try:
+            self.queue.traceback_files.add(held.original.id, held.attempt, self.queue.clock(),
+                                           text, error)
+        except Exception:  # a full disk: the attempt is still recorded, without its traceback
+            logger.warning("job %s: could not keep the traceback of attempt %d", held.original.id,
+                           held.attempt, exc_info=True)
+        job = transitions.fail(held.original, text, self.queue.clock(), held.claimed_at,
+                               held.max_attempts, random=self.queue.random)
+        if job.status == "failed":
+            logger.error("job %s %s failed for good after %s: %s", job.id, job.type,
+                         plural(held.attempt, "attempt"), text)
+        else:
+            logger.warning("job %s %s failed (attempt %d of %d): %s; next try at %s", job.id,
+                           job.type, held.attempt, held.max_attempts, text, utc(job.run_at))
+        return job
+
+    def _record(self, held: Held, final: Job) -> None:
+        with self.state_lock:
+            if final.status != "pending":
+                outcome = final.status
+            elif final.attempts == held.attempt:
+                outcome = "to retry"
+            else:
+                outcome = "rescheduled"  # by Retry: the attempt was not counted
+            self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+            self.finished[held.original.id.encode()] = final.to_line()
+            if self.oldest_unwritten is None:
+                self.oldest_unwritten = self.queue.monotonic()
+
+    def _keep(self) -> None:
+        while not self.stopping.wait(KEEPER_TICK_SECONDS):
+            if self.firing is not None and self.firing.due(self.queue.clock()):
+                self.firing.fire()  # a slot falling due while handlers run
+            renew_before = self.queue.clock() + self.options.lease_seconds / 2
+            with self.state_lock:
+                results_waiting = (self.oldest_unwritten is not None and
+                                   self.queue.monotonic() - self.oldest_unwritten >= RESULT_WINDOW_SECONDS)
+                lease_ending = any(h.lease_until < renew_before for h in self.held.values())
+            if results_waiting or lease_ending:
+                try:
+                    self._sync()
+                except Exception:
+                    logger.exception("could not write results or renew leases; trying again")
+
+    def _sync(self, claim: int = 0, release: bool = False, full: bool = False) -> List[bytes]:
+        """Write finished jobs, renew held leases, claim up to ``claim`` due jobs, and (with
+        ``release``) put held jobs that never started back; all in one rewrite. Returns the
+        ids claimed. Unless ``full``, it starts at the bookmark: jobs before it that have
+        become due since the last look wait for a full look (every run ends with one)."""
+        with self.sync_lock:
+            with self.state_lock:
+                held, finished = dict(self.held), dict(self.finished)
+                unstarted = set(self.to_run) if release else set()
+            if not claim and not held:
+                return []
+            now = self.queue.clock()
+            retention = self.options.retention_seconds
+            drop_before = None if retention is None else now - retention
+            resume = None if full else self.bookmark
+            archive_after = self.queue.archive_after
+            edit = self.queue.table.rewrite(lambda: ClaimEditor(
+                held, finished, unstarted, now, now + self.options.lease_seconds, claim,
+                self.options.max_attempts, drop_before, worker=self.token,
+                alive=self.locks.alive,
+                archive_before=None if archive_after is None else now - archive_after,
+                spool=None if archive_after is None else self.queue.archive.spool()), resume)
+            self.last_sync_resumed = resume is not None
+            if edit is None:
+                return []
+            outcome = edit.outcome
+            if claim and len(outcome.claimed) < claim and resume is None:
+                self.next_due = outcome.next_due  # it looked at every line
+            with self.state_lock:
+                for job_id in outcome.settled:
+                    self.held.pop(job_id, None)
+                    self.finished.pop(job_id, None)
+                for job_id in outcome.renewed:
+                    self.held[job_id] = self.held[job_id].renewed(edit.lease_until)
+                self.held.update(outcome.claimed)
+                self.to_run.extend(outcome.claimed)
+                if release:
+                    self.to_run.clear()
+                if not self.finished:
+                    self.oldest_unwritten = None
+            if edit.bookmark is not None or edit.changed:
+                # After the jobs claimed are known (a Ctrl-C from here on lets the run put them
+                # back), and swapped before the close: a Ctrl-C right after the close must not
+                # leave a closed (maybe reused) descriptor for the run's last rewrite to use.
+                old, self.bookmark = self.bookmark, edit.bookmark
+                if old is not None:
+                    old.close()
+            outcome.dropped, outcome.archived = edit.dropped, edit.archived
+            outcome.log(self.queue.path, edit.changed, self.options.retention_seconds, self.reported)
+            return list(outcome.claimed)
+
+def utc(timestamp: float) -> str:
+    """A timestamp as ``YYYY-MM-DD HH:MM:SS UTC``, for logs."""
+    return utc_text(timestamp) + " UTC"
