@@ -32,7 +32,7 @@ from ..model.words import age
 from ..model.words import duration_text, plural
 from ..errors import QueueError, UnsupportedError
 from ..model.job import FINISHED
-from ..model.values import MAX_DEPTH, nests_within
+from ..model.job import MAX_DEPTH, nests_within
 from ..queue import Queue
 from ..model.transitions import is_purged
 

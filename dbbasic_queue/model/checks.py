@@ -13,7 +13,7 @@ import os
 from typing import Mapping, Optional
 
 from .job import one_line
-from .values import MAX_DEPTH, nests_within, to_json
+from .job import MAX_DEPTH, nests_within, to_json
 
 LAST_TIMESTAMP = 253402300799  # 9999-12-31 23:59:59 UTC
 LONGEST_SECONDS = 3_155_760_000  # 100 years of 365.25 days

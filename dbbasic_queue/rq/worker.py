@@ -20,7 +20,7 @@ from ..backend import DEFAULT_LEASE_SECONDS, DEFAULT_MAX_ATTEMPTS, DEFAULT_RETEN
 from ..model.checks import check_handlers, check_number
 from ..errors import UnsupportedError
 from ..model.job import error_text
-from ..model.values import result_json
+from ..model.job import result_json
 from .jobs import SERIALIZER, SafeJob, foreign_message, refusal
 from ..worker.running import RunningJob, running
 from ..storage.tracebacks import class_path, format_traceback

@@ -22,7 +22,7 @@ from typing import Any, Dict, List
 from ..errors import QueueError
 from .files import check_regular, keep_mode_and_owner, open_own
 from ..model.job import error_text, is_cut, job_with_id_prefix
-from ..model.values import to_json
+from ..model.job import to_json
 from .table import Table
 
 logger = logging.getLogger("dbbasic_queue")

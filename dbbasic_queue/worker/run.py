@@ -20,7 +20,7 @@ from ..storage.claim import ClaimEditor, Held
 from ..model.words import plural
 from ..periodic.firing import Firing
 from ..model.job import Job, error_text, utc_text
-from ..model.values import result_json
+from ..model.job import result_json
 from .liveness import WorkerLocks, new_token
 from ..model.options import Retry
 from .running import RunningJob, running
