@@ -4,7 +4,7 @@ with KeyboardInterrupt, wherever it lands, and loses no job."""
 import pytest
 
 from dbbasic_queue import Queue
-from dbbasic_queue.storage.editing import Bookmark
+from dbbasic_queue.storage.table import Bookmark
 
 
 def test_ctrl_c_right_after_a_bookmark_is_closed_stays_a_keyboard_interrupt(tmp_path,

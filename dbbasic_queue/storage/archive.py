@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple
 
-from .editing import Editor
+from .table import Editor
 from ..errors import QueueError
 from .files import check_regular, fsync_directory, keep_mode_and_owner, open_own
 from ..model.job import HEADER, reads

@@ -13,7 +13,7 @@ from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 from ..model import transitions
 from .archive import RetiringEditor
 from ..model.words import duration_text, plural
-from .editing import Editor
+from .table import Editor
 from ..errors import CorruptLineError
 from ..model.job import Job, line_id, parse_line, peek_status_and_run_at, same_job
 from ..model.options import WORKER_KEY, decode_options, with_worker, without_worker

@@ -11,7 +11,7 @@ from typing import Dict, Optional, Union
 from ..errors import CorruptLineError
 from ..model.job import Job, parse_line, peek_unique_key
 from ..model.options import decode_options
-from .editing import same_file
+from .table import same_file
 
 
 class UniqueKeys:
