@@ -26,7 +26,7 @@ from .model.job import (FINISHED, as_dict, corrupt_message, job_line, job_with_i
                   parse_line)
 from .model.options import WORKER_KEY, decode_options, encode_options, register
 from .periodic.firing import listing
-from .periodic.schedules import Handlers, periodic_on
+from .periodic.schedules import Handlers, declare
 from .storage.stats import queue_stats
 from .storage.table import Table
 from .storage.tracebacks import Tracebacks
@@ -127,7 +127,17 @@ class Queue:
         ``queue.handlers``, for ``process_jobs(queue.handlers)``."""
         return register(self.handlers, job_type)
 
-    periodic = periodic_on  # @queue.periodic("0 3 * * *", ...): a handler and its schedule
+    def periodic(self, cron: Optional[str] = None, *, every=None, timezone: str = "UTC",
+                 catch_up: str = "latest", job_type: Optional[str] = None) -> Callable:
+        """A decorator: ``@queue.periodic("0 3 * * *", timezone="Europe/Berlin")`` or
+        ``@queue.periodic(every=timedelta(minutes=10))`` registers the function as the handler
+        of ``job_type`` (default: its ``__qualname__``) in ``queue.handlers``, with its
+        schedule: any worker given ``queue.handlers`` enqueues one job per slot, exactly once
+        however many workers run. ``catch_up`` says what happens to slots missed while no
+        worker ran: "latest" (one job, for the latest), "all" (one each, at most
+        MAX_CATCH_UP_SLOTS), "none" (skipped). The payload holds the slot."""
+        return declare(self.handlers, cron, every=every, timezone=timezone, catch_up=catch_up,
+                       job_type=job_type)
 
     def get_job(self, job_id: str) -> Optional[Dict[str, Any]]:
         """The job as a dict (see the README), or None if there is no such job."""

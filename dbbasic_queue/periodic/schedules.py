@@ -118,19 +118,6 @@ def declare(handlers: Handlers, cron: Optional[str] = None, *, every=None,
     return decorate
 
 
-def periodic_on(queue, cron: Optional[str] = None, *, every=None, timezone: str = "UTC",
-                catch_up: str = "latest", job_type: Optional[str] = None) -> Callable:
-    """``Queue.periodic``, a decorator: ``@queue.periodic("0 3 * * *", timezone=
-    "Europe/Berlin")`` or ``@queue.periodic(every=timedelta(minutes=10))`` registers the
-    function as the handler of ``job_type`` (default: its ``__qualname__``) in
-    ``queue.handlers``, with its schedule: any worker given ``queue.handlers`` enqueues one
-    job per slot, exactly once however many workers run. ``catch_up`` says what happens to
-    slots missed while no worker ran: "latest" (one job, for the latest), "all" (one each, at
-    most MAX_CATCH_UP_SLOTS), "none" (skipped). The payload holds the slot (see ``payload``)."""
-    return declare(queue.handlers, cron, every=every, timezone=timezone, catch_up=catch_up,
-                   job_type=job_type)
-
-
 @dataclass(frozen=True)
 class Due:
     """What a schedule does now: the slots to fire (earliest first), up to where its slots
