@@ -24,6 +24,26 @@ from dbbasic_queue import Queue
 from support import Children, FakeClock, wait_for
 
 
+# The fast core (``pytest -m "not slow"``, under 20 s) leaves out what starts processes,
+# servers, browsers or installs: these modules whole, and any test asking for a fixture that
+# starts something, or run on Redis.
+SLOW_MODULES = {"test_bench", "test_install_kinds", "test_family_packages", "test_dashboard_browser",
+                "test_django_tasks", "test_processes", "test_readme", "test_published",
+                "test_concurrency", "test_faults_dashboard", "test_rq", "test_faults_rq",
+                "test_ctrl_c", "test_testing_helpers", "test_faults_cli", "test_faults_storage",
+                "test_faults_archive"}
+SLOW_FIXTURES = {"children", "redis_url", "spawn"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = item.module.__name__.rpartition(".")[2] if item.module else ""
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if (module in SLOW_MODULES or SLOW_FIXTURES & set(getattr(item, "fixturenames", ()))
+                or params.get("backend") == "rq"):
+            item.add_marker(pytest.mark.slow)
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "declares(*capabilities): run on the backends that "
                                        "declare all of these capabilities")
