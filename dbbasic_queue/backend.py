@@ -82,7 +82,7 @@ class Backend(Protocol):
 
     def periodic(self, cron: Optional[str] = None, *, every=None, timezone: str = "UTC",
                  catch_up: str = "latest", job_type: Optional[str] = None) -> Callable:
-        """A decorator declaring a handler and its schedule (see schedules.py); a backend
+        """A decorator declaring a handler and its schedule (see periodic/schedules.py); a backend
         without PERIODIC raises UnsupportedError."""
 
     def process_jobs(self, handlers: Handlers, max_attempts: int = DEFAULT_MAX_ATTEMPTS,

@@ -1,7 +1,7 @@
 """The TSV queue: jobs kept in one dbbasic-tsv file, for one server; every job runs at least once.
 
 ``enqueue`` appends one line under the table lock, so its cost does not grow with the queue.
-The admin verbs (cancel, retry, purge) are atomic rewrites; the worker is in ``worker.py``.
+The admin verbs (cancel, retry, purge) are atomic rewrites; the worker is in ``worker/run.py``.
 """
 
 import contextlib

@@ -9,7 +9,7 @@ written (permissions, a full disk, a file size limit, Redis out of reach). Every
 line on stderr (after the traceback of a handlers module that raised on import). A closed
 output (``| head``) ends quietly with 141, as SIGPIPE would; Ctrl-C with 130. Job fields are
 shown with their control characters escaped; ``--json`` is exact. The looking commands
-(stats, list, show) are in ``cli_show.py``, the grammar in ``cli_args.py``.
+(stats, list, show) are in ``show.py``, the grammar in ``args.py``.
 """
 
 import collections

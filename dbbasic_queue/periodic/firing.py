@@ -1,7 +1,7 @@
 """Firing periodic jobs exactly once per slot, whichever workers run and however they overlap.
 
 A firing holds the queue's lock (the one every writer of the queue file takes) from reading
-the state file (schedule_state.py) to appending the jobs: it plans from the state read
+the state file (state.py) to appending the jobs: it plans from the state read
 without the lock, then, under the lock, checks the state is still what it planned from,
 writes the new state with the jobs it is about to add listed in ``firing``, appends them,
 and clears ``firing``. Two workers seeing the same due slot therefore fire it once: the

@@ -1,7 +1,7 @@
 """The TSV engine: the only code that knows files, locks and the lines on disk.
 
-``table.py`` the queue file (lock, append, atomic rewrite), ``editing.py`` a rewrite's line
-editing, ``files.py`` how every file beside the queue is opened and what a rewrite keeps,
+``table.py`` the queue file (lock, append, atomic rewrite, and the Editor that decides each
+line of a rewrite), ``files.py`` how every file beside the queue is opened and what a rewrite keeps,
 ``claim.py`` the worker's rewrite (claim, settle, renew, release), ``edits.py`` the admin
 verbs' rewrites (cancel, retry, purge, bring back from the archive), ``archive.py`` the dated
 archive files, ``tracebacks.py`` failed attempts' tracebacks, ``unique.py`` the unique-key

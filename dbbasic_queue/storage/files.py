@@ -150,7 +150,7 @@ def unlock(fd: int) -> None:
 def lock_file(path: str) -> int:
     """An exclusive flock on a lock file, created (and its directory) if missing, never
     through a symbolic link nor waiting on a FIFO. Not compared with the path afterwards:
-    for an append, the flock on the table file does that job (see storage.py)."""
+    for an append, the flock on the table file does that job (see table.py)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CREAT | _OWN, 0o666)
     except OSError:
