@@ -220,7 +220,7 @@ def test_a_line_the_worker_calls_corrupt_is_corrupt_to_every_reader(queue, line)
     ran = []
     assert queue.process_jobs({"t": record_to(ran)}) == 1
     assert ran == [{"good": True}]
-    assert queue.path.read_bytes().splitlines(keepends=True)[2] == bad
+    assert bad in queue.path.read_bytes().splitlines(keepends=True)
     assert queue.stats()["corrupt_lines"] == 1
 
 

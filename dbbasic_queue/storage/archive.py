@@ -1,9 +1,9 @@
-"""Archive files: completed and cancelled jobs leave ``queue.tsv`` an hour after they finish.
+"""Archive files: completed and cancelled jobs leave ``queue.tsv`` as their result is written.
 
 They move to a file of the UTC day they finished, beside the queue: ``data/queue.2026-11-28.tsv``,
 a table with the same header and lines, so ``grep ID data/queue*.tsv`` finds any job. The
-live file keeps what workers must look at (pending, processing, failed, and the last hour's
-finished jobs), so a worker's cost follows its work, not the history kept; retention deletes
+live file keeps what workers must look at (pending, processing, failed), so a worker's cost
+follows its work, not the history kept; retention deletes
 whole archive files, at a cost that follows the files, not the jobs in them.
 
 A worker moves lines during a rewrite it does anyway: they are spooled into temporary files,
@@ -35,7 +35,7 @@ from .table import TEMP_PREFIX, Table
 
 logger = logging.getLogger("dbbasic_queue")
 
-ARCHIVE_AFTER_SECONDS = 3600  # a finished job stays in queue.tsv at least this long
+ARCHIVE_AFTER_SECONDS = 0  # a finished job leaves queue.tsv in the rewrite that records it
 ARCHIVE_MIN_LINES = 1000  # moving lines is worth a rewrite of its own from this many
 _DAY = 86400
 _BLOCK = 1 << 20
@@ -322,7 +322,8 @@ class Spool:
 
 def _day_start(day: str) -> float:
     """The timestamp of UTC midnight at the start of ``day``."""
-    return calendar.timegm(time.strptime(day, "%Y-%m-%d"))
+    year, month, date = (int(part) for part in day.split("-"))  # a name the file pattern matched
+    return calendar.timegm((year, month, date, 0, 0, 0))
 
 
 def _whole_lines_end(fd: int, size: int) -> int:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from ..model import transitions
-from .archive import RetiringEditor
+from .archive import ARCHIVE_MIN_LINES, RetiringEditor
 from ..model.words import duration_text, plural
 from .table import Editor
 from ..errors import CorruptLineError
@@ -135,7 +135,11 @@ class ClaimEditor(RetiringEditor):
         self.changed = True
         if job_id in self.finished:
             outcome.settled.add(job_id)
-            return self.finished[job_id]
+            final = self.finished[job_id]
+            peek = peek_status_and_run_at(final)
+            if peek is not None and peek[0] in _RETAINED:
+                return self.retire(final, max(peek[1], int(peek[2])))  # to the archive now
+            return final
         if job_id in self.unstarted:
             outcome.settled.add(job_id)
             return mine.original.to_line()
@@ -190,6 +194,32 @@ class ClaimEditor(RetiringEditor):
         if self.resume_offset is None:
             self.resume_offset = self.position
         return held.line()
+
+
+def worth_a_claim(lines, now: float, archive_before: Optional[float],
+                  drop_before: Optional[float]) -> Tuple[bool, Optional[int]]:
+    """Whether a claim rewrite by a run holding no job could change anything: a job due or
+    processing (its worker may be dead), a line only a full parse can judge, or enough
+    finished lines to move or drop (see RetiringEditor); and the earliest run_at of the jobs
+    not due. A cheap read, so a run with nothing to do writes nothing."""
+    next_due, retiring = None, 0
+    for _, line in lines:
+        peek = peek_status_and_run_at(line)
+        if peek is None:
+            return True, None
+        status, run_at, created_at = peek
+        if status == b"processing" or (status == b"pending" and run_at <= now):
+            return True, None
+        if status == b"pending":
+            next_due = run_at if next_due is None else min(next_due, run_at)
+        elif status in _RETAINED and created_at.isdigit():
+            finished_at = max(run_at, int(created_at))
+            if ((drop_before is not None and finished_at < drop_before) or
+                    (archive_before is not None and finished_at < archive_before)):
+                retiring += 1
+                if retiring >= ARCHIVE_MIN_LINES:
+                    return True, None
+    return False, next_due
 
 
 DROP = object()  # what an EachJob change returns to remove the job

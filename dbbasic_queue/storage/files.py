@@ -30,7 +30,7 @@ _OWN = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _NOT_OPENABLE = (errno.ELOOP, errno.EISDIR, errno.ENXIO, errno.ENODEV)
 _KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
           (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
-_warned_attributes: Set[str] = set()  # paths whose lost extended attributes were logged
+_warned_attributes: Set[tuple] = set()  # (directory, attributes) lost and logged
 
 
 def open_own(path: str, flags: int, mode: int = 0o666) -> int:
@@ -251,8 +251,9 @@ def _copy_attributes(source, fd: int, path: str) -> None:
 
 
 def _warn_attributes(path: str, failed) -> None:
-    if path not in _warned_attributes:
-        _warned_attributes.add(path)
+    said = (os.path.dirname(str(path)), tuple(failed))  # once for the queue's files together
+    if said not in _warned_attributes:
+        _warned_attributes.add(said)
         logger.warning("%s: a rewrite could not carry over the extended attributes %s, so "
                        "the file may have lost an ACL or another mark set on it; set it again "
                        "on the file, or use group ownership to share the queue (see 'Sharing "

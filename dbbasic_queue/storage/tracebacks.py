@@ -126,7 +126,8 @@ class Tracebacks:
         """Delete the files of days that ended before ``drop_before``."""
         for path in self.files():
             day = self.name.match(path.name).group(1)
-            if calendar.timegm(time.strptime(day, "%Y-%m-%d")) + 86400 <= drop_before:
+            year, month, date = (int(part) for part in day.split("-"))
+            if calendar.timegm((year, month, date, 0, 0, 0)) + 86400 <= drop_before:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(path)
 

@@ -16,7 +16,7 @@ from collections import deque
 from typing import Dict, List, Optional
 
 from ..model import transitions
-from ..storage.claim import ClaimEditor, Held
+from ..storage.claim import ClaimEditor, Held, worth_a_claim
 from ..model.words import plural
 from ..periodic.firing import Firing
 from ..model.job import Job, error_text, utc_text
@@ -280,11 +280,18 @@ class WorkerRun:
             drop_before = None if retention is None else now - retention
             resume = None if full else self.bookmark
             archive_after = self.queue.archive_after
+            archive_before = None if archive_after is None else now - archive_after
+            if claim and not held and resume is None:
+                worth, next_due = worth_a_claim(self.queue.table.lines(), now, archive_before,
+                                                drop_before)
+                if not worth:  # nothing to claim, move or drop: nothing is written
+                    self.next_due = next_due
+                    return []
             edit = self.queue.table.rewrite(lambda: ClaimEditor(
                 held, finished, unstarted, now, now + self.options.lease_seconds, claim,
                 self.options.max_attempts, drop_before, worker=self.token,
                 alive=self.locks.alive,
-                archive_before=None if archive_after is None else now - archive_after,
+                archive_before=archive_before,
                 spool=None if archive_after is None else self.queue.archive.spool()), resume)
             self.last_sync_resumed = resume is not None
             if edit is None:
