@@ -90,7 +90,7 @@ class ClaimOutcome:
                         plural(outcome.dropped, "completed or cancelled job"),
                         duration_text(retention_seconds))
         if outcome.archived and edit_changed:
-            logger.info("moved %s to the archive files", plural(outcome.archived, "finished job"))
+            logger.debug("moved %s to the archive files", plural(outcome.archived, "finished job"))
         for line, reason in outcome.corrupt:
             if line not in reported:
                 reported.add(line)
