@@ -4,8 +4,10 @@ Each test reproduces a way the worker used to lose, double-run or stall a job; t
 involve processes (a foreign writer, the GIL, an exiting handler) use real processes.
 """
 
+import contextlib
 import os
 import random
+import signal
 import subprocess
 import sys
 import textwrap
@@ -17,16 +19,18 @@ import pytest
 from dbbasic_queue import Queue
 from dbbasic_queue.job import COLUMNS
 from dbbasic_queue.timelimit import JobTimeout
-from support import ROOT, wait_for
+from support import ROOT, WAIT_SECONDS, wait_for
 
-# A worker process: python worker.py QUEUE RUNS_LOG LEASE SECONDS [CLOCK_OFFSET]
-# runs process_jobs again and again for SECONDS; each handler call appends the payload's
-# key to RUNS_LOG when it starts and "done KEY" when it returns.
+# A worker process: python worker.py QUEUE RUNS_LOG LEASE SECONDS [CLOCK_OFFSET [CONCURRENCY]]
+# runs process_jobs again and again for SECONDS (once for 0); each handler call appends the
+# payload's key to RUNS_LOG when it starts and (most handlers) "done KEY" when it returns.
 WORKER = textwrap.dedent("""
-    import re, sys, time
+    import contextlib, fcntl, os, re, signal, sys, threading, time
     from dbbasic_queue import Queue
+    from dbbasic_queue.running import current_job
     path, runs, lease, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
     offset = float(sys.argv[5]) if len(sys.argv) > 5 else 0.0
+    concurrency = int(sys.argv[6]) if len(sys.argv) > 6 else 1
     queue = Queue(path, clock=lambda: time.time() + offset)
 
     def log(text):
@@ -51,11 +55,76 @@ WORKER = textwrap.dedent("""
 
     def quick(payload):
         log(payload["key"])
+        if current_job().attempt == 1:
+            time.sleep(payload.get("first_sleep", 0))
 
-    handlers = {"sleepy": sleepy, "regex": regex, "exits": exits, "quick": quick}
+    def kills(payload):  # what an OOM kill or a segfault in a C extension does
+        log(payload["key"])
+        deadline = time.monotonic() + 30
+        while payload.get("after") and time.monotonic() < deadline and (
+                payload["after"] not in open(runs).read().split("\\n")):
+            time.sleep(0.01)  # until the job payload["after"] has started in another thread
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    def forks(payload):
+        # On its first attempt: fork a child that outlives the handler (its pid goes to
+        # payload["pids"]); with payload["enqueue"], while another thread enqueues in a tight
+        # loop, and again (at most payload["forks"] times) until a child was forked while
+        # that thread held the queue's lock: the lock is still held once the thread is done.
+        # Then sleep payload["sleep"].
+        log(payload["key"])
+        first = current_job().attempt == 1
+        for _ in range(payload.get("forks", 1) if first else 0):
+            with enqueuing(payload.get("enqueue")):
+                pid = os.fork()
+                if pid == 0:  # the child: only sleeps, its output closed
+                    null = os.open(os.devnull, os.O_RDWR)
+                    os.dup2(null, 1), os.dup2(null, 2)
+                    time.sleep(60)
+                    os._exit(0)
+                with open(payload["pids"], "a") as file:
+                    file.write(f"{pid}\\n")
+            if payload.get("enqueue") and queue_locked():
+                break
+        log("done " + payload["key"])
+        time.sleep(payload.get("sleep", 0) if first else 0)
+
+    def queue_locked():
+        fd = os.open(path[:-len(".tsv")] + ".lock", os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return False
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+
+    @contextlib.contextmanager
+    def enqueuing(wanted):
+        if not wanted:
+            yield
+            return
+        stop, going = threading.Event(), threading.Event()
+
+        def enqueue_all():
+            while not stop.is_set():
+                queue.enqueue("quick", {"key": "filler"}, run_at=time.time() + 3600)
+                going.set()
+        thread = threading.Thread(target=enqueue_all)
+        thread.start()
+        going.wait()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+
+    handlers = {"sleepy": sleepy, "regex": regex, "exits": exits, "quick": quick,
+                "kills": kills, "forks": forks}
     end = time.monotonic() + seconds
     while True:
-        queue.process_jobs(handlers, 3, lease_seconds=lease)
+        queue.process_jobs(handlers, 3, lease_seconds=lease, concurrency=concurrency)
         if time.monotonic() >= end:
             break
         time.sleep(0.02)
@@ -70,6 +139,25 @@ def spawn(tmp_path, children):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     return lambda *args: children.start([sys.executable, script, *args], env=env, stdout=None,
                                         stderr=subprocess.PIPE)
+
+
+@pytest.fixture
+def grandchildren(tmp_path, children):
+    """The file where handlers write the pids of the processes they fork; at the end, those
+    still running are killed (before ``children`` reaps the workers, whose pipes they hold)."""
+    pids = tmp_path / "grandchildren.pids"
+    yield pids
+    for pid in pids.read_text().split() if pids.exists() else ():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(pid), signal.SIGKILL)
+
+
+def forked(pids: Path) -> list:
+    """The pids of the grandchildren forked so far, each checked to be still running."""
+    found = [int(pid) for pid in pids.read_text().split()]
+    for pid in found:
+        os.kill(pid, 0)  # ProcessLookupError if it has ended
+    return found
 
 
 def runs_of(log: Path, key: str) -> int:
@@ -236,3 +324,51 @@ def test_any_other_base_exception_from_a_handler_is_a_failed_attempt(tmp_path, c
     assert queue.get_job(job_id)["status"] == "failed"
     assert queue.get_job(job_id)["error"] == f"{error.__name__}: odd"
     assert queue.get_job(other)["status"] == "completed"
+
+
+# --- a worker killed by its job, stopped by SIGTERM, or forked by a handler ----------------
+
+def unfinished(queue) -> list:
+    return [job for job in queue.jobs() if job["status"] in ("pending", "processing")]
+
+
+def test_a_child_forked_while_another_thread_enqueues_does_not_keep_the_queue_locked(
+        tmp_path, spawn, grandchildren, children):
+    # Given a handler that forks long-sleeping children while another of its threads
+    # enqueues in a tight loop, until one fork lands while that thread holds the queue's
+    # lock (at most 20: the lock is held a good part of the time)
+    queue = Queue(tmp_path / "queue.tsv")
+    job_id = queue.enqueue("forks", {"key": "forker", "forks": 20, "enqueue": True,
+                                     "pids": str(grandchildren)})
+    runs = tmp_path / "runs.log"
+    worker = spawn(queue.path, runs, 300, 0)
+    wait_for(lambda: runs_of(runs, "done forker") == 1, what="the handler to fork")
+    # When another process enqueues, after the handler returned
+    enqueuer = children.role("enqueue", queue.path, 1)
+    # Then it is not held up by the children, which still live; nor is the worker
+    out, _ = enqueuer.communicate(timeout=10)
+    assert enqueuer.returncode == 0 and len(out.split()) == 1
+    assert forked(grandchildren)
+    assert worker.wait(timeout=10) == 0
+    assert queue.get_job(job_id)["status"] == "completed"
+    assert forked(grandchildren)
+
+
+def test_a_workers_forked_child_does_not_keep_its_jobs_from_being_taken_again(
+        tmp_path, spawn, grandchildren):
+    # Given a worker (1 s lease) whose handler forked a long-lived child, and was SIGKILLed
+    # while the handler still ran
+    queue = Queue(tmp_path / "queue.tsv")
+    job_id = queue.enqueue("forks", {"key": "forker", "pids": str(grandchildren), "sleep": 60})
+    runs = tmp_path / "runs.log"
+    victim = spawn(queue.path, runs, 1, 0)
+    wait_for(lambda: runs_of(runs, "done forker") == 1, what="the handler to fork")
+    victim.kill()
+    victim.wait(timeout=WAIT_SECONDS)
+    # When another worker polls the queue for 3 s
+    assert spawn(queue.path, runs, 1, 3).wait(timeout=WAIT_SECONDS) == 0
+    # Then it took the job again (the attempt counted: it had started) while the child lives
+    assert runs_of(runs, "forker") == 2
+    job = queue.get_job(job_id)
+    assert (job["status"], job["attempts"]) == ("completed", 2)
+    assert len(forked(grandchildren)) == 1
