@@ -18,6 +18,7 @@ import pytest
 
 from dbbasic_queue import Queue
 from dbbasic_queue.job import COLUMNS
+from dbbasic_queue.liveness import WorkerLocks
 from dbbasic_queue.timelimit import JobTimeout
 from support import ROOT, WAIT_SECONDS, wait_for
 
@@ -330,6 +331,105 @@ def test_any_other_base_exception_from_a_handler_is_a_failed_attempt(tmp_path, c
 
 def unfinished(queue) -> list:
     return [job for job in queue.jobs() if job["status"] in ("pending", "processing")]
+
+
+def test_a_job_that_kills_its_worker_fails_alone_and_its_batch_mates_run_once(tmp_path, spawn):
+    # Given a job whose handler SIGKILLs its worker on every attempt (an OOM kill, a segfault
+    # in a C extension), claimed first in a batch with 7 others
+    queue = Queue(tmp_path / "queue.tsv")
+    killer = queue.enqueue("kills", {"key": "killer"})
+    mates = [queue.enqueue("quick", {"key": f"mate{n}"}) for n in range(7)]
+    runs = tmp_path / "runs.log"
+    # When cron runs a worker (with the default 300 s lease) again as soon as one ends,
+    # until no job is left to run (at most 10 runs)
+    ends = []
+    while unfinished(queue) and len(ends) < 10:
+        ends.append(spawn(queue.path, runs, 300, 0).wait(timeout=WAIT_SECONDS))
+    # Then the killer killed one worker per attempt and failed for good, and every batch-mate
+    # ran once, with one attempt: the deaths handed it back without counting one
+    assert ends == [-signal.SIGKILL] * 3 + [0]
+    assert runs_of(runs, "killer") == 3
+    job = queue.get_job(killer)
+    assert (job["status"], job["attempts"]) == ("failed", 3)
+    assert "the worker of attempt 3 stopped without a result" in job["error"]
+    assert [runs_of(runs, f"mate{n}") for n in range(7)] == [1] * 7
+    assert {(queue.get_job(m)["status"], queue.get_job(m)["attempts"]) for m in mates} == {
+        ("completed", 1)}
+
+
+def test_with_threads_the_jobs_running_when_their_worker_died_count_an_attempt(tmp_path, spawn):
+    # Given a worker with two threads: one runs a long job, the other a job that kills the
+    # worker once the long one has started; four more jobs were claimed with them
+    queue = Queue(tmp_path / "queue.tsv")
+    running = queue.enqueue("quick", {"key": "running", "first_sleep": 30})
+    killer = queue.enqueue("kills", {"key": "killer", "after": "running"}, max_attempts=1)
+    waiting = [queue.enqueue("quick", {"key": f"waiting{n}"}) for n in range(4)]
+    runs = tmp_path / "runs.log"
+    assert spawn(queue.path, runs, 300, 0, 0, 2).wait(timeout=WAIT_SECONDS) == -signal.SIGKILL
+    # When the next worker runs, at once (the dead worker's 300 s lease is not waited for)
+    assert spawn(queue.path, runs, 300, 0).wait(timeout=WAIT_SECONDS) == 0
+    # Then the two jobs that were running used up an attempt each; the four waiting did not
+    assert unfinished(queue) == []
+    assert (queue.get_job(running)["status"], queue.get_job(running)["attempts"]) == (
+        "completed", 2)
+    assert (queue.get_job(killer)["status"], queue.get_job(killer)["attempts"]) == ("failed", 1)
+    assert {(queue.get_job(w)["status"], queue.get_job(w)["attempts"]) for w in waiting} == {
+        ("completed", 1)}
+    assert [runs_of(runs, f"waiting{n}") for n in range(4)] == [1] * 4
+
+
+@pytest.mark.parametrize("replacement", ["deleted", "symlink", "another kernel's"])
+def test_a_killed_workers_jobs_wait_for_their_lease_when_its_file_cannot_be_trusted(
+        tmp_path, spawn, replacement):
+    # Given a worker SIGKILLed by a job (lease 2 s), and its liveness file then deleted,
+    # replaced by a symbolic link, or its first line naming another machine's kernel: nothing
+    # tells whether that worker is dead, or which jobs it started
+    queue = Queue(tmp_path / "queue.tsv")
+    killer = queue.enqueue("kills", {"key": "killer"}, max_attempts=1)
+    mate = queue.enqueue("quick", {"key": "mate"})
+    runs = tmp_path / "runs.log"
+    assert spawn(queue.path, runs, 2, 0).wait(timeout=WAIT_SECONDS) == -signal.SIGKILL
+    [liveness] = tmp_path.glob("queue.worker-*.lock")
+    if replacement == "another kernel's":
+        record = liveness.read_bytes().split(b"\n", 1)[1]
+        liveness.write_bytes(b"dbbasic-queue worker run, boot 0000-elsewhere\n" + record)
+    else:
+        liveness.unlink()
+    if replacement == "symlink":
+        (tmp_path / "elsewhere").write_text("")
+        liveness.symlink_to(tmp_path / "elsewhere")
+    # When a worker runs at once, then it leaves both jobs to their lease
+    assert spawn(queue.path, runs, 2, 0).wait(timeout=WAIT_SECONDS) == 0
+    assert {job["status"] for job in queue.jobs()} == {"processing"}
+    # and once the lease has run out, they are taken again, the attempt counted as before
+    wait_for(lambda: spawn(queue.path, runs, 2, 0).wait(timeout=WAIT_SECONDS) == 0 and
+             not unfinished(queue), what="the jobs taken again after the lease", interval=0.2)
+    assert (queue.get_job(killer)["status"], queue.get_job(killer)["attempts"]) == ("failed", 1)
+    assert (queue.get_job(mate)["status"], queue.get_job(mate)["attempts"]) == ("completed", 2)
+
+
+def test_a_dead_workers_file_is_kept_while_a_job_names_its_run_and_a_week_at_most(tmp_path,
+                                                                                  spawn):
+    # Given two workers SIGKILLed by their jobs, one after the other, each leaving its file
+    # (the record read when its jobs are taken again); the first one's job then ended
+    # (by hand here, without its worker's token, as when it is taken again)
+    queue = Queue(tmp_path / "queue.tsv")
+    locks = WorkerLocks(queue.path)
+    runs, files = tmp_path / "runs.log", []
+    for key in ("first", "second"):
+        job_id = queue.enqueue("kills", {"key": key})
+        assert spawn(queue.path, runs, 300, 0).wait(timeout=WAIT_SECONDS) == -signal.SIGKILL
+        files += [path for path in tmp_path.glob("queue.worker-*.lock") if path not in files]
+        if key == "first":
+            queue.update_each(lambda job: job.evolve(status="failed", options="")
+                              if job.id == job_id else None)
+    # When dead files are cleaned up two hours later, then the file of the run a job still
+    # names stays, and the other goes
+    locks.remove_dead(time.time() + 7200)
+    assert [path.exists() for path in files] == [False, True]
+    # and a week later, the job still there, it goes too: its job then waits for its lease
+    locks.remove_dead(time.time() + 8 * 86400)
+    assert not files[1].exists()
 
 
 def test_a_child_forked_while_another_thread_enqueues_does_not_keep_the_queue_locked(
