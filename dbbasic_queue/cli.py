@@ -16,7 +16,9 @@ import collections
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 import time
 from typing import Any, Dict, List, Mapping, Optional
 
@@ -29,6 +31,7 @@ from .cli_show import (existing, list_command, no_file_message, schedules_comman
 from .display import SafeFormatter, age, duration_text, plural, safe, shorten, utc
 from .errors import QueueError, UnsupportedError
 from .job import FINISHED
+from .loop import stop_on_signals
 from .values import MAX_DEPTH, nests_within
 from .queue import Queue
 from .transitions import is_purged
@@ -251,8 +254,9 @@ def work_command(queue, args) -> int:
         logger.info("%s", no_file_message(queue))
     if args.loop:
         ran = queue.work(handlers, args.max_attempts, **options)
-    else:
-        ran = queue.process_jobs(handlers, args.max_attempts, **options)
+    else:  # SIGTERM (timeout, systemctl stop) as in the loop: put back, then exit 0
+        with stop_on_signals(threading.Event(), (signal.SIGTERM,)):
+            ran = queue.process_jobs(handlers, args.max_attempts, **options)
     print(f"ran {plural(ran, 'job')}")
     return EXIT_OK
 

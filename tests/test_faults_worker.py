@@ -432,6 +432,54 @@ def test_a_dead_workers_file_is_kept_while_a_job_names_its_run_and_a_week_at_mos
     assert not files[1].exists()
 
 
+def test_sigterm_to_process_jobs_in_a_script_puts_the_unstarted_back_then_ends_it(tmp_path,
+                                                                                   spawn):
+    # Given a script calling process_jobs (SIGTERM left to its default), inside a 1.5 s job
+    # claimed with another
+    queue = Queue(tmp_path / "queue.tsv")
+    slow = queue.enqueue("sleepy", {"key": "slow", "sleep": 1.5})
+    behind = queue.enqueue("quick", {"key": "behind"})
+    runs = tmp_path / "runs.log"
+    worker = spawn(queue.path, runs, 300, 0)
+    wait_for(lambda: runs_of(runs, "slow") == 1, what="the slow job to start")
+    # When it gets SIGTERM (timeout, systemctl stop, docker stop)
+    worker.send_signal(signal.SIGTERM)
+    # Then the job in hand finishes, the other is put back untouched, and the script still
+    # ends by SIGTERM, as it would have without the queue
+    assert worker.wait(timeout=WAIT_SECONDS) == -signal.SIGTERM
+    assert (queue.get_job(slow)["status"], queue.get_job(slow)["attempts"]) == ("completed", 1)
+    assert (queue.get_job(behind)["status"], queue.get_job(behind)["attempts"]) == ("pending", 0)
+    assert runs_of(runs, "behind") == 0
+
+
+def test_process_jobs_leaves_an_apps_own_sigterm_handler_in_place(tmp_path):
+    queue = Queue(tmp_path / "queue.tsv")
+    queue.enqueue("look", {})
+    seen = []
+
+    def apps_own(signum, frame):
+        pass
+    previous = signal.signal(signal.SIGTERM, apps_own)
+    try:
+        queue.process_jobs({"look": lambda payload: seen.append(signal.getsignal(signal.SIGTERM))})
+        assert seen == [apps_own] and signal.getsignal(signal.SIGTERM) is apps_own
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_process_jobs_puts_the_default_sigterm_disposition_back(tmp_path):
+    queue = Queue(tmp_path / "queue.tsv")
+    queue.enqueue("look", {})
+    seen = []
+    previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        queue.process_jobs({"look": lambda payload: seen.append(signal.getsignal(signal.SIGTERM))})
+        assert seen[0] is not signal.SIG_DFL  # the run's own, while it runs
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def test_a_child_forked_while_another_thread_enqueues_does_not_keep_the_queue_locked(
         tmp_path, spawn, grandchildren, children):
     # Given a handler that forks long-sleeping children while another of its threads
