@@ -31,7 +31,7 @@ from .storage.stats import queue_stats
 from .storage.table import Table
 from .storage.tracebacks import Tracebacks
 from .storage.unique import UniqueKeys
-from .worker.loop import stop_on_signals, work_loop
+from .worker.loop import stop_on_signals, stop_on_sigterm, work_loop
 from .worker.run import WorkerRun
 from .worker.settings import Bounds, WorkerOptions
 
@@ -313,10 +313,16 @@ class Queue:
         longer than ``timeout`` seconds (or its job's own timeout) is stopped and counts as a
         failed attempt. ``concurrency`` runs up to that many handlers at once, in threads
         (handlers must then be thread-safe). Returns how many jobs it ran.
+
+        Called from the main thread of a process whose SIGTERM has its default action, a
+        SIGTERM lets the job in hand finish and puts the jobs claimed but not started back
+        before the process ends by it (see loop.stop_on_sigterm).
         """
         options = WorkerOptions(handlers, max_attempts, lease_seconds, retention_seconds, timeout,
                                 concurrency)
-        return WorkerRun(self, options, Bounds(max_jobs, max_seconds, self.monotonic)).run()
+        bounds = Bounds(max_jobs, max_seconds, self.monotonic)
+        with stop_on_sigterm() as stop:
+            return WorkerRun(self, options, bounds, stop).run()
 
     def work(self, handlers: Mapping[str, Callable[[dict], Any]],
              max_attempts: int = DEFAULT_MAX_ATTEMPTS, *,

@@ -164,10 +164,13 @@ def loop_worker(tmp_path, children):
     started = []
 
     def start():
+        log = tmp_path / f"worker-{len(started)}.log"
         started.append(children.cli(
             "--file", tmp_path / "data" / "queue.tsv", "work", "--loop", "--handlers",
-            "jobs_for_cli:handlers", log=tmp_path / f"worker-{len(started)}.log",
-            RUNS_LOG=str(tmp_path / "runs.log")))
+            "jobs_for_cli:handlers", log=log, RUNS_LOG=str(tmp_path / "runs.log")))
+        # Its start-up line: imports done, so a SIGTERM from the test meets its handler
+        wait_for(lambda: log.exists() and "dbbasic-queue worker (loop)" in log.read_text(),
+                 what="the loop worker's start-up line")
         return started[-1]
     return start
 
@@ -196,6 +199,27 @@ def test_sigterm_lets_the_job_in_hand_finish_then_exits_0(tmp_path, loop_worker)
     behind_job = queue.get_job(behind)  # claimed with it, never started: put back untouched
     assert (behind_job["status"], behind_job["attempts"]) == ("pending", 0)
     assert runs(tmp_path / "runs.log")["behind"] == 0
+
+
+def test_sigterm_to_a_cron_worker_finishes_the_job_in_hand_puts_the_rest_back_and_exits_0(
+        tmp_path, children):
+    # Given `dbbasic-queue work` (no --loop, as cron runs it) inside a 1.5 s job claimed with
+    # another
+    queue = Queue(tmp_path / "data" / "queue.tsv")
+    slow = queue.enqueue("send_email", {"key": "slow", "sleep": 1.5})
+    behind = queue.enqueue("send_email", {"key": "behind"})
+    runs_log = tmp_path / "runs.log"
+    worker = children.cli("--file", queue.path, "work", "--handlers", "jobs_for_cli:handlers",
+                          log=tmp_path / "worker.log", RUNS_LOG=str(runs_log))
+    wait_for(lambda: runs(runs_log)["slow"] == 1, what="the slow job to start")
+
+    # When it gets SIGTERM (timeout, systemctl stop, docker stop), then it behaves as --loop
+    assert stop(worker) == 0
+    assert queue.get_job(slow)["status"] == "completed"
+    behind_job = queue.get_job(behind)
+    assert (behind_job["status"], behind_job["attempts"]) == ("pending", 0)
+    assert runs(runs_log)["behind"] == 0
+    assert "SIGTERM: finishing the job in hand" in (tmp_path / "worker.log").read_text()
 
 
 def test_a_second_signal_exits_at_once_leaving_the_job_to_its_lease(tmp_path, loop_worker):

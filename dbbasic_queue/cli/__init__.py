@@ -16,7 +16,9 @@ import collections
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 import time
 from typing import Any, Dict, List, Mapping, Optional
 
@@ -35,6 +37,7 @@ from ..model.job import FINISHED
 from ..model.job import MAX_DEPTH, nests_within
 from ..queue import Queue
 from ..model.transitions import is_purged
+from ..worker.loop import stop_on_signals
 
 # duration: the dashboard's and Django's too; duration_with_unit for options that delete
 __all__ = ["main", "duration", "duration_with_unit", "load_handlers", "COMMANDS"]
@@ -256,8 +259,9 @@ def work_command(queue, args) -> int:
         logger.info("%s", no_file_message(queue))
     if args.loop:
         ran = queue.work(handlers, args.max_attempts, **options)
-    else:
-        ran = queue.process_jobs(handlers, args.max_attempts, **options)
+    else:  # SIGTERM (timeout, systemctl stop) as in the loop: put back, then exit 0
+        with stop_on_signals(threading.Event(), (signal.SIGTERM,)):
+            ran = queue.process_jobs(handlers, args.max_attempts, **options)
     print(f"ran {plural(ran, 'job')}")
     return EXIT_OK
 

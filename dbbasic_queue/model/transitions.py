@@ -6,7 +6,9 @@ these, so a rule changes in one place. Nothing here reads a clock or touches a f
     pending --claim--> processing --complete--> completed
        ^                   |  \\--fail, attempts left--> pending (run_at = retry time)
        |                   |   \\--fail, no attempts left--> failed
-       |                   \\--lease ran out--> claimed again (or failed, if it was the last attempt)
+       |                   \\--its worker died (or its lease ran out)--> claimed again, or failed
+       |                         if it was the last attempt; if that worker never started
+       |                         it, the claim's attempt is taken back first (hand_back)
        \\--cancel--> cancelled          failed/cancelled --retry--> pending
 """
 
@@ -45,13 +47,20 @@ def claim(job: Job, lease_until: float, options: str) -> Job:
 
 
 def retake_or_abandon(job: Job, max_attempts: int) -> Optional[Job]:
-    """For a processing job whose lease ran out: None if it may be claimed again, or the
-    job marked failed if the lost attempt was its last."""
+    """For a processing job whose worker died (or lost it) in an attempt that counts: None
+    if it may be claimed again, or the job marked failed if that attempt was its last."""
     if job.attempts < max_attempts:
         return None
     return job.evolve(status="failed", error=(
         f"the worker of attempt {job.attempts} stopped without a result (killed, or it lost "
         f"its lease), and that was the last attempt"))
+
+
+def hand_back(job: Job, now: float) -> Job:
+    """For a processing job whose worker died before calling its handler: the job as it was
+    before that claim, pending, due at ``now``, the attempt the claim counted taken back."""
+    return job.evolve(status="pending", attempts=max(0, job.attempts - 1),
+                      run_at=min(job.run_at, int(now)))
 
 
 def complete(job: Job, started_at: float, result: str) -> Job:

@@ -2,11 +2,14 @@
 
 ``ClaimEditor`` is the worker's: in one rewrite it writes finished jobs, renews the leases of
 held jobs, puts back jobs that never started, and claims due ones. A line is claimed when it
-is ``pending`` and due, or ``processing`` with its lease (``run_at``) run out, which means its
-worker died. ``EachJob`` is the admin verbs' (cancel, retry, purge).
+is ``pending`` and due, or ``processing`` and its worker gone: surely dead (see liveness.py),
+at once; or, when that cannot be known, once its lease (``run_at``) has run out. A dead
+worker's job that it had never started goes back to the attempts it had before that claim.
+``EachJob`` is the admin verbs' (cancel, retry, purge).
 """
 
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
@@ -17,11 +20,15 @@ from .table import Editor
 from ..errors import CorruptLineError
 from ..model.job import Job, line_id, parse_line, peek_status_and_run_at, same_job
 from ..model.options import WORKER_KEY, decode_options, with_worker, without_worker
+from .liveness import UNKNOWN, Owner, is_token
 
 logger = logging.getLogger("dbbasic_queue")
 
 _CLAIMABLE = (b"pending", b"processing")
 _RETAINED = (b"completed", b"cancelled")  # failed jobs stay until purged
+# The worker's token in a line's options field as with_worker writes it (quotes doubled by
+# the file's quoting): a cheap first look, confirmed by parse_line before a job is taken.
+_TOKEN_IN_OPTIONS = re.compile(rb'""worker""\s*:\s*""([0-9a-f]{16})""')
 
 
 @dataclass
@@ -66,6 +73,7 @@ class ClaimOutcome:
     lost: List[bytes] = field(default_factory=list)  # taken by another worker meanwhile
     abandoned: List[Job] = field(default_factory=list)  # lease lost on the last attempt
     retaken: List[Job] = field(default_factory=list)  # a dead worker's job, claimed again
+    handed_back: List[Job] = field(default_factory=list)  # the same, never started: no attempt
     owner_alive: List[Job] = field(default_factory=list)  # lease out, but its worker lives
     corrupt: List[Tuple[bytes, str]] = field(default_factory=list)
     dropped: int = 0  # by retention
@@ -85,6 +93,9 @@ class ClaimOutcome:
         for job in outcome.retaken:
             logger.warning("job %s %s: the worker of attempt %d stopped without a result; "
                            "trying again", job.id, job.type, job.attempts)
+        for job in outcome.handed_back:
+            logger.info("job %s %s: its worker died before starting it; claimed again, no "
+                        "attempt counted", job.id, job.type)
         if outcome.dropped and edit_changed:
             logger.info("dropped %s older than %s (retention)",
                         plural(outcome.dropped, "completed or cancelled job"),
@@ -101,14 +112,16 @@ class ClaimOutcome:
 class ClaimEditor(RetiringEditor):
     """One rewrite of the worker run ``worker`` (its token): see the module docstring.
     ``held`` are the jobs the run holds, ``finished`` their final lines, ``unstarted`` the
-    held ids to put back; ``alive(token)`` tells whether another run still lives."""
+    held ids to put back; ``owner(token)`` tells what is known of another run (see
+    liveness.Owner), asked once per token in a rewrite."""
 
     def __init__(self, held: Dict[bytes, Held], finished: Dict[bytes, bytes],
                  unstarted: Set[bytes], now: float, lease_until: float, claim: int,
                  max_attempts: int, drop_before: Optional[float] = None, *,
-                 worker: str, alive: Callable[[Any], Optional[bool]],
+                 worker: str, owner: Callable[[str], Owner],
                  archive_before: Optional[float] = None, spool=None) -> None:
-        self.worker, self.alive = worker, alive
+        self.worker, self.owner = worker, owner
+        self.owners: Dict[str, Owner] = {}
         self.archive_before, self.spool = archive_before, spool  # see archive.py
         self.held, self.finished, self.unstarted = held, finished, unstarted
         self.now, self.lease_until = now, lease_until
@@ -157,7 +170,8 @@ class ClaimEditor(RetiringEditor):
             return self._claim(job_id, line) if claiming else line  # parses it to report it
         status, run_at, created_at = peek
         if status in _CLAIMABLE:
-            if claiming and run_at <= self.now:
+            if claiming and (run_at <= self.now or (
+                    status == b"processing" and self._owner_ended(line))):
                 return self._claim(job_id, line)
             if self.outcome.next_due is None or run_at < self.outcome.next_due:
                 self.outcome.next_due = run_at
@@ -173,20 +187,27 @@ class ClaimEditor(RetiringEditor):
             return line
         options = decode_options(job.options)
         max_attempts = options.get("max_attempts") or self.max_attempts
-        if not transitions.is_due(job, self.now):
-            return line
+        due = transitions.is_due(job, self.now)
         if job.status == "processing":
-            if self.alive(options.get(WORKER_KEY)):
-                self.outcome.owner_alive.append(job)
+            owner = self._owner(options.get(WORKER_KEY))
+            if owner.alive or (owner.alive is None and not due):
+                if owner.alive and due:
+                    self.outcome.owner_alive.append(job)
                 return line
             self.changed = True
-            failed = transitions.retake_or_abandon(job, max_attempts)
-            if failed is not None:
-                failed = failed.evolve(options=without_worker(failed.options))
-                self.outcome.abandoned.append(failed)
-                return failed.to_line()
-            self.outcome.retaken.append(job)
+            if owner.started is not None and job.id not in owner.started:
+                job = transitions.hand_back(job, self.now)
+                self.outcome.handed_back.append(job)
+            else:  # it had started, or nobody can tell: the attempt counts
+                failed = transitions.retake_or_abandon(job, max_attempts)
+                if failed is not None:
+                    failed = failed.evolve(options=without_worker(failed.options))
+                    self.outcome.abandoned.append(failed)
+                    return failed.to_line()
+                self.outcome.retaken.append(job)
             job = job.evolve(options=without_worker(job.options))
+        elif not due:
+            return line
         self.changed = True
         held = self.outcome.claimed[job_id] = Held(job, self.now, self.lease_until, max_attempts,
                                                    options.get("timeout"),
@@ -194,6 +215,18 @@ class ClaimEditor(RetiringEditor):
         if self.resume_offset is None:
             self.resume_offset = self.position
         return held.line()
+
+    def _owner(self, token) -> Owner:
+        if not is_token(token):
+            return UNKNOWN
+        if token not in self.owners:
+            self.owners[token] = self.owner(token)
+        return self.owners[token]
+
+    def _owner_ended(self, line: bytes) -> bool:
+        """Whether a processing line not due yet looks like a surely dead worker's job."""
+        found = _TOKEN_IN_OPTIONS.search(line, line.rfind(b"\t") + 1)
+        return found is not None and self._owner(found.group(1).decode()).alive is False
 
 
 def worth_a_claim(lines, now: float, archive_before: Optional[float],

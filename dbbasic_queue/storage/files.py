@@ -11,6 +11,14 @@ package opens none itself.
 Also here: a lock that is sure to hold the file now at its path (someone may delete or
 replace a lock file at any moment), and the metadata a replacement, or a new file beside the
 queue file, takes from it (owner, mode, extended attributes, among them POSIX ACLs).
+
+Every flock the package takes goes through ``flock`` and ``unflock`` here, for forks. An
+flock belongs to the open file description, which a forked child shares: a child forked
+while another thread holds a lock (a handler using multiprocessing, say) would keep it,
+after its parent closed its descriptor or died, for as long as the child lives. So every
+lock is released with an explicit LOCK_UN (which lets go for the child too), and the child
+of a fork lets go of its copies at once (``os.register_at_fork``; closing a copy never
+unlocks the parent's lock). A fork made by C code without Python's fork hooks is not seen.
 """
 
 import contextlib
@@ -31,6 +39,35 @@ _NOT_OPENABLE = (errno.ELOOP, errno.EISDIR, errno.ENXIO, errno.ENODEV)
 _KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
           (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
 _warned_attributes: Set[tuple] = set()  # (directory, attributes) lost and logged
+_locked: Set[int] = set()  # descriptors through which this process holds an flock
+
+
+def flock(fd: int, operation: int = fcntl.LOCK_EX) -> None:
+    """Take an flock on ``fd`` (``operation`` as for fcntl.flock), noted for forks."""
+    fcntl.flock(fd, operation)
+    _locked.add(fd)
+
+
+def unflock(fd: int) -> None:
+    """Release the flock taken on ``fd`` with ``flock``; ``fd`` stays open."""
+    _locked.discard(fd)  # first: a set never names a descriptor that may be closed and reused
+    fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def _let_go_in_child() -> None:
+    # Each copy is replaced by /dev/null rather than closed: objects of the parent's other
+    # threads may still close these numbers, which must not close another file of the child.
+    if not _locked:
+        return
+    null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+    for fd in _locked:
+        with contextlib.suppress(OSError):
+            os.dup2(null, fd, inheritable=False)
+    os.close(null)
+    _locked.clear()
+
+
+os.register_at_fork(after_in_child=_let_go_in_child)
 
 
 def open_own(path: str, flags: int, mode: int = 0o666) -> int:
@@ -124,14 +161,16 @@ def lock_current(path: str, flags: int, create: bool = False) -> Tuple[int, os.s
                 raise refusal(path) from None
             raise
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            flock(fd)
             status = os.fstat(fd)
         except BaseException:
-            os.close(fd)
+            unlock(fd)
             raise
         if status.st_nlink == 1 and stat.S_ISREG(status.st_mode):
             return fd, status
-        check_regular(fd, path)
+        if not stat.S_ISREG(status.st_mode):
+            unlock(fd)
+            raise refusal(path)
         if status.st_nlink > 1 and is_at(path, status):
             return fd, status
         unlock(fd)
@@ -142,7 +181,7 @@ def unlock(fd: int) -> None:
     duplicated from ``fd`` (an index kept open, a process forked meanwhile) would otherwise
     keep holding the lock."""
     try:
-        fcntl.flock(fd, fcntl.LOCK_UN)
+        unflock(fd)
     finally:
         os.close(fd)
 
@@ -160,11 +199,11 @@ def lock_file(path: str) -> int:
 
 def flocked(fd: int) -> int:
     """``fd`` with an exclusive flock taken (waiting for it); closed if that fails, or is
-    interrupted, so no descriptor is left behind."""
+    interrupted, so no descriptor is left behind. Release it with ``unlock``."""
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        flock(fd)
     except BaseException:
-        os.close(fd)
+        unlock(fd)
         raise
     return fd
 

@@ -19,7 +19,6 @@ only ever replaced with its flock held, so this lock cannot be bypassed that way
 """
 
 import contextlib
-import fcntl
 import os
 import tempfile
 from dataclasses import dataclass
@@ -28,8 +27,9 @@ from stat import S_ISREG
 from typing import Callable, Iterator, Optional, Tuple
 
 from ..errors import QueueError
-from .files import (HeldLock, check_regular, fsync_directory, is_at, keep_mode_and_owner,
-                    lock_current, lock_file, open_own, refusal, unlock)
+from .files import (HeldLock, check_regular, flock, fsync_directory, is_at,
+                    keep_mode_and_owner, lock_current, lock_file, open_own, refusal, unflock,
+                    unlock)
 from ..model.job import COLUMNS, HEADER, KNOWN_HEADERS
 
 TEMP_PREFIX = ".dbbasic-queue-"  # never dbbasic-tsv's own "<table>.tmp", which it renames blindly
@@ -209,12 +209,9 @@ class Table:
                     os.fsync(fd)
                 return None
             finally:
-                if unless is None:
-                    os.close(fd)  # releases the table's flock
-                else:
-                    unlock(fd)  # explicitly: the unique-key index keeps a duplicate of fd
+                unlock(fd)  # explicitly (see files.py), and the unique-key index keeps a dup
         finally:
-            os.close(lock)  # releases the lock file's flock
+            unlock(lock)
 
     def signature(self) -> Optional[tuple]:
         """(inode, size, mtime) of the file, or None: changes whenever a job is added or
@@ -264,7 +261,11 @@ class Table:
                 if source is None:
                     return None
                 with source:
-                    done, edit = self._try_rewrite(source, start_edit, held, resume)
+                    try:
+                        done, edit = self._try_rewrite(source, start_edit, held, resume)
+                    finally:
+                        if hold_throughout:
+                            unflock(source.fileno())
             if done:
                 return edit
             attempt += 1
@@ -322,7 +323,7 @@ class Table:
         ``consumed``, then rename the copy over the table; False if the table is no longer
         the file ``source`` (``before`` its stat) and nothing was renamed."""
         # The table's own flock: no writer of this queue appends to it or renames it now.
-        fcntl.flock(source.fileno(), fcntl.LOCK_EX)
+        flock(source.fileno())
         try:
             while True:
                 if not is_at(self._file, before):
@@ -337,14 +338,14 @@ class Table:
                 # The lock file was deleted or replaced while held: dbbasic-tsv's own writers,
                 # which do not flock the table, may be writing. Lock the new one, in the usual
                 # order (lock file, then table), and look again.
-                fcntl.flock(source.fileno(), fcntl.LOCK_UN)
+                unflock(source.fileno())
                 held.relock()
-                fcntl.flock(source.fileno(), fcntl.LOCK_EX)
+                flock(source.fileno())
             edit.commit()
             os.replace(temp_path, self.path)
             return True
         finally:
-            fcntl.flock(source.fileno(), fcntl.LOCK_UN)
+            unflock(source.fileno())
 
     def remove_stale_temporary_files(self, older_than: float, now: float) -> None:
         """Delete temporary files left by rewrites that were killed before their rename."""

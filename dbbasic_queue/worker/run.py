@@ -3,9 +3,10 @@
 A run claims due jobs in batches (one atomic rewrite marks them ``processing`` with a lease and
 this run's token), runs them (one at a time, or ``concurrency`` at once in threads), and
 records their results in batches at most about a second old. A keeper thread renews its
-leases while handlers run, and the run holds a liveness lock (see ``liveness.py``), so no other
-worker takes its jobs while it lives. The wall clock, a monotonic clock and randomness come
-from the queue, so tests move time by hand.
+leases while handlers run, and the run holds a liveness lock (see ``storage/liveness.py``), so no other
+worker takes its jobs while it lives; it records there each job it starts, so that if it dies
+only those count an attempt. The wall clock, a monotonic clock and randomness come from the
+queue, so tests move time by hand.
 """
 
 import json
@@ -21,7 +22,7 @@ from ..model.words import plural
 from ..periodic.firing import Firing
 from ..model.job import Job, error_text, utc_text
 from ..model.job import result_json
-from .liveness import WorkerLocks, new_token
+from ..storage.liveness import RunLock, WorkerLocks, new_token
 from ..model.options import Retry
 from .running import RunningJob, running
 from ..periodic.schedules import schedules_of
@@ -70,6 +71,7 @@ class WorkerRun:
         self.last_sync_resumed = False
         self.locks = WorkerLocks(queue.path)
         self.token = new_token()
+        self.liveness: Optional[RunLock] = None  # held while the run serves
         self.watchdog: Optional[Watchdog] = None
         self.outcomes: Dict[str, int] = {}  # completed, failed, to retry, rescheduled: counts
         schedules = schedules_of(options.handlers)
@@ -90,7 +92,7 @@ class WorkerRun:
             self.queue.archive.remove_expired(drop_before)
             self.queue.traceback_files.remove_expired(drop_before)
         try:
-            lock = self.locks.hold(self.token)
+            self.liveness = self.locks.hold(self.token)
         except FileNotFoundError:
             return 0  # no directory, so no queue file: nothing to run
         keeper = threading.Thread(target=self._keep, name="dbbasic-queue-keeper", daemon=True)
@@ -107,7 +109,7 @@ class WorkerRun:
             try:
                 self._sync(release=True)
             finally:
-                self.locks.release(self.token, lock)
+                self.liveness.release()
                 if self.bookmark is not None:
                     self.bookmark.close()
         if self.ran:
@@ -196,6 +198,7 @@ class WorkerRun:
                                   f"given to process_jobs")
             with running(RunningJob(job.id, job.type, job.created_at, held.attempt,
                                     held.max_attempts)):
+                self.liveness.started(job.id)  # from here on, a death counts the attempt
                 result = call_with_time_limit(handler, json.loads(job.payload), limit,
                                               self.watchdog)
         except Retry as retry:  # asked for, not a failure: the attempt is not counted
@@ -290,7 +293,7 @@ class WorkerRun:
             edit = self.queue.table.rewrite(lambda: ClaimEditor(
                 held, finished, unstarted, now, now + self.options.lease_seconds, claim,
                 self.options.max_attempts, drop_before, worker=self.token,
-                alive=self.locks.alive,
+                owner=self.locks.owner,
                 archive_before=archive_before,
                 spool=None if archive_after is None else self.queue.archive.spool()), resume)
             self.last_sync_resumed = resume is not None
@@ -309,6 +312,10 @@ class WorkerRun:
                 self.to_run.extend(outcome.claimed)
                 if release:
                     self.to_run.clear()
+                elif claim and not self.held.keys() - set(self.to_run):
+                    # Every job started so far has its final state on disk (or was taken
+                    # by another worker); any job popped from to_run later is recorded later.
+                    self.liveness.forget_started()
                 if not self.finished:
                     self.oldest_unwritten = None
             if edit.bookmark is not None or edit.changed:
