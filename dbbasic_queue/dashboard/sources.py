@@ -62,7 +62,7 @@ class FileReader(Reader):
         fragments = search_fragments(search) if search else []
         order = 0
         for path, lines, skip in self.sources():
-            judged = skip is not None  # an archive file's lines passed parse_line when moved
+            judged = False  # archive lines too get the one judgement: a hand edit may break one
             for number, line in lines:
                 order += 1
                 if ((status_word is not None and status_word not in line)

@@ -8,7 +8,7 @@ two files (a kill in the middle of a move leaves it so) counts once, as ``list``
 from typing import Any, Dict
 
 from ..errors import CorruptLineError
-from ..model.job import STATUSES, parse_line
+from ..model.job import STATUSES, line_id, parse_line, peek_listing
 
 
 
@@ -46,17 +46,24 @@ def queue_stats(queue) -> Dict[str, Any]:
         except FileNotFoundError:
             continue
         for _, line in queue.archive.table_of(path).lines():
-            try:
-                job = parse_line(line)  # the one judgement, as get_job and list make it
-            except CorruptLineError:
-                corrupt += 1
+            # The one judgement, as get_job and list make it: peek_listing is parse_line's
+            # verdict without building a Job, and says None where only parse_line can tell.
+            peek = peek_listing(line)
+            if peek is None:
+                try:
+                    job = parse_line(line)
+                except CorruptLineError:
+                    corrupt += 1
+                    continue
+                job_id, job_type, status = job.id, job.type, job.status
+            else:
+                job_id, (job_type, status) = line_id(line).decode(), peek[:2]
+            if job_id in seen:
                 continue
-            if job.id in seen:
-                continue
-            seen.add(job.id)
+            seen.add(job_id)
             archived["jobs"] += 1
-            by_status[job.status] += 1
-            by_type.setdefault(job.type, dict.fromkeys(STATUSES, 0))[job.status] += 1
+            by_status[status] += 1
+            by_type.setdefault(job_type, dict.fromkeys(STATUSES, 0))[status] += 1
     size = queue.path.stat().st_size if queue.path.exists() else 0
     return {"file": str(queue.path), "size_bytes": size, "jobs": sum(by_status.values()),
             "by_status": by_status, "by_type": dict(sorted(by_type.items())),
