@@ -18,7 +18,7 @@ DEFAULT_RETENTION_SECONDS = 7 * 86400  # completed and cancelled jobs older than
 
 # Capabilities a backend may declare (``Backend.capabilities``).
 UNIQUE_KEYS = "unique_keys"  # enqueue(..., unique_key=...)
-LEASES = "leases"  # a dead worker's job is taken again after its lease
+LEASES = "leases"  # a dead worker's job is taken again (at once, or after its lease)
 RETRY_KEEPS_ATTEMPTS = "retry_keeps_attempts"  # raise Retry(...) uses no attempt
 WORKER_MAX_ATTEMPTS = "worker_max_attempts"  # process_jobs(max_attempts=) applies at run time
 LISTING = "listing"  # jobs(), stats()
