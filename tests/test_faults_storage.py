@@ -22,7 +22,7 @@ from dbbasic.tsv import TSV
 
 from dbbasic_queue import Queue, QueueError
 from dbbasic_queue.storage.archive import day_of
-from dbbasic_queue.model.job import job_line
+from dbbasic_queue.model.job import HEADER, job_line
 
 HELPER = str(Path(__file__).with_name("helpers.py"))
 ROOT = Path(__file__).resolve().parent.parent
@@ -637,23 +637,23 @@ def wait_for(condition, what: str, seconds: float = WAIT_SECONDS / 2):
 
 def test_a_spool_file_swapped_for_a_symlink_mid_rewrite_brings_nothing_from_outside(
         tmp_path, outside, spawn):
-    # Given a job finished two hours ago, a root-only file outside, and the queue's lock held
-    # here, so that a worker stops after spooling the job for its archive file, before its
-    # commit
+    # Given a job finished two hours ago, a root-only file outside, and its archive file's
+    # flock held here, so that a worker stops after spooling the job, as it appends the spool
     data = tmp_path / "data"
     finished, day = queue_with_an_old_finished_job(data)
     (outside / "secret.txt").write_bytes(b"first line\nroot-only secret\n")
-    lock = os.open(data / "queue.lock", os.O_RDONLY)
+    archive_path = data / f"queue.{day}.tsv"
+    archive_path.write_bytes(HEADER)
+    lock = os.open(archive_path, os.O_RDONLY)
     fcntl.flock(lock, fcntl.LOCK_EX)
     try:
         worker = spawn(sys.executable, "-c", CHILD, data / "queue.tsv", "process_jobs", "-")
 
         def spool_file():
-            # Two temporary files: the rewrite's copy (written and fsynced before the lock)
-            # and the spool (still in its buffer)
-            sizes = {path: path.stat().st_size for path in data.glob(".dbbasic-queue-*.tmp")}
-            empty = [path for path, size in sizes.items() if size == 0]
-            return empty[0] if len(sizes) == 2 and len(empty) == 1 else None
+            # The spool is the temporary file holding the finished job (the rewrite's copy,
+            # beside it, no longer does); it is flushed just before the append waits here
+            return next((path for path in data.glob(".dbbasic-queue-*.tmp")
+                         if finished.encode() in path.read_bytes()), None)
         spooled = wait_for(spool_file, "the worker's spool file")
 
         # When the web user swaps the spool file for a symlink to the root-only file

@@ -7,8 +7,10 @@ follows its work, not the history kept; retention deletes
 whole archive files, at a cost that follows the files, not the jobs in them.
 
 A worker moves lines during a rewrite it does anyway: they are spooled into temporary files,
-and appended to their archive files (fsynced) under the lock just before the new live file is
-renamed into place. A crash in between leaves a job in both files, never in neither; the next
+and appended to their archive files (fsynced, under each archive file's own flock) before the
+queue's lock is taken to rename the new live file into place, so enqueues never wait for the
+archive's fsync. A crash in between, or a rewrite that loses its race and starts again,
+leaves a job in both files, never in neither (the live line wins for every reader); the next
 move skips lines its archive file already ends with. A crash in the middle of the append
 leaves a last line cut short, whose job is still in the live file: the next writer replaces
 the archive file with a copy of its whole lines before it appends, so the piece never
@@ -29,7 +31,8 @@ from typing import Dict, Iterator, List, Optional, Tuple
 
 from .table import Editor
 from ..errors import QueueError
-from .files import check_regular, fsync_directory, keep_mode_and_owner, open_own
+from .files import (check_regular, fsync_directory, flock, keep_mode_and_owner,
+                    lock_current, open_own, unlock)
 from ..model.job import HEADER, reads
 from .table import TEMP_PREFIX, Table
 
@@ -50,7 +53,9 @@ def day_of(timestamp: int) -> str:
 
 
 class Archive:
-    """The archive files of one queue file. Every write holds the queue's lock."""
+    """The archive files of one queue file. Every write or deletion of one holds its flock
+    (a move's append, an admin rewrite's rename, a removal), and all but a move's append
+    hold the queue's lock too."""
 
     def __init__(self, table: Table) -> None:
         self.queue_path = table.path
@@ -117,11 +122,7 @@ class Archive:
         """Delete the archive file at ``path`` if it holds no job; True if it did. The check
         and the deletion hold the lock, so no move appends a job in between."""
         with self.table.lock():
-            if any(True for _ in self.table_of(path).lines()):
-                return False
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
-            return True
+            return self._unlink_locked(path, only_if_jobless=True)
 
     def remove_expired(self, drop_before: float) -> int:
         """Delete the archive files whose every job finished before ``drop_before``."""
@@ -131,27 +132,42 @@ class Archive:
             return 0
         with self.table.lock():
             for path in expired:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(path)
+                self._unlink_locked(path)
         return len(expired)
+
+    def _unlink_locked(self, path: Path, only_if_jobless: bool = False) -> bool:
+        """Delete an archive file with its flock held, so that a move appending to it
+        finishes first, and a move after it creates the file anew."""
+        try:
+            fd, _ = lock_current(str(path), os.O_RDONLY)
+        except FileNotFoundError:
+            return True
+        try:
+            if only_if_jobless and any(True for _ in self.table_of(path).lines()):
+                return False
+            os.unlink(path)
+            return True
+        finally:
+            unlock(fd)
 
     def take(self, day: str, spooled, model: os.stat_result) -> None:
         """Append the lines spooled in the file ``spooled`` (open for reading, at its start) to
         the file of ``day``, creating it with the header and the live file's mode and owner
         (``model``) if new, and first replacing it by its whole lines if its last line was cut
-        short. Called under the lock, the only time an archive file is written."""
+        short. It holds the file's flock throughout (see the class), not the queue's lock."""
         target = self.path(day)
         try:
-            fd = open_own(str(target), os.O_RDWR | os.O_APPEND | os.O_CREAT, model.st_mode & 0o666)
+            fd, status = lock_current(str(target), os.O_RDWR | os.O_APPEND, create=True)
         except OSError as error:  # a planted link or FIFO is a QueueError saying so
-            raise QueueError(f"cannot write the archive file {target} ({error.strerror})") from None
-        size = check_regular(fd, str(target)).st_size  # a FIFO would swallow the lines
+            raise QueueError(f"cannot write the archive file {target} "
+                             f"({getattr(error, 'strerror', None) or error})") from None
+        size = status.st_size
         try:
             whole = _whole_lines_end(fd, size)
             if whole < size:
                 copy, size = self._copy_of_whole_lines(fd, target, size, whole)
                 fd, old = copy, fd
-                os.close(old)
+                unlock(old)
             if size == 0:
                 keep_mode_and_owner(fd, model, target, attributes_of=str(self.queue_path))
                 _write_all(fd, HEADER)
@@ -165,15 +181,15 @@ class Archive:
                 _write_all(fd, block)
             os.fsync(fd)
         finally:
-            os.close(fd)
+            unlock(fd)
 
     def _copy_of_whole_lines(self, fd: int, target: Path, size: int, whole: int):
         """Replace the archive file open at ``fd`` by a copy of its first ``whole`` bytes, its
-        whole lines (the header alone if none), and return (the copy's descriptor, its size).
-        Under the lock.
+        whole lines (the header alone if none), and return (the copy's descriptor, flocked,
+        and its size). Under the file's flock.
 
         The bytes after them were cut short by a writer killed mid-append (or a full disk).
-        Every append holds the lock and comes before its live file's rename, which waits for
+        Every append holds the file's flock and comes before its live file's rename, which waits for
         the append's fsync: so that writer never renamed, and the piece's job is still in the
         live file, to be moved whole by this move or a later one. A copy renamed into place,
         not a truncation: a reader or an admin rewrite that has the file open must never see
@@ -184,6 +200,7 @@ class Archive:
                        target, size - whole, piece.decode("utf-8", "replace"))
         copy, temp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=".tmp", dir=self.directory)
         try:
+            flock(copy)  # before it takes the name: a move waiting on the old file then waits here
             for start in range(0, whole, _BLOCK):
                 _write_all(copy, os.pread(fd, min(_BLOCK, whole - start), start))
             if whole == 0:  # its header was cut short: never visible without one
@@ -194,7 +211,7 @@ class Archive:
             temp = None
             fsync_directory(self.directory)
         except BaseException:
-            os.close(copy)
+            unlock(copy)
             if temp is not None:
                 os.unlink(temp)
             raise
@@ -260,12 +277,16 @@ class RetiringEditor(Editor):
     dropped = 0
     archived = 0
 
-    def retire(self, line: bytes, finished_at: int) -> Optional[bytes]:
-        """None if the line is dropped or moved; the line itself if it stays."""
-        if self.drop_before is not None and finished_at < self.drop_before and reads(line):
+    def retire(self, line: bytes, finished_at: int, known_good: bool = False) -> Optional[bytes]:
+        """None if the line is dropped or moved; the line itself if it stays. A line read
+        from the file is moved or dropped only if it parses (a corrupt one stays where it
+        is reported); ``known_good`` spares that parse for a line this process just wrote."""
+        if (self.drop_before is not None and finished_at < self.drop_before
+                and (known_good or reads(line))):
             self.dropped += 1
             return None
-        if self.spool is not None and finished_at < self.archive_before and reads(line):
+        if (self.spool is not None and finished_at < self.archive_before
+                and (known_good or reads(line))):
             self.spool.add(line, finished_at)
             self.archived += 1
             if self.archived >= ARCHIVE_MIN_LINES:
@@ -273,9 +294,10 @@ class RetiringEditor(Editor):
             return None
         return line
 
-    def commit(self) -> None:
+    def before_lock(self) -> None:
         if self.spool is not None:
             self.spool.commit()
+            self.spool = None  # lines the locked pass sees stay, for a later move
 
     def abandon(self) -> None:
         if self.spool is not None:
@@ -305,7 +327,7 @@ class Spool:
         self.count += 1
 
     def commit(self) -> None:
-        """Append the spooled lines to their archive files; with the lock held."""
+        """Append the spooled lines to their archive files (each under its flock)."""
         model = os.stat(self.archive.queue_path) if self.files else None
         for day, (file, _) in sorted(self.files.items()):
             file.seek(0)  # flushes what is buffered

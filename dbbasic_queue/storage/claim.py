@@ -151,7 +151,7 @@ class ClaimEditor(RetiringEditor):
             final = self.finished[job_id]
             peek = peek_status_and_run_at(final)
             if peek is not None and peek[0] in _RETAINED:
-                return self.retire(final, max(peek[1], int(peek[2])))  # to the archive now
+                return self.retire(final, max(peek[1], int(peek[2])), known_good=True)
             return final
         if job_id in self.unstarted:
             outcome.settled.add(job_id)

@@ -57,9 +57,12 @@ class Editor:
     def __call__(self, line: bytes) -> Optional[bytes]:
         return line
 
-    def commit(self) -> None:
-        """Called with the lock held, the new file written and fsynced, just before it is
-        renamed over the table: what must be durable before the new file is (archived lines)."""
+    def before_lock(self) -> None:
+        """Called once the copy of the lines read so far is written and fsynced, before the
+        queue's lock is taken to rename it (with the lock already held from the third try
+        on): what must be durable before the new file is, and needs no lock on the queue
+        (archived lines, see archive.py). Lines the locked pass then sees stay as they are
+        unless the editor can settle them without it."""
 
     def abandon(self) -> None:
         """Called when this editor's rewrite will not be renamed into place."""
@@ -304,6 +307,7 @@ class Table:
                 if held is None:
                     out.flush()
                     os.fsync(out.fileno())  # the bulk of the data, before taking the lock
+                edit.before_lock()
                 with self.lock() if held is None else contextlib.nullcontext(held) as held:
                     if not self._replace(source, before, consumed, out, temp_path, edit, held):
                         return False, None  # another rewrite won; start again from its file
@@ -341,7 +345,6 @@ class Table:
                 unflock(source.fileno())
                 held.relock()
                 flock(source.fileno())
-            edit.commit()
             os.replace(temp_path, self.path)
             return True
         finally:
