@@ -88,10 +88,15 @@ def default_queue() -> Queue:
 
 def enqueue(job_type: str, payload: dict, run_at: Optional[float] = None, *,
             unique_key: Optional[str] = None, max_attempts: Optional[int] = None,
-            timeout: Optional[float] = None) -> str:
-    """Queue a job; return its id. See Queue.enqueue."""
+            timeout: Optional[float] = None, queue: Optional[str] = None,
+            priority: Optional[int] = None) -> str:
+    """Queue a job; return its id. See Queue.enqueue (the queue a handler registered with
+    ``@dbbasic_queue.handler(..., queue=...)`` declares is the default for its type)."""
+    if queue is None and handlers.queues:
+        queue = handlers.queues.get(job_type)
+    options = {} if queue is None and priority is None else {"queue": queue, "priority": priority}
     return default_queue().enqueue(job_type, payload, run_at, unique_key=unique_key,
-                                   max_attempts=max_attempts, timeout=timeout)
+                                   max_attempts=max_attempts, timeout=timeout, **options)
 
 
 def process_jobs(handlers: Mapping[str, Callable[[dict], Any]],
@@ -99,12 +104,14 @@ def process_jobs(handlers: Mapping[str, Callable[[dict], Any]],
                  lease_seconds: float = DEFAULT_LEASE_SECONDS,
                  max_jobs: Optional[int] = None, max_seconds: Optional[float] = None,
                  retention_seconds: Optional[float] = DEFAULT_RETENTION_SECONDS,
-                 timeout: Optional[float] = None, concurrency: int = 1) -> int:
-    """Run the due jobs; return how many ran. See Queue.process_jobs."""
+                 timeout: Optional[float] = None, concurrency: int = 1, queues=None) -> int:
+    """Run the due jobs; return how many ran. See Queue.process_jobs (``queues``: the
+    queues served, None for every one)."""
+    extra = {} if queues is None else {"queues": queues}
     return default_queue().process_jobs(
         handlers, max_attempts, lease_seconds=lease_seconds, max_jobs=max_jobs,
         max_seconds=max_seconds, retention_seconds=retention_seconds, timeout=timeout,
-        concurrency=concurrency)
+        concurrency=concurrency, **extra)
 
 
 def get_job(job_id: str) -> Optional[Dict[str, Any]]:
@@ -139,10 +146,11 @@ def enqueue_on_commit(job_type: str, payload: dict, run_at: Optional[float] = No
                          job_type, payload, run_at, **options)
 
 
-def handler(job_type: str) -> Callable:
+def handler(job_type: str, *, queue: Optional[str] = None) -> Callable:
     """A decorator: ``@dbbasic_queue.handler("send_email")`` adds the function to
-    ``dbbasic_queue.handlers``; registering two for one type raises ValueError."""
-    return register(handlers, job_type)
+    ``dbbasic_queue.handlers``; registering two for one type raises ValueError. With
+    ``queue="emails"``, ``enqueue`` puts jobs of the type in that queue unless told otherwise."""
+    return register(handlers, job_type, queue)
 
 
 def periodic(cron: Optional[str] = None, *, every=None, timezone: str = "UTC",

@@ -26,6 +26,7 @@ PURGE = "purge"  # purge(...)
 RETRY = "retry"  # retry_job, retry_failed
 FILE = "file"  # the jobs live in a file readable with cat and grep
 PERIODIC = "periodic"  # @queue.periodic(...): schedules fired exactly once per slot by its workers
+QUEUES = "queues"  # named queues, priorities and pauses (enqueue(queue=, priority=), pause())
 
 Handlers = Mapping[str, Callable[[dict], Any]]
 
@@ -41,7 +42,8 @@ class Backend(Protocol):
 
     def enqueue(self, job_type: str, payload: dict, run_at: Optional[float] = None, *,
                 unique_key: Optional[str] = None, max_attempts: Optional[int] = None,
-                timeout: Optional[float] = None) -> str: ...
+                timeout: Optional[float] = None, queue: Optional[str] = None,
+                priority: Optional[int] = None) -> str: ...
 
     def enqueue_after(self, register_callback: Callable[[Callable[[], Any]], Any],
                       job_type: str, payload: dict, run_at: Optional[float] = None,
@@ -74,7 +76,7 @@ class Backend(Protocol):
 
     def stats(self) -> Dict[str, Any]: ...
 
-    def handler(self, job_type: str) -> Callable: ...
+    def handler(self, job_type: str, *, queue: Optional[str] = None) -> Callable: ...
 
     def check_worker(self, handlers: Handlers, max_attempts: int = DEFAULT_MAX_ATTEMPTS,
                      **options) -> None:

@@ -25,10 +25,12 @@ from .errors import CorruptLineError, QueueError
 from .model.job import (FINISHED, as_dict, corrupt_message, job_line, job_with_id_prefix, line_id,
                   parse_line)
 from .model.options import WORKER_KEY, decode_options, encode_options, register
+from .model.queues import QueueChoice
 from .periodic.firing import listing
 from .periodic.schedules import Handlers, declare
 from .storage.stats import queue_stats
 from .storage.table import Table
+from .storage.pauses import Pauses
 from .storage.tracebacks import Tracebacks
 from .storage.unique import UniqueKeys
 from .worker.loop import stop_on_signals, stop_on_sigterm, work_loop
@@ -50,7 +52,7 @@ class Queue:
 
     capabilities = frozenset({backend.UNIQUE_KEYS, backend.LEASES, backend.RETRY_KEEPS_ATTEMPTS,
                               backend.WORKER_MAX_ATTEMPTS, backend.LISTING, backend.PURGE,
-                              backend.RETRY, backend.FILE, backend.PERIODIC})
+                              backend.RETRY, backend.FILE, backend.PERIODIC, backend.QUEUES})
 
     def __init__(self, path=DEFAULT_PATH, *, durable: bool = False,
                  clock: Callable[[], float] = time.time,
@@ -64,6 +66,7 @@ class Queue:
         self.path = self.table.path
         self.archive = Archive(self.table)
         self.traceback_files = Tracebacks(self.table)
+        self.pauses = Pauses(self.table)
         self.archive_after = archive_after
         self.durable = durable
         self.clock = clock
@@ -80,17 +83,20 @@ class Queue:
 
     def enqueue(self, job_type: str, payload: dict, run_at: Optional[float] = None, *,
                 unique_key: Optional[str] = None, max_attempts: Optional[int] = None,
-                timeout: Optional[float] = None) -> str:
+                timeout: Optional[float] = None, queue: Optional[str] = None,
+                priority: Optional[int] = None) -> str:
         """Queue a job for the handler of ``job_type``; return its id.
 
         ``run_at`` is a Unix timestamp; the job runs at the first worker run after it
         (default: now). While a pending or processing job has the same ``unique_key``, no
         job is added and that job's id is returned. ``max_attempts`` and ``timeout``
-        (seconds) override the worker's for this job. Raises TypeError or ValueError,
-        writing nothing, on bad arguments.
+        (seconds) override the worker's for this job. ``queue`` names its queue (default: the
+        one its handler declares in ``queue.handlers``, else ``default``); ``priority``, from
+        -100 to 100 (default 0), runs it before the lower ones due with it (see
+        model/queues.py). Raises TypeError or ValueError, writing nothing, on bad arguments.
         """
         return self._write(*self._prepare(job_type, payload, run_at, unique_key, max_attempts,
-                                          timeout))
+                                          timeout, queue, priority))
 
     def enqueue_after(self, register_callback: Callable[[Callable[[], Any]], Any],
                       job_type: str, payload: dict, run_at: Optional[float] = None,
@@ -106,13 +112,17 @@ class Queue:
         return prepared[0]
 
     def _prepare(self, job_type, payload, run_at=None, unique_key=None, max_attempts=None,
-                 timeout=None):
+                 timeout=None, queue=None, priority=None):
         now = self.clock()
         job_id = secrets.token_hex(8)
-        no_options = unique_key is None and max_attempts is None and timeout is None
+        if queue is None and self.handlers.queues:
+            queue = self.handlers.queues.get(job_type)
+        no_options = (unique_key is None and max_attempts is None and timeout is None
+                      and queue is None and priority is None)
         line = job_line(job_id, checked_job_type(job_type), payload_json(payload), "pending",
                         int(now), checked_run_at(run_at, now), 0, "", "",
-                        "" if no_options else encode_options(unique_key, max_attempts, timeout))
+                        "" if no_options else encode_options(unique_key, max_attempts, timeout,
+                                                             queue, priority))
         return job_id, line, unique_key
 
     def _write(self, job_id: str, line: bytes, unique_key: Optional[str]) -> str:
@@ -123,10 +133,11 @@ class Queue:
                                  unless=lambda fd: self._unique_keys.job_with(fd, unique_key))
         return job_id if twin is None else twin
 
-    def handler(self, job_type: str) -> Callable:
+    def handler(self, job_type: str, *, queue: Optional[str] = None) -> Callable:
         """A decorator: ``@queue.handler("send_email")`` adds the function to
-        ``queue.handlers``, for ``process_jobs(queue.handlers)``."""
-        return register(self.handlers, job_type)
+        ``queue.handlers``, for ``process_jobs(queue.handlers)``; with ``queue="emails"``,
+        jobs of the type enqueued through this Queue go to that queue unless told otherwise."""
+        return register(self.handlers, job_type, queue)
 
     def periodic(self, cron: Optional[str] = None, *, every=None, timezone: str = "UTC",
                  catch_up: str = "latest", job_type: Optional[str] = None) -> Callable:
@@ -236,6 +247,20 @@ class Queue:
             return DROP if transitions.is_purged(job, statuses, before) else None
         return self.update_each(change) + purge_archives(self, change)
 
+    def pause(self, queue: Optional[str] = None, *, job_type: Optional[str] = None) -> bool:
+        """Stop every worker, from its next claim on, starting jobs of ``queue`` (or of
+        ``job_type``); jobs running finish, nothing else changes. Kept in
+        ``<queue>.paused.tsv`` until ``resume``. True if it was not paused already."""
+        return self.pauses.mark(*_pause_target(queue, job_type), True, self.clock())
+
+    def resume(self, queue: Optional[str] = None, *, job_type: Optional[str] = None) -> bool:
+        """Undo ``pause`` for ``queue`` (or ``job_type``); True if it was paused."""
+        return self.pauses.mark(*_pause_target(queue, job_type), False, self.clock())
+
+    def paused(self) -> List[Dict[str, Any]]:
+        """The pauses in force: dicts of kind ("queue" or "type"), name and paused_at."""
+        return self.pauses.listing()
+
     def update_each(self, change: Callable, only_id: Optional[str] = None) -> int:
         """Apply ``change(job) -> new Job | claim.DROP | None`` to every readable job (or
         only to ``only_id``) in one atomic rewrite; returns how many changed. The verbs
@@ -288,13 +313,14 @@ class Queue:
         """Raise as process_jobs and work would for these settings, touching nothing."""
         bounds = {name: options.pop(name) for name in ("max_jobs", "max_seconds") if name in options}
         defaults = dict(lease_seconds=DEFAULT_LEASE_SECONDS,
-                        retention_seconds=DEFAULT_RETENTION_SECONDS, timeout=None, concurrency=1)
+                        retention_seconds=DEFAULT_RETENTION_SECONDS, timeout=None, concurrency=1,
+                        queues=None)
         unknown = set(options) - set(defaults)
         if unknown:
             raise TypeError(f"unknown worker options: {', '.join(sorted(unknown))}")
         chosen = {**defaults, **options}
         WorkerOptions(handlers, max_attempts, chosen["lease_seconds"], chosen["retention_seconds"],
-                      chosen["timeout"], chosen["concurrency"])
+                      chosen["timeout"], chosen["concurrency"], chosen["queues"])
         Bounds(bounds.get("max_jobs"), bounds.get("max_seconds"), self.monotonic)
 
     def process_jobs(self, handlers: Mapping[str, Callable[[dict], Any]],
@@ -302,8 +328,14 @@ class Queue:
                      lease_seconds: float = DEFAULT_LEASE_SECONDS,
                      max_jobs: Optional[int] = None, max_seconds: Optional[float] = None,
                      retention_seconds: Optional[float] = DEFAULT_RETENTION_SECONDS,
-                     timeout: Optional[float] = None, concurrency: int = 1) -> int:
+                     timeout: Optional[float] = None, concurrency: int = 1,
+                     queues: QueueChoice = None) -> int:
         """Run the due jobs with ``handlers`` (job type -> callable taking the payload dict).
+
+        It takes only jobs of the types it has handlers for (others stay pending for a
+        worker that has, their error saying so), in ``queues``: None (every queue), a list
+        (served in that strict order), or weights ({"emails": 3, "default": 1}); paused
+        queues and types are skipped. Among the due jobs it takes, higher priority first.
 
         A failed job is retried on the ``retry_delay`` schedule until it has had
         ``max_attempts`` attempts, then marked ``failed``. The run stops when no job is due,
@@ -319,7 +351,7 @@ class Queue:
         before the process ends by it (see loop.stop_on_sigterm).
         """
         options = WorkerOptions(handlers, max_attempts, lease_seconds, retention_seconds, timeout,
-                                concurrency)
+                                concurrency, queues)
         bounds = Bounds(max_jobs, max_seconds, self.monotonic)
         with stop_on_sigterm() as stop:
             return WorkerRun(self, options, bounds, stop).run()
@@ -330,8 +362,10 @@ class Queue:
              max_jobs: Optional[int] = None, max_seconds: Optional[float] = None,
              retention_seconds: Optional[float] = DEFAULT_RETENTION_SECONDS,
              timeout: Optional[float] = None, concurrency: int = 1,
-             stop: Optional[threading.Event] = None, handle_signals: bool = True) -> int:
-        """Run jobs as they come, until stopped; returns how many ran.
+             stop: Optional[threading.Event] = None, handle_signals: bool = True,
+             queues: QueueChoice = None) -> int:
+        """Run jobs as they come, until stopped; returns how many ran. It takes what
+        process_jobs takes (``queues`` included).
 
         Between runs it watches the file's size and mtime (a cheap stat every 50 ms) and
         wakes for the next scheduled job, so a new job starts within about 50 ms and an idle
@@ -341,8 +375,15 @@ class Queue:
         once, leaving that job to its lease.
         """
         options = WorkerOptions(handlers, max_attempts, lease_seconds, retention_seconds, timeout,
-                                concurrency)
+                                concurrency, queues)
         bounds = Bounds(max_jobs, max_seconds, self.monotonic)
         stop = stop or threading.Event()
         with stop_on_signals(stop) if handle_signals else contextlib.nullcontext():
             return work_loop(self, options, bounds, stop)
+
+
+def _pause_target(queue: Optional[str], job_type: Optional[str]):
+    if (queue is None) == (job_type is None):
+        raise TypeError("pause and resume take a queue, as in pause('emails'), or "
+                        "job_type='charge_card': one of the two")
+    return ("queue", queue) if job_type is None else ("type", job_type)

@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 
 from dbbasic_queue import QueueError, Retry, UnsupportedError
-from dbbasic_queue.backend import (FILE, LEASES, LISTING, PERIODIC, PURGE, RETRY,
+from dbbasic_queue.backend import (FILE, LEASES, LISTING, PERIODIC, PURGE, QUEUES, RETRY,
                                    RETRY_KEEPS_ATTEMPTS, UNIQUE_KEYS, WORKER_MAX_ATTEMPTS)
 from support import EMAIL, FAIL_ERROR, StartLine, fail, finish, kill, noop, runs, wait_for
 
 CAPABILITIES = {UNIQUE_KEYS, LEASES, RETRY_KEEPS_ATTEMPTS, WORKER_MAX_ATTEMPTS, LISTING, PURGE,
-                RETRY, FILE, PERIODIC}
+                RETRY, FILE, PERIODIC, QUEUES}
 JOB_KEYS = {"id", "type", "payload", "status", "created_at", "run_at", "attempts", "error",
             "result"}
 
@@ -313,3 +313,18 @@ def test_the_jobs_live_in_a_file_one_line_each_that_grep_finds(backend):
 
     [line] = [line for line in lines if job_id in line]
     assert "send_email" in line and "pending" in line and "user@example.com" in line
+
+
+@pytest.mark.lacks(QUEUES)
+def test_a_backend_without_queues_refuses_queue_priority_and_a_queue_choice(backend):
+    queue = backend.queue
+    for options in ({"queue": "emails"}, {"priority": 5}):
+        with pytest.raises(UnsupportedError, match="queues and priorities"):
+            queue.enqueue("send_email", EMAIL, **options)
+    with pytest.raises(UnsupportedError, match="queues"):
+        queue.process_jobs({"send_email": noop}, queues=["emails"])
+    with pytest.raises(UnsupportedError):
+        queue.handler("send_email", queue="emails")
+    # The defaults are accepted, as every other backend accepts them
+    assert queue.enqueue("send_email", EMAIL, queue="default", priority=0)
+    assert backend.count_jobs() == 1

@@ -133,6 +133,8 @@ def enqueue_command(queue, args) -> int:
     run_at = args.at if args.delay is None else time.time() + args.delay
     options = dict(unique_key=args.unique_key, max_attempts=args.max_attempts,
                    timeout=args.timeout)
+    if args.queue is not None or args.priority is not None:  # a backend without queues refuses
+        options.update(queue=args.queue, priority=args.priority)
     try:
         if args.unique_key is None:
             job_id = queue.enqueue(args.type, payload, run_at, **options)
@@ -252,6 +254,8 @@ def work_command(queue, args) -> int:
         options["retention_seconds"] = None if args.retention == NO_RETENTION else args.retention
     if args.concurrency != 1:  # given: a backend without threads refuses it
         options["concurrency"] = args.concurrency
+    if args.queues:
+        options["queues"] = _queue_choice([entry for given in args.queues for entry in given])
     _log_to_terminal(args.log_level)
     queue.check_worker(handlers, args.max_attempts, **options)  # before saying it starts
     logger.info("%s", _start_up_line(queue, args, handlers, options))
@@ -266,6 +270,33 @@ def work_command(queue, args) -> int:
     return EXIT_OK
 
 
+def _queue_choice(entries):
+    """A list of names (strict order) or, if any has a weight, a dict of weights."""
+    weighted = [weight is not None for _, weight in entries]
+    if any(weighted) and not all(weighted):
+        raise UsageError("give every --queue a weight (emails:3,default:1) or none "
+                         "(emails,default: strict order)")
+    names = [name for name, _ in entries]
+    if len(set(names)) != len(names):
+        raise UsageError(f"--queue names a queue twice: {', '.join(names)}")
+    return dict(entries) if all(weighted) else names
+
+
+def pause_command(queue, args) -> int:
+    kind = "job type" if args.type else "queue"
+    target = {"job_type": args.target} if args.type else {"queue": args.target}
+    pausing = args.name == "pause"
+    try:
+        changed = (queue.pause if pausing else queue.resume)(**target)
+    except (TypeError, ValueError) as error:
+        raise UsageError(str(error)) from None
+    if changed:
+        print(f"{'paused' if pausing else 'resumed'} {kind} {safe(args.target)}")
+    else:
+        print(f"{kind} {safe(args.target)} was {'paused' if pausing else 'not paused'} already")
+    return EXIT_OK
+
+
 def _start_up_line(queue, args, handlers: Mapping[str, Any], options: Dict[str, Any]) -> str:
     """What a worker runs, on what: which file, which handlers, with which settings."""
     names = shorten(", ".join(sorted(map(str, handlers))), 300) or "none"
@@ -276,6 +307,10 @@ def _start_up_line(queue, args, handlers: Mapping[str, Any], options: Dict[str, 
         kept = options.get("retention_seconds", DEFAULT_RETENTION_SECONDS)
         settings.append(f"retention {'none' if kept is None else duration_text(kept)}")
     settings += [f"concurrency {args.concurrency}", f"max attempts {args.max_attempts}"]
+    if "queues" in options:
+        chosen = options["queues"]
+        settings.append("queues " + (", ".join(f"{name}:{weight}" for name, weight in chosen.items())
+                                     if isinstance(chosen, dict) else ", ".join(chosen)))
     return (f"dbbasic-queue worker{' (loop)' if args.loop else ''} on {queue.describe()}: "
             f"{plural(len(handlers), 'handler')} ({names}); {', '.join(settings)}")
 
@@ -301,6 +336,7 @@ def _log_to_terminal(level: str) -> None:
 SUBCOMMANDS = {"stats": stats_command, "list": list_command, "show": show_command,
                "enqueue": enqueue_command, "cancel": cancel_command, "retry": retry_command,
                "run-now": run_now_command, "purge": purge_command, "migrate": migrate_command,
-               "work": work_command, "schedules": schedules_command, "dashboard": dashboard_command}
+               "work": work_command, "schedules": schedules_command, "dashboard": dashboard_command,
+               "pause": pause_command, "resume": pause_command}
 
 COMMANDS = queue_commands(main)  # for dbbasic-cli: `dbbasic queue:stats`

@@ -12,7 +12,7 @@ from datetime import datetime
 
 from .. import __version__
 from ..backend import (DEFAULT_LEASE_SECONDS, DEFAULT_MAX_ATTEMPTS, DEFAULT_PATH,
-                      DEFAULT_RETENTION_SECONDS, LISTING, PERIODIC, PURGE, RETRY)
+                      DEFAULT_RETENTION_SECONDS, LISTING, PERIODIC, PURGE, QUEUES, RETRY)
 from ..model.job import STATUSES
 from ..model.words import LARGEST, UNITS, seconds_in
 
@@ -116,6 +116,32 @@ def whole_number(text: str) -> int:
     return number
 
 
+def priority(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from -100 to 100") from None
+    if not -100 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"{value} is not from -100 to 100")
+    return value
+
+
+def queue_entries(text: str) -> list:
+    """``emails,default`` or ``emails:3,default:1``: (name, weight or None) pairs."""
+    entries = []
+    for part in text.split(","):
+        name, _, weight = part.strip().partition(":")
+        if weight:
+            try:
+                entries.append((name, int(weight)))
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"the weight in {part!r} is not a whole "
+                                                 f"number") from None
+        else:
+            entries.append((name, None))
+    return entries
+
+
 def port(text: str) -> int:
     """A TCP port: 0 (any free one) to 65535."""
     try:
@@ -213,6 +239,9 @@ def parser() -> argparse.ArgumentParser:
                          help="this job's own, over the worker's")
     enqueue.add_argument("--timeout", type=duration, metavar="DURATION",
                          help="this job's own handler time limit (a bare number is seconds)")
+    enqueue.add_argument("--queue", metavar="NAME", help="its queue (default: default)")
+    enqueue.add_argument("--priority", type=priority, metavar="N",
+                         help="from -100 to 100, higher first (default 0)")
 
     cancel = command("cancel", "cancel a pending job",
                      "Cancel a pending job; it stays in the file as cancelled.")
@@ -265,6 +294,11 @@ def parser() -> argparse.ArgumentParser:
                       help="a dict of job type -> function at a module's top level, e.g. "
                            "app.jobs:handlers, or an object with a .handlers dict")
     work.add_argument("--loop", action="store_true", help="keep running, picking up new jobs")
+    work.add_argument("--queue", dest="queues", action="append", type=queue_entries, default=[],
+                      metavar="NAME[:WEIGHT]",
+                      help="serve only these queues, repeated or comma-separated, in strict "
+                           "order (emails,default), or each with a weight (emails:3,default:1); "
+                           "default: every queue")
     work.add_argument("--max-jobs", type=whole_number, metavar="N",
                       help="stop after N jobs (default: no limit)")
     work.add_argument("--max-seconds", type=duration, metavar="DURATION",
@@ -287,6 +321,15 @@ def parser() -> argparse.ArgumentParser:
     work.add_argument("--log-level", type=log_level, default="INFO", metavar="LEVEL",
                       help=f"{', '.join(LOG_LEVELS)} (default INFO: a line per run and per "
                            f"failure; DEBUG adds a line per job)")
+
+    for verb, doing in (("pause", "stop workers starting"), ("resume", "let workers start again")):
+        sub = command(verb, f"{doing} jobs of a queue or a job type",
+                      f"{doing.capitalize()} jobs of the queue NAME (or, with --type, of the job "
+                      f"type NAME), from every worker's next claim on; jobs already running "
+                      f"finish. Kept in data/queue.paused.tsv, so it holds across restarts.")
+        sub.add_argument("target", metavar="NAME", help="the queue (or, with --type, the job type)")
+        sub.add_argument("--type", action="store_true", help="NAME is a job type, not a queue")
+        sub.set_defaults(needs=QUEUES)
 
     schedules = command("schedules", "periodic jobs: last fired slot and next slot",
                         "List the periodic jobs (@queue.periodic) as the workers recorded them "

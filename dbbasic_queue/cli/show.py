@@ -61,6 +61,18 @@ def stats_command(queue, args) -> int:
     print(f"next run  {'none scheduled' if next_run is None else when(next_run)}")
     print(f"failures  {stats['failed_last_hour']} failed in the last hour, "
           f"{stats['retrying']} pending a retry")
+    queues = stats.get("queues") or {}
+    if set(queues) - {"default"}:
+        print("queues    " + ", ".join(f"{safe(name)} {counts['pending']} pending, "
+                                       f"{counts['processing']} processing"
+                                       for name, counts in queues.items()))
+    for entry in stats.get("paused") or []:
+        print(f"paused    {entry['kind']} {safe(entry['name'])} since {when(entry['paused_at'])}")
+    waiting = stats.get("waiting_for_handler") or {}
+    if waiting:
+        print("waiting for a handler: " + ", ".join(
+            f"{counts['jobs']} {safe(job_type)}, oldest {age(counts['oldest_seconds'])}"
+            for job_type, counts in waiting.items()))
     if stats["corrupt_lines"]:
         what = ("corrupt line", "corrupt lines") if on_file else (
             "job that is not a dbbasic-queue job", "jobs that are not dbbasic-queue jobs")

@@ -237,6 +237,9 @@ def _decoded(name: str, text: str) -> Any:
         raise CorruptLineError(f"its {name} is not valid JSON ({error})") from None
 
 
+QUEUE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}\Z")  # see queues.py
+
+
 def _check_options(options: Dict[str, Any]) -> None:
     # Unknown keys are left to newer versions; a known key with a value the worker cannot
     # use would make it fail or loop, so the line is corrupt.
@@ -253,6 +256,13 @@ def _check_options(options: Dict[str, Any]) -> None:
     worker = options.get("worker")
     if worker is not None and not isinstance(worker, str):
         raise CorruptLineError(f"its worker {worker!r} is not a string")
+    queue = options.get("queue")
+    if queue is not None and not (isinstance(queue, str) and QUEUE_NAME.match(queue)):
+        raise CorruptLineError(f"its queue {queue!r} is not a queue name (letters, digits, "
+                               f"'_', '.', ':', '-')")
+    priority = options.get("priority")
+    if priority is not None and not (type(priority) is int and -100 <= priority <= 100):
+        raise CorruptLineError(f"its priority {priority!r} is not a whole number from -100 to 100")
 
 
 def peek_listing(line: bytes, judged: bool = False) -> Optional[Tuple[str, str, int, int]]:

@@ -1,5 +1,5 @@
-"""Per-job options (unique key, attempts, timeout), kept as JSON in the file's ``options``
-column; ``Retry``, which a handler raises to run again later; and handler registration."""
+"""Per-job options (unique key, attempts, timeout, queue, priority), kept as JSON in the
+file's ``options`` column; ``Retry``, which a handler raises to run again later; and handler registration."""
 
 import json
 import math
@@ -8,6 +8,7 @@ from typing import Any, Callable, Dict, Optional
 from .checks import (LAST_TIMESTAMP, LONGEST_SECONDS, check_attempts, check_duration,
                      check_encodable, checked_job_type, shown)
 from .job import one_line
+from .queues import DEFAULT_QUEUE, check_priority, check_queue_name
 
 
 class Retry(Exception):
@@ -38,9 +39,11 @@ _AT = (LAST_TIMESTAMP, f"a Unix timestamp from 0 to {LAST_TIMESTAMP} (the end of
 
 
 def encode_options(unique_key: Optional[str] = None, max_attempts: Optional[int] = None,
-                   timeout: Optional[float] = None) -> str:
-    """The ``options`` field for a job: JSON of the options given, or "" for none.
-    Raises TypeError or ValueError for a bad value."""
+                   timeout: Optional[float] = None, queue: Optional[str] = None,
+                   priority: Optional[int] = None) -> str:
+    """The ``options`` field for a job: JSON of the options given, or "" for none (the
+    default queue and priority 0 are not written). Raises TypeError or ValueError for a bad
+    value."""
     options: Dict[str, Any] = {}
     if unique_key is not None:
         if not isinstance(unique_key, str):
@@ -57,6 +60,10 @@ def encode_options(unique_key: Optional[str] = None, max_attempts: Optional[int]
     if timeout is not None:
         check_duration("timeout", timeout)
         options["timeout"] = timeout
+    if queue is not None and check_queue_name(queue) != DEFAULT_QUEUE:
+        options["queue"] = queue
+    if priority is not None and check_priority(priority) != 0:
+        options["priority"] = priority
     return json.dumps(options, ensure_ascii=False) if options else ""
 
 
@@ -91,18 +98,24 @@ def without_worker(text: str) -> str:
     return json.dumps(options, ensure_ascii=False) if options else ""
 
 
-def register(handlers: Dict[str, Callable], job_type: str) -> Callable:
+def register(handlers: Dict[str, Callable], job_type: str, queue: Optional[str] = None) -> Callable:
     """A decorator that adds a handler for ``job_type`` to ``handlers``; two for one type
-    is an error, raised when the second is defined (at import time)."""
+    is an error, raised when the second is defined (at import time). With ``queue``, jobs of
+    the type enqueued through a queue holding these handlers go to that queue unless the
+    enqueue names another (``handlers.queues``)."""
     if callable(job_type):
         raise TypeError(f"handler() takes the job type, as in @handler('send_email'), not "
                         f"{job_type!r}")
     checked_job_type(job_type)  # a type enqueue would refuse could never reach the handler
+    if queue is not None:
+        check_queue_name(queue)
 
     def decorate(function: Callable) -> Callable:
         if job_type in handlers:
             raise ValueError(f"a handler for {job_type!r} is registered already "
                              f"({getattr(handlers[job_type], '__qualname__', handlers[job_type])})")
         handlers[job_type] = function
+        if queue is not None and isinstance(getattr(handlers, "queues", None), dict):
+            handlers.queues[job_type] = queue
         return function
     return decorate

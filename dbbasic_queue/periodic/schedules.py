@@ -60,11 +60,13 @@ class Schedule:
 
 class Handlers(dict):
     """Job type -> handler (a plain dict to process_jobs), carrying the schedules declared
-    with ``@periodic`` in ``schedules`` (name -> Schedule)."""
+    with ``@periodic`` in ``schedules`` (name -> Schedule) and the queues declared with
+    ``@handler(..., queue=...)`` in ``queues`` (job type -> queue name)."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.schedules: Dict[str, Schedule] = {}
+        self.queues: Dict[str, str] = {}
 
 
 def schedules_of(handlers) -> Dict[str, Schedule]:

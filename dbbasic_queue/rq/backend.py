@@ -29,6 +29,7 @@ from ..model.checks import check_attempts, check_duration, checked_job_type, che
 from ..errors import CorruptLineError, UnsupportedError
 from ..model.job import Job, parse_line
 from ..model.options import decode_options, register
+from ..model.queues import DEFAULT_QUEUE, check_priority, check_queue_name
 from ..queue import Queue
 from .jobs import DISPATCHER, SERIALIZER, ForeignJobError, SafeJob, read_job, read_options
 from .listing import job_dicts, summary
@@ -71,10 +72,13 @@ class RQQueue:
 
     def enqueue(self, job_type: str, payload: dict, run_at: Optional[float] = None, *,
                 unique_key: Optional[str] = None, max_attempts: Optional[int] = None,
-                timeout: Optional[float] = None) -> str:
+                timeout: Optional[float] = None, queue: Optional[str] = None,
+                priority: Optional[int] = None) -> str:
         """As Queue.enqueue. The attempts (and their backoff) are fixed here, at enqueue:
-        the job's ``max_attempts``, else 3. A ``timeout`` is rounded up to whole seconds."""
-        prepared = self._prepare(job_type, payload, run_at, unique_key, max_attempts, timeout)
+        the job's ``max_attempts``, else 3. A ``timeout`` is rounded up to whole seconds.
+        Named queues and priorities are refused (UnsupportedError) but for the defaults."""
+        prepared = self._prepare(job_type, payload, run_at, unique_key, max_attempts, timeout,
+                                 queue, priority)
         with self._reaching():
             return self._add(*prepared)
 
@@ -92,7 +96,12 @@ class RQQueue:
         return prepared[0]
 
     def _prepare(self, job_type, payload, run_at=None, unique_key=None, max_attempts=None,
-                 timeout=None) -> tuple:
+                 timeout=None, queue=None, priority=None) -> tuple:
+        if (queue is not None and check_queue_name(queue) != DEFAULT_QUEUE) or (
+                priority is not None and check_priority(priority) != 0):
+            raise UnsupportedError(f"named queues and priorities are not supported on the RQ "
+                                   f"backend ({self.describe()}) yet; enqueue without queue= "
+                                   f"and priority=, or use the TSV queue")
         if unique_key is not None:
             raise UnsupportedError(f"unique_key is not supported on the RQ backend "
                                    f"({self.describe()}); see 'Graduating to Redis' in the README")
@@ -124,9 +133,12 @@ class RQQueue:
                                  timeout=options.pop("job_timeout", None), **options)
         return job_id
 
-    def handler(self, job_type: str) -> Callable:
+    def handler(self, job_type: str, *, queue: Optional[str] = None) -> Callable:
         """A decorator: ``@queue.handler("send_email")`` adds the function to
-        ``queue.handlers``, for ``process_jobs(queue.handlers)``."""
+        ``queue.handlers``, for ``process_jobs(queue.handlers)``. A named ``queue`` is refused,
+        as enqueue refuses it."""
+        if queue is not None and check_queue_name(queue) != DEFAULT_QUEUE:
+            self._prepare("t", {}, queue=queue)  # raises UnsupportedError, saying why
         return register(self.handlers, job_type)
 
     def periodic(self, *args, **kwargs) -> Callable:
@@ -233,10 +245,11 @@ class RQQueue:
                      max_attempts: int = DEFAULT_MAX_ATTEMPTS, *, max_jobs=None, max_seconds=None,
                      lease_seconds: float = DEFAULT_LEASE_SECONDS,
                      retention_seconds: Optional[float] = DEFAULT_RETENTION_SECONDS,
-                     timeout: Optional[float] = None, concurrency: int = 1) -> None:
+                     timeout: Optional[float] = None, concurrency: int = 1, queues=None) -> None:
         """Raise as process_jobs and work would for these settings, touching nothing."""
         check_attempts("max_attempts", max_attempts)
-        refuse_options(self.describe(), lease_seconds, retention_seconds, concurrency)
+        refuse_options(self.describe(), lease_seconds, retention_seconds, concurrency,
+                       queues=queues)
         Bounds(max_jobs, max_seconds)
         if schedules_of(handlers):
             backend.require(self, backend.PERIODIC, "@periodic (periodic jobs)", WITHOUT_PERIODIC)
@@ -246,7 +259,7 @@ class RQQueue:
                      lease_seconds: float = DEFAULT_LEASE_SECONDS,
                      max_jobs: Optional[int] = None, max_seconds: Optional[float] = None,
                      retention_seconds: Optional[float] = DEFAULT_RETENTION_SECONDS,
-                     timeout: Optional[float] = None, concurrency: int = 1) -> int:
+                     timeout: Optional[float] = None, concurrency: int = 1, queues=None) -> int:
         """Run the due jobs as RQ's burst worker (with its scheduler), as cron would; returns
         how many ran. ``max_jobs``, ``max_seconds`` (the job in hand finishes) and ``timeout``
         (for jobs without their own, rounded up to whole seconds) are honoured;
@@ -254,7 +267,8 @@ class RQQueue:
         ``lease_seconds``, ``retention_seconds`` or ``concurrency`` other than the default
         raises UnsupportedError."""
         check_attempts("max_attempts", max_attempts)
-        refuse_options(self.describe(), lease_seconds, retention_seconds, concurrency)
+        refuse_options(self.describe(), lease_seconds, retention_seconds, concurrency,
+                       queues=queues)
         return self._work(handlers, True, max_jobs, max_seconds, timeout)
 
     def work(self, handlers: Mapping[str, Callable[[dict], Any]],
@@ -263,13 +277,13 @@ class RQQueue:
              max_jobs: Optional[int] = None, max_seconds: Optional[float] = None,
              retention_seconds: Optional[float] = DEFAULT_RETENTION_SECONDS,
              timeout: Optional[float] = None, concurrency: int = 1, stop=None,
-             handle_signals: bool = True) -> int:
+             handle_signals: bool = True, queues=None) -> int:
         """Run jobs as they come: a long-running RQ worker with its scheduler, options as
         process_jobs. SIGTERM lets the job in hand finish (RQ's warm shutdown); ``stop`` and
         ``handle_signals`` are not supported."""
         check_attempts("max_attempts", max_attempts)
         refuse_options(self.describe(), lease_seconds, retention_seconds, concurrency, stop,
-                       handle_signals)
+                       handle_signals, queues)
         return self._work(handlers, False, max_jobs, max_seconds, timeout)
 
     def _work(self, handlers, burst: bool, max_jobs, max_seconds, timeout) -> int:

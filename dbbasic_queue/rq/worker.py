@@ -69,7 +69,7 @@ def dispatch(job_type: str, payload_json: str) -> Any:
 
 
 def refuse_options(where: str, lease_seconds, retention_seconds, concurrency: int = 1,
-                   stop=None, handle_signals: bool = True) -> None:
+                   stop=None, handle_signals: bool = True, queues=None) -> None:
     """UnsupportedError for a TSV worker option RQ cannot honour; the defaults pass."""
     if lease_seconds != DEFAULT_LEASE_SECONDS:
         refused, why = "lease_seconds", ("Redis has no leases: RQ fails the job of a dead worker "
@@ -80,6 +80,9 @@ def refuse_options(where: str, lease_seconds, retention_seconds, concurrency: in
     elif concurrency != 1:
         refused, why = "concurrency", ("RQ's worker runs one job at a time: start more "
                                        "workers on Redis, processes on any machines")
+    elif queues is not None:
+        refused, why = "queues", ("named queues are not mapped to RQ's queues yet; every job "
+                                  "on Redis is in one queue")
     elif stop is not None or not handle_signals:
         refused, why = "stop and handle_signals", ("RQ's worker on Redis stops at SIGTERM or "
                                                    "SIGINT; bound it with max_jobs or max_seconds")

@@ -1,11 +1,18 @@
 """The claim logic: the editors that decide each line of a rewrite of the queue file.
 
 ``ClaimEditor`` is the worker's: in one rewrite it writes finished jobs, renews the leases of
-held jobs, puts back jobs that never started, and claims due ones. A line is claimed when it
-is ``pending`` and due, or ``processing`` and its worker gone: surely dead (see liveness.py),
-at once; or, when that cannot be known, once its lease (``run_at``) has run out. A dead
-worker's job that it had never started goes back to the attempts it had before that claim.
-``EachJob`` is the admin verbs' (cancel, retry, purge).
+held jobs, puts back jobs that never started, and claims due ones. A line is claimed when the
+worker may take it (a handler for its type, its queue served and not paused: ``Scope``) and
+it is ``pending`` and due, or ``processing`` and its worker gone: surely dead (see
+liveness.py), at once; or, when that cannot be known, once its lease (``run_at``) has run
+out. A dead worker's job that it had never started goes back to the attempts it had before
+that claim. A due job no handler of this worker can run is left pending, attempts untouched,
+its error saying what it waits for (``waiting_message``).
+
+Which due jobs a claim takes when it cannot take them all follows ``Scope.rank`` (queue
+order, priority, due time, file order): ``look`` reads the file first and chooses them, when
+the worker has seen that ranks differ; otherwise the editor claims in file order, the
+enqueue order. ``EachJob`` is the admin verbs' (cancel, retry, purge).
 """
 
 import logging
@@ -20,6 +27,7 @@ from .table import Editor
 from ..errors import CorruptLineError
 from ..model.job import Job, line_id, parse_line, peek_status_and_run_at, same_job
 from ..model.options import WORKER_KEY, decode_options, with_worker, without_worker
+from ..model.queues import Scope, choose, peek_queue_and_priority, queue_and_priority, waiting_message
 from .liveness import UNKNOWN, Owner, is_token
 
 logger = logging.getLogger("dbbasic_queue")
@@ -78,7 +86,11 @@ class ClaimOutcome:
     corrupt: List[Tuple[bytes, str]] = field(default_factory=list)
     dropped: int = 0  # by retention
     archived: int = 0  # moved to archive files
-    next_due: Optional[int] = None  # the earliest run_at of a job not due yet
+    next_due: Optional[int] = None  # the earliest run_at of a job not due yet it may take
+    ranked: bool = False  # jobs it may take differ in rank (see look)
+    ranks: Dict[bytes, tuple] = field(default_factory=dict)  # of the jobs claimed (Scope.rank)
+    waiting: Dict[str, int] = field(default_factory=dict)  # due jobs of types it cannot run
+    paused: Dict[str, int] = field(default_factory=dict)  # due jobs passed over: "queue x": n
 
     def log(self, path, edit_changed: bool, retention_seconds: Optional[float],
             reported: Set[bytes]) -> None:
@@ -119,8 +131,10 @@ class ClaimEditor(RetiringEditor):
                  unstarted: Set[bytes], now: float, lease_until: float, claim: int,
                  max_attempts: int, drop_before: Optional[float] = None, *,
                  worker: str, owner: Callable[[str], Owner],
-                 archive_before: Optional[float] = None, spool=None) -> None:
+                 archive_before: Optional[float] = None, spool=None,
+                 scope: Scope = Scope(), chosen: Optional[Set[bytes]] = None) -> None:
         self.worker, self.owner = worker, owner
+        self.scope, self.chosen = scope, chosen  # chosen: the pending jobs look picked
         self.owners: Dict[str, Owner] = {}
         self.archive_before, self.spool = archive_before, spool  # see archive.py
         self.held, self.finished, self.unstarted = held, finished, unstarted
@@ -170,14 +184,47 @@ class ClaimEditor(RetiringEditor):
             return self._claim(job_id, line) if claiming else line  # parses it to report it
         status, run_at, created_at = peek
         if status in _CLAIMABLE:
+            choice = peek_choice(line)
+            if choice is None:  # only a full parse can tell its type or queue
+                return self._claim(job_id, line) if claiming else line
+            job_type, queue, priority = choice
+            if not self.scope.takes(job_type, queue):
+                return self._passed_over(line, status, run_at, job_type, queue)
+            if priority or (self.scope.ordered and self.scope.rank(queue, 0, 0, 0)[0]):
+                self.outcome.ranked = True
             if claiming and (run_at <= self.now or (
                     status == b"processing" and self._owner_ended(line))):
+                if (self.chosen is not None and status == b"pending"
+                        and job_id not in self.chosen):
+                    return line
                 return self._claim(job_id, line)
             if self.outcome.next_due is None or run_at < self.outcome.next_due:
                 self.outcome.next_due = run_at
         elif status in _RETAINED and created_at.isdigit():
             return self.retire(line, max(run_at, int(created_at)))
         return line
+
+    def _passed_over(self, line: bytes, status: bytes, run_at: int, job_type: str,
+                      queue: str) -> bytes:
+        """A claimable line this worker may not take: counted for its log and, if it is a
+        due job of a type it has no handler for, marked as waiting for one."""
+        if status != b"pending" or run_at > self.now or not self.scope.serves(queue):
+            return line
+        counts, what = ((self.outcome.waiting, job_type) if not self.scope.handles(job_type)
+                        else (self.outcome.paused, f"queue {queue!r}" if queue in
+                              self.scope.paused_queues else f"type {job_type!r}"))
+        counts[what] = counts.get(what, 0) + 1
+        if counts is self.outcome.paused or waiting_message(job_type).encode() in line:
+            return line
+        try:
+            job = parse_line(line)
+        except CorruptLineError as error:
+            self.outcome.corrupt.append((line, str(error)))
+            return line
+        if job.error == waiting_message(job_type):  # written with quoting
+            return line
+        self.changed = True
+        return job.evolve(error=waiting_message(job_type)).to_line()
 
     def _claim(self, job_id: bytes, line: bytes) -> bytes:
         try:
@@ -186,6 +233,10 @@ class ClaimEditor(RetiringEditor):
             self.outcome.corrupt.append((line, str(error)))
             return line
         options = decode_options(job.options)
+        queue, priority = queue_and_priority(options)
+        if not self.scope.takes(job.type, queue):
+            return self._passed_over(line, job.status.encode(), job.run_at, job.type, queue)
+        self.outcome.ranks[job_id] = self.scope.rank(queue, priority, job.run_at, self.position)
         max_attempts = options.get("max_attempts") or self.max_attempts
         due = transitions.is_due(job, self.now)
         if job.status == "processing":
@@ -229,30 +280,77 @@ class ClaimEditor(RetiringEditor):
         return found is not None and self._owner(found.group(1).decode()).alive is False
 
 
-def worth_a_claim(lines, now: float, archive_before: Optional[float],
-                  drop_before: Optional[float]) -> Tuple[bool, Optional[int]]:
-    """Whether a claim rewrite by a run holding no job could change anything: a job due or
-    processing (its worker may be dead), a line only a full parse can judge, or enough
-    finished lines to move or drop (see RetiringEditor); and the earliest run_at of the jobs
-    not due. A cheap read, so a run with nothing to do writes nothing."""
-    next_due, retiring = None, 0
-    for _, line in lines:
+def peek_choice(line: bytes) -> Optional[Tuple[str, str, int]]:
+    """(type, queue, priority) of a plainly written job line, cheaply, or None when only a
+    full parse can tell."""
+    start = line.find(b"\t") + 1
+    end = line.find(b"\t", start)
+    job_type = line[start:end]
+    found = peek_queue_and_priority(line)
+    if found is None or job_type.startswith(b'"'):
+        return None
+    try:
+        return job_type.decode("utf-8"), found[0], found[1]
+    except UnicodeDecodeError:
+        return None
+
+
+@dataclass
+class Look:
+    """What a read of the whole file before a claim found: whether a claim rewrite could
+    change anything (``worth``), the earliest run_at of a job not due that the worker may
+    take, and, where ranks differ, the pending jobs to claim (``chosen``, in the order to
+    run them; None: claim in file order)."""
+
+    worth: bool
+    next_due: Optional[int] = None
+    chosen: Optional[List[bytes]] = None
+
+
+def look(lines, now: float, scope: Scope, room: int, archive_before: Optional[float],
+         drop_before: Optional[float], random: Callable[[], float]) -> Look:
+    """Read every line (cheap peeks) for a claim of at most ``room`` jobs: see Look. Worth a
+    claim: a job due that the worker may take, a processing one it may take (its worker
+    may be dead), a due job of a type it cannot run not yet marked waiting, a line only a
+    full parse can judge, or enough finished lines to move or drop (see RetiringEditor)."""
+    next_due, retiring, worth, ranked = None, 0, False, False
+    candidates: List[Tuple[tuple, str, bytes]] = []
+    for position, (_, line) in enumerate(lines):
         peek = peek_status_and_run_at(line)
         if peek is None:
-            return True, None
+            worth = True
+            continue
         status, run_at, created_at = peek
-        if status == b"processing" or (status == b"pending" and run_at <= now):
-            return True, None
-        if status == b"pending":
-            next_due = run_at if next_due is None else min(next_due, run_at)
-        elif status in _RETAINED and created_at.isdigit():
+        if status in _CLAIMABLE:
+            choice = peek_choice(line)
+            if choice is None:
+                worth = True
+                continue
+            job_type, queue, priority = choice
+            if not scope.takes(job_type, queue):
+                if (status == b"pending" and run_at <= now and scope.serves(queue)
+                        and not scope.handles(job_type)
+                        and waiting_message(job_type).encode() not in line):
+                    worth = True
+                continue
+            if status == b"processing":
+                worth = True
+            elif run_at <= now:
+                rank = scope.rank(queue, priority, run_at, position)
+                ranked = ranked or bool(priority) or (scope.ordered and rank[0] != 0)
+                candidates.append((rank, queue, line_id(line)))
+            else:
+                next_due = run_at if next_due is None else min(next_due, run_at)
+        elif status in _RETAINED and created_at.isdigit() and not worth:
             finished_at = max(run_at, int(created_at))
             if ((drop_before is not None and finished_at < drop_before) or
                     (archive_before is not None and finished_at < archive_before)):
                 retiring += 1
-                if retiring >= ARCHIVE_MIN_LINES:
-                    return True, None
-    return False, next_due
+                worth = retiring >= ARCHIVE_MIN_LINES
+    if not candidates:
+        return Look(worth, next_due)
+    chosen = choose(candidates, scope, room, random) if ranked or scope.weights else None
+    return Look(True, next_due, chosen)
 
 
 DROP = object()  # what an EachJob change returns to remove the job

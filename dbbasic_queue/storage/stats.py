@@ -9,6 +9,8 @@ from typing import Any, Dict
 
 from ..errors import CorruptLineError
 from ..model.job import STATUSES, line_id, parse_line, peek_listing
+from ..model.options import decode_options
+from ..model.queues import DEFAULT_QUEUE, queue_and_priority, waiting_message
 
 
 
@@ -19,6 +21,8 @@ def queue_stats(queue) -> Dict[str, Any]:
     by_type: Dict[str, Dict[str, int]] = {}
     oldest_due = next_run = None
     failed_last_hour = retrying = corrupt = 0
+    by_queue: Dict[str, Dict[str, int]] = {}  # the jobs waiting or running, by queue
+    waiting: Dict[str, Dict[str, Any]] = {}  # due jobs no worker that looked could run
     seen = set()  # ids counted: a kill mid-move leaves a job in two files (the live one wins)
     for _, line in queue.table.lines():
         try:
@@ -30,10 +34,17 @@ def queue_stats(queue) -> Dict[str, Any]:
         by_status[job.status] += 1
         counts = by_type.setdefault(job.type, dict.fromkeys(STATUSES, 0))
         counts[job.status] += 1
+        if job.status in ("pending", "processing"):
+            name = queue_and_priority(decode_options(job.options))[0] if job.options else DEFAULT_QUEUE
+            by_queue.setdefault(name, {"pending": 0, "processing": 0})[job.status] += 1
         if job.status == "pending":
             retrying += job.attempts > 0
             if job.run_at <= now:
                 oldest_due = job.run_at if oldest_due is None else min(oldest_due, job.run_at)
+                if job.error == waiting_message(job.type):
+                    entry = waiting.setdefault(job.type, {"jobs": 0, "oldest_seconds": 0.0})
+                    entry["jobs"] += 1
+                    entry["oldest_seconds"] = max(entry["oldest_seconds"], now - job.run_at)
             else:
                 next_run = job.run_at if next_run is None else min(next_run, job.run_at)
         elif job.status == "failed" and job.run_at >= now - 3600:
@@ -70,5 +81,6 @@ def queue_stats(queue) -> Dict[str, Any]:
             "oldest_due_seconds": None if oldest_due is None else max(0.0, now - oldest_due),
             "next_run_at": next_run, "retrying": retrying,
             "failed_last_hour": failed_last_hour, "corrupt_lines": corrupt,
-            "archived": archived}
+            "archived": archived, "queues": dict(sorted(by_queue.items())),
+            "waiting_for_handler": dict(sorted(waiting.items())), "paused": queue.paused()}
 

@@ -89,7 +89,7 @@ def work_loop(queue, options: WorkerOptions, bounds: Bounds, stop: threading.Eve
     while not stop.is_set() and not bounds.reached(ran):
         # Taken before the run reads the file: a job added after the run's last look (or by
         # the run itself) changes it, so the watch below wakes for it.
-        seen = queue.table.signature()
+        seen = (queue.table.signature(), queue.pauses.signature())  # a resume wakes it too
         run = WorkerRun(queue, options, bounds.less(ran), stop)
         ran += run.run()
         if run.ran or stop.is_set():
@@ -97,7 +97,8 @@ def work_loop(queue, options: WorkerOptions, bounds: Bounds, stop: threading.Eve
         rescan_at = queue.monotonic() + IDLE_RESCAN_SECONDS
         while not stop.wait(IDLE_CHECK_SECONDS) and not bounds.reached(ran):
             now = queue.clock()
-            if (queue.table.signature() != seen or queue.monotonic() >= rescan_at or
+            if ((queue.table.signature(), queue.pauses.signature()) != seen or
+                    queue.monotonic() >= rescan_at or
                     (run.next_due is not None and now >= run.next_due) or
                     (run.next_slot is not None and now >= run.next_slot)):
                 break

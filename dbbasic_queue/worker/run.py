@@ -17,13 +17,14 @@ from collections import deque
 from typing import Dict, List, Optional
 
 from ..model import transitions
-from ..storage.claim import ClaimEditor, Held, worth_a_claim
+from ..storage.claim import ClaimEditor, Held, look
 from ..model.words import plural
 from ..periodic.firing import Firing
 from ..model.job import Job, error_text, utc_text
 from ..model.job import result_json
 from ..storage.liveness import RunLock, WorkerLocks, new_token
-from ..model.options import Retry
+from ..model.options import Retry, decode_options
+from ..model.queues import DEFAULT_QUEUE, queue_and_priority
 from .running import RunningJob, running
 from ..periodic.schedules import schedules_of
 from .timelimit import JobTimeout, Watchdog, call_with_time_limit
@@ -35,6 +36,7 @@ RESULT_WINDOW_SECONDS = 1.0  # a finished job's result reaches the file within a
 KEEPER_TICK_SECONDS = 0.2
 BATCH_SECONDS = 0.5  # aim for batches of about this much work
 FIRST_BATCH, MAX_BATCH = 8, 4000  # a held job costs about 2.5 KB of peak memory
+CLAIM_SHARE = 4  # a batch holds at least this many times its claim's cost in work
 STALE_TEMPORARY_SECONDS = 3600
 
 
@@ -58,6 +60,7 @@ class WorkerRun:
         self.batch_aim = BATCH_SECONDS * (1 if options.concurrency == 1 else 4)
         self.last_claim = 0.0  # perf_counter time of the last claim, to size the next batch
         self.started_at_claim = 0
+        self.claim_seconds = 0.0  # what the last claim took itself
         self.next_due: Optional[int] = None
         self.held: Dict[bytes, Held] = {}
         self.to_run: deque = deque()  # ids of held jobs not started yet, in claim order
@@ -74,6 +77,8 @@ class WorkerRun:
         self.liveness: Optional[RunLock] = None  # held while the run serves
         self.watchdog: Optional[Watchdog] = None
         self.outcomes: Dict[str, int] = {}  # completed, failed, to retry, rescheduled: counts
+        self.ranked = False  # jobs it may take differ in rank: each claim looks first
+        self.passed_over: set = set()  # paused queues and types, and missing handlers, logged
         schedules = schedules_of(options.handlers)
         self.firing = Firing(queue, schedules) if schedules else None
 
@@ -169,16 +174,22 @@ class WorkerRun:
                     if self.to_run or self.no_more_due or self._must_stop():
                         continue  # another thread claimed meanwhile, or it is over
                     since, self.last_claim = self.last_claim, time.perf_counter()
-                    per_job = (self.last_claim - since) / max(self.started - self.started_at_claim, 1)
+                    working = self.last_claim - since - self.claim_seconds
+                    per_job = max(working, 0.0) / max(self.started - self.started_at_claim, 1)
                     self.started_at_claim = self.started
                     if since:
+                        # About batch_aim of work a batch, and at least four times the claim's
+                        # own cost (a claim that must read the whole file is dearer).
+                        wanted = max(self.batch_aim, CLAIM_SHARE * self.claim_seconds)
                         self.batch = max(1, min(MAX_BATCH, self.batch * 8,
-                                                int(self.batch_aim / max(per_job, 1e-6))))
+                                                int(wanted / max(per_job, 1e-6))))
                     limit = self.bounds.room(self.started, self.batch)
+                began = time.perf_counter()
                 if not self._sync(claim=limit) and not (
                         self.last_sync_resumed and self._sync(claim=limit, full=True)):
                     with self.state_lock:
                         self.no_more_due = True  # in a look at the whole file
+                self.claim_seconds = time.perf_counter() - began
 
     def _must_stop(self) -> bool:
         """Whether to start no other job: stopped, or the bounds reached (counting the jobs
@@ -196,8 +207,10 @@ class WorkerRun:
             if handler is None:
                 raise LookupError(f"no handler for job type {job.type!r}; add one to the handlers "
                                   f"given to process_jobs")
+            queue, priority = (queue_and_priority(decode_options(job.options)) if job.options
+                               else (DEFAULT_QUEUE, 0))
             with running(RunningJob(job.id, job.type, job.created_at, held.attempt,
-                                    held.max_attempts)):
+                                    held.max_attempts, queue, priority)):
                 self.liveness.started(job.id)  # from here on, a death counts the attempt
                 result = call_with_time_limit(handler, json.loads(job.payload), limit,
                                               self.watchdog)
@@ -284,24 +297,38 @@ class WorkerRun:
             resume = None if full else self.bookmark
             archive_after = self.queue.archive_after
             archive_before = None if archive_after is None else now - archive_after
-            if claim and not held and resume is None:
-                worth, next_due = worth_a_claim(self.queue.table.lines(), now, archive_before,
-                                                drop_before)
-                if not worth:  # nothing to claim, move or drop: nothing is written
-                    self.next_due = next_due
+            scope = self.options.scope.paused(*self.queue.pauses.current())
+            chosen = None
+            if claim and ((not held and resume is None) or self.ranked or scope.weights):
+                seen = look(self.queue.table.lines(), now, scope, claim, archive_before,
+                            drop_before, self.queue.random)
+                if not seen.worth and not held:  # nothing to claim, mark, move or drop
+                    self.next_due = seen.next_due
                     return []
+                if seen.chosen is not None:
+                    chosen, resume = seen.chosen, None  # they may lie before the bookmark
+                    self.ranked = True
             edit = self.queue.table.rewrite(lambda: ClaimEditor(
                 held, finished, unstarted, now, now + self.options.lease_seconds, claim,
                 self.options.max_attempts, drop_before, worker=self.token,
                 owner=self.locks.owner,
                 archive_before=archive_before,
-                spool=None if archive_after is None else self.queue.archive.spool()), resume)
+                spool=None if archive_after is None else self.queue.archive.spool(),
+                scope=scope, chosen=None if chosen is None else set(chosen)), resume)
             self.last_sync_resumed = resume is not None
             if edit is None:
                 return []
             outcome = edit.outcome
+            self.ranked = self.ranked or outcome.ranked
             if claim and len(outcome.claimed) < claim and resume is None:
                 self.next_due = outcome.next_due  # it looked at every line
+            claimed = list(outcome.claimed)
+            if chosen is None and outcome.ranked:  # claimed in file order: run by rank
+                claimed.sort(key=lambda job_id: outcome.ranks.get(job_id, ()))
+            elif chosen is not None:  # in the order look chose
+                picked = set(chosen)
+                claimed = [job_id for job_id in chosen if job_id in outcome.claimed] + [
+                    job_id for job_id in claimed if job_id not in picked]
             with self.state_lock:
                 for job_id in outcome.settled:
                     self.held.pop(job_id, None)
@@ -309,7 +336,7 @@ class WorkerRun:
                 for job_id in outcome.renewed:
                     self.held[job_id] = self.held[job_id].renewed(edit.lease_until)
                 self.held.update(outcome.claimed)
-                self.to_run.extend(outcome.claimed)
+                self.to_run.extend(claimed)
                 if release:
                     self.to_run.clear()
                 elif claim and not self.held.keys() - set(self.to_run):
@@ -327,7 +354,21 @@ class WorkerRun:
                     old.close()
             outcome.dropped, outcome.archived = edit.dropped, edit.archived
             outcome.log(self.queue.path, edit.changed, self.options.retention_seconds, self.reported)
-            return list(outcome.claimed)
+            self._log_passed_over(outcome)
+            return claimed
+
+    def _log_passed_over(self, outcome) -> None:
+        """Once per run and name: the due jobs it left to others (no handler here) or
+        skipped (paused)."""
+        for job_type, count in outcome.waiting.items():
+            if ("type", job_type) not in self.passed_over:
+                self.passed_over.add(("type", job_type))
+                logger.info("left %s to another worker: no handler here for %r",
+                            plural(count, f"due {job_type} job"), job_type)
+        for what, count in outcome.paused.items():
+            if what not in self.passed_over:
+                self.passed_over.add(what)
+                logger.info("skipping %s: %s is paused", plural(count, "due job"), what)
 
 def utc(timestamp: float) -> str:
     """A timestamp as ``YYYY-MM-DD HH:MM:SS UTC``, for logs."""

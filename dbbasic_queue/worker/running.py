@@ -20,6 +20,8 @@ class RunningJob:
     created_at: int
     attempt: int  # this attempt's number, from 1: the job's attempts once it is recorded
     max_attempts: int  # the job's own, or the worker's
+    queue: str = "default"  # see model/queues.py
+    priority: int = 0
 
 
 _running_job: contextvars.ContextVar = contextvars.ContextVar("dbbasic_queue_job", default=None)

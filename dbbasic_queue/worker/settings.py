@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional
 
 from ..model.checks import check_attempts, check_duration, check_handlers, check_number
+from ..model.queues import QueueChoice, Scope
 
 MAX_CONCURRENCY = 256
 
@@ -20,9 +21,12 @@ class WorkerOptions:
     retention_seconds: Optional[float]
     timeout: Optional[float]
     concurrency: int = 1
+    queues: QueueChoice = None  # None: every queue; a list: strict order; a dict: weights
 
     def __post_init__(self) -> None:
         check_handlers(self.handlers)
+        # What the worker takes: only types it has a handler for, in the queues it serves.
+        object.__setattr__(self, "scope", Scope.of(self.handlers, self.queues))
         check_attempts("max_attempts", self.max_attempts)
         check_duration("lease_seconds", self.lease_seconds)
         if self.retention_seconds is not None:

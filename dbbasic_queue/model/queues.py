@@ -1,0 +1,179 @@
+"""Named queues, priorities and what a worker takes: the rules of the claim's choice, pure.
+
+A job's queue and priority are options (the file's ``options`` column): ``"queue"`` absent
+means ``default``, ``"priority"`` absent means 0; so a 1.0.0 file reads as the default queue
+at priority 0, and a job enqueued without them keeps the line it always had.
+
+A worker takes a job only if it has a handler for its type, serves its queue, and neither
+is paused (``Scope.takes``). Among the jobs it may take, it claims in this order
+(``Scope.rank``): the queue's place in the worker's list (strict order; every queue shares
+place 0 when the worker serves any queue), then higher priority, then earlier ``run_at``,
+then earlier in the file (the order of enqueueing). With weights instead of a strict order,
+each job of a claim comes from a queue drawn by weight among those with jobs due, so each
+queue gets its share of the work while all have jobs (``choose``).
+"""
+
+import re
+from dataclasses import dataclass
+from typing import Callable, Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple, Union
+
+from .checks import shown
+from .job import QUEUE_NAME
+
+DEFAULT_QUEUE = "default"
+LOWEST_PRIORITY, HIGHEST_PRIORITY = -100, 100  # Django's task priorities (job.py checks them too)
+MAX_WEIGHT = 1000
+# The queue and priority in a line's options field as encode_options writes them (quotes
+# doubled by the file's quoting): a cheap look for the claim, checked like every other field.
+_QUEUE_IN_OPTIONS = re.compile(rb'""queue""\s*:\s*""([A-Za-z0-9][A-Za-z0-9_.:-]{0,99})""')
+_PRIORITY_IN_OPTIONS = re.compile(rb'""priority""\s*:\s*(-?\d{1,3})[,}]')
+WAITING_FOR_HANDLER = "waiting for a worker with a handler for"
+
+
+def check_queue_name(name, what: str = "queue") -> str:
+    """``name`` if it can name a queue: 1 to 100 letters, digits and ``_ . : -``, starting
+    with a letter or digit (so it is safe in a file name, a URL and a log line)."""
+    if not isinstance(name, str):
+        raise TypeError(f"{what} must be a str such as 'emails', not {type(name).__name__}")
+    if not QUEUE_NAME.match(name):
+        raise ValueError(f"{what} {shown(name)} must be 1 to 100 letters, digits, '_', '.', ':' "
+                         f"or '-', starting with a letter or digit, such as 'emails'")
+    return name
+
+
+def check_priority(priority) -> int:
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise TypeError(f"priority must be an int from {LOWEST_PRIORITY} to {HIGHEST_PRIORITY} "
+                        f"(higher runs first), not {type(priority).__name__}")
+    if not LOWEST_PRIORITY <= priority <= HIGHEST_PRIORITY:
+        raise ValueError(f"priority must be from {LOWEST_PRIORITY} to {HIGHEST_PRIORITY} (higher "
+                         f"runs first), not {priority}")
+    return priority
+
+
+def waiting_message(job_type: str) -> str:
+    """The error a worker writes on a due job it has no handler for (attempts untouched)."""
+    return f"{WAITING_FOR_HANDLER} {job_type!r}: the last worker to look had none"
+
+
+def peek_queue_and_priority(line: bytes) -> Optional[Tuple[str, int]]:
+    """(queue, priority) of a job line from a cheap look at its options field, or None when
+    only a full parse can tell (options written by other hands)."""
+    options = line[line.rfind(b"\t") + 1:]
+    if len(options) <= 1:
+        return DEFAULT_QUEUE, 0
+    queue, priority = DEFAULT_QUEUE, 0
+    if b'queue' in options:
+        found = _QUEUE_IN_OPTIONS.search(options)
+        if found is None:
+            return None
+        queue = found.group(1).decode()
+    if b'priority' in options:
+        found = _PRIORITY_IN_OPTIONS.search(options)
+        if found is None:
+            return None
+        priority = int(found.group(1))
+    return queue, priority
+
+
+def queue_and_priority(options: Mapping) -> Tuple[str, int]:
+    """(queue, priority) from a job's decoded options."""
+    queue, priority = options.get("queue", DEFAULT_QUEUE), options.get("priority", 0)
+    return (queue if isinstance(queue, str) else DEFAULT_QUEUE,
+            priority if isinstance(priority, int) and not isinstance(priority, bool) else 0)
+
+
+QueueChoice = Union[None, Sequence[str], Mapping[str, int]]
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What one worker takes: ``types`` it has handlers for (None: any, for admin looks),
+    ``queues`` it serves in strict order (None: every queue) or ``weights`` by queue, and the
+    queues and types paused when it looked (see storage/pauses.py)."""
+
+    types: Optional[FrozenSet[str]] = None
+    queues: Optional[Tuple[str, ...]] = None
+    weights: Optional[Tuple[int, ...]] = None
+    paused_queues: FrozenSet[str] = frozenset()
+    paused_types: FrozenSet[str] = frozenset()
+
+    @classmethod
+    def of(cls, types, queues: QueueChoice = None) -> "Scope":
+        """The scope of a worker with handlers for ``types`` serving ``queues``: None (every
+        queue), a list in strict order, or a dict of weights (``{"emails": 3, "default": 1}``).
+        Raises TypeError or ValueError for a bad choice."""
+        types = None if types is None else frozenset(types)
+        if queues is None:
+            return cls(types)
+        if isinstance(queues, str):
+            queues = [queues]
+        if isinstance(queues, Mapping):
+            names = tuple(check_queue_name(name) for name in queues)
+            weights = tuple(queues.values())
+            for name, weight in zip(names, weights):
+                if isinstance(weight, bool) or not isinstance(weight, int) or not 1 <= weight <= MAX_WEIGHT:
+                    raise ValueError(f"the weight of queue {name!r} must be an int from 1 to "
+                                     f"{MAX_WEIGHT}, not {shown(weight)}")
+        elif isinstance(queues, (list, tuple)):
+            names, weights = tuple(check_queue_name(name) for name in queues), None
+        else:
+            raise TypeError(f"queues must be a list of queue names in the order to serve them, "
+                            f"or a dict of weights such as {{'emails': 3, 'default': 1}}, not "
+                            f"{type(queues).__name__}")
+        if not names or len(set(names)) != len(names):
+            raise ValueError(f"queues must name each queue once, and at least one, not "
+                             f"{list(names)!r}")
+        return cls(types, names, weights)
+
+    def paused(self, queues: FrozenSet[str], types: FrozenSet[str]) -> "Scope":
+        return Scope(self.types, self.queues, self.weights, queues, types)
+
+    def serves(self, queue: str) -> bool:
+        return self.queues is None or queue in self.queues
+
+    def takes(self, job_type: str, queue: str) -> bool:
+        """Whether the worker may claim a job of this type in this queue now."""
+        return ((self.types is None or job_type in self.types) and self.serves(queue)
+                and queue not in self.paused_queues and job_type not in self.paused_types)
+
+    def handles(self, job_type: str) -> bool:
+        return self.types is None or job_type in self.types
+
+    @property
+    def ordered(self) -> bool:
+        """Whether the queues' order can change which jobs a claim takes."""
+        return self.queues is not None and len(self.queues) > 1
+
+    def rank(self, queue: str, priority: int, run_at: int, position: int) -> tuple:
+        """The claim order's key of a job (smaller first); see the module docstring."""
+        place = 0 if self.queues is None or self.weights is not None else self.queues.index(queue)
+        return place, -priority, run_at, position
+
+
+def choose(candidates: Sequence[Tuple[tuple, str, bytes]], scope: Scope, room: int,
+           random: Callable[[], float]) -> List[bytes]:
+    """The ids of at most ``room`` of ``candidates`` ((rank, queue, id) of the jobs the
+    worker may take), in the order to run them: by rank, or with weights by a queue drawn
+    for each job among those with jobs left (its best-ranked job first)."""
+    if scope.weights is None:
+        return [job_id for _, _, job_id in sorted(candidates)[:room]]
+    by_queue: Dict[str, List[Tuple[tuple, bytes]]] = {}
+    for rank, queue, job_id in candidates:
+        by_queue.setdefault(queue, []).append((rank, job_id))
+    for jobs in by_queue.values():
+        jobs.sort(reverse=True)  # the best at the end, popped first
+    weight = dict(zip(scope.queues, scope.weights))
+    chosen: List[bytes] = []
+    while len(chosen) < room and by_queue:
+        names = sorted(by_queue)
+        total = sum(weight[name] for name in names)
+        draw = random() * total
+        for name in names:
+            draw -= weight[name]
+            if draw < 0:
+                break
+        chosen.append(by_queue[name].pop()[1])
+        if not by_queue[name]:
+            del by_queue[name]
+    return chosen

@@ -1,0 +1,398 @@
+"""Named queues, priorities, pauses, and workers that take only what they can run.
+
+In-process tests use the fake clocks (see conftest); where several workers meet, real
+processes: the README's two workers side by side, and a loop worker paused and resumed from
+the command line.
+"""
+
+import json
+import os
+import random
+import sys
+import textwrap
+
+import pytest
+
+from dbbasic_queue import Queue
+from dbbasic_queue.model.queues import waiting_message
+from dbbasic_queue.worker.run import FIRST_BATCH
+from support import EMAIL, ROOT, TESTS, finish, noop, wait_for
+
+
+def recorder(seen, name=None):
+    def handler(payload):
+        seen.append(payload.get("n", name))
+    return handler
+
+
+# --- a worker runs only what it can run ------------------------------------------------------
+
+def test_a_job_no_handler_of_the_worker_can_run_stays_pending_with_its_attempts(queue):
+    # Given a job of a type the worker has no handler for, with a single attempt
+    charge = queue.enqueue("charge_card", {"amount": 5}, max_attempts=1)
+    email = queue.enqueue("send_email", EMAIL)
+
+    # When the Quick Start worker (send_email only) runs, twice
+    assert queue.process_jobs({"send_email": noop}) == 1
+    assert queue.process_jobs({"send_email": noop}) == 0
+
+    # Then the charge is still pending, attempts untouched, its error saying what it waits for
+    job = queue.get_job(charge)
+    assert (job["status"], job["attempts"], job["error"]) == (
+        "pending", 0, waiting_message("charge_card"))
+    assert "charge_card" in job["error"] and queue.get_job(email)["status"] == "completed"
+
+    # And a worker with the handler runs it, and the waiting note goes
+    assert queue.process_jobs({"charge_card": noop}) == 1
+    job = queue.get_job(charge)
+    assert (job["status"], job["attempts"], job["error"]) == ("completed", 1, None)
+
+
+def test_stats_shows_the_jobs_waiting_for_a_handler_by_type(queue, clock):
+    for _ in range(3):
+        queue.enqueue("charge_card", {})
+    queue.process_jobs({"send_email": noop})
+    clock.advance(7200)
+
+    waiting = queue.stats()["waiting_for_handler"]
+
+    assert waiting == {"charge_card": {"jobs": 3, "oldest_seconds": 7200}}
+
+
+def test_a_run_with_only_jobs_it_cannot_run_marks_them_once_then_writes_nothing(queue):
+    queue.enqueue("charge_card", {})
+    queue.process_jobs({"send_email": noop})
+    before = queue.path.stat()
+
+    for _ in range(3):
+        assert queue.process_jobs({"send_email": noop}) == 0
+
+    after = queue.path.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+
+
+def test_a_worker_does_not_count_a_job_it_cannot_run_as_its_next_due(queue, clock):
+    from dbbasic_queue.worker.run import WorkerRun
+    from dbbasic_queue.worker.settings import Bounds, WorkerOptions
+    queue.enqueue("charge_card", {})  # due now, for another worker
+    later = queue.enqueue("send_email", EMAIL, run_at=clock.now + 600)
+
+    run = WorkerRun(queue, WorkerOptions({"send_email": noop}, 3, 300, None, None),
+                    Bounds(None, None, queue.monotonic))
+    run.run()
+
+    # A loop worker sleeps until its own job is due instead of waking at once for ever
+    assert run.next_due == queue.get_job(later)["run_at"]
+
+
+def test_the_readme_worker_and_a_periodic_worker_side_by_side_lose_nothing(tmp_path, children):
+    # Given the Quick Start worker (send_email only) and the README's periodic worker
+    # (its schedule's handler only), as files of an app
+    app = tmp_path / "app"
+    (app / "workers").mkdir(parents=True)
+    (app / "workers" / "queue_worker.py").write_text(textwrap.dedent("""\
+        import logging, os, time
+        from dbbasic_queue import process_jobs
+
+        def send_email_handler(payload):
+            with open(os.environ["RUNS_LOG"], "a") as log:
+                log.write(f"send_email:{payload['n']}\\n")
+            return {'sent_at': time.time()}
+
+        handlers = {'send_email': send_email_handler}
+
+        if __name__ == '__main__':
+            logging.basicConfig(level=logging.INFO)
+            process_jobs(handlers, max_attempts=3)
+        """))
+    (app / "workers" / "charges.py").write_text(textwrap.dedent("""\
+        import os
+        from datetime import timedelta
+        from dbbasic_queue import Queue
+
+        queue = Queue()
+
+        @queue.handler('charge_card')
+        def charge_card(payload):
+            with open(os.environ["RUNS_LOG"], "a") as log:
+                log.write(f"charge_card:{payload['n']}\\n")
+
+        @queue.periodic(every=timedelta(minutes=10))
+        def refresh_feeds(payload):
+            return None
+        """))
+    queue = Queue(app / "data" / "queue.tsv")
+    ids = [queue.enqueue("charge_card", {"n": n}, max_attempts=1) for n in range(20)]
+    ids += [queue.enqueue("send_email", {"n": n}) for n in range(20)]
+    env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{app}", RUNS_LOG=str(tmp_path / "runs"))
+
+    # When both run at once, as cron starts them, several times over
+    for _ in range(3):
+        workers = [children.start([sys.executable, "workers/queue_worker.py"], cwd=app, env=env),
+                   children.start([sys.executable, "-m", "dbbasic_queue", "work", "--handlers",
+                                   "workers.charges:queue"], cwd=app, env=env)]
+        for worker in workers:
+            finish(worker)
+
+    # Then every job completed, each exactly once, and none failed for lack of a handler
+    assert [queue.get_job(job_id)["status"] for job_id in ids] == ["completed"] * 40
+    runs = (tmp_path / "runs").read_text().split()
+    assert sorted(runs) == sorted({*runs}) and len(runs) == 40
+
+
+# --- named queues ------------------------------------------------------------------------------
+
+def test_a_worker_given_queues_takes_only_jobs_of_those_queues(queue):
+    seen = []
+    queue.enqueue("send_email", {"n": "emails"}, queue="emails")
+    queue.enqueue("send_email", {"n": "default"})
+
+    assert queue.process_jobs({"send_email": recorder(seen)}, queues=["default"]) == 1
+    assert seen == ["default"]
+    assert queue.process_jobs({"send_email": recorder(seen)}, queues=["emails"]) == 1
+    assert seen == ["default", "emails"]
+
+
+def test_a_worker_without_queues_serves_every_queue(queue):
+    queue.enqueue("send_email", {}, queue="emails")
+    queue.enqueue("send_email", {}, queue="reports")
+    queue.enqueue("send_email", {})
+
+    assert queue.process_jobs({"send_email": noop}) == 3
+
+
+def test_the_queue_is_an_option_a_1_0_0_line_reads_as_default(queue):
+    plain = queue.enqueue("send_email", EMAIL)
+    named = queue.enqueue("send_email", EMAIL, queue="emails", priority=5)
+
+    assert queue.job_options(plain) == {}
+    assert queue.job_options(named) == {"queue": "emails", "priority": 5}
+    lines = queue.path.read_text().splitlines()
+    assert lines[0].split("\t")[-1] == "options" and lines[1].endswith("\t")  # as 1.0.0 writes it
+    assert queue.stats()["queues"] == {"default": {"pending": 1, "processing": 0},
+                                       "emails": {"pending": 1, "processing": 0}}
+
+
+def test_a_handler_declares_the_queue_of_its_jobs(tmp_path, clock, monotonic):
+    queue = Queue(tmp_path / "queue.tsv", clock=clock, monotonic=monotonic)
+
+    @queue.handler("send_email", queue="emails")
+    def send(payload):
+        return None
+
+    job_id = queue.enqueue("send_email", EMAIL)
+    other = queue.enqueue("send_email", EMAIL, queue="bulk")
+
+    assert queue.job_options(job_id) == {"queue": "emails"}
+    assert queue.job_options(other) == {"queue": "bulk"}
+
+
+@pytest.mark.parametrize("bad, error", [
+    ({"queue": ""}, ValueError), ({"queue": "a b"}, ValueError), ({"queue": 3}, TypeError),
+    ({"queue": "x" * 101}, ValueError), ({"priority": 101}, ValueError),
+    ({"priority": -101}, ValueError), ({"priority": 1.5}, TypeError),
+    ({"priority": True}, TypeError)])
+def test_a_bad_queue_or_priority_is_refused_and_writes_nothing(queue, bad, error):
+    with pytest.raises(error):
+        queue.enqueue("send_email", EMAIL, **bad)
+    assert not queue.path.exists()
+
+
+@pytest.mark.parametrize("queues", [[], ["a", "a"], {"a": 0}, {"a": 1.5}, "", 7])
+def test_a_bad_queue_choice_is_refused_before_the_file_is_touched(queue, queues):
+    queue.enqueue("send_email", EMAIL)
+    before = queue.path.read_bytes()
+    with pytest.raises((TypeError, ValueError)):
+        queue.process_jobs({"send_email": noop}, queues=queues)
+    assert queue.path.read_bytes() == before
+
+
+def test_a_hand_written_bad_queue_is_a_corrupt_line_and_the_rest_run(queue, caplog):
+    queue.enqueue("send_email", EMAIL)
+    with open(queue.path, "a") as file:
+        file.write('00000000000000aa\tsend_email\t{}\tpending\t1\t1\t0\t\t\t"{""queue"": ""a b""}"\n')
+
+    assert queue.process_jobs({"send_email": noop}) == 1
+    assert "queue 'a b' is not a queue name" in caplog.text
+
+
+# --- priorities and the order of queues ----------------------------------------------------
+
+def test_higher_priority_runs_first_then_due_time_then_enqueue_order(queue, clock):
+    seen = []
+    queue.enqueue("t", {"n": "late-0"}, run_at=clock.now - 10)
+    queue.enqueue("t", {"n": "p5-a"}, priority=5)
+    queue.enqueue("t", {"n": "low"}, priority=-3)
+    queue.enqueue("t", {"n": "top"}, priority=100)
+    queue.enqueue("t", {"n": "p5-b"}, priority=5)
+    queue.enqueue("t", {"n": "early-0"}, run_at=clock.now - 20)
+
+    queue.process_jobs({"t": recorder(seen)})
+
+    assert seen == ["top", "p5-a", "p5-b", "early-0", "late-0", "low"]
+
+
+def test_a_claim_smaller_than_the_due_jobs_takes_the_highest_priorities(queue):
+    seen = []
+    for n in range(3 * FIRST_BATCH):
+        queue.enqueue("t", {"n": f"low-{n}"})
+    for n in range(3):
+        queue.enqueue("t", {"n": f"high-{n}"}, priority=10)
+
+    queue.process_jobs({"t": recorder(seen)}, max_jobs=3)
+
+    assert seen == ["high-0", "high-1", "high-2"]
+
+
+def test_a_high_priority_job_enqueued_while_a_worker_runs_is_taken_next(queue):
+    seen = []
+
+    def handler(payload):
+        seen.append(payload["n"])
+        if payload["n"] == "low-0":
+            queue.enqueue("t", {"n": "urgent"}, priority=50)
+    for n in range(4 * FIRST_BATCH):
+        queue.enqueue("t", {"n": f"low-{n}"})
+
+    queue.process_jobs({"t": handler})
+
+    assert len(seen) == 4 * FIRST_BATCH + 1
+    assert seen.index("urgent") <= FIRST_BATCH  # in the next claim, not after every low one
+
+
+def test_strict_queue_order_serves_the_first_queue_before_the_next(queue):
+    seen = []
+    queue.enqueue("t", {"n": "default-high"}, priority=100)
+    queue.enqueue("t", {"n": "critical"}, queue="critical", priority=-100)
+
+    queue.process_jobs({"t": recorder(seen)}, queues=["critical", "default"])
+
+    assert seen == ["critical", "default-high"]
+
+
+def test_weighted_queues_each_get_their_share_within_ten_percent(tmp_path, clock, monotonic):
+    queue = Queue(tmp_path / "queue.tsv", clock=clock, monotonic=monotonic,
+                  random=random.Random(7).random)
+    for n in range(1500):
+        queue.enqueue("t", {"n": "a"}, queue="a")
+        queue.enqueue("t", {"n": "b"}, queue="b")
+    seen = []
+
+    queue.process_jobs({"t": recorder(seen)}, queues={"a": 3, "b": 1}, max_jobs=1000)
+
+    share = seen.count("a") / len(seen)
+    assert len(seen) == 1000 and 0.75 * 0.9 <= share <= 0.75 * 1.1
+
+
+# --- pause and resume ------------------------------------------------------------------------
+
+def test_a_paused_queue_is_skipped_until_resumed_and_the_pause_is_a_readable_file(queue):
+    seen = []
+    queue.enqueue("t", {"n": "email"}, queue="emails")
+    queue.enqueue("t", {"n": "other"})
+
+    assert queue.pause("emails") is True and queue.pause("emails") is False
+    assert queue.process_jobs({"t": recorder(seen)}) == 1 and seen == ["other"]
+    assert [p["name"] for p in queue.paused()] == ["emails"]
+    pause_file = queue.path.with_name("queue.paused.tsv").read_text().splitlines()
+    assert pause_file[0] == "kind\tname\tpaused_at" and pause_file[1].startswith("queue\temails\t")
+    job = next(job for job in queue.jobs() if job["payload"]["n"] == "email")
+    assert (job["status"], job["attempts"], job["error"]) == ("pending", 0, None)
+
+    assert queue.resume("emails") is True and queue.resume("emails") is False
+    assert queue.process_jobs({"t": recorder(seen)}) == 1 and seen == ["other", "email"]
+
+
+def test_a_paused_job_type_is_skipped_in_every_queue(queue, caplog):
+    seen = []
+    queue.enqueue("charge_card", {"n": "charge"}, queue="payments")
+    queue.enqueue("send_email", {"n": "email"}, queue="payments")
+    queue.pause(job_type="charge_card")
+
+    with caplog.at_level("INFO", logger="dbbasic_queue"):
+        queue.process_jobs({"charge_card": recorder(seen), "send_email": recorder(seen)})
+
+    assert seen == ["email"]
+    assert "type 'charge_card' is paused" in caplog.text
+    assert queue.stats()["paused"][0]["name"] == "charge_card"
+
+
+def test_pause_takes_a_queue_or_a_type(queue):
+    with pytest.raises(TypeError):
+        queue.pause()
+    with pytest.raises(TypeError):
+        queue.pause("emails", job_type="t")
+    with pytest.raises(ValueError):
+        queue.pause("no spaces")
+
+
+def test_a_corrupt_line_in_the_pause_file_is_reported_and_pauses_nothing(queue, caplog):
+    queue.pause("emails")
+    with open(queue.path.with_name("queue.paused.tsv"), "a") as file:
+        file.write("queue\tbad name\tyesterday\n")
+    queue.enqueue("t", {}, queue="other")
+
+    assert queue.process_jobs({"t": noop}) == 1
+    assert [p["name"] for p in queue.paused()] == ["emails"]
+    assert "queue.paused.tsv, line 3" in caplog.text
+
+    queue.resume("emails")  # the corrupt line stays where it was
+    assert "bad name" in queue.path.with_name("queue.paused.tsv").read_text()
+
+
+def test_a_pause_holds_for_a_running_loop_worker_from_its_next_claim(tmp_path, children):
+    # Given a loop worker of another process, serving every queue
+    data = tmp_path / "data"
+    queue = Queue(data / "queue.tsv")
+    runs_log = tmp_path / "runs"
+    worker = children.cli("--file", data / "queue.tsv", "work", "--loop", "--handlers",
+                          "jobs_for_cli:handlers", log=tmp_path / "worker.log",
+                          RUNS_LOG=str(runs_log))
+    first = queue.enqueue("send_email", {"key": "first"})
+    wait_for(lambda: queue.get_job(first)["status"] == "completed", what="the first job")
+
+    # When the emails queue is paused from the command line, and jobs come in both queues
+    pause = children.cli("--file", data / "queue.tsv", "pause", "emails")
+    assert finish(pause) == "paused queue emails\n"
+    held = [queue.enqueue("send_email", {"key": f"held-{n}"}, queue="emails") for n in range(3)]
+    marker = queue.enqueue("send_email", {"key": "marker"})
+
+    # Then the worker runs the other queue's job but none of the paused queue's
+    wait_for(lambda: queue.get_job(marker)["status"] == "completed", what="the marker job")
+    assert [queue.get_job(job_id)["status"] for job_id in held] == ["pending"] * 3
+
+    # And once resumed, it wakes and runs them, each once
+    finish(children.cli("--file", data / "queue.tsv", "resume", "emails"))
+    wait_for(lambda: all(queue.get_job(job_id)["status"] == "completed" for job_id in held),
+             what="the resumed jobs")
+    assert sorted(runs_log.read_text().split()) == sorted(
+        ["first", "marker", "held-0", "held-1", "held-2"])
+    assert "skipping" in (tmp_path / "worker.log").read_text()
+
+
+def test_the_command_line_enqueues_into_a_queue_with_a_priority_and_serves_queues(
+        tmp_path, monkeypatch):
+    from dbbasic_queue.cli import main
+    monkeypatch.setenv("RUNS_LOG", str(tmp_path / "runs"))
+    monkeypatch.syspath_prepend(str(TESTS))
+    path = str(tmp_path / "queue.tsv")
+    assert main(["--file", path, "enqueue", "send_email", json.dumps({"key": "k"}), "--queue",
+                 "emails", "--priority", "7"]) == 0
+    queue = Queue(path)
+    job = next(queue.jobs())
+    assert queue.job_options(job["id"]) == {"queue": "emails", "priority": 7}
+
+    assert main(["--file", path, "work", "--handlers", "jobs_for_cli:handlers",
+                 "--queue", "default"]) == 0
+    assert queue.get_job(job["id"])["status"] == "pending"
+    assert main(["--file", path, "work", "--handlers", "jobs_for_cli:handlers",
+                 "--queue", "emails:2,default:1"]) == 0
+    assert queue.get_job(job["id"])["status"] == "completed"
+
+
+@pytest.mark.parametrize("argv", [["--queue", "a:1,b"], ["--queue", "a,a"], ["--queue", "a:x"]])
+def test_the_command_line_refuses_a_bad_queue_choice(tmp_path, argv, capsys):
+    from dbbasic_queue.cli import main
+    assert main(["--file", str(tmp_path / "queue.tsv"), "work", "--handlers",
+                 "jobs_for_cli:handlers", *argv]) == 2
+    assert not (tmp_path / "queue.tsv").exists()
