@@ -74,6 +74,29 @@ class Ours:
         return self.queue.process_jobs({"send_email": noop})
 
 
+class OursWithQueues(Ours):
+    """Jobs spread over 3 queues and 5 priorities, 1 in 50 of two types that are paused; the
+    worker serves the queues by weight (the claim's costliest mode: a look before each claim)."""
+
+    PAUSED = ("export_csv", "rebuild_index")
+
+    def __init__(self, durable=False):
+        super().__init__(durable)
+        self.count = 0
+
+    def enqueue(self):
+        n, self.count = self.count, self.count + 1
+        job_type = self.PAUSED[n % 2] if n % 50 == 49 else "send_email"
+        self.queue.enqueue(job_type, PAYLOAD, queue=("default", "emails", "reports")[n % 3],
+                           priority=(n % 5) * 10 - 20)
+
+    def process(self):
+        for job_type in self.PAUSED:
+            self.queue.pause(job_type=job_type)
+        return self.queue.process_jobs({"send_email": noop, **{t: noop for t in self.PAUSED}},
+                                       queues={"default": 3, "emails": 2, "reports": 1})
+
+
 class OnRedis:
     """Our RQ backend, on the redis-server this benchmark started (one queue per directory)."""
 
@@ -127,7 +150,7 @@ class Huey:
 SUBJECTS = {
     "ours": lambda: Ours(), "ours-durable": lambda: Ours(durable=True),
     "v1": lambda: Original(), "huey": lambda: Huey(), "huey-nofsync": lambda: Huey(durable=False),
-    "rq": lambda: OnRedis(),
+    "rq": lambda: OnRedis(), "ours-queues": lambda: OursWithQueues(),
 }
 FAST_PREFILL = {"ours-durable": "ours", "huey": "huey-nofsync"}  # same file, faster writer
 
@@ -768,6 +791,12 @@ def measure_main(runner, sizes, log, figures):
         for jobs in sizes["process"]:
             log(f"process {jobs} jobs with {subject} ({repeats} runs)")
             figures[("process", subject, jobs)] = runner.process(subject, jobs, repeats)
+    log("enqueue and process with queues, priorities and paused types")
+    figures[("enqueue", "ours-queues", 0)] = runner.enqueue("ours-queues", 0, sizes["samples"],
+                                                            sizes["repeats"])
+    biggest = sizes["process"][-1]
+    figures[("process", "ours-queues", biggest)] = runner.process("ours-queues", biggest,
+                                                                  sizes["repeats"])
     for jobs in sizes["v1_process"]:
         log(f"process {jobs} jobs with 1.0.0 (capped: its worker is quadratic)")
         figures[("process", "v1", jobs)] = runner.process("v1", jobs)
@@ -896,6 +925,14 @@ def table(figures, sizes):
                     f"{' (extrapolated)' if jobs in capped else ''} | {cell(per_job('huey-nofsync'))} | "
                     f"{cell(per_job('huey'))} | csv rewrite of the file: {floor * 1000:.0f} ms | "
                     f"{ours_total / floor:.1f} rewrites |")
+    queued = figures[("enqueue", "ours-queues", 0)]
+    rows.append(f"| enqueue p50 / p99 µs with queue= and priority=, 0 jobs in file | "
+                f"{cell(queued['p50_us'])} / {cell(queued['p99_us'])} | — | — | — | — | — |")
+    biggest = sizes["process"][-1]
+    spread = figures[("process", "ours-queues", biggest)]["seconds"] / biggest * 1e6
+    rows.append(f"| processing µs/job, {biggest:,} jobs in 3 weighted queues, 5 priorities, 2% of "
+                f"2 paused types (ours alone: {spread / (figures[('process', 'ours', biggest)]['seconds'] / biggest * 1e6):.2f}x) | "
+                f"{cell(spread)} | — | — | — | — | — |")
     rss = figures[("process", "ours", sizes["rss"])]["max_rss_mb"]
     huey_rss = figures[("process", "huey-nofsync", sizes["rss"])]["max_rss_mb"]
     rows.append(f"| worker peak RSS MB, {sizes['rss']:,} jobs | {rss:.1f} | — | {huey_rss:.1f} | "

@@ -50,8 +50,8 @@ def tasks_file(project, tmp_path):
     """A fresh queue file for this test, the backend's PATH (two attempts per task)."""
     from django.test import override_settings
     path = tmp_path / "data" / "tasks.tsv"
-    with override_settings(TASKS={"default": {"BACKEND": BACKEND, "OPTIONS": {
-            "PATH": str(path), "MAX_ATTEMPTS": 2}}}):
+    with override_settings(TASKS={"default": {"BACKEND": BACKEND, "QUEUES": ["default", "emails"],
+                                              "OPTIONS": {"PATH": str(path), "MAX_ATTEMPTS": 2}}}):
         yield path
 
 
@@ -250,12 +250,10 @@ def test_the_backend_refuses_what_it_cannot_do_clearly_and_writes_nothing(tasks_
     # The capability flags say what the backend does
     assert (TaskBackend.supports_defer, TaskBackend.supports_get_result,
             TaskBackend.supports_async_task, TaskBackend.supports_priority) == (
-        True, True, True, False)
-    # Priorities and other queue names are refused when the task is made
-    with pytest.raises(InvalidTask, match="priority"):
-        fulfil_order.using(priority=10)
-    with pytest.raises(InvalidTask, match="emails"):
-        fulfil_order.using(queue_name="emails")
+        True, True, True, True)
+    # A queue name the backend's QUEUES does not list is refused when the task is made
+    with pytest.raises(InvalidTask, match="reports"):
+        fulfil_order.using(queue_name="reports")
     # Values JSON cannot hold as they are are refused at enqueue, naming the task
     with pytest.raises(TypeError, match="shop.tasks.fulfil_order: args and kwargs must be JSON"):
         fulfil_order.enqueue(object())
@@ -317,7 +315,7 @@ def test_check_reports_bad_options_and_the_worker_refuses_them(project):
         return [(m.id, m.msg) for m in TaskBackend("shop", params).check()]
 
     assert messages({"OPTIONS": {"PATH": "/srv/app/data/tasks.tsv"}}) == []
-    found = messages({"QUEUES": ["default", "emails"], "OPTIONS": {
+    found = messages({"QUEUES": ["default", "no spaces"], "OPTIONS": {
         "PATH": "data/tasks.csv", "MAX_ATTEMPTS": 0, "LEASE": 30, "TIMEOUT": -1}})
     assert [m[0] for m in found] == ["dbbasic_queue.E001"] * 5
     text = "\n".join(m[1] for m in found)
@@ -325,7 +323,7 @@ def test_check_reports_bad_options_and_the_worker_refuses_them(project):
                      "OPTIONS['PATH'] must be the queue file's path, ending in .tsv",
                      "OPTIONS['MAX_ATTEMPTS'] must be a whole number greater than 0, not 0",
                      "OPTIONS['TIMEOUT'] must be a number of seconds greater than 0 or None",
-                     "QUEUES must name exactly one queue, not ['default', 'emails']"):
+                     "QUEUES: queue 'no spaces' must be 1 to 100 letters"):
         assert expected in text
     assert messages({"OPTIONS": {"PATH": "data/tasks.tsv"}}) == [("dbbasic_queue.W001", (
         "TASKS['shop']: OPTIONS['PATH'] 'data/tasks.tsv' is relative to the current directory, "
@@ -455,3 +453,32 @@ def test_a_tasks_tracebacks_read_back_once_archived_and_go_with_retention(tasks_
     assert [(e.exception_class_path, e.traceback) for e in failed.errors] == [
         ("dbbasic_queue.errors.QueueError",
          "PaymentDeclined: attempt 1: card 4000 declined for order 9")]
+
+
+def test_a_task_keeps_its_priority_and_queue_and_the_worker_serves_the_queues_named(
+        project, tasks_file):
+    from dbbasic_queue.django.compat import TaskResultStatus
+    from shop.models import Order
+    from shop.tasks import fulfil_order
+    orders = [Order.objects.create(item=item).pk for item in ("mail", "low", "high")]
+
+    # Given tasks in two queues, with priorities
+    mailed = fulfil_order.using(queue_name="emails").enqueue(orders[0])
+    low = fulfil_order.using(priority=-10).enqueue(orders[1])
+    high = fulfil_order.using(priority=10).enqueue(orders[2])
+    assert backend().queue.job_options(high.id) == {"priority": 10}
+    assert backend().queue.job_options(mailed.id) == {"queue": "emails"}
+
+    # When a worker serving only the default queue runs them, one at a time
+    run_worker(project, tasks_file, "--queue", "default", "--max-jobs", "1")
+    run_worker(project, tasks_file, "--queue", "default")
+
+    # Then the higher priority ran first, and the emails task waits for its queue's worker
+    high_done, low_done = fulfil_order.get_result(high.id), fulfil_order.get_result(low.id)
+    assert high_done.status == low_done.status == TaskResultStatus.SUCCESSFUL
+    assert high_done.started_at <= low_done.started_at
+    waiting = fulfil_order.get_result(mailed.id)
+    assert waiting.status == TaskResultStatus.READY and waiting.task.queue_name == "emails"
+    assert (high_done.task.priority, low_done.task.priority) == (10, -10)
+    run_worker(project, tasks_file, "--queue", "emails")
+    assert fulfil_order.get_result(mailed.id).status == TaskResultStatus.SUCCESSFUL

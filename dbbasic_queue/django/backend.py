@@ -18,6 +18,7 @@ from django.apps import apps
 from django.core import checks
 
 from .. import Queue
+from ..model.queues import check_queue_name, queue_and_priority
 from . import results
 from .compat import (BaseTaskBackend, InvalidTask, InvalidTaskBackend, Task,
                      TaskResultDoesNotExist, normalize_json, task_enqueued)
@@ -28,12 +29,14 @@ _DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+")
 
 class TaskBackend(BaseTaskBackend):
     """Tasks kept in one dbbasic-queue file: deferred (``run_after``), results readable from
-    any process, failed attempts retried. One backend alias is one file and one queue name."""
+    any process, failed attempts retried, Django's ``priority`` and ``queue_name`` kept as the
+    job's (see docs/queues.md). One backend alias is one file; its ``QUEUES`` are the queue
+    names tasks may use (Django's rule: empty allows any)."""
 
     supports_defer = True  # run_after: the job's run_at
     supports_async_task = True  # the worker runs a coroutine in its main thread (asyncio.run)
     supports_get_result = True  # from any process that can read the file
-    supports_priority = False  # one file runs its due jobs in file order: no priorities
+    supports_priority = True  # the job's priority: higher first among the due jobs
 
     def __init__(self, alias: str, params: dict) -> None:
         super().__init__(alias, params)
@@ -57,16 +60,13 @@ class TaskBackend(BaseTaskBackend):
             self._queue = Queue(self.settings.path, durable=self.settings.durable)
         return self._queue
 
-    @property
-    def queue_name(self) -> str:
-        return next(iter(self.queues)) if len(self.queues) == 1 else ""
-
     def check(self, **kwargs) -> list:
         _, errors, warnings = read_options(self.options)
-        if len(self.queues) != 1:
-            errors.append(f"QUEUES must name exactly one queue, not {sorted(self.queues)}: one "
-                          f"backend is one file; for another queue, add another TASKS alias "
-                          f"with its own OPTIONS['PATH']")
+        for name in sorted(self.queues):
+            try:
+                check_queue_name(name)
+            except ValueError as error:
+                errors.append(f"QUEUES: {error}")
         if not apps.is_installed("dbbasic_queue.django"):
             warnings.append("'dbbasic_queue.django' is not in INSTALLED_APPS, so there is no "
                             "manage.py dbbasic_queue_worker to run the tasks; add it")
@@ -76,16 +76,18 @@ class TaskBackend(BaseTaskBackend):
 
     def validate_task(self, task) -> None:
         super().validate_task(task)
-        if len(self.queues) != 1:
-            raise InvalidTask(f"backend {self.alias!r} keeps one queue per file: set its QUEUES "
-                              f"to one name (it is {sorted(self.queues)})")
+        try:
+            check_queue_name(task.queue_name, "queue_name")
+        except ValueError as error:
+            raise InvalidTask(f"{task.module_path}: {error}") from None
 
     def enqueue(self, task, args, kwargs):
         self.validate_task(task)
         payload = task_payload(task, args, kwargs)
         run_at = None if task.run_after is None else task.run_after.timestamp()
         now = self.queue.clock()
-        job_id = self.queue.enqueue(results.JOB_TYPE, payload, run_at)
+        job_id = self.queue.enqueue(results.JOB_TYPE, payload, run_at, queue=task.queue_name,
+                                    priority=task.priority)
         result = results.build(task, self.alias, {
             "id": job_id, "status": "pending", "created_at": int(now), "attempts": 0,
             "payload": payload, "error": None, "result": None}, [])
@@ -96,19 +98,21 @@ class TaskBackend(BaseTaskBackend):
         job = self.queue.get_job(result_id) if isinstance(result_id, str) else None
         if job is None or job["type"] != results.JOB_TYPE:
             raise TaskResultDoesNotExist(result_id)
-        task = self.task_of(job["payload"], job["id"])
+        task = self.task_of(job["payload"], job["id"], self.queue.job_options(job["id"]) or {})
         return results.build(task, self.alias, job, self.queue.tracebacks(job["id"]))
 
-    def task_of(self, payload: Dict[str, Any], job_id: str):
-        """The Task a job's payload names, as this backend runs it. Only a Task object found
-        in a module already imported or inside an installed app is taken: a path written in
-        the file never imports or runs anything else."""
+    def task_of(self, payload: Dict[str, Any], job_id: str, options: Dict[str, Any]):
+        """The Task a job's payload names, as this backend ran it (its queue and priority
+        from the job's ``options``). Only a Task object found in a module already imported
+        or inside an installed app is taken: a path written in the file never imports or
+        runs anything else."""
         path = payload.get("task")
         task = find_task(path)
         if task is None:
             raise InvalidTask(f"job {job_id} names {path!r}, which is not a task: a function "
                               f"decorated with @task in a module of an installed app")
-        return task.using(backend=self.alias, queue_name=self.queue_name or None,
+        queue, priority = queue_and_priority(options)
+        return task.using(backend=self.alias, queue_name=queue, priority=priority,
                           run_after=results.moment(payload.get("run_after")))
 
 

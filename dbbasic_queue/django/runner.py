@@ -42,7 +42,8 @@ def run_task(backend, payload: dict) -> dict:
     if running is None:
         raise RuntimeError("run_task runs inside the queue's worker (manage.py "
                            "dbbasic_queue_worker), which tells it the job in hand")
-    task = backend.task_of(payload, running.id)
+    task = backend.task_of(payload, running.id,
+                           {"queue": running.queue, "priority": running.priority})
     args, kwargs = payload.get("args", []), payload.get("kwargs", {})
     kept = backend.queue.tracebacks(running.id) if running.attempt > 1 else []
     started = round(time.time(), 3)

@@ -24,6 +24,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
 TASKS = {
     "default": {
         "BACKEND": "dbbasic_queue.django.TaskBackend",
+        "QUEUES": ["default", "emails"],  # the queue names tasks may use
         "OPTIONS": {
             "PATH": os.environ.get("SHOP_QUEUE_FILE", str(BASE_DIR / "data" / "tasks.tsv")),
             "MAX_ATTEMPTS": 2,

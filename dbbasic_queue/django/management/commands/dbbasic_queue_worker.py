@@ -35,6 +35,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser) -> None:
         parser.add_argument("--backend", default="default",
                             help="the TASKS alias to run (default: %(default)s)")
+        parser.add_argument("--queue", dest="queues", action="append", default=[],
+                            metavar="NAME", help="serve only these queues (repeated or "
+                                                 "comma-separated, in strict order); default: all")
         parser.add_argument("--loop", action="store_true",
                             help="keep running, picking up new tasks within about 50 ms")
         parser.add_argument("--max-jobs", type=positive_int, help="stop after this many tasks")
@@ -67,7 +70,9 @@ class Command(BaseCommand):
                                      if options["retention"] is False
                                      else options["retention"]),
                   timeout=options["timeout"] or settings.timeout,
-                  concurrency=options["concurrency"])
+                  concurrency=options["concurrency"],
+                  queues=[name.strip() for given in options["queues"]
+                          for name in given.split(",") if name.strip()] or None)
         logger.info("ran %d tasks from %s", ran, queue.path)
 
     def backend(self, alias: str) -> TaskBackend:
