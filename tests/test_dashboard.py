@@ -660,3 +660,20 @@ def test_the_overview_lists_the_periodic_jobs_with_their_last_and_next_slot(tmp_
     assert captured["status"].startswith("200")
     page = body.decode()
     assert "Periodic jobs" in page and "nightly_report" in page and "0 3 * * * Europe/Berlin" in page
+
+
+def test_the_overview_says_what_is_paused_and_what_waits_for_a_handler(queue, client, clock):
+    # Given a paused queue, and two due charges no worker that looked could run
+    queue.pause("emails")
+    queue.enqueue("charge_card", {"amount": 5})
+    queue.enqueue("charge_card", {"amount": 6})
+    queue.process_jobs({"send_email": lambda payload: None})
+    clock.advance(7200)
+
+    page = client.get("/").body.decode()
+    figures = json.loads(client.get("/api/overview").body)
+
+    assert [entry["name"] for entry in figures["paused"]] == ["emails"]
+    assert figures["waiting_for_handler"]["charge_card"]["jobs"] == 2
+    assert "Paused: queue emails since" in page and "dbbasic-queue resume emails" in page
+    assert "Waiting for a worker with a handler: 2 charge_card, oldest 2.0h" in page

@@ -396,3 +396,40 @@ def test_the_command_line_refuses_a_bad_queue_choice(tmp_path, argv, capsys):
     assert main(["--file", str(tmp_path / "queue.tsv"), "work", "--handlers",
                  "jobs_for_cli:handlers", *argv]) == 2
     assert not (tmp_path / "queue.tsv").exists()
+
+
+def test_a_pause_holds_across_three_overlapping_workers_one_sigkilled(tmp_path, children):
+    # Given the emails queue paused, and jobs in it and in the default queue
+    data = tmp_path / "data"
+    queue = Queue(data / "queue.tsv")
+    queue.pause("emails")
+    held = [queue.enqueue("send_email", {"key": f"mail-{n}", "sleep": 0.01}, queue="emails")
+            for n in range(30)]
+    free = [queue.enqueue("send_email", {"key": f"free-{n}", "sleep": 0.05}) for n in range(30)]
+    runs_log = tmp_path / "runs"
+
+    def loop_worker(name):
+        return children.cli("--file", data / "queue.tsv", "work", "--loop", "--lease", "5",
+                            "--handlers", "jobs_for_cli:handlers", log=tmp_path / f"{name}.log",
+                            RUNS_LOG=str(runs_log))
+
+    # When three loop workers run them, and one is SIGKILLed in the middle of its jobs
+    workers = [loop_worker(f"w{n}") for n in range(3)]
+    wait_for(lambda: runs_log.exists() and len(runs_log.read_text().split()) >= 5,
+             what="the workers to start on the free jobs")
+    workers[0].kill()
+    workers[0].wait(timeout=30)
+    wait_for(lambda: all(queue.get_job(job_id)["status"] == "completed" for job_id in free),
+             what="every free job, the killed worker's included")
+
+    # Then no job of the paused queue started, in any worker
+    assert not [key for key in runs_log.read_text().split() if key.startswith("mail-")]
+    assert [queue.get_job(job_id)["attempts"] for job_id in held] == [0] * 30
+
+    # And once resumed, the two left run each of them once, nothing lost
+    queue.resume("emails")
+    wait_for(lambda: all(queue.get_job(job_id)["status"] == "completed" for job_id in held),
+             what="the resumed jobs")
+    runs = runs_log.read_text().split()
+    assert sorted({*runs}) == sorted([f"mail-{n}" for n in range(30)] + [f"free-{n}" for n in range(30)])
+    assert len([key for key in runs if key.startswith("mail-")]) == 30

@@ -66,6 +66,14 @@ def overview(view: View, figures: Dict[str, Any]) -> Page:
     corrupt = figures["corrupt_lines"]
     warning = render('<p class="warning" data-field="corrupt"{hidden}>{text}</p>',
                      text=corrupt_text(corrupt), hidden=Markup("" if corrupt else " hidden"))
+    notices = [f"Paused: {entry['kind']} {entry['name']} since {utc(entry['paused_at'])} UTC "
+               f"(dbbasic-queue resume{' --type' if entry['kind'] == 'type' else ''} "
+               f"{entry['name']})" for entry in figures.get("paused", [])]
+    notices += [f"Waiting for a worker with a handler: {counts['jobs']:,} {job_type}, oldest "
+                f"{age(max(0.0, figures['now'] - counts['oldest_run_at']))}"
+                for job_type, counts in figures.get("waiting_for_handler", {}).items()]
+    warning = join([warning] + [render('<p class="warning">{text}</p>', text=text)
+                                for text in notices])
     content = render(OVERVIEW, cards=cards, warning=warning,
                      latency="no job waiting" if latency is None else age(latency),
                      completed=f"{figures['completed_24h']:,}", failed=f"{figures['failed_24h']:,}",

@@ -8,10 +8,11 @@ import json
 import re
 from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
-from ..backend import PERIODIC
+from ..backend import PERIODIC, QUEUES
 from ..errors import CorruptLineError, QueueError
 from ..periodic.firing import listing
 from ..model.job import STATUSES
+from ..model.queues import WAITING_FOR_HANDLER
 
 HOUR = 3600
 CHART_HOURS = 24
@@ -50,6 +51,15 @@ def matches(term: str, job_id: str, payload_json: str, error: Optional[str]) -> 
         except ValueError:
             return False
     return False
+
+
+def waits_for_a_handler(source) -> bool:
+    """Whether a pending job's error says it waits for a worker with its handler: ``source``
+    is its raw line (its error field is looked at) or its get_job dict."""
+    if isinstance(source, bytes):
+        fields = source.split(b"\t", 8)
+        return len(fields) > 8 and fields[7].startswith(WAITING_FOR_HANDLER.encode())
+    return isinstance(source, dict) and str(source.get("error") or "").startswith(WAITING_FOR_HANDLER)
 
 
 class Reader:
@@ -95,7 +105,17 @@ class Reader:
         figures["next_runs"] = [run for run in figures["next_runs"] if run["run_at"] > now]
         figures["latency_seconds"] = None if oldest is None else max(0.0, now - oldest)
         figures["schedules"] = self.schedules()
+        figures["paused"] = self.paused()
         return figures
+
+    def paused(self) -> List[Dict[str, Any]]:
+        """The paused queues and types (a small file, read each time)."""
+        if QUEUES not in self.backend.capabilities:
+            return []
+        try:
+            return self.backend.paused()
+        except (QueueError, OSError):
+            return []
 
     def schedules(self) -> List[Dict[str, Any]]:
         """The periodic jobs as the workers last recorded them (a small file, read each
@@ -119,6 +139,7 @@ class Reader:
         oldest_due: Optional[int] = None
         upcoming: List[Tuple[int, int, Record]] = []
         corrupt: List[Any] = []
+        waiting: Dict[str, Dict[str, Any]] = {}  # due jobs no worker that looked could run
         for record in self.records(corrupt=corrupt):
             status = record.status
             by_status[status] += 1
@@ -130,6 +151,10 @@ class Reader:
                 if record.run_at <= now:
                     if oldest_due is None or record.run_at < oldest_due:
                         oldest_due = record.run_at
+                    if waits_for_a_handler(record.source):
+                        entry = waiting.setdefault(record.type, {"jobs": 0, "oldest_run_at": now})
+                        entry["jobs"] += 1
+                        entry["oldest_run_at"] = min(entry["oldest_run_at"], record.run_at)
                 elif len(upcoming) < NEXT_RUNS:
                     heapq.heappush(upcoming, (-record.run_at, -record.number, record))
                 elif -record.run_at > upcoming[0][0]:
@@ -150,7 +175,7 @@ class Reader:
                 "chart": {"hour_starts": [first_hour + n * HOUR for n in range(CHART_HOURS)],
                           "completed": completed, "failed": failed},
                 "completed_24h": sum(completed), "failed_24h": sum(failed),
-                "corrupt_lines": len(corrupt)}
+                "corrupt_lines": len(corrupt), "waiting_for_handler": dict(sorted(waiting.items()))}
 
     def page(self, status: Optional[str], job_type: Optional[str], search: Optional[str],
              number: int, per_page: int) -> Tuple[List[Record], int]:
