@@ -35,13 +35,13 @@ FULL = dict(prefill=(0, 10_000, 100_000), process=(1_000, 10_000, 100_000), samp
             v1_process=(500, 1000), rss=100_000, load=10_000, pickups=40, idle_seconds=5,
             repeats=3, rq_process=1_000,
             kept=(0, 100_000, 500_000), due=(10, 10_000), lookup_kept=500_000, lookups=300,
-            lookup_seconds=10, sleepy={1: 1_000, 4: 10_000, 16: 10_000},
+            lookup_seconds=10, sleepy={1: 1_000, 4: 10_000, 16: 10_000}, limited=1_000,
             busy_kept=(200_000,), busy_due=(0, 10), busy_pending=(10_000, 100_000))
 QUICK = dict(prefill=(0, 1_000), process=(200, 1_000), samples=300,
              v1_process=(50, 100), rss=1_000, load=1_000, pickups=5, idle_seconds=1, repeats=1,
              rq_process=100,
              kept=(0, 2_000), due=(10, 200), lookup_kept=2_000, lookups=20, lookup_seconds=2,
-             sleepy={1: 10, 4: 40, 16: 160},
+             sleepy={1: 10, 4: 40, 16: 160}, limited=160,
              busy_kept=(2_000,), busy_due=(0, 10), busy_pending=(1_000,))
 SECTIONS = ("main", "history", "concurrency", "busy")
 SLEEP_SECONDS = 0.02  # the concurrency rows' handler: a network call's wait, roughly
@@ -95,6 +95,19 @@ class OursWithQueues(Ours):
             self.queue.pause(job_type=job_type)
         return self.queue.process_jobs({"send_email": noop, **{t: noop for t in self.PAUSED}},
                                        queues={"default": 3, "emails": 2, "reports": 1})
+
+
+class LimitedOurs(Ours):
+    """Jobs spread over 50 concurrency keys, a limit of 2 each."""
+
+    def __init__(self, durable=False):
+        super().__init__(durable)
+        self.count = 0
+
+    def enqueue(self):
+        self.count += 1
+        self.queue.enqueue("send_email", PAYLOAD, concurrency_key=f"customer:{self.count % 50}",
+                           concurrency_limit=2)
 
 
 class OnRedis:
@@ -151,6 +164,7 @@ SUBJECTS = {
     "ours": lambda: Ours(), "ours-durable": lambda: Ours(durable=True),
     "v1": lambda: Original(), "huey": lambda: Huey(), "huey-nofsync": lambda: Huey(durable=False),
     "rq": lambda: OnRedis(), "ours-queues": lambda: OursWithQueues(),
+    "ours-limited": lambda: LimitedOurs(),
 }
 FAST_PREFILL = {"ours-durable": "ours", "huey": "huey-nofsync"}  # same file, faster writer
 
@@ -458,6 +472,19 @@ def sleepy_ours(concurrency, jobs):
     return {"seconds": seconds}
 
 
+def sleepy_limited(concurrency, jobs):
+    """As sleepy_ours, over jobs whose concurrency_key is one of 50 customers, at most 2 at
+    once each (the prefill is ours; this run re-keys nothing: see LimitedOurs)."""
+    from dbbasic_queue import Queue
+    queue = Queue("data/queue.tsv")
+    started = time.perf_counter()
+    ran = queue.process_jobs({"send_email": sleepy_handler}, concurrency=concurrency)
+    seconds = time.perf_counter() - started
+    if ran != jobs:
+        raise SystemExit(f"the run ran {ran} jobs, not {jobs}")
+    return {"seconds": seconds}
+
+
 def sleepy_huey(concurrency, jobs):
     """huey's consumer with ``concurrency`` thread workers (``huey_consumer -w N -k thread``,
     its other settings at their defaults) over ``jobs`` queued tasks whose function sleeps
@@ -484,7 +511,7 @@ def sleepy_huey(concurrency, jobs):
     return {"seconds": ended[-1] - started}
 
 
-SLEEPY = {"ours": sleepy_ours, "huey-nofsync": sleepy_huey}
+SLEEPY = {"ours": sleepy_ours, "huey-nofsync": sleepy_huey, "ours-limited": sleepy_limited}
 
 
 def latencies(call, count):
@@ -763,6 +790,10 @@ def measure_concurrency(runner, sizes, log, figures):
                 continue
             log(f"concurrency {concurrency}: {jobs} jobs of 20 ms with {subject}")
             figures[("sleepy", subject, concurrency)] = runner.sleepy(subject, concurrency, jobs)
+    if can:
+        limited = sizes["limited"]
+        log(f"concurrency 16: {limited} jobs of 20 ms over 50 keys, at most 2 at once each")
+        figures["sleepy-limited"] = runner.sleepy("ours-limited", 16, limited)
 
 
 def measure_busy(runner, sizes, log, figures):
@@ -1020,6 +1051,12 @@ def concurrency_table(figures, sizes):
                     f"{'—' if ours is None else format(ours['seconds'], '.2f')} | "
                     f"{huey['seconds']:.2f} | {jobs * SLEEP_SECONDS / concurrency:.2f} | "
                     f"{'—' if ours is None else format(ours['seconds'] / huey['seconds'], '.2f') + 'x'} |")
+    limited = figures.get("sleepy-limited")
+    if limited is not None:
+        ideal = sizes["limited"] * SLEEP_SECONDS / 16
+        rows.append(f"| {sizes['limited']:,}, each with one of 50 concurrency keys, limit 2 | 16 | "
+                    f"{limited['seconds']:.2f} | — | {ideal:.2f} | {ideal / limited['seconds']:.2f} "
+                    f"of the ideal |")
     return "\n".join(rows)
 
 

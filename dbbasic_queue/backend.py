@@ -43,7 +43,8 @@ class Backend(Protocol):
     def enqueue(self, job_type: str, payload: dict, run_at: Optional[float] = None, *,
                 unique_key: Optional[str] = None, max_attempts: Optional[int] = None,
                 timeout: Optional[float] = None, queue: Optional[str] = None,
-                priority: Optional[int] = None) -> str: ...
+                priority: Optional[int] = None, concurrency_key: Optional[str] = None,
+                concurrency_limit: Optional[int] = None) -> str: ...
 
     def enqueue_after(self, register_callback: Callable[[Callable[[], Any]], Any],
                       job_type: str, payload: dict, run_at: Optional[float] = None,
@@ -76,7 +77,8 @@ class Backend(Protocol):
 
     def stats(self) -> Dict[str, Any]: ...
 
-    def handler(self, job_type: str, *, queue: Optional[str] = None) -> Callable: ...
+    def handler(self, job_type: str, *, queue: Optional[str] = None,
+                limit: Optional[int] = None) -> Callable: ...
 
     def check_worker(self, handlers: Handlers, max_attempts: int = DEFAULT_MAX_ATTEMPTS,
                      **options) -> None:

@@ -433,3 +433,113 @@ def test_a_pause_holds_across_three_overlapping_workers_one_sigkilled(tmp_path, 
     runs = runs_log.read_text().split()
     assert sorted({*runs}) == sorted([f"mail-{n}" for n in range(30)] + [f"free-{n}" for n in range(30)])
     assert len([key for key in runs if key.startswith("mail-")]) == 30
+
+
+# --- concurrency limits per key ----------------------------------------------------------------
+
+def test_sixteen_threads_never_run_more_than_the_limit_of_one_key_at_once(queue):
+    import collections
+    import threading
+    import time as clock_time
+    running, most, lock = collections.Counter(), collections.Counter(), threading.Lock()
+
+    def handler(payload):
+        key = payload["key"]
+        with lock:
+            running[key] += 1
+            most[key] = max(most[key], running[key])
+        clock_time.sleep(0.002)
+        with lock:
+            running[key] -= 1
+    ids = [queue.enqueue("sync", {"key": f"customer:{n % 50}"}, concurrency_key=f"customer:{n % 50}",
+                         concurrency_limit=2) for n in range(1000)]
+
+    assert queue.process_jobs({"sync": handler}, concurrency=16) == 1000
+
+    assert max(most.values()) <= 2 and len(most) == 50
+    assert {queue.get_job(job_id)["status"] for job_id in ids} == {"completed"}
+
+
+def test_a_key_without_a_limit_runs_one_at_a_time_and_a_handler_declares_its_limit(
+        tmp_path, clock, monotonic):
+    queue = Queue(tmp_path / "queue.tsv", clock=clock, monotonic=monotonic)
+    seen = []
+
+    @queue.handler("sync", limit=3)
+    def sync(payload):
+        seen.append(("sync", payload["n"]))
+
+    @queue.handler("plain")
+    def plain(payload):
+        seen.append(("plain", payload["n"]))
+
+    for n in range(5):
+        queue.enqueue("sync", {"n": n}, concurrency_key="crm")
+        queue.enqueue("plain", {"n": n}, concurrency_key="crm")
+    from dbbasic_queue.storage.slots import Slots
+    held = Slots(queue.path).take("crm", 1)  # another process runs a job of the key
+
+    # The handler's limit (3) leaves two slots for sync; plain, without a limit, has one: held
+    assert queue.process_jobs(queue.handlers) == 5
+    assert seen == [("sync", n) for n in range(5)]
+    assert {job["attempts"] for job in queue.jobs() if job["type"] == "plain"} == {0}
+    held.release()
+    assert queue.process_jobs(queue.handlers) == 5
+    assert seen[5:] == [("plain", n) for n in range(5)]
+
+
+@pytest.mark.parametrize("bad, error", [
+    ({"concurrency_key": ""}, ValueError), ({"concurrency_key": 7}, TypeError),
+    ({"concurrency_key": "k", "concurrency_limit": 0}, ValueError),
+    ({"concurrency_limit": 2}, TypeError)])
+def test_a_bad_concurrency_key_or_limit_is_refused_and_writes_nothing(queue, bad, error):
+    with pytest.raises(error):
+        queue.enqueue("sync", {}, **bad)
+    assert not queue.path.exists()
+
+
+def test_a_limit_holds_across_three_workers_one_sigkilled_and_no_slot_leaks(tmp_path, children):
+    import fcntl
+    # Given 90 jobs over 6 customers, at most 2 at once per customer (the handler's limit)
+    data = tmp_path / "data"
+    queue = Queue(data / "queue.tsv")
+    ids = [queue.enqueue("sync_customer", {"n": n, "customer": f"c{n % 6}", "sleep": 0.03},
+                         concurrency_key=f"c{n % 6}") for n in range(90)]
+    marks, runs_log = tmp_path / "marks", tmp_path / "runs"
+    marks.mkdir()
+
+    def worker(name):
+        return children.cli("--file", data / "queue.tsv", "work", "--loop", "--concurrency", "4",
+                            "--lease", "5", "--handlers", "limits_app:queue",
+                            log=tmp_path / f"{name}.log", RUNS_LOG=str(runs_log), MARKS=str(marks),
+                            DBBASIC_QUEUE_FILE=str(data / "queue.tsv"))
+
+    # When three loop workers of 4 threads run them, and one is SIGKILLed among its jobs
+    workers = [worker(f"w{n}") for n in range(3)]
+    wait_for(lambda: runs_log.exists() and len(runs_log.read_text().splitlines()) >= 15,
+             what="the workers to be busy")
+    workers[0].kill()
+    workers[0].wait(timeout=30)
+    wait_for(lambda: all(queue.get_job(job_id)["status"] == "completed" for job_id in ids),
+             what="every job, the killed worker's included")
+
+    # Then no customer ever had more than 2 jobs running at once, in any process
+    lines = [line.split() for line in runs_log.read_text().splitlines()]
+    assert max(int(count) for _, _, count in lines) <= 2
+    assert {int(n) for n, _, _ in lines} == set(range(90))  # nothing lost
+    # And no slot is left held: each slot file can be locked now
+    for path in data.glob("queue.slot-*.lock"):
+        with open(path, "rb") as slot:
+            fcntl.flock(slot, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    assert len(list(data.glob("queue.slot-*.lock"))) == 12  # 6 keys, 2 slots each
+
+
+def test_the_command_line_enqueues_with_a_concurrency_key(tmp_path, capsys):
+    from dbbasic_queue.cli import main
+    path = str(tmp_path / "queue.tsv")
+    assert main(["--file", path, "enqueue", "sync", "{}", "--concurrency-key", "customer:7",
+                 "--concurrency-limit", "2"]) == 0
+    job_id = capsys.readouterr().out.strip()
+    assert Queue(path).job_options(job_id) == {"concurrency_key": "customer:7",
+                                               "concurrency_limit": 2}
+    assert main(["--file", path, "enqueue", "sync", "{}", "--concurrency-limit", "2"]) == 2

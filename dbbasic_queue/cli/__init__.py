@@ -133,8 +133,9 @@ def enqueue_command(queue, args) -> int:
     run_at = args.at if args.delay is None else time.time() + args.delay
     options = dict(unique_key=args.unique_key, max_attempts=args.max_attempts,
                    timeout=args.timeout)
-    if args.queue is not None or args.priority is not None:  # a backend without queues refuses
-        options.update(queue=args.queue, priority=args.priority)
+    given = dict(queue=args.queue, priority=args.priority, concurrency_key=args.concurrency_key,
+                 concurrency_limit=args.concurrency_limit)
+    options.update((name, value) for name, value in given.items() if value is not None)
     try:
         if args.unique_key is None:
             job_id = queue.enqueue(args.type, payload, run_at, **options)

@@ -242,6 +242,11 @@ def parser() -> argparse.ArgumentParser:
     enqueue.add_argument("--queue", metavar="NAME", help="its queue (default: default)")
     enqueue.add_argument("--priority", type=priority, metavar="N",
                          help="from -100 to 100, higher first (default 0)")
+    enqueue.add_argument("--concurrency-key", metavar="KEY",
+                         help="run while fewer than its limit of jobs with this key run")
+    enqueue.add_argument("--concurrency-limit", type=whole_number, metavar="N",
+                         help="with --concurrency-key: at most N at once (default: the "
+                              "handler's limit, else 1)")
 
     cancel = command("cancel", "cancel a pending job",
                      "Cancel a pending job; it stays in the file as cancelled.")

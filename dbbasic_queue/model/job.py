@@ -263,6 +263,12 @@ def _check_options(options: Dict[str, Any]) -> None:
     priority = options.get("priority")
     if priority is not None and not (type(priority) is int and -100 <= priority <= 100):
         raise CorruptLineError(f"its priority {priority!r} is not a whole number from -100 to 100")
+    key = options.get("concurrency_key")
+    if key is not None and not (isinstance(key, str) and key):
+        raise CorruptLineError(f"its concurrency_key {key!r} is not a non-empty string")
+    limit = options.get("concurrency_limit")
+    if limit is not None and not (type(limit) is int and 1 <= limit <= 1000):
+        raise CorruptLineError(f"its concurrency_limit {limit!r} is not a whole number from 1 to 1000")
 
 
 def peek_listing(line: bytes, judged: bool = False) -> Optional[Tuple[str, str, int, int]]:

@@ -8,7 +8,8 @@ from typing import Any, Callable, Dict, Optional
 from .checks import (LAST_TIMESTAMP, LONGEST_SECONDS, check_attempts, check_duration,
                      check_encodable, checked_job_type, shown)
 from .job import one_line
-from .queues import DEFAULT_QUEUE, check_priority, check_queue_name
+from .queues import (DEFAULT_QUEUE, check_concurrency_key, check_concurrency_limit,
+                     check_priority, check_queue_name)
 
 
 class Retry(Exception):
@@ -40,7 +41,8 @@ _AT = (LAST_TIMESTAMP, f"a Unix timestamp from 0 to {LAST_TIMESTAMP} (the end of
 
 def encode_options(unique_key: Optional[str] = None, max_attempts: Optional[int] = None,
                    timeout: Optional[float] = None, queue: Optional[str] = None,
-                   priority: Optional[int] = None) -> str:
+                   priority: Optional[int] = None, concurrency_key: Optional[str] = None,
+                   concurrency_limit: Optional[int] = None) -> str:
     """The ``options`` field for a job: JSON of the options given, or "" for none (the
     default queue and priority 0 are not written). Raises TypeError or ValueError for a bad
     value."""
@@ -64,6 +66,13 @@ def encode_options(unique_key: Optional[str] = None, max_attempts: Optional[int]
         options["queue"] = queue
     if priority is not None and check_priority(priority) != 0:
         options["priority"] = priority
+    if concurrency_key is not None:
+        options["concurrency_key"] = check_concurrency_key(concurrency_key)
+    if concurrency_limit is not None:
+        if concurrency_key is None:
+            raise TypeError("concurrency_limit goes with a concurrency_key, such as "
+                            "concurrency_key='customer:7', concurrency_limit=2")
+        options["concurrency_limit"] = check_concurrency_limit(concurrency_limit)
     return json.dumps(options, ensure_ascii=False) if options else ""
 
 
@@ -98,17 +107,22 @@ def without_worker(text: str) -> str:
     return json.dumps(options, ensure_ascii=False) if options else ""
 
 
-def register(handlers: Dict[str, Callable], job_type: str, queue: Optional[str] = None) -> Callable:
+def register(handlers: Dict[str, Callable], job_type: str, queue: Optional[str] = None,
+             limit: Optional[int] = None) -> Callable:
     """A decorator that adds a handler for ``job_type`` to ``handlers``; two for one type
     is an error, raised when the second is defined (at import time). With ``queue``, jobs of
     the type enqueued through a queue holding these handlers go to that queue unless the
-    enqueue names another (``handlers.queues``)."""
+    enqueue names another (``handlers.queues``). With ``limit``, at most that many of its
+    jobs with one ``concurrency_key`` run at once, unless a job names its own limit
+    (``handlers.limits``)."""
     if callable(job_type):
         raise TypeError(f"handler() takes the job type, as in @handler('send_email'), not "
                         f"{job_type!r}")
     checked_job_type(job_type)  # a type enqueue would refuse could never reach the handler
     if queue is not None:
         check_queue_name(queue)
+    if limit is not None:
+        check_concurrency_limit(limit)
 
     def decorate(function: Callable) -> Callable:
         if job_type in handlers:
@@ -117,5 +131,7 @@ def register(handlers: Dict[str, Callable], job_type: str, queue: Optional[str] 
         handlers[job_type] = function
         if queue is not None and isinstance(getattr(handlers, "queues", None), dict):
             handlers.queues[job_type] = queue
+        if limit is not None and isinstance(getattr(handlers, "limits", None), dict):
+            handlers.limits[job_type] = limit
         return function
     return decorate

@@ -51,6 +51,37 @@ def check_priority(priority) -> int:
     return priority
 
 
+MAX_CONCURRENCY_LIMIT = 1000
+
+
+def check_concurrency_key(key) -> str:
+    if not isinstance(key, str):
+        raise TypeError(f"concurrency_key must be a str such as 'customer:7', not "
+                        f"{type(key).__name__}")
+    if not key or len(key) > 500 or not key.isprintable():
+        raise ValueError(f"concurrency_key {shown(key)} must be 1 to 500 printable characters, "
+                         f"such as 'customer:7'")
+    return key
+
+
+def check_concurrency_limit(limit) -> int:
+    if isinstance(limit, bool) or not isinstance(limit, int):
+        raise TypeError(f"a concurrency limit must be an int from 1 to {MAX_CONCURRENCY_LIMIT}, "
+                        f"not {type(limit).__name__}")
+    if not 1 <= limit <= MAX_CONCURRENCY_LIMIT:
+        raise ValueError(f"a concurrency limit must be from 1 to {MAX_CONCURRENCY_LIMIT}, not {limit}")
+    return limit
+
+
+def concurrency_of(options: Mapping, job_type: str, limits: Mapping[str, int]):
+    """(key, limit) of a job with a ``concurrency_key``, or None: its own limit, else its
+    handler's (``limits``), else 1 (one at a time per key)."""
+    key = options.get("concurrency_key")
+    if not isinstance(key, str) or not key:
+        return None
+    return key, options.get("concurrency_limit") or limits.get(job_type) or 1
+
+
 def waiting_message(job_type: str) -> str:
     """The error a worker writes on a due job it has no handler for (attempts untouched)."""
     return f"{WAITING_FOR_HANDLER} {job_type!r}: the last worker to look had none"

@@ -67,6 +67,7 @@ class Handlers(dict):
         super().__init__(*args, **kwargs)
         self.schedules: Dict[str, Schedule] = {}
         self.queues: Dict[str, str] = {}
+        self.limits: Dict[str, int] = {}  # job type -> its jobs' default concurrency limit
 
 
 def schedules_of(handlers) -> Dict[str, Schedule]:

@@ -73,10 +73,16 @@ class RQQueue:
     def enqueue(self, job_type: str, payload: dict, run_at: Optional[float] = None, *,
                 unique_key: Optional[str] = None, max_attempts: Optional[int] = None,
                 timeout: Optional[float] = None, queue: Optional[str] = None,
-                priority: Optional[int] = None) -> str:
+                priority: Optional[int] = None, concurrency_key: Optional[str] = None,
+                concurrency_limit: Optional[int] = None) -> str:
         """As Queue.enqueue. The attempts (and their backoff) are fixed here, at enqueue:
         the job's ``max_attempts``, else 3. A ``timeout`` is rounded up to whole seconds.
-        Named queues and priorities are refused (UnsupportedError) but for the defaults."""
+        Named queues, priorities and concurrency keys are refused (UnsupportedError) but
+        for the defaults."""
+        if concurrency_key is not None or concurrency_limit is not None:
+            raise UnsupportedError(f"concurrency_key is not supported on the RQ backend "
+                                   f"({self.describe()}) yet; enqueue without it, or use the "
+                                   f"TSV queue")
         prepared = self._prepare(job_type, payload, run_at, unique_key, max_attempts, timeout,
                                  queue, priority)
         with self._reaching():
@@ -133,12 +139,16 @@ class RQQueue:
                                  timeout=options.pop("job_timeout", None), **options)
         return job_id
 
-    def handler(self, job_type: str, *, queue: Optional[str] = None) -> Callable:
+    def handler(self, job_type: str, *, queue: Optional[str] = None,
+                limit: Optional[int] = None) -> Callable:
         """A decorator: ``@queue.handler("send_email")`` adds the function to
         ``queue.handlers``, for ``process_jobs(queue.handlers)``. A named ``queue`` is refused,
         as enqueue refuses it."""
         if queue is not None and check_queue_name(queue) != DEFAULT_QUEUE:
             self._prepare("t", {}, queue=queue)  # raises UnsupportedError, saying why
+        if limit is not None:
+            raise UnsupportedError(f"limit= (concurrency limits) is not supported on the RQ "
+                                   f"backend ({self.describe()}) yet")
         return register(self.handlers, job_type)
 
     def periodic(self, *args, **kwargs) -> Callable:

@@ -27,7 +27,8 @@ from .table import Editor
 from ..errors import CorruptLineError
 from ..model.job import Job, line_id, parse_line, peek_status_and_run_at, same_job
 from ..model.options import WORKER_KEY, decode_options, with_worker, without_worker
-from ..model.queues import Scope, choose, peek_queue_and_priority, queue_and_priority, waiting_message
+from ..model.queues import (Scope, choose, concurrency_of, peek_queue_and_priority,
+                            queue_and_priority, waiting_message)
 from .liveness import UNKNOWN, Owner, is_token
 
 logger = logging.getLogger("dbbasic_queue")
@@ -91,6 +92,8 @@ class ClaimOutcome:
     ranks: Dict[bytes, tuple] = field(default_factory=dict)  # of the jobs claimed (Scope.rank)
     waiting: Dict[str, int] = field(default_factory=dict)  # due jobs of types it cannot run
     paused: Dict[str, int] = field(default_factory=dict)  # due jobs passed over: "queue x": n
+    limited: Dict[str, int] = field(default_factory=dict)  # due jobs whose key had no free slot
+    slots: Dict[bytes, Any] = field(default_factory=dict)  # the slots taken for jobs claimed
 
     def log(self, path, edit_changed: bool, retention_seconds: Optional[float],
             reported: Set[bytes]) -> None:
@@ -132,8 +135,10 @@ class ClaimEditor(RetiringEditor):
                  max_attempts: int, drop_before: Optional[float] = None, *,
                  worker: str, owner: Callable[[str], Owner],
                  archive_before: Optional[float] = None, spool=None,
-                 scope: Scope = Scope(), chosen: Optional[Set[bytes]] = None) -> None:
+                 scope: Scope = Scope(), chosen: Optional[Set[bytes]] = None,
+                 slots=None, limits: Optional[Dict[str, int]] = None) -> None:
         self.worker, self.owner = worker, owner
+        self.slots, self.limits = slots, limits or {}  # see slots.py
         self.scope, self.chosen = scope, chosen  # chosen: the pending jobs look picked
         self.owners: Dict[str, Owner] = {}
         self.archive_before, self.spool = archive_before, spool  # see archive.py
@@ -245,6 +250,8 @@ class ClaimEditor(RetiringEditor):
                 if owner.alive and due:
                     self.outcome.owner_alive.append(job)
                 return line
+            if not self._slot_for(job_id, job.type, options):
+                return line  # a dead worker's job stays its, for a claim with a free slot
             self.changed = True
             if owner.started is not None and job.id not in owner.started:
                 job = transitions.hand_back(job, self.now)
@@ -257,8 +264,8 @@ class ClaimEditor(RetiringEditor):
                     return failed.to_line()
                 self.outcome.retaken.append(job)
             job = job.evolve(options=without_worker(job.options))
-        elif not due:
-            return line
+        elif not due or not self._slot_for(job_id, job.type, options):
+            return line  # not due, or as many of its key run already: attempts untouched
         self.changed = True
         held = self.outcome.claimed[job_id] = Held(job, self.now, self.lease_until, max_attempts,
                                                    options.get("timeout"),
@@ -266,6 +273,27 @@ class ClaimEditor(RetiringEditor):
         if self.resume_offset is None:
             self.resume_offset = self.position
         return held.line()
+
+    def _slot_for(self, job_id: bytes, job_type: str, options: Dict[str, Any]) -> bool:
+        """Whether the job may run now as far as its ``concurrency_key`` goes: it has none,
+        or a slot of it was free and is now taken for it (see slots.py)."""
+        concurrency = None if self.slots is None else concurrency_of(options, job_type, self.limits)
+        if concurrency is None:
+            return True
+        slot = self.slots.take(*concurrency)
+        if slot is None:
+            limited = self.outcome.limited
+            limited[concurrency[0]] = limited.get(concurrency[0], 0) + 1
+            return False
+        self.outcome.slots[job_id] = slot
+        return True
+
+    def abandon(self) -> None:
+        """This rewrite is not renamed into place: the slots it took go back."""
+        for slot in self.outcome.slots.values():
+            slot.release()
+        self.outcome.slots.clear()
+        super().abandon()
 
     def _owner(self, token) -> Owner:
         if not is_token(token):

@@ -23,6 +23,7 @@ from ..periodic.firing import Firing
 from ..model.job import Job, error_text, utc_text
 from ..model.job import result_json
 from ..storage.liveness import RunLock, WorkerLocks, new_token
+from ..storage.slots import Slot, Slots
 from ..model.options import Retry, decode_options
 from ..model.queues import DEFAULT_QUEUE, queue_and_priority
 from .running import RunningJob, running
@@ -73,6 +74,8 @@ class WorkerRun:
         self.bookmark = None  # where the next rewrite may resume (see storage.Bookmark)
         self.last_sync_resumed = False
         self.locks = WorkerLocks(queue.path)
+        self.slots = Slots(queue.path)
+        self.slot_of: Dict[bytes, Slot] = {}  # the concurrency slot each held job took
         self.token = new_token()
         self.liveness: Optional[RunLock] = None  # held while the run serves
         self.watchdog: Optional[Watchdog] = None
@@ -92,6 +95,7 @@ class WorkerRun:
         now = time.time()
         self.queue.table.remove_stale_temporary_files(older_than=STALE_TEMPORARY_SECONDS, now=now)
         self.locks.remove_dead(now)
+        self.slots.remove_stale(now)
         if self.options.retention_seconds is not None:
             drop_before = self.queue.clock() - self.options.retention_seconds
             self.queue.archive.remove_expired(drop_before)
@@ -114,6 +118,7 @@ class WorkerRun:
             try:
                 self._sync(release=True)
             finally:
+                self._release_slots(list(self.slot_of))
                 self.liveness.release()
                 if self.bookmark is not None:
                     self.bookmark.close()
@@ -262,6 +267,7 @@ class WorkerRun:
                 outcome = "rescheduled"  # by Retry: the attempt was not counted
             self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
             self.finished[held.original.id.encode()] = final.to_line()
+            self._release_slots((held.original.id.encode(),))  # its handler is done
             if self.oldest_unwritten is None:
                 self.oldest_unwritten = self.queue.monotonic()
 
@@ -314,7 +320,8 @@ class WorkerRun:
                 owner=self.locks.owner,
                 archive_before=archive_before,
                 spool=None if archive_after is None else self.queue.archive.spool(),
-                scope=scope, chosen=None if chosen is None else set(chosen)), resume)
+                scope=scope, chosen=None if chosen is None else set(chosen),
+                slots=self.slots, limits=self.options.limits), resume)
             self.last_sync_resumed = resume is not None
             if edit is None:
                 return []
@@ -330,6 +337,8 @@ class WorkerRun:
                 claimed = [job_id for job_id in chosen if job_id in outcome.claimed] + [
                     job_id for job_id in claimed if job_id not in picked]
             with self.state_lock:
+                self.slot_of.update(outcome.slots)
+                self._release_slots(outcome.settled)
                 for job_id in outcome.settled:
                     self.held.pop(job_id, None)
                     self.finished.pop(job_id, None)
@@ -338,6 +347,7 @@ class WorkerRun:
                 self.held.update(outcome.claimed)
                 self.to_run.extend(claimed)
                 if release:
+                    self._release_slots(self.to_run)
                     self.to_run.clear()
                 elif claim and not self.held.keys() - set(self.to_run):
                     # Every job started so far has its final state on disk (or was taken
@@ -357,6 +367,12 @@ class WorkerRun:
             self._log_passed_over(outcome)
             return claimed
 
+    def _release_slots(self, job_ids) -> None:
+        for job_id in job_ids:
+            slot = self.slot_of.pop(job_id, None)
+            if slot is not None:
+                slot.release()
+
     def _log_passed_over(self, outcome) -> None:
         """Once per run and name: the due jobs it left to others (no handler here) or
         skipped (paused)."""
@@ -365,6 +381,11 @@ class WorkerRun:
                 self.passed_over.add(("type", job_type))
                 logger.info("left %s to another worker: no handler here for %r",
                             plural(count, f"due {job_type} job"), job_type)
+        for key, count in outcome.limited.items():
+            if ("key", key) not in self.passed_over:
+                self.passed_over.add(("key", key))
+                logger.debug("left %s: as many jobs of concurrency key %r run as its limit "
+                             "allows", plural(count, "due job"), key)
         for what, count in outcome.paused.items():
             if what not in self.passed_over:
                 self.passed_over.add(what)

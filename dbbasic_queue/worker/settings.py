@@ -27,6 +27,8 @@ class WorkerOptions:
         check_handlers(self.handlers)
         # What the worker takes: only types it has a handler for, in the queues it serves.
         object.__setattr__(self, "scope", Scope.of(self.handlers, self.queues))
+        # The concurrency limits its handlers declare (@handler(..., limit=N)).
+        object.__setattr__(self, "limits", dict(getattr(self.handlers, "limits", None) or {}))
         check_attempts("max_attempts", self.max_attempts)
         check_duration("lease_seconds", self.lease_seconds)
         if self.retention_seconds is not None:
