@@ -90,13 +90,14 @@ def enqueue(job_type: str, payload: dict, run_at: Optional[float] = None, *,
             unique_key: Optional[str] = None, max_attempts: Optional[int] = None,
             timeout: Optional[float] = None, queue: Optional[str] = None,
             priority: Optional[int] = None, concurrency_key: Optional[str] = None,
-            concurrency_limit: Optional[int] = None) -> str:
+            concurrency_limit: Optional[int] = None, rate_limit: Optional[str] = None,
+            rate_key: Optional[str] = None) -> str:
     """Queue a job; return its id. See Queue.enqueue (the queue a handler registered with
     ``@dbbasic_queue.handler(..., queue=...)`` declares is the default for its type)."""
     if queue is None and handlers.queues:
         queue = handlers.queues.get(job_type)
     given = dict(queue=queue, priority=priority, concurrency_key=concurrency_key,
-                 concurrency_limit=concurrency_limit)
+                 concurrency_limit=concurrency_limit, rate_limit=rate_limit, rate_key=rate_key)
     options = {name: value for name, value in given.items() if value is not None}
     return default_queue().enqueue(job_type, payload, run_at, unique_key=unique_key,
                                    max_attempts=max_attempts, timeout=timeout, **options)
@@ -149,11 +150,12 @@ def enqueue_on_commit(job_type: str, payload: dict, run_at: Optional[float] = No
                          job_type, payload, run_at, **options)
 
 
-def handler(job_type: str, *, queue: Optional[str] = None, limit: Optional[int] = None) -> Callable:
+def handler(job_type: str, *, queue: Optional[str] = None, limit: Optional[int] = None,
+            rate_limit: Optional[str] = None) -> Callable:
     """A decorator: ``@dbbasic_queue.handler("send_email")`` adds the function to
     ``dbbasic_queue.handlers``; registering two for one type raises ValueError. With
     ``queue="emails"``, ``enqueue`` puts jobs of the type in that queue unless told otherwise."""
-    return register(handlers, job_type, queue, limit)
+    return register(handlers, job_type, queue, limit, rate_limit)
 
 
 def periodic(cron: Optional[str] = None, *, every=None, timezone: str = "UTC",

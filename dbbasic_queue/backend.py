@@ -44,7 +44,8 @@ class Backend(Protocol):
                 unique_key: Optional[str] = None, max_attempts: Optional[int] = None,
                 timeout: Optional[float] = None, queue: Optional[str] = None,
                 priority: Optional[int] = None, concurrency_key: Optional[str] = None,
-                concurrency_limit: Optional[int] = None) -> str: ...
+                concurrency_limit: Optional[int] = None, rate_limit: Optional[str] = None,
+                rate_key: Optional[str] = None) -> str: ...
 
     def enqueue_after(self, register_callback: Callable[[Callable[[], Any]], Any],
                       job_type: str, payload: dict, run_at: Optional[float] = None,
@@ -78,7 +79,7 @@ class Backend(Protocol):
     def stats(self) -> Dict[str, Any]: ...
 
     def handler(self, job_type: str, *, queue: Optional[str] = None,
-                limit: Optional[int] = None) -> Callable: ...
+                limit: Optional[int] = None, rate_limit: Optional[str] = None) -> Callable: ...
 
     def check_worker(self, handlers: Handlers, max_attempts: int = DEFAULT_MAX_ATTEMPTS,
                      **options) -> None:

@@ -85,7 +85,8 @@ class Queue:
                 unique_key: Optional[str] = None, max_attempts: Optional[int] = None,
                 timeout: Optional[float] = None, queue: Optional[str] = None,
                 priority: Optional[int] = None, concurrency_key: Optional[str] = None,
-                concurrency_limit: Optional[int] = None) -> str:
+                concurrency_limit: Optional[int] = None, rate_limit: Optional[str] = None,
+                rate_key: Optional[str] = None) -> str:
         """Queue a job for the handler of ``job_type``; return its id.
 
         ``run_at`` is a Unix timestamp; the job runs at the first worker run after it
@@ -96,12 +97,13 @@ class Queue:
         -100 to 100 (default 0), runs it before the lower ones due with it (see
         model/queues.py). With a ``concurrency_key`` (``'customer:7'``), at most
         ``concurrency_limit`` jobs of that key run at once on the machine (default: the limit
-        its handler declares, else 1; see storage/slots.py). Raises TypeError or ValueError,
-        writing nothing, on bad arguments.
+        its handler declares, else 1; see storage/slots.py). With ``rate_limit='100/m'``, at
+        most that many jobs of its ``rate_key`` (default: its type) start in any minute (see
+        storage/rates.py). Raises TypeError or ValueError, writing nothing, on bad arguments.
         """
         return self._write(*self._prepare(job_type, payload, run_at, unique_key, max_attempts,
                                           timeout, queue, priority, concurrency_key,
-                                          concurrency_limit))
+                                          concurrency_limit, rate_limit, rate_key))
 
     def enqueue_after(self, register_callback: Callable[[Callable[[], Any]], Any],
                       job_type: str, payload: dict, run_at: Optional[float] = None,
@@ -118,19 +120,20 @@ class Queue:
 
     def _prepare(self, job_type, payload, run_at=None, unique_key=None, max_attempts=None,
                  timeout=None, queue=None, priority=None, concurrency_key=None,
-                 concurrency_limit=None):
+                 concurrency_limit=None, rate_limit=None, rate_key=None):
         now = self.clock()
         job_id = secrets.token_hex(8)
         if queue is None and self.handlers.queues:
             queue = self.handlers.queues.get(job_type)
         no_options = (unique_key is None and max_attempts is None and timeout is None
                       and queue is None and priority is None and concurrency_key is None
-                      and concurrency_limit is None)
+                      and concurrency_limit is None and rate_limit is None and rate_key is None)
         line = job_line(job_id, checked_job_type(job_type), payload_json(payload), "pending",
                         int(now), checked_run_at(run_at, now), 0, "", "",
                         "" if no_options else encode_options(unique_key, max_attempts, timeout,
                                                              queue, priority, concurrency_key,
-                                                             concurrency_limit))
+                                                             concurrency_limit, rate_limit,
+                                                             rate_key))
         return job_id, line, unique_key
 
     def _write(self, job_id: str, line: bytes, unique_key: Optional[str]) -> str:
@@ -142,12 +145,13 @@ class Queue:
         return job_id if twin is None else twin
 
     def handler(self, job_type: str, *, queue: Optional[str] = None,
-                limit: Optional[int] = None) -> Callable:
+                limit: Optional[int] = None, rate_limit: Optional[str] = None) -> Callable:
         """A decorator: ``@queue.handler("send_email")`` adds the function to
         ``queue.handlers``, for ``process_jobs(queue.handlers)``; with ``queue="emails"``,
         jobs of the type enqueued through this Queue go to that queue unless told otherwise;
-        with ``limit=2``, at most two of its jobs with one ``concurrency_key`` run at once."""
-        return register(self.handlers, job_type, queue, limit)
+        with ``limit=2``, at most two of its jobs with one ``concurrency_key`` run at once;
+        with ``rate_limit='100/m'``, at most 100 of its jobs start in any minute."""
+        return register(self.handlers, job_type, queue, limit, rate_limit)
 
     def periodic(self, cron: Optional[str] = None, *, every=None, timezone: str = "UTC",
                  catch_up: str = "latest", job_type: Optional[str] = None) -> Callable:

@@ -6,6 +6,7 @@ the command line.
 """
 
 import json
+import math
 import os
 import random
 import sys
@@ -543,3 +544,65 @@ def test_the_command_line_enqueues_with_a_concurrency_key(tmp_path, capsys):
     assert Queue(path).job_options(job_id) == {"concurrency_key": "customer:7",
                                                "concurrency_limit": 2}
     assert main(["--file", path, "enqueue", "sync", "{}", "--concurrency-limit", "2"]) == 2
+
+
+# --- rate limits ---------------------------------------------------------------------------------
+
+def test_a_rate_limit_puts_off_the_jobs_over_it_until_a_start_frees(tmp_path, clock, monotonic):
+    queue = Queue(tmp_path / "queue.tsv", clock=clock, monotonic=monotonic)
+    seen = []
+
+    @queue.handler("call_api", rate_limit="3/m")
+    def call_api(payload):
+        seen.append(payload["n"])
+
+    ids = [queue.enqueue("call_api", {"n": n}) for n in range(7)]
+
+    # Three start in the first minute; the others wait, pending, attempts untouched
+    assert queue.process_jobs(queue.handlers) == 3
+    waiting = [queue.get_job(job_id) for job_id in ids[3:]]
+    assert {(job["status"], job["attempts"]) for job in waiting} == {("pending", 0)}
+    assert {job["run_at"] for job in waiting} == {math.ceil(clock.now) + 60}
+    clock.advance(30)
+    assert queue.process_jobs(queue.handlers) == 0  # nothing due yet: the loop sleeps
+    clock.advance(31)
+    assert queue.process_jobs(queue.handlers) == 3
+    clock.advance(61)
+    assert queue.process_jobs(queue.handlers) == 1
+    assert seen == list(range(7))
+
+
+def test_a_job_rate_limit_counts_its_rate_key_across_types(queue, clock):
+    for job_type in ("a", "b", "a", "b"):
+        queue.enqueue(job_type, {}, rate_limit="2/h", rate_key="api:crm")
+
+    assert queue.process_jobs({"a": noop, "b": noop}) == 2
+    clock.advance(3601)
+    assert queue.process_jobs({"a": noop, "b": noop}) == 2
+
+
+@pytest.mark.parametrize("bad, error", [
+    ({"rate_limit": "100"}, ValueError), ({"rate_limit": "0/m"}, ValueError),
+    ({"rate_limit": "5/0m"}, ValueError), ({"rate_limit": 5}, TypeError),
+    ({"rate_key": "k"}, TypeError)])
+def test_a_bad_rate_limit_is_refused_and_writes_nothing(queue, bad, error):
+    with pytest.raises(error):
+        queue.enqueue("t", {}, **bad)
+    assert not queue.path.exists()
+
+
+def test_a_rate_limit_holds_across_worker_processes(tmp_path, children):
+    # Given 40 jobs limited to 10 starts a minute, and four cron runs at once
+    data = tmp_path / "data"
+    queue = Queue(data / "queue.tsv")
+    ids = [queue.enqueue("send_email", {"key": n}, rate_limit="10/m") for n in range(40)]
+    runs_log = tmp_path / "runs"
+    workers = [children.cli("--file", data / "queue.tsv", "work", "--handlers",
+                            "jobs_for_cli:handlers", RUNS_LOG=str(runs_log)) for _ in range(4)]
+    for worker in workers:
+        finish(worker)
+
+    # Then ten started, whichever worker took them, and the others wait, none failed
+    assert len(runs_log.read_text().split()) == 10
+    statuses = [queue.get_job(job_id)["status"] for job_id in ids]
+    assert statuses.count("completed") == 10 and statuses.count("pending") == 30

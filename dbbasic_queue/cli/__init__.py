@@ -134,7 +134,8 @@ def enqueue_command(queue, args) -> int:
     options = dict(unique_key=args.unique_key, max_attempts=args.max_attempts,
                    timeout=args.timeout)
     given = dict(queue=args.queue, priority=args.priority, concurrency_key=args.concurrency_key,
-                 concurrency_limit=args.concurrency_limit)
+                 concurrency_limit=args.concurrency_limit, rate_limit=args.rate_limit,
+                 rate_key=args.rate_key)
     options.update((name, value) for name, value in given.items() if value is not None)
     try:
         if args.unique_key is None:

@@ -247,6 +247,10 @@ def parser() -> argparse.ArgumentParser:
     enqueue.add_argument("--concurrency-limit", type=whole_number, metavar="N",
                          help="with --concurrency-key: at most N at once (default: the "
                               "handler's limit, else 1)")
+    enqueue.add_argument("--rate-limit", metavar="RATE",
+                         help="at most this many starts a period for its --rate-key (default: "
+                              "its type), e.g. 100/m, 10/s, 5/10m")
+    enqueue.add_argument("--rate-key", metavar="KEY", help="with --rate-limit: the key counted")
 
     cancel = command("cancel", "cancel a pending job",
                      "Cancel a pending job; it stays in the file as cancelled.")

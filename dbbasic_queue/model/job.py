@@ -238,6 +238,7 @@ def _decoded(name: str, text: str) -> Any:
 
 
 QUEUE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}\Z")  # see queues.py
+RATE_LIMIT = re.compile(r"\s*[1-9]\d{0,5}\s*/\s*(?:[1-9]\d{0,5})?\s*[smhd]\s*\Z")  # see queues.py
 
 
 def _check_options(options: Dict[str, Any]) -> None:
@@ -266,6 +267,9 @@ def _check_options(options: Dict[str, Any]) -> None:
     key = options.get("concurrency_key")
     if key is not None and not (isinstance(key, str) and key):
         raise CorruptLineError(f"its concurrency_key {key!r} is not a non-empty string")
+    rate = options.get("rate_limit")
+    if rate is not None and not (isinstance(rate, str) and RATE_LIMIT.match(rate)):
+        raise CorruptLineError(f"its rate_limit {rate!r} is not a rate such as '100/m'")
     limit = options.get("concurrency_limit")
     if limit is not None and not (type(limit) is int and 1 <= limit <= 1000):
         raise CorruptLineError(f"its concurrency_limit {limit!r} is not a whole number from 1 to 1000")

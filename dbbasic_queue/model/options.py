@@ -9,7 +9,7 @@ from .checks import (LAST_TIMESTAMP, LONGEST_SECONDS, check_attempts, check_dura
                      check_encodable, checked_job_type, shown)
 from .job import one_line
 from .queues import (DEFAULT_QUEUE, check_concurrency_key, check_concurrency_limit,
-                     check_priority, check_queue_name)
+                     check_priority, check_queue_name, parse_rate)
 
 
 class Retry(Exception):
@@ -42,7 +42,8 @@ _AT = (LAST_TIMESTAMP, f"a Unix timestamp from 0 to {LAST_TIMESTAMP} (the end of
 def encode_options(unique_key: Optional[str] = None, max_attempts: Optional[int] = None,
                    timeout: Optional[float] = None, queue: Optional[str] = None,
                    priority: Optional[int] = None, concurrency_key: Optional[str] = None,
-                   concurrency_limit: Optional[int] = None) -> str:
+                   concurrency_limit: Optional[int] = None, rate_limit: Optional[str] = None,
+                   rate_key: Optional[str] = None) -> str:
     """The ``options`` field for a job: JSON of the options given, or "" for none (the
     default queue and priority 0 are not written). Raises TypeError or ValueError for a bad
     value."""
@@ -73,6 +74,14 @@ def encode_options(unique_key: Optional[str] = None, max_attempts: Optional[int]
             raise TypeError("concurrency_limit goes with a concurrency_key, such as "
                             "concurrency_key='customer:7', concurrency_limit=2")
         options["concurrency_limit"] = check_concurrency_limit(concurrency_limit)
+    if rate_limit is not None:
+        parse_rate(rate_limit)
+        options["rate_limit"] = rate_limit
+    if rate_key is not None:
+        if rate_limit is None:
+            raise TypeError("rate_key goes with a rate_limit, such as rate_key='api:crm', "
+                            "rate_limit='100/m'")
+        options["rate_key"] = check_concurrency_key(rate_key)
     return json.dumps(options, ensure_ascii=False) if options else ""
 
 
@@ -108,13 +117,14 @@ def without_worker(text: str) -> str:
 
 
 def register(handlers: Dict[str, Callable], job_type: str, queue: Optional[str] = None,
-             limit: Optional[int] = None) -> Callable:
+             limit: Optional[int] = None, rate_limit: Optional[str] = None) -> Callable:
     """A decorator that adds a handler for ``job_type`` to ``handlers``; two for one type
     is an error, raised when the second is defined (at import time). With ``queue``, jobs of
     the type enqueued through a queue holding these handlers go to that queue unless the
     enqueue names another (``handlers.queues``). With ``limit``, at most that many of its
     jobs with one ``concurrency_key`` run at once, unless a job names its own limit
-    (``handlers.limits``)."""
+    (``handlers.limits``). With ``rate_limit='100/m'``, at most that many of its jobs start
+    in any such period, across workers (``handlers.rates``)."""
     if callable(job_type):
         raise TypeError(f"handler() takes the job type, as in @handler('send_email'), not "
                         f"{job_type!r}")
@@ -123,6 +133,8 @@ def register(handlers: Dict[str, Callable], job_type: str, queue: Optional[str] 
         check_queue_name(queue)
     if limit is not None:
         check_concurrency_limit(limit)
+    if rate_limit is not None:
+        parse_rate(rate_limit)
 
     def decorate(function: Callable) -> Callable:
         if job_type in handlers:
@@ -133,5 +145,7 @@ def register(handlers: Dict[str, Callable], job_type: str, queue: Optional[str] 
             handlers.queues[job_type] = queue
         if limit is not None and isinstance(getattr(handlers, "limits", None), dict):
             handlers.limits[job_type] = limit
+        if rate_limit is not None and isinstance(getattr(handlers, "rates", None), dict):
+            handlers.rates[job_type] = rate_limit
         return function
     return decorate

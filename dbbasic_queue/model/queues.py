@@ -82,6 +82,33 @@ def concurrency_of(options: Mapping, job_type: str, limits: Mapping[str, int]):
     return key, options.get("concurrency_limit") or limits.get(job_type) or 1
 
 
+MAX_RATE_COUNT = 100_000
+_RATE = re.compile(r"\s*(\d{1,6})\s*/\s*(\d{0,6})\s*([smhd])\s*\Z")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_rate(text) -> Tuple[int, int]:
+    """(starts, seconds) of a rate limit written ``100/m``, ``10/s``, ``5/10m`` or ``1000/d``."""
+    if not isinstance(text, str):
+        raise TypeError(f"a rate limit must be a str such as '100/m', not {type(text).__name__}")
+    found = _RATE.match(text)
+    if found is None or not 1 <= int(found.group(1)) <= MAX_RATE_COUNT or found.group(2) == "0":
+        raise ValueError(f"rate limit {shown(text)} must be STARTS/PERIOD such as '100/m', "
+                         f"'10/s', '5/10m' or '1000/d' (1 to {MAX_RATE_COUNT:,} starts)")
+    return int(found.group(1)), int(found.group(2) or 1) * _UNIT_SECONDS[found.group(3)]
+
+
+def rate_of(options: Mapping, job_type: str, rates: Mapping[str, str]):
+    """(key, starts, seconds) of a rate-limited job, or None: its own ``rate_limit`` (keyed by
+    its ``rate_key``, else its type), else its handler's (``rates``, keyed by its type)."""
+    own = options.get("rate_limit")
+    if isinstance(own, str):
+        key = options.get("rate_key")
+        return (key if isinstance(key, str) and key else f"type:{job_type}", *parse_rate(own))
+    declared = rates.get(job_type)
+    return None if declared is None else (f"type:{job_type}", *parse_rate(declared))
+
+
 def waiting_message(job_type: str) -> str:
     """The error a worker writes on a due job it has no handler for (attempts untouched)."""
     return f"{WAITING_FOR_HANDLER} {job_type!r}: the last worker to look had none"

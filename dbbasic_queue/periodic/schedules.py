@@ -68,6 +68,7 @@ class Handlers(dict):
         self.schedules: Dict[str, Schedule] = {}
         self.queues: Dict[str, str] = {}
         self.limits: Dict[str, int] = {}  # job type -> its jobs' default concurrency limit
+        self.rates: Dict[str, str] = {}  # job type -> its rate limit ("100/m")
 
 
 def schedules_of(handlers) -> Dict[str, Schedule]:

@@ -74,13 +74,14 @@ class RQQueue:
                 unique_key: Optional[str] = None, max_attempts: Optional[int] = None,
                 timeout: Optional[float] = None, queue: Optional[str] = None,
                 priority: Optional[int] = None, concurrency_key: Optional[str] = None,
-                concurrency_limit: Optional[int] = None) -> str:
+                concurrency_limit: Optional[int] = None, rate_limit: Optional[str] = None,
+                rate_key: Optional[str] = None) -> str:
         """As Queue.enqueue. The attempts (and their backoff) are fixed here, at enqueue:
         the job's ``max_attempts``, else 3. A ``timeout`` is rounded up to whole seconds.
         Named queues, priorities and concurrency keys are refused (UnsupportedError) but
         for the defaults."""
-        if concurrency_key is not None or concurrency_limit is not None:
-            raise UnsupportedError(f"concurrency_key is not supported on the RQ backend "
+        if (concurrency_key, concurrency_limit, rate_limit, rate_key) != (None,) * 4:
+            raise UnsupportedError(f"concurrency_key and rate_limit are not supported on the RQ backend "
                                    f"({self.describe()}) yet; enqueue without it, or use the "
                                    f"TSV queue")
         prepared = self._prepare(job_type, payload, run_at, unique_key, max_attempts, timeout,
@@ -140,14 +141,14 @@ class RQQueue:
         return job_id
 
     def handler(self, job_type: str, *, queue: Optional[str] = None,
-                limit: Optional[int] = None) -> Callable:
+                limit: Optional[int] = None, rate_limit: Optional[str] = None) -> Callable:
         """A decorator: ``@queue.handler("send_email")`` adds the function to
         ``queue.handlers``, for ``process_jobs(queue.handlers)``. A named ``queue`` is refused,
         as enqueue refuses it."""
         if queue is not None and check_queue_name(queue) != DEFAULT_QUEUE:
             self._prepare("t", {}, queue=queue)  # raises UnsupportedError, saying why
-        if limit is not None:
-            raise UnsupportedError(f"limit= (concurrency limits) is not supported on the RQ "
+        if limit is not None or rate_limit is not None:
+            raise UnsupportedError(f"limit= and rate_limit= are not supported on the RQ "
                                    f"backend ({self.describe()}) yet")
         return register(self.handlers, job_type)
 

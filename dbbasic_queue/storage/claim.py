@@ -16,6 +16,7 @@ enqueue order. ``EachJob`` is the admin verbs' (cancel, retry, purge).
 """
 
 import logging
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
@@ -28,7 +29,7 @@ from ..errors import CorruptLineError
 from ..model.job import Job, line_id, parse_line, peek_status_and_run_at, same_job
 from ..model.options import WORKER_KEY, decode_options, with_worker, without_worker
 from ..model.queues import (Scope, choose, concurrency_of, peek_queue_and_priority,
-                            queue_and_priority, waiting_message)
+                            queue_and_priority, rate_of, waiting_message)
 from .liveness import UNKNOWN, Owner, is_token
 
 logger = logging.getLogger("dbbasic_queue")
@@ -93,6 +94,7 @@ class ClaimOutcome:
     waiting: Dict[str, int] = field(default_factory=dict)  # due jobs of types it cannot run
     paused: Dict[str, int] = field(default_factory=dict)  # due jobs passed over: "queue x": n
     limited: Dict[str, int] = field(default_factory=dict)  # due jobs whose key had no free slot
+    rated: Dict[str, int] = field(default_factory=dict)  # due jobs put off by a rate limit
     slots: Dict[bytes, Any] = field(default_factory=dict)  # the slots taken for jobs claimed
 
     def log(self, path, edit_changed: bool, retention_seconds: Optional[float],
@@ -136,9 +138,11 @@ class ClaimEditor(RetiringEditor):
                  worker: str, owner: Callable[[str], Owner],
                  archive_before: Optional[float] = None, spool=None,
                  scope: Scope = Scope(), chosen: Optional[Set[bytes]] = None,
-                 slots=None, limits: Optional[Dict[str, int]] = None) -> None:
+                 slots=None, limits: Optional[Dict[str, int]] = None, rates=None,
+                 rate_limits: Optional[Dict[str, str]] = None) -> None:
         self.worker, self.owner = worker, owner
         self.slots, self.limits = slots, limits or {}  # see slots.py
+        self.rates, self.rate_limits = rates, rate_limits or {}  # see rates.py
         self.scope, self.chosen = scope, chosen  # chosen: the pending jobs look picked
         self.owners: Dict[str, Owner] = {}
         self.archive_before, self.spool = archive_before, spool  # see archive.py
@@ -266,6 +270,14 @@ class ClaimEditor(RetiringEditor):
             job = job.evolve(options=without_worker(job.options))
         elif not due or not self._slot_for(job_id, job.type, options):
             return line  # not due, or as many of its key run already: attempts untouched
+        else:
+            wait_until = self._rate_wait(job.type, options)
+            if wait_until is not None:  # its key started its rate's worth: due again then
+                slot = self.outcome.slots.pop(job_id, None)
+                if slot is not None:
+                    slot.release()
+                self.changed = True
+                return job.evolve(run_at=wait_until).to_line()
         self.changed = True
         held = self.outcome.claimed[job_id] = Held(job, self.now, self.lease_until, max_attempts,
                                                    options.get("timeout"),
@@ -287,6 +299,20 @@ class ClaimEditor(RetiringEditor):
             return False
         self.outcome.slots[job_id] = slot
         return True
+
+    def _rate_wait(self, job_type: str, options: Dict[str, Any]) -> Optional[int]:
+        """None if the job may start as far as its rate limit goes (its start is counted);
+        else the whole second from which its key may start again (see rates.py)."""
+        rate = None if self.rates is None else rate_of(options, job_type, self.rate_limits)
+        if rate is None:
+            return None
+        key, starts, seconds = rate
+        until = self.rates.start(key, starts, seconds, self.now)
+        if until is None:
+            return None
+        rated = self.outcome.rated
+        rated[key] = rated.get(key, 0) + 1
+        return math.ceil(until)
 
     def abandon(self) -> None:
         """This rewrite is not renamed into place: the slots it took go back."""

@@ -23,6 +23,7 @@ from ..periodic.firing import Firing
 from ..model.job import Job, error_text, utc_text
 from ..model.job import result_json
 from ..storage.liveness import RunLock, WorkerLocks, new_token
+from ..storage.rates import Rates
 from ..storage.slots import Slot, Slots
 from ..model.options import Retry, decode_options
 from ..model.queues import DEFAULT_QUEUE, queue_and_priority
@@ -75,6 +76,7 @@ class WorkerRun:
         self.last_sync_resumed = False
         self.locks = WorkerLocks(queue.path)
         self.slots = Slots(queue.path)
+        self.rates = Rates(queue.path)
         self.slot_of: Dict[bytes, Slot] = {}  # the concurrency slot each held job took
         self.token = new_token()
         self.liveness: Optional[RunLock] = None  # held while the run serves
@@ -96,6 +98,7 @@ class WorkerRun:
         self.queue.table.remove_stale_temporary_files(older_than=STALE_TEMPORARY_SECONDS, now=now)
         self.locks.remove_dead(now)
         self.slots.remove_stale(now)
+        self.rates.remove_stale(now)
         if self.options.retention_seconds is not None:
             drop_before = self.queue.clock() - self.options.retention_seconds
             self.queue.archive.remove_expired(drop_before)
@@ -321,7 +324,8 @@ class WorkerRun:
                 archive_before=archive_before,
                 spool=None if archive_after is None else self.queue.archive.spool(),
                 scope=scope, chosen=None if chosen is None else set(chosen),
-                slots=self.slots, limits=self.options.limits), resume)
+                slots=self.slots, limits=self.options.limits, rates=self.rates,
+                rate_limits=self.options.rate_limits), resume)
             self.last_sync_resumed = resume is not None
             if edit is None:
                 return []
@@ -386,6 +390,11 @@ class WorkerRun:
                 self.passed_over.add(("key", key))
                 logger.debug("left %s: as many jobs of concurrency key %r run as its limit "
                              "allows", plural(count, "due job"), key)
+        for key, count in outcome.rated.items():
+            if ("rate", key) not in self.passed_over:
+                self.passed_over.add(("rate", key))
+                logger.info("put off %s: %s started as many jobs as its rate limit allows",
+                            plural(count, "due job"), key)
         for what, count in outcome.paused.items():
             if what not in self.passed_over:
                 self.passed_over.add(what)

@@ -29,6 +29,7 @@ class WorkerOptions:
         object.__setattr__(self, "scope", Scope.of(self.handlers, self.queues))
         # The concurrency limits its handlers declare (@handler(..., limit=N)).
         object.__setattr__(self, "limits", dict(getattr(self.handlers, "limits", None) or {}))
+        object.__setattr__(self, "rate_limits", dict(getattr(self.handlers, "rates", None) or {}))
         check_attempts("max_attempts", self.max_attempts)
         check_duration("lease_seconds", self.lease_seconds)
         if self.retention_seconds is not None:
