@@ -20,6 +20,14 @@ from dbbasic_queue.worker.run import FIRST_BATCH
 from support import EMAIL, ROOT, TESTS, finish, noop, wait_for
 
 
+def kill_one_once_busy(workers, runs_log, runs: int) -> None:
+    """SIGKILL the first of ``workers`` once ``runs`` jobs have started (lines of runs_log)."""
+    wait_for(lambda: runs_log.exists() and len(runs_log.read_text().splitlines()) >= runs,
+             what=f"{runs} jobs to start")
+    workers[0].kill()
+    workers[0].wait(timeout=30)
+
+
 def recorder(seen, name=None):
     def handler(payload):
         seen.append(payload.get("n", name))
@@ -192,8 +200,14 @@ def test_a_handler_declares_the_queue_of_its_jobs(tmp_path, clock, monotonic):
     ({"queue": ""}, ValueError), ({"queue": "a b"}, ValueError), ({"queue": 3}, TypeError),
     ({"queue": "x" * 101}, ValueError), ({"priority": 101}, ValueError),
     ({"priority": -101}, ValueError), ({"priority": 1.5}, TypeError),
-    ({"priority": True}, TypeError)])
-def test_a_bad_queue_or_priority_is_refused_and_writes_nothing(queue, bad, error):
+    ({"priority": True}, TypeError),
+    ({"concurrency_key": ""}, ValueError), ({"concurrency_key": 7}, TypeError),
+    ({"concurrency_key": "k", "concurrency_limit": 0}, ValueError),
+    ({"concurrency_limit": 2}, TypeError),
+    ({"rate_limit": "100"}, ValueError), ({"rate_limit": "0/m"}, ValueError),
+    ({"rate_limit": "5/0m"}, ValueError), ({"rate_limit": 5}, TypeError),
+    ({"rate_key": "k"}, TypeError)])
+def test_a_bad_queue_priority_key_or_rate_is_refused_and_writes_nothing(queue, bad, error):
     with pytest.raises(error):
         queue.enqueue("send_email", EMAIL, **bad)
     assert not queue.path.exists()
@@ -415,11 +429,7 @@ def test_a_pause_holds_across_three_overlapping_workers_one_sigkilled(tmp_path, 
                             RUNS_LOG=str(runs_log))
 
     # When three loop workers run them, and one is SIGKILLed in the middle of its jobs
-    workers = [loop_worker(f"w{n}") for n in range(3)]
-    wait_for(lambda: runs_log.exists() and len(runs_log.read_text().split()) >= 5,
-             what="the workers to start on the free jobs")
-    workers[0].kill()
-    workers[0].wait(timeout=30)
+    kill_one_once_busy([loop_worker(f"w{n}") for n in range(3)], runs_log, 5)
     wait_for(lambda: all(queue.get_job(job_id)["status"] == "completed" for job_id in free),
              what="every free job, the killed worker's included")
 
@@ -489,16 +499,6 @@ def test_a_key_without_a_limit_runs_one_at_a_time_and_a_handler_declares_its_lim
     assert seen[5:] == [("plain", n) for n in range(5)]
 
 
-@pytest.mark.parametrize("bad, error", [
-    ({"concurrency_key": ""}, ValueError), ({"concurrency_key": 7}, TypeError),
-    ({"concurrency_key": "k", "concurrency_limit": 0}, ValueError),
-    ({"concurrency_limit": 2}, TypeError)])
-def test_a_bad_concurrency_key_or_limit_is_refused_and_writes_nothing(queue, bad, error):
-    with pytest.raises(error):
-        queue.enqueue("sync", {}, **bad)
-    assert not queue.path.exists()
-
-
 def test_a_limit_holds_across_three_workers_one_sigkilled_and_no_slot_leaks(tmp_path, children):
     import fcntl
     # Given 90 jobs over 6 customers, at most 2 at once per customer (the handler's limit)
@@ -516,11 +516,7 @@ def test_a_limit_holds_across_three_workers_one_sigkilled_and_no_slot_leaks(tmp_
                             DBBASIC_QUEUE_FILE=str(data / "queue.tsv"))
 
     # When three loop workers of 4 threads run them, and one is SIGKILLed among its jobs
-    workers = [worker(f"w{n}") for n in range(3)]
-    wait_for(lambda: runs_log.exists() and len(runs_log.read_text().splitlines()) >= 15,
-             what="the workers to be busy")
-    workers[0].kill()
-    workers[0].wait(timeout=30)
+    kill_one_once_busy([worker(f"w{n}") for n in range(3)], runs_log, 15)
     wait_for(lambda: all(queue.get_job(job_id)["status"] == "completed" for job_id in ids),
              what="every job, the killed worker's included")
 
@@ -579,16 +575,6 @@ def test_a_job_rate_limit_counts_its_rate_key_across_types(queue, clock):
     assert queue.process_jobs({"a": noop, "b": noop}) == 2
     clock.advance(3601)
     assert queue.process_jobs({"a": noop, "b": noop}) == 2
-
-
-@pytest.mark.parametrize("bad, error", [
-    ({"rate_limit": "100"}, ValueError), ({"rate_limit": "0/m"}, ValueError),
-    ({"rate_limit": "5/0m"}, ValueError), ({"rate_limit": 5}, TypeError),
-    ({"rate_key": "k"}, TypeError)])
-def test_a_bad_rate_limit_is_refused_and_writes_nothing(queue, bad, error):
-    with pytest.raises(error):
-        queue.enqueue("t", {}, **bad)
-    assert not queue.path.exists()
 
 
 def test_a_rate_limit_holds_across_worker_processes(tmp_path, children):

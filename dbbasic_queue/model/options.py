@@ -81,7 +81,7 @@ def encode_options(unique_key: Optional[str] = None, max_attempts: Optional[int]
         if rate_limit is None:
             raise TypeError("rate_key goes with a rate_limit, such as rate_key='api:crm', "
                             "rate_limit='100/m'")
-        options["rate_key"] = check_concurrency_key(rate_key)
+        options["rate_key"] = check_concurrency_key(rate_key, "rate_key")
     return json.dumps(options, ensure_ascii=False) if options else ""
 
 

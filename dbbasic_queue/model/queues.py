@@ -13,6 +13,7 @@ each job of a claim comes from a queue drawn by weight among those with jobs due
 queue gets its share of the work while all have jobs (``choose``).
 """
 
+import heapq
 import re
 from dataclasses import dataclass
 from typing import Callable, Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple, Union
@@ -42,35 +43,36 @@ def check_queue_name(name, what: str = "queue") -> str:
 
 
 def check_priority(priority) -> int:
-    if isinstance(priority, bool) or not isinstance(priority, int):
-        raise TypeError(f"priority must be an int from {LOWEST_PRIORITY} to {HIGHEST_PRIORITY} "
-                        f"(higher runs first), not {type(priority).__name__}")
-    if not LOWEST_PRIORITY <= priority <= HIGHEST_PRIORITY:
-        raise ValueError(f"priority must be from {LOWEST_PRIORITY} to {HIGHEST_PRIORITY} (higher "
-                         f"runs first), not {priority}")
-    return priority
+    return _whole_number("priority", priority, LOWEST_PRIORITY, HIGHEST_PRIORITY,
+                         " (higher runs first)")
+
+
+def _whole_number(what: str, value, lowest: int, highest: int, hint: str = "") -> int:
+    """``value`` if it is an int from ``lowest`` to ``highest``; TypeError or ValueError
+    saying so otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what} must be an int from {lowest} to {highest}{hint}, not "
+                        f"{type(value).__name__}")
+    if not lowest <= value <= highest:
+        raise ValueError(f"{what} must be from {lowest} to {highest}{hint}, not {value}")
+    return value
 
 
 MAX_CONCURRENCY_LIMIT = 1000
 
 
-def check_concurrency_key(key) -> str:
+def check_concurrency_key(key, what: str = "concurrency_key") -> str:
+    """``key`` if it can key a limit: 1 to 500 printable characters."""
     if not isinstance(key, str):
-        raise TypeError(f"concurrency_key must be a str such as 'customer:7', not "
-                        f"{type(key).__name__}")
+        raise TypeError(f"{what} must be a str such as 'customer:7', not {type(key).__name__}")
     if not key or len(key) > 500 or not key.isprintable():
-        raise ValueError(f"concurrency_key {shown(key)} must be 1 to 500 printable characters, "
-                         f"such as 'customer:7'")
+        raise ValueError(f"{what} {shown(key)} must be 1 to 500 printable characters, such as "
+                         f"'customer:7'")
     return key
 
 
 def check_concurrency_limit(limit) -> int:
-    if isinstance(limit, bool) or not isinstance(limit, int):
-        raise TypeError(f"a concurrency limit must be an int from 1 to {MAX_CONCURRENCY_LIMIT}, "
-                        f"not {type(limit).__name__}")
-    if not 1 <= limit <= MAX_CONCURRENCY_LIMIT:
-        raise ValueError(f"a concurrency limit must be from 1 to {MAX_CONCURRENCY_LIMIT}, not {limit}")
-    return limit
+    return _whole_number("a concurrency limit", limit, 1, MAX_CONCURRENCY_LIMIT)
 
 
 def concurrency_of(options: Mapping, job_type: str, limits: Mapping[str, int]):
@@ -207,6 +209,30 @@ class Scope:
         """The claim order's key of a job (smaller first); see the module docstring."""
         place = 0 if self.queues is None or self.weights is not None else self.queues.index(queue)
         return place, -priority, run_at, position
+
+
+class Best:
+    """The ``room`` best-ranked candidates seen (per queue, with weights, which draw among
+    queues), kept as they come: a look's memory follows its claim, not the file."""
+
+    def __init__(self, scope: Scope, room: int) -> None:
+        self.per_queue = scope.weights is not None
+        self.room = max(room, 0)
+        self.heaps: Dict[str, list] = {}  # of (the rank negated, queue, id): the worst on top
+        self.count = 0
+
+    def add(self, rank: tuple, queue: str, job_id: bytes) -> None:
+        self.count += 1
+        heap = self.heaps.setdefault(queue if self.per_queue else "", [])
+        item = (tuple(-part for part in rank), queue, job_id)
+        if len(heap) < self.room:
+            heapq.heappush(heap, item)
+        elif heap and item[0] > heap[0][0]:
+            heapq.heapreplace(heap, item)
+
+    def candidates(self) -> List[Tuple[tuple, str, bytes]]:
+        return [(tuple(-part for part in negated), queue, job_id)
+                for heap in self.heaps.values() for negated, queue, job_id in heap]
 
 
 def choose(candidates: Sequence[Tuple[tuple, str, bytes]], scope: Scope, room: int,

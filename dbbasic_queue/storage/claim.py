@@ -28,7 +28,7 @@ from .table import Editor
 from ..errors import CorruptLineError
 from ..model.job import Job, line_id, parse_line, peek_status_and_run_at, same_job
 from ..model.options import WORKER_KEY, decode_options, with_worker, without_worker
-from ..model.queues import (Scope, choose, concurrency_of, peek_queue_and_priority,
+from ..model.queues import (Best, Scope, choose, concurrency_of, peek_queue_and_priority,
                             queue_and_priority, rate_of, waiting_message)
 from .liveness import UNKNOWN, Owner, is_token
 
@@ -368,7 +368,7 @@ def look(lines, now: float, scope: Scope, room: int, archive_before: Optional[fl
     may be dead), a due job of a type it cannot run not yet marked waiting, a line only a
     full parse can judge, or enough finished lines to move or drop (see RetiringEditor)."""
     next_due, retiring, worth, ranked = None, 0, False, False
-    candidates: List[Tuple[tuple, str, bytes]] = []
+    best = Best(scope, room)
     for position, (_, line) in enumerate(lines):
         peek = peek_status_and_run_at(line)
         if peek is None:
@@ -392,7 +392,7 @@ def look(lines, now: float, scope: Scope, room: int, archive_before: Optional[fl
             elif run_at <= now:
                 rank = scope.rank(queue, priority, run_at, position)
                 ranked = ranked or bool(priority) or (scope.ordered and rank[0] != 0)
-                candidates.append((rank, queue, line_id(line)))
+                best.add(rank, queue, line_id(line))
             else:
                 next_due = run_at if next_due is None else min(next_due, run_at)
         elif status in _RETAINED and created_at.isdigit() and not worth:
@@ -401,9 +401,9 @@ def look(lines, now: float, scope: Scope, room: int, archive_before: Optional[fl
                     (archive_before is not None and finished_at < archive_before)):
                 retiring += 1
                 worth = retiring >= ARCHIVE_MIN_LINES
-    if not candidates:
+    if not best.count:
         return Look(worth, next_due)
-    chosen = choose(candidates, scope, room, random) if ranked or scope.weights else None
+    chosen = choose(best.candidates(), scope, room, random) if ranked or scope.weights else None
     return Look(True, next_due, chosen)
 
 
