@@ -296,6 +296,11 @@ class ClaimEditor(RetiringEditor):
         if slot is None:
             limited = self.outcome.limited
             limited[concurrency[0]] = limited.get(concurrency[0], 0) + 1
+            # A slot frees without the file changing: a loop worker looks again within
+            # about a second instead of waiting for the next write.
+            soon = int(self.now) + 1
+            if self.outcome.next_due is None or soon < self.outcome.next_due:
+                self.outcome.next_due = soon
             return False
         self.outcome.slots[job_id] = slot
         return True
