@@ -95,6 +95,7 @@ class ClaimOutcome:
     paused: Dict[str, int] = field(default_factory=dict)  # due jobs passed over: "queue x": n
     limited: Dict[str, int] = field(default_factory=dict)  # due jobs whose key had no free slot
     rated: Dict[str, int] = field(default_factory=dict)  # due jobs put off by a rate limit
+    starts: List[Tuple[str, float]] = field(default_factory=list)  # counted by rate limits
     slots: Dict[bytes, Any] = field(default_factory=dict)  # the slots taken for jobs claimed
 
     def log(self, path, edit_changed: bool, retention_seconds: Optional[float],
@@ -312,18 +313,24 @@ class ClaimEditor(RetiringEditor):
         if rate is None:
             return None
         key, starts, seconds = rate
-        until = self.rates.start(key, starts, seconds, self.now)
+        moment = round(self.now, 3)
+        until = self.rates.start(key, starts, seconds, moment)
         if until is None:
+            self.outcome.starts.append((key, moment))
             return None
         rated = self.outcome.rated
         rated[key] = rated.get(key, 0) + 1
         return math.ceil(until)
 
     def abandon(self) -> None:
-        """This rewrite is not renamed into place: the slots it took go back."""
+        """This rewrite is not renamed into place: the slots it took go back, and the
+        starts it counted."""
         for slot in self.outcome.slots.values():
             slot.release()
         self.outcome.slots.clear()
+        for key, moment in self.outcome.starts:  # and the starts it counted
+            self.rates.forget(key, moment)
+        self.outcome.starts.clear()
         super().abandon()
 
     def _owner(self, token) -> Owner:

@@ -11,7 +11,8 @@ holds more than twice the starts a window allows; a line cut short by a kill is 
 a crash can only forget a start that was being written, never count one twice.
 
 A start is counted when the job is claimed: a job claimed and then put back unstarted (a
-SIGTERM) has used its start.
+SIGTERM) has used its start. A claim whose rewrite is not renamed into place (another worker's
+won the race) takes its starts back: it appends ``-<moment>``, which cancels that start.
 """
 
 import contextlib
@@ -63,6 +64,17 @@ class Rates:
         finally:
             unlock(fd)
 
+    def forget(self, key: str, moment: float) -> None:
+        """Take back the start counted at ``moment`` (a claim that did not take place)."""
+        try:
+            fd, _ = lock_current(str(self.path(key)), os.O_RDWR | os.O_APPEND)
+        except FileNotFoundError:
+            return
+        try:
+            os.write(fd, f"-{moment:.3f}\n".encode())
+        finally:
+            unlock(fd)
+
     def _compact(self, path: str, key: str, moments: List[float], locked: int) -> None:
         """Replace the window file by one holding only ``moments`` (with its flock held,
         ``locked``: a claim waiting on the old file then opens the new one)."""
@@ -95,12 +107,17 @@ class Rates:
 
 
 def _moments(data: bytes) -> List[float]:
-    """The starts in a window file's bytes (after its key line), oldest first; a line that
-    does not read as a time (cut short by a kill) is ignored."""
-    moments = []
+    """The starts in a window file's bytes (after its key line), oldest first, less those
+    taken back (``-<moment>``); a line that does not read as a time (cut short by a kill) is
+    ignored."""
+    moments, taken_back = [], []
     for line in data.split(b"\n")[1:]:
         try:
-            moments.append(float(line))
+            moment = float(line)
         except ValueError:
             continue
+        (taken_back.append(-moment) if line.startswith(b"-") else moments.append(moment))
+    for moment in taken_back:
+        if moment in moments:
+            moments.remove(moment)
     return moments
