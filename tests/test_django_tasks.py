@@ -177,7 +177,8 @@ def test_a_failing_task_is_retried_then_fails_with_its_traceback(project, tasks_
     # and the queue file still holds one short line for the job, its error on one line
     header, line = tasks_file.read_text().splitlines()
     fields = line.split("\t")
-    assert (fields[0], fields[1], fields[3], fields[6]) == (task_id, "django_task", "failed", "2")
+    assert (fields[0], fields[1], fields[3], fields[6]) == (task_id, "shop.tasks.charge_card",
+                                                            "failed", "2")
     assert fields[7] == "PaymentDeclined: attempt 2: card 4000-0002 declined for order 7"
     assert len(line) < 300
 
@@ -304,6 +305,49 @@ def test_the_worker_runs_only_task_objects_of_installed_apps_named_in_the_file(t
         assert job["status"] == "failed"
         assert "which is not a task" in job["error"] and repr(path) in job["error"]
     assert "antigravity" not in sys.modules
+
+
+def test_a_tasks_type_is_its_path_and_a_path_no_app_has_waits_for_a_worker_that_has_it(
+        project, tasks_file):
+    from dbbasic_queue.django.compat import TaskResultStatus
+    from shop.models import Order
+    from shop.tasks import fulfil_order
+    queue = backend().queue
+
+    # Given a task enqueued now, one enqueued as the tasks before were (type django_task),
+    # and a job naming a task no installed app has, written by another app sharing the file
+    new = fulfil_order.enqueue(Order.objects.create(item="new").pk)
+    old = queue.enqueue("django_task", {"task": "shop.tasks.fulfil_order",
+                                        "args": [Order.objects.create(item="old").pk],
+                                        "kwargs": {}})
+    elsewhere = queue.enqueue("billing.tasks.invoice", {"task": "billing.tasks.invoice",
+                                                        "args": [], "kwargs": {}})
+    # and stats names the task by its path
+    assert queue.stats()["by_type"]["shop.tasks.fulfil_order"]["pending"] == 1
+
+    # When the worker runs
+    done = run_worker(project, tasks_file)
+
+    # Then both of the shop's tasks ran, and the other app's job waits, untouched, saying why
+    assert fulfil_order.get_result(new.id).status == TaskResultStatus.SUCCESSFUL
+    assert fulfil_order.get_result(old).status == TaskResultStatus.SUCCESSFUL
+    waiting = queue.get_job(elsewhere)
+    assert (waiting["status"], waiting["attempts"]) == ("pending", 0), done.stderr
+    assert "waiting for a worker with a handler for 'billing.tasks.invoice'" in waiting["error"]
+
+
+def test_a_job_whose_type_and_task_disagree_fails_without_running_the_task(tasks_file):
+    from dbbasic_queue.django.runner import handler_for
+    queue = backend().queue
+
+    # Given a hand-written job whose type is one task and whose payload names another
+    job_id = queue.enqueue("shop.tasks.fulfil_order", {"task": "shop.tasks.close_shop",
+                                                       "args": ["x"], "kwargs": {}})
+
+    # When a worker runs it, then it fails saying so, and close_shop never ran (no SystemExit)
+    assert queue.process_jobs(handler_for(backend()), max_attempts=1) == 1
+    job = queue.get_job(job_id)
+    assert job["status"] == "failed" and "a task's job type is its path" in job["error"]
 
 
 def test_check_reports_bad_options_and_the_worker_refuses_them(project):

@@ -3,8 +3,8 @@
     TASKS = {"default": {"BACKEND": "dbbasic_queue.django.TaskBackend",
                          "OPTIONS": {"PATH": BASE_DIR / "data" / "tasks.tsv"}}}
 
-``enqueue`` writes one line to the file (a job of type ``django_task`` whose payload names
-the task and holds its args and kwargs as JSON); ``manage.py dbbasic_queue_worker`` runs
+``enqueue`` writes one line to the file (a job whose type is the task's dotted path and whose
+payload names the task and holds its args and kwargs as JSON); ``manage.py dbbasic_queue_worker`` runs
 them with the queue's retries, leases and timeouts; ``get_result`` reads the job back.
 """
 
@@ -86,7 +86,7 @@ class TaskBackend(BaseTaskBackend):
         payload = task_payload(task, args, kwargs)
         run_at = None if task.run_after is None else task.run_after.timestamp()
         now = self.queue.clock()
-        job_id = self.queue.enqueue(results.JOB_TYPE, payload, run_at, queue=task.queue_name,
+        job_id = self.queue.enqueue(task.module_path, payload, run_at, queue=task.queue_name,
                                     priority=task.priority)
         result = results.build(task, self.alias, {
             "id": job_id, "status": "pending", "created_at": int(now), "attempts": 0,
@@ -96,7 +96,9 @@ class TaskBackend(BaseTaskBackend):
 
     def get_result(self, result_id):
         job = self.queue.get_job(result_id) if isinstance(result_id, str) else None
-        if job is None or job["type"] != results.JOB_TYPE:
+        payload = None if job is None else job["payload"]
+        if not isinstance(payload, dict) or job["type"] not in (results.JOB_TYPE,
+                                                                payload.get("task")):
             raise TaskResultDoesNotExist(result_id)
         task = self.task_of(job["payload"], job["id"], self.queue.job_options(job["id"]) or {})
         return results.build(task, self.alias, job, self.queue.tracebacks(job["id"]))

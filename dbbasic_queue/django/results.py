@@ -22,7 +22,7 @@ from django.conf import settings
 
 from .compat import TaskError, TaskResult, TaskResultStatus
 
-JOB_TYPE = "django_task"  # the job type of every task in the file; the payload names the task
+JOB_TYPE = "django_task"  # the type of tasks enqueued before a task's type was its dotted path
 UNKNOWN_WORKER = "unknown"  # an attempt whose worker left no record (it died, or is running)
 
 STATUS = {"pending": TaskResultStatus.READY, "processing": TaskResultStatus.RUNNING,

@@ -1,6 +1,9 @@
-"""Running one task's job in the worker: the handler of the ``django_task`` job type.
+"""Running one task's job in the worker: the handlers of the tasks' job types.
 
-It finds the task the payload names (only a real Task object; see ``TaskBackend.task_of``),
+A task's job type is its dotted path (``shop.tasks.charge_card``), so ``stats``, ``list`` and
+the dashboard name the task; ``TaskHandlers`` answers for every path that is a Task of an
+installed app, and for ``django_task``, the one type of the tasks enqueued before. The
+handler finds the task the payload names (only a real Task object; see ``TaskBackend.task_of``),
 calls it with the payload's args and kwargs (and a TaskContext if it takes one), and sends
 the framework's signals. The queue's worker does the rest: a task that raises is retried on
 the queue's schedule until its attempts are used up, so the task's own exception goes on up,
@@ -16,6 +19,7 @@ import os
 import socket
 import time
 from inspect import iscoroutinefunction
+from typing import Callable, Dict, Iterator, Mapping, Set
 
 from django.db import close_old_connections
 
@@ -24,16 +28,52 @@ from ..model.options import Retry
 from ..worker.running import current_job
 from ..storage.tracebacks import class_path, format_traceback
 from . import results
-from .compat import TaskContext, normalize_json, task_finished, task_started
+from .backend import find_task
+from .compat import InvalidTask, TaskContext, normalize_json, task_finished, task_started
 
 logger = logging.getLogger("dbbasic_queue")
 
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"  # how worker_ids name this process
 
 
-def handler_for(backend):
+class TaskHandlers(Mapping):
+    """Job type -> handler for ``backend``'s tasks, found when the worker asks: a type is a
+    task's dotted path, and has a handler if that path is a Task object of an installed app
+    (``find_task``: nothing else is imported), or it is ``django_task``. A worker given these
+    claims only the tasks it can run; a job whose type names no task stays pending, waiting
+    for a worker that has it. Iterating gives the types found so far."""
+
+    _MAX_REMEMBERED = 10_000  # types found not to be tasks, remembered so a look is cheap
+
+    def __init__(self, backend) -> None:
+        self.backend = backend
+        self._found: Dict[str, Callable[[dict], dict]] = {results.JOB_TYPE: self._run}
+        self._not_tasks: Set[str] = set()
+
+    def _run(self, payload: dict) -> dict:
+        return run_task(self.backend, payload)
+
+    def __getitem__(self, job_type: str) -> Callable[[dict], dict]:
+        found = self._found.get(job_type)
+        if found is not None:
+            return found
+        if job_type in self._not_tasks or find_task(job_type) is None:
+            if len(self._not_tasks) < self._MAX_REMEMBERED:
+                self._not_tasks.add(job_type)
+            raise KeyError(job_type)
+        self._found[job_type] = self._run
+        return self._run
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._found))
+
+    def __len__(self) -> int:
+        return len(self._found)
+
+
+def handler_for(backend) -> TaskHandlers:
     """The handlers for ``process_jobs``/``work`` that run ``backend``'s tasks."""
-    return {results.JOB_TYPE: lambda payload: run_task(backend, payload)}
+    return TaskHandlers(backend)
 
 
 def run_task(backend, payload: dict) -> dict:
@@ -42,6 +82,9 @@ def run_task(backend, payload: dict) -> dict:
     if running is None:
         raise RuntimeError("run_task runs inside the queue's worker (manage.py "
                            "dbbasic_queue_worker), which tells it the job in hand")
+    if running.type not in (results.JOB_TYPE, payload.get("task")):
+        raise InvalidTask(f"job {running.id} is of type {running.type!r} but names the task "
+                          f"{payload.get('task')!r}: a task's job type is its path")
     task = backend.task_of(payload, running.id,
                            {"queue": running.queue, "priority": running.priority})
     args, kwargs = payload.get("args", []), payload.get("kwargs", {})

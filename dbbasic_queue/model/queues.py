@@ -16,7 +16,7 @@ queue gets its share of the work while all have jobs (``choose``).
 import heapq
 import re
 from dataclasses import dataclass
-from typing import Callable, Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Callable, Container, Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple, Union
 
 from .checks import shown
 from .job import QUEUE_NAME
@@ -148,11 +148,12 @@ QueueChoice = Union[None, Sequence[str], Mapping[str, int]]
 
 @dataclass(frozen=True)
 class Scope:
-    """What one worker takes: ``types`` it has handlers for (None: any, for admin looks),
+    """What one worker takes: ``types`` it has handlers for (None: any, for admin looks; a
+    Mapping other than a dict is asked type by type, as Django's TaskHandlers must be),
     ``queues`` it serves in strict order (None: every queue) or ``weights`` by queue, and the
     queues and types paused when it looked (see storage/pauses.py)."""
 
-    types: Optional[FrozenSet[str]] = None
+    types: Optional[Container[str]] = None
     queues: Optional[Tuple[str, ...]] = None
     weights: Optional[Tuple[int, ...]] = None
     paused_queues: FrozenSet[str] = frozenset()
@@ -163,7 +164,8 @@ class Scope:
         """The scope of a worker with handlers for ``types`` serving ``queues``: None (every
         queue), a list in strict order, or a dict of weights (``{"emails": 3, "default": 1}``).
         Raises TypeError or ValueError for a bad choice."""
-        types = None if types is None else frozenset(types)
+        if types is not None and (isinstance(types, dict) or not isinstance(types, Mapping)):
+            types = frozenset(types)  # else a Mapping that finds its types when asked
         if queues is None:
             return cls(types)
         if isinstance(queues, str):
