@@ -677,3 +677,49 @@ def test_the_overview_says_what_is_paused_and_what_waits_for_a_handler(queue, cl
     assert figures["waiting_for_handler"]["charge_card"]["jobs"] == 2
     assert "Paused: queue emails since" in page and "dbbasic-queue resume emails" in page
     assert "Waiting for a worker with a handler: 2 charge_card, oldest 2.0h" in page
+
+
+def test_a_queue_and_a_job_type_are_paused_and_resumed_from_the_overview(queue, client):
+    # Given jobs in two queues
+    queue.enqueue("send_email", {"to": "ann@example.com"}, queue="emails")
+    queue.enqueue("sync_crm", {"account": 7})
+    page = client.get("/").text
+    assert '<table class="grid" id="queues">' in page
+    assert 'action="/actions/pause"' in page and 'name="kind" value="queue"' in page
+
+    # When the operator pauses the emails queue and the sync_crm type with the buttons
+    first = client.post("/actions/pause", kind="queue", name="emails")
+    second = client.post("/actions/pause", kind="type", name="sync_crm")
+
+    # Then both are paused for every worker, the page says so and offers Resume
+    assert (first.status, second.status) == (303, 303)
+    assert "done=paused" in first.headers["Location"]
+    assert {(entry["kind"], entry["name"]) for entry in queue.paused()} == {
+        ("queue", "emails"), ("type", "sync_crm")}
+    assert queue.process_jobs({"send_email": lambda p: None, "sync_crm": lambda p: None}) == 0
+    page = client.get("/").text
+    assert page.count('action="/actions/resume"') == 2
+    assert "Paused: queue emails since" in page
+    # pausing again changes nothing and says so
+    assert "done=already" in client.post("/actions/pause", kind="queue", name="emails"
+                                         ).headers["Location"]
+
+    # When both are resumed, the jobs run
+    client.post("/actions/resume", kind="queue", name="emails")
+    client.post("/actions/resume", kind="type", name="sync_crm")
+    assert queue.paused() == []
+    assert queue.process_jobs({"send_email": lambda p: None, "sync_crm": lambda p: None}) == 2
+
+
+def test_a_pause_the_file_cannot_hold_is_refused_and_writes_nothing(queue, client):
+    queue.enqueue("send_email", {"to": "ann@example.com"})
+    for form in ({"kind": "queue", "name": "no spaces"}, {"kind": "type", "name": "a\tb"},
+                 {"kind": "backend", "name": "emails"}, {"kind": "queue"}):
+        reply = client.post("/actions/pause", **form)
+        assert reply.status == 303 and "problem=bad-pause" in reply.headers["Location"]
+    assert queue.paused() == []
+    assert not queue.path.with_name("queue.paused.tsv").exists()
+    # without the form's token nothing is paused either
+    assert client.request("POST", "/actions/pause", form={"kind": "queue", "name": "emails"}
+                          ).status == 403
+    assert queue.paused() == []

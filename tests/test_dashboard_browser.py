@@ -1,6 +1,6 @@
 """The dashboard in a real headless Chromium (Debian's ``chromium`` and ``chromium-driver``),
 driven by Selenium against the app served on 127.0.0.1: the overview draws its chart and
-refreshes itself, filters, a job, retrying, the bulk actions, a job full of markup that
+refreshes itself, filters, a job, retrying, the bulk actions, pausing a queue, a job full of markup that
 must not run, and a page of another name resolving to 127.0.0.1 (DNS rebinding) that must
 read nothing. Each page is saved as a screenshot in test-artifacts/dashboard/.
 
@@ -190,6 +190,22 @@ def test_retry_all_failed_of_a_type_asks_first(browser, served):
     wait(browser, lambda d: css(d, "p.flash"), "the result")
     assert "3 failed jobs are pending again" in text(browser, "p.flash")
     assert queue.stats()["by_type"]["resize_image"]["pending"] == 3
+
+
+def test_pausing_a_queue_with_its_button_holds_its_jobs_until_resumed(browser, served):
+    queue, address = served
+    queue.enqueue("send_email", {"to": "ann@example.com"}, queue="emails")
+    browser.get(address + "/")
+    css(browser, '#queues form[action="/actions/pause"] button')[0].click()
+    wait(browser, lambda d: css(d, "p.flash"), "the confirmation message")
+    assert "Paused" in text(browser, "p.flash") and "paused" in text(browser, "#queues")
+    assert [entry["name"] for entry in queue.paused()] == ["emails"]
+    assert queue.process_jobs({"send_email": lambda p: None}) == 0
+    screenshot(browser, "queue-paused")
+    css(browser, '#queues form[action="/actions/resume"] button')[0].click()
+    wait(browser, lambda d: "Resumed" in text(d, "p.flash"), "the resume message")
+    assert queue.paused() == []
+    assert queue.process_jobs({"send_email": lambda p: None}) == 1
 
 
 def test_purge_counts_before_it_removes(browser, served):

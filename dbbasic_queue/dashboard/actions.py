@@ -1,4 +1,5 @@
-"""The actions: retry, cancel and run now on one job, retry all failed (of a type), purge.
+"""The actions: retry, cancel and run now on one job, retry all failed (of a type), purge,
+pause and resume a queue or a job type.
 
 Each is a POST carrying the CSRF token, answered by a redirect (303) to a page whose
 ``done``/``problem`` word picks one of the fixed messages below: nothing the request says is
@@ -23,12 +24,16 @@ DONE = {"retried": "The job is pending again, due now.",
         "cancelled": "The job is cancelled.",
         "run-now": "The job is due now: the next worker run takes it.",
         "retried-failed": "{n} failed jobs are pending again, due now.",
-        "purged": "{n} finished jobs were removed from the file."}
+        "purged": "{n} finished jobs were removed from the file.",
+        "paused": "Paused: no worker starts its jobs from its next claim on; jobs running finish.",
+        "resumed": "Resumed: workers take its jobs again from their next claim.",
+        "already": "Nothing changed: it was already so."}
 PROBLEMS = {"not-retryable": "Only a failed or cancelled job can be retried; this one is not (any more).",
             "not-cancellable": "Only a pending job can be cancelled; this one is not (any more).",
             "not-runnable": "Only a pending job can be run now, or a processing one put back; "
                             "this one is neither (any more).",
-            "unsupported": "This backend does not offer that action."}
+            "unsupported": "This backend does not offer that action.",
+            "bad-pause": "Only a queue name or a job type the file can hold can be paused."}
 JOB_PATH = re.compile(r"/jobs/([^/]+)(?:/(retry|cancel|run-now))?")  # a job, or an action on it
 _JOB_VERBS = {"retry": ("retry", "retried", "not-retryable"),
               "cancel": ("cancel", "cancelled", "not-cancellable"),
@@ -75,6 +80,8 @@ def post(app: "DashboardApp", request: "Request"):
                                 "400 Bad Request")
             count = app.backend.purge(seconds, statuses)
             return app.redirect(request, "/", done="purged", n=count)
+        if request.path in ("/actions/pause", "/actions/resume") and "pause" in app.offers:
+            return pause_action(app, request, request.path == "/actions/pause")
     except UnsupportedError:
         return app.redirect(request, "/", problem="unsupported")
     return app.page(request, detail.message("Not found", "No such action here."),
@@ -94,6 +101,20 @@ def job_action(app: "DashboardApp", request: "Request", job_id: str, action: str
     if changed:
         return app.redirect(request, "/jobs/" + job_id, done=done)
     return app.redirect(request, "/jobs/" + job_id, problem=problem)
+
+
+def pause_action(app: "DashboardApp", request: "Request", pause: bool):
+    """Pause or resume the queue (``kind=queue``) or the job type (``kind=type``) named."""
+    kind, name = request.arg("kind", request.form), request.arg("name", request.form)
+    if kind not in ("queue", "type") or name is None:
+        return app.redirect(request, "/", problem="bad-pause")
+    verb = app.backend.pause if pause else app.backend.resume
+    try:
+        changed = verb(name) if kind == "queue" else verb(job_type=name)
+    except (TypeError, ValueError):
+        return app.redirect(request, "/", problem="bad-pause")
+    return app.redirect(request, "/", done=("paused" if pause else "resumed") if changed
+                        else "already")
 
 
 def purge_arguments(request: "Request", source) -> Tuple[float, Tuple[str, ...], str]:

@@ -16,7 +16,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 from urllib.parse import parse_qs
 
 from .. import __version__
-from ..backend import DEFAULT_MAX_ATTEMPTS, LISTING, PURGE, RETRY
+from ..backend import DEFAULT_MAX_ATTEMPTS, LISTING, PURGE, QUEUES, RETRY
 from ..errors import QueueError, UnsupportedError
 from ..model.job import STATUSES
 from . import actions, detail, pages
@@ -286,6 +286,8 @@ def offered_verbs(backend, listing: bool) -> frozenset:
         verbs.add("listing")
     if callable(getattr(backend, "run_now", None)):  # no capability names it yet
         verbs.add("run_now")
+    if QUEUES in capabilities:
+        verbs.add("pause")
     return frozenset(verbs)
 
 

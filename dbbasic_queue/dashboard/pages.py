@@ -66,18 +66,22 @@ def overview(view: View, figures: Dict[str, Any]) -> Page:
     corrupt = figures["corrupt_lines"]
     warning = render('<p class="warning" data-field="corrupt"{hidden}>{text}</p>',
                      text=corrupt_text(corrupt), hidden=Markup("" if corrupt else " hidden"))
+    paused = figures.get("paused", [])
     notices = [f"Paused: {entry['kind']} {entry['name']} since {utc(entry['paused_at'])} UTC "
                f"(dbbasic-queue resume{' --type' if entry['kind'] == 'type' else ''} "
-               f"{entry['name']})" for entry in figures.get("paused", [])]
+               f"{entry['name']})" for entry in paused]
     notices += [f"Waiting for a worker with a handler: {counts['jobs']:,} {job_type}, oldest "
                 f"{age(max(0.0, figures['now'] - counts['oldest_run_at']))}"
                 for job_type, counts in figures.get("waiting_for_handler", {}).items()]
     warning = join([warning] + [render('<p class="warning">{text}</p>', text=text)
                                 for text in notices])
+    paused_types = {entry["name"] for entry in paused if entry["kind"] == "type"}
     content = render(OVERVIEW, cards=cards, warning=warning,
                      latency="no job waiting" if latency is None else age(latency),
                      completed=f"{figures['completed_24h']:,}", failed=f"{figures['failed_24h']:,}",
-                     by_type=by_type_rows(view, figures["by_type"]),
+                     by_type=by_type_rows(view, figures["by_type"], paused_types),
+                     pause_head=Markup("<th>Workers</th>" if view.can("pause") else ""),
+                     queues=queue_panel(view, figures.get("queues", {}), paused),
                      next_runs=next_run_rows(view, figures["next_runs"]),
                      periodic=periodic_rows(view, figures.get("schedules", [])),
                      purge=purge_form(view) if view.can("purge") else "",
@@ -104,13 +108,14 @@ OVERVIEW = """<h1>Overview</h1>
 </section>
 <div class="columns">
 <section class="panel"><h2>By type</h2>
-<table class="grid" id="by-type"><thead><tr><th>Type</th><th>pending</th><th>processing</th><th>completed</th><th>failed</th><th>cancelled</th></tr></thead>
+<table class="grid" id="by-type"><thead><tr><th>Type</th><th>pending</th><th>processing</th><th>completed</th><th>failed</th><th>cancelled</th>{pause_head}</tr></thead>
 <tbody>{by_type}</tbody></table></section>
 <section class="panel"><h2>Next scheduled runs</h2>
 <table class="grid" id="next-runs"><thead><tr><th>Job</th><th>Type</th><th>Runs at (UTC)</th></tr></thead>
 <tbody>{next_runs}</tbody></table>
 <p class="hint">Jobs waiting for their run_at or a retry.</p></section>
 </div>
+{queues}
 <section class="panel"><h2>Periodic jobs</h2>
 <table class="grid" id="periodic"><thead><tr><th>Schedule</th><th>When</th><th>Last fired (UTC)</th><th>Next slot (UTC)</th></tr></thead>
 <tbody>{periodic}</tbody></table></section>
@@ -119,16 +124,48 @@ OVERVIEW = """<h1>Overview</h1>
 """
 
 
-def by_type_rows(view: View, by_type: Dict[str, Dict[str, int]]) -> Markup:
+def by_type_rows(view: View, by_type: Dict[str, Dict[str, int]],
+                 paused_types: frozenset = frozenset()) -> Markup:
     if not by_type:
-        return Markup('<tr><td colspan="6" class="empty">No jobs yet.</td></tr>')
-    return join(render('<tr><th><a href="{href}">{type}</a></th>{cells}</tr>', type=job_type,
+        return Markup('<tr><td colspan="7" class="empty">No jobs yet.</td></tr>')
+    return join(render('<tr><th><a href="{href}">{type}</a></th>{cells}{pause}</tr>', type=job_type,
                        href=url(view.base, "/jobs", type=job_type),
                        cells=join(render('<td class="num"><a href="{href}">{n}</a></td>',
                                          n=f"{counts[status]:,}",
                                          href=url(view.base, "/jobs", type=job_type, status=status))
-                                  for status in STATUSES))
+                                  for status in STATUSES),
+                       pause=pause_cell(view, "type", job_type, job_type in paused_types))
                 for job_type, counts in by_type.items())
+
+
+def pause_cell(view: View, kind: str, name: str, paused: bool) -> Markup:
+    """The cell with the Pause (or Resume) button of a queue or a job type, if offered."""
+    if not view.can("pause"):
+        return Markup("")
+    state = render('<span class="badge status-cancelled">paused</span>') if paused else ""
+    return render('<td>{state}{form}</td>', state=state, form=action_form(
+        view, "/actions/resume" if paused else "/actions/pause", "Resume" if paused else "Pause",
+        "button", kind=kind, name=name))
+
+
+def queue_panel(view: View, queues: Dict[str, Dict[str, int]], paused: List[Dict[str, Any]]) -> Markup:
+    """The queues with jobs to run or running, and the paused ones, each with its button."""
+    paused_queues = {entry["name"] for entry in paused if entry["kind"] == "queue"}
+    names = sorted(set(queues) | paused_queues)
+    if not names:
+        return Markup("")
+    rows = join(render('<tr><th>{name}</th><td class="num">{pending}</td>'
+                       '<td class="num">{processing}</td>{pause}</tr>', name=name,
+                       pending=f"{queues.get(name, {}).get('pending', 0):,}",
+                       processing=f"{queues.get(name, {}).get('processing', 0):,}",
+                       pause=pause_cell(view, "queue", name, name in paused_queues))
+                for name in names)
+    head = Markup("<th>Workers</th>" if view.can("pause") else "")
+    return render('<section class="panel"><h2>Queues</h2><table class="grid" id="queues">'
+                  '<thead><tr><th>Queue</th><th>pending</th><th>processing</th>{head}</tr>'
+                  '</thead><tbody>{rows}</tbody></table><p class="hint">A paused queue or '
+                  'type keeps its jobs pending; every worker skips them from its next claim '
+                  'until it is resumed.</p></section>', head=head, rows=rows)
 
 
 def next_run_rows(view: View, runs: List[Dict[str, Any]]) -> Markup:

@@ -12,7 +12,7 @@ from ..backend import PERIODIC, QUEUES
 from ..errors import CorruptLineError, QueueError
 from ..periodic.firing import listing
 from ..model.job import STATUSES
-from ..model.queues import WAITING_FOR_HANDLER
+from ..model.queues import DEFAULT_QUEUE, WAITING_FOR_HANDLER, peek_queue_and_priority, queue_and_priority
 
 HOUR = 3600
 CHART_HOURS = 24
@@ -140,9 +140,13 @@ class Reader:
         upcoming: List[Tuple[int, int, Record]] = []
         corrupt: List[Any] = []
         waiting: Dict[str, Dict[str, Any]] = {}  # due jobs no worker that looked could run
+        by_queue: Dict[str, Dict[str, int]] = {}  # of the jobs to run and running
         for record in self.records(corrupt=corrupt):
             status = record.status
             by_status[status] += 1
+            if status in ("pending", "processing"):
+                queue = by_queue.setdefault(self.queue_of(record), {"pending": 0, "processing": 0})
+                queue[status] += 1
             counts = by_type.get(record.type)
             if counts is None:
                 counts = by_type[record.type] = dict.fromkeys(STATUSES, 0)
@@ -175,7 +179,20 @@ class Reader:
                 "chart": {"hour_starts": [first_hour + n * HOUR for n in range(CHART_HOURS)],
                           "completed": completed, "failed": failed},
                 "completed_24h": sum(completed), "failed_24h": sum(failed),
-                "corrupt_lines": len(corrupt), "waiting_for_handler": dict(sorted(waiting.items()))}
+                "corrupt_lines": len(corrupt), "waiting_for_handler": dict(sorted(waiting.items())),
+                "queues": dict(sorted(by_queue.items()))}
+
+    def queue_of(self, record: Record) -> str:
+        """The queue of a job to run or running: a cheap look at its line, else its options."""
+        if isinstance(record.source, bytes):
+            peeked = peek_queue_and_priority(record.source)
+            if peeked is not None:
+                return peeked[0]
+        try:
+            options = self.load(record).get("options")
+        except CorruptLineError:
+            return DEFAULT_QUEUE
+        return queue_and_priority(options)[0] if isinstance(options, dict) else DEFAULT_QUEUE
 
     def page(self, status: Optional[str], job_type: Optional[str], search: Optional[str],
              number: int, per_page: int) -> Tuple[List[Record], int]:
