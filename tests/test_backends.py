@@ -315,16 +315,71 @@ def test_the_jobs_live_in_a_file_one_line_each_that_grep_finds(backend):
     assert "send_email" in line and "pending" in line and "user@example.com" in line
 
 
-@pytest.mark.lacks(QUEUES)
-def test_a_backend_without_queues_refuses_queue_priority_and_a_queue_choice(backend):
+@declares(QUEUES)
+def test_a_worker_takes_its_queues_in_order_and_the_higher_priority_first(backend):
+    # Given jobs in three queues, two of them in default at different priorities
+    queue, order = backend.queue, []
+    for name, options in [("d0", {}), ("d5", {"priority": 5}), ("c0", {"queue": "critical"}),
+                          ("e0", {"queue": "emails"})]:
+        queue.enqueue("t", {"n": name}, **options)
+
+    # When a worker serves critical, then default
+    ran = queue.process_jobs({"t": lambda p: order.append(p["n"])}, queues=["critical", "default"])
+
+    # Then it takes critical's job, then default's by priority, and leaves emails alone
+    assert (ran, order) == (3, ["c0", "d5", "d0"])
+    assert queue.stats()["queues"]["emails"] == {"pending": 1, "processing": 0}
+    assert queue.process_jobs({"t": lambda p: order.append(p["n"])}) == 1 and order[-1] == "e0"
+
+
+@declares(QUEUES)
+def test_a_paused_queue_keeps_its_jobs_untouched_until_resumed(backend):
     queue = backend.queue
-    for options in ({"queue": "emails"}, {"priority": 5}):
-        with pytest.raises(UnsupportedError, match="queues and priorities"):
+    assert queue.pause("emails") is True and queue.pause("emails") is False
+    assert [(p["kind"], p["name"]) for p in queue.paused()] == [("queue", "emails")]
+    held = queue.enqueue("send_email", EMAIL, queue="emails", priority=9)
+    other = queue.enqueue("send_email", EMAIL)
+
+    assert queue.process_jobs({"send_email": noop}) == 1
+    assert queue.get_job(other)["status"] == "completed"
+    assert (queue.get_job(held)["status"], queue.get_job(held)["attempts"]) == ("pending", 0)
+
+    assert queue.resume("emails") is True and queue.resume("emails") is False
+    assert queue.paused() == []
+    assert queue.process_jobs({"send_email": noop}) == 1
+    assert queue.get_job(held)["status"] == "completed"
+
+
+@declares(QUEUES)
+def test_a_handlers_queue_and_an_enqueues_priority_are_the_jobs_options(backend):
+    queue = backend.queue
+
+    @queue.handler("digest", queue="bulk")
+    def digest(payload):
+        return "sent"
+
+    bulk = queue.enqueue("digest", {})
+    urgent = queue.enqueue("digest", {}, queue="default", priority=7)
+    plain = queue.enqueue("send_email", EMAIL)
+
+    def queue_options(job_id):  # RQ names max_attempts too, fixed at enqueue there
+        return {k: v for k, v in queue.job_options(job_id).items() if k in ("queue", "priority")}
+    assert queue_options(bulk) == {"queue": "bulk"}
+    assert queue_options(urgent) == {"priority": 7}
+    assert queue_options(plain) == {}
+    assert queue.process_jobs(queue.handlers, queues=["bulk"]) == 1
+    assert queue.get_job(bulk)["result"] == "sent" and queue.get_job(urgent)["status"] == "pending"
+
+
+@declares(QUEUES)
+def test_a_bad_queue_priority_or_choice_is_refused_and_adds_nothing(backend):
+    queue = backend.queue
+    for options, error in [({"queue": "no spaces"}, ValueError), ({"queue": 3}, TypeError),
+                           ({"priority": 101}, ValueError), ({"priority": "1"}, TypeError)]:
+        with pytest.raises(error):
             queue.enqueue("send_email", EMAIL, **options)
-    with pytest.raises(UnsupportedError, match="queues"):
-        queue.process_jobs({"send_email": noop}, queues=["emails"])
-    with pytest.raises(UnsupportedError):
-        queue.handler("send_email", queue="emails")
-    # The defaults are accepted, as every other backend accepts them
-    assert queue.enqueue("send_email", EMAIL, queue="default", priority=0)
-    assert backend.count_jobs() == 1
+    with pytest.raises(ValueError):
+        queue.process_jobs({"send_email": noop}, queues=[])
+    with pytest.raises(ValueError):
+        queue.pause("no spaces")
+    assert backend.count_jobs() == 0

@@ -520,6 +520,24 @@ def test_on_redis_the_dashboard_lists_counts_and_shows_jobs(redis_url):
     assert "RuntimeError: ffmpeg not found" in page and "/retry" not in page
 
 
+def test_on_redis_a_queue_is_paused_with_its_button_and_a_type_pause_is_refused(redis_url):
+    import uuid
+
+    from dbbasic_queue.rq.backend import RQQueue
+    rq_queue = RQQueue(redis_url, name=f"test-{uuid.uuid4().hex[:8]}")
+    rq_queue.enqueue("send_email", {"to": "ann@example.com"}, queue="emails")
+    client = Client(DashboardApp(rq_queue))
+    assert '<table class="grid" id="queues">' in client.get("/").text
+
+    assert "done=paused" in client.post("/actions/pause", kind="queue", name="emails"
+                                        ).headers["Location"]
+    assert "problem=unsupported" in client.post("/actions/pause", kind="type",
+                                                name="send_email").headers["Location"]
+    assert [(entry["kind"], entry["name"]) for entry in rq_queue.paused()] == [("queue", "emails")]
+    assert rq_queue.process_jobs({"send_email": lambda p: None}) == 0
+    assert "Paused: queue emails since" in client.get("/").text
+
+
 # --- who may open it ------------------------------------------------------------------------
 
 @pytest.mark.parametrize("remote, headers, status", [

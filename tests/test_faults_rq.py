@@ -290,7 +290,7 @@ def test_max_seconds_on_redis_stops_after_the_job_in_hand(rq_queue):
     ("process_jobs", {"lease_seconds": 60}), ("process_jobs", {"retention_seconds": 3600}),
     ("process_jobs", {"retention_seconds": None}), ("work", {"lease_seconds": 60}),
     ("work", {"stop": threading.Event()}), ("work", {"handle_signals": False}),
-    ("process_jobs", {"concurrency": 2}),
+    ("process_jobs", {"concurrency": 2}), ("process_jobs", {"queues": {"emails": 3}}),
 ])
 def test_worker_options_rq_cannot_honour_are_refused_by_name(rq_queue, verb, option):
     queue, _ = rq_queue
@@ -301,6 +301,17 @@ def test_worker_options_rq_cannot_honour_are_refused_by_name(rq_queue, verb, opt
 
     assert isinstance(refused.value, QueueError) and "Redis" in str(refused.value)
     assert queue.get_job(job_id)["status"] == "pending"
+
+
+def test_what_rq_cannot_hold_of_queues_is_refused_by_name_and_changes_nothing(rq_queue):
+    queue, _ = rq_queue
+    with pytest.raises(UnsupportedError, match="pausing a job type"):
+        queue.pause(job_type="send_email")
+    with pytest.raises(UnsupportedError, match="concurrency_key"):
+        queue.enqueue("send_email", {}, queue="emails", concurrency_key="customer-1")
+    with pytest.raises(UnsupportedError, match="rate_limit"):
+        queue.handler("send_email", rate_limit="100/m")
+    assert queue.paused() == [] and queue.stats()["jobs"] == 0
 
 
 def test_a_redis_password_never_reaches_a_message():

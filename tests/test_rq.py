@@ -138,6 +138,39 @@ def test_a_loop_worker_on_redis_runs_new_jobs_and_stops_on_sigterm(tmp_path, red
     assert "ran 1 job\n" in finish(worker)
 
 
+def test_a_loop_worker_on_redis_finds_a_new_queue_and_honours_its_pause(tmp_path, redis_url,
+                                                                        children):
+    from redis import Redis
+    from rq import Worker
+
+    from dbbasic_queue.rq.backend import RQQueue
+    url = redis_url[:-1] + "5"  # a database of its own: the only worker there is this one
+    worker = children.cli("work", "--loop", "--handlers", "jobs_for_cli:handlers",
+                          log=tmp_path / "worker.log", DBBASIC_QUEUE_URL=url,
+                          RUNS_LOG=str(tmp_path / "runs.log"))
+    wait_for(lambda: Worker.count(connection=Redis.from_url(url)) == 1,
+             what="the worker to register with Redis")
+
+    # Given, once the worker runs, a paused queue that did not exist when it started, holding
+    # a job of high priority, and then a job in the default queue
+    queue = RQQueue(url)
+    assert queue.pause("emails")
+    held = queue.enqueue("send_email", {"key": "held"}, queue="emails", priority=9)
+    other = queue.enqueue("send_email", {"key": "other"})
+
+    # Then the worker runs the default job and leaves the paused one, untouched
+    wait_for(lambda: queue.get_job(other)["status"] == "completed",
+             what="the loop worker to run the default queue's job")
+    assert (queue.get_job(held)["status"], queue.get_job(held)["attempts"]) == ("pending", 0)
+
+    # When the queue is resumed, then the running worker takes its job
+    assert queue.resume("emails")
+    wait_for(lambda: queue.get_job(held)["status"] == "completed",
+             what="the loop worker to run the resumed queue's job")
+    worker.send_signal(signal.SIGTERM)
+    assert "ran 2 jobs\n" in finish(worker)
+
+
 def test_the_example_cron_worker_runs_unchanged_on_redis_with_one_setting(tmp_path, redis_url):
     from dbbasic_queue.rq.backend import RQQueue
     url = redis_url[:-1] + "4"

@@ -113,6 +113,8 @@ def pause_action(app: "DashboardApp", request: "Request", pause: bool):
         changed = verb(name) if kind == "queue" else verb(job_type=name)
     except (TypeError, ValueError):
         return app.redirect(request, "/", problem="bad-pause")
+    except UnsupportedError:  # a job type, on Redis
+        return app.redirect(request, "/", problem="unsupported")
     return app.redirect(request, "/", done=("paused" if pause else "resumed") if changed
                         else "already")
 

@@ -3,8 +3,10 @@
 ``DBBASIC_QUEUE_URL=redis://host:port/db`` makes the module-level functions use it, or build
 ``RQQueue(url)`` yourself. Jobs keep this package's ids, statuses and dict shape. Every job
 is JSON naming one function, ``dispatch``, which looks the handler up by job type; a job in
-Redis that is anything else is refused, never loaded or run (see ``rq_jobs``). Listing and
-stats read RQ's registries; the verbs RQ has no counterpart for raise UnsupportedError.
+Redis that is anything else is refused, never loaded or run (see ``rq/jobs.py``). Named
+queues and priorities are RQ queues, taken in claim order; a pause is a flag the worker reads
+before each take (``rq/queues.py``). Listing and stats read RQ's registries; the verbs and
+options RQ has no counterpart for raise UnsupportedError.
 ``dbbasic-queue migrate`` moves the pending jobs of a TSV file here. Needs the ``rq`` extra.
 """
 
@@ -29,12 +31,14 @@ from ..model.checks import check_attempts, check_duration, checked_job_type, che
 from ..errors import CorruptLineError, UnsupportedError
 from ..model.job import Job, parse_line
 from ..model.options import decode_options, register
-from ..model.queues import DEFAULT_QUEUE, check_priority, check_queue_name
+from ..model.queues import (DEFAULT_QUEUE, QueueChoice, Scope, check_priority, check_queue_name,
+                            queue_and_priority)
 from ..queue import Queue
 from .jobs import DISPATCHER, SERIALIZER, ForeignJobError, SafeJob, read_job, read_options
 from .listing import job_dicts, summary
+from .queues import Pair, QueueMap, rq_queue_name
 from .worker import DispatchWorker, dispatch, refuse_options
-from ..periodic.schedules import WITHOUT_PERIODIC, schedules_of
+from ..periodic.schedules import WITHOUT_PERIODIC, Handlers, schedules_of
 from ..model.transitions import retry_delay
 from ..worker.settings import Bounds
 
@@ -53,15 +57,29 @@ _ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")  # RQ reads "a:b" as an execution of 
 class RQQueue:
     """A queue on RQ (``redis://host:port/db``) behind the same interface as the TSV Queue."""
 
-    capabilities = frozenset({backend.LISTING})
+    capabilities = frozenset({backend.LISTING, backend.QUEUES})
 
     def __init__(self, url: str, *, name: str = DEFAULT_NAME) -> None:
         self.url = url
         self.name = name
         self.redis = redis.Redis.from_url(url)
-        self.rq = RedisJobQueue(name, connection=self.redis, serializer=SERIALIZER,
-                                job_class=SafeJob)
-        self.handlers: Dict[str, Callable[[dict], Any]] = {}  # filled by @queue.handler(...)
+        self.rq_queues: Dict[Pair, RedisJobQueue] = {}
+        self.rq = self.rq_queue((DEFAULT_QUEUE, 0))  # where every job was before queues
+        self.queue_map = QueueMap(self.redis, name)
+        self.handlers = Handlers()  # filled by @queue.handler(...)
+
+    def rq_queue(self, pair: Pair) -> RedisJobQueue:
+        """The RQ queue of a (queue, priority) pair (see rq/queues.py)."""
+        found = self.rq_queues.get(pair)
+        if found is None:
+            found = self.rq_queues[pair] = RedisJobQueue(
+                rq_queue_name(self.name, *pair), connection=self.redis, serializer=SERIALIZER,
+                job_class=SafeJob)
+        return found
+
+    def all_rq_queues(self) -> List[RedisJobQueue]:
+        """The RQ queues of every pair in use, the default one first."""
+        return [self.rq_queue(pair) for pair in self.queue_map.pairs()]
 
     def __repr__(self) -> str:
         return f"RQQueue({self.describe()!r})"
@@ -78,12 +96,12 @@ class RQQueue:
                 rate_key: Optional[str] = None) -> str:
         """As Queue.enqueue. The attempts (and their backoff) are fixed here, at enqueue:
         the job's ``max_attempts``, else 3. A ``timeout`` is rounded up to whole seconds.
-        Named queues, priorities and concurrency keys are refused (UnsupportedError) but
-        for the defaults."""
+        ``queue`` and ``priority`` choose the job's RQ queue; concurrency keys and rate
+        limits are refused (UnsupportedError)."""
         if (concurrency_key, concurrency_limit, rate_limit, rate_key) != (None,) * 4:
-            raise UnsupportedError(f"concurrency_key and rate_limit are not supported on the RQ backend "
-                                   f"({self.describe()}) yet; enqueue without it, or use the "
-                                   f"TSV queue")
+            raise UnsupportedError(f"concurrency_key and rate_limit are not supported on the RQ "
+                                   f"backend ({self.describe()}): RQ counts no starts by key; "
+                                   f"enqueue without them, or use the TSV queue")
         prepared = self._prepare(job_type, payload, run_at, unique_key, max_attempts, timeout,
                                  queue, priority)
         with self._reaching():
@@ -104,11 +122,9 @@ class RQQueue:
 
     def _prepare(self, job_type, payload, run_at=None, unique_key=None, max_attempts=None,
                  timeout=None, queue=None, priority=None) -> tuple:
-        if (queue is not None and check_queue_name(queue) != DEFAULT_QUEUE) or (
-                priority is not None and check_priority(priority) != 0):
-            raise UnsupportedError(f"named queues and priorities are not supported on the RQ "
-                                   f"backend ({self.describe()}) yet; enqueue without queue= "
-                                   f"and priority=, or use the TSV queue")
+        if queue is None:
+            queue = self.handlers.queues.get(job_type, DEFAULT_QUEUE)
+        pair = (check_queue_name(queue), 0 if priority is None else check_priority(priority))
         if unique_key is not None:
             raise UnsupportedError(f"unique_key is not supported on the RQ backend "
                                    f"({self.describe()}); see 'Graduating to Redis' in the README")
@@ -119,38 +135,44 @@ class RQQueue:
         now = time.time()
         return (secrets.token_hex(8), checked_job_type(job_type), payload_json(payload),
                 checked_run_at(run_at, now), int(now), 0, max_attempts or DEFAULT_MAX_ATTEMPTS,
-                timeout)
+                timeout, pair)
 
     def _add(self, job_id, job_type, payload_json, run_at, created_at, attempts, max_attempts,
-             timeout) -> str:
+             timeout, pair: Pair = (DEFAULT_QUEUE, 0)) -> str:
         left = max_attempts - attempts - 1
+        meta = {"created_at": created_at, "run_at": run_at, "attempts": attempts,
+                "max_attempts": max_attempts, "timeout": timeout}
+        if pair[0] != DEFAULT_QUEUE:  # kept as the TSV queue keeps them: only when not the default
+            meta["queue"] = pair[0]
+        if pair[1]:
+            meta["priority"] = pair[1]
         options = dict(
             job_id=job_id, result_ttl=RESULT_TTL_SECONDS, failure_ttl=FAILURE_TTL_SECONDS,
-            meta={"created_at": created_at, "run_at": run_at, "attempts": attempts,
-                  "max_attempts": max_attempts, "timeout": timeout},
+            meta=meta,
             retry=RQRetry(max=left, interval=[round(retry_delay(attempts + n + 1))
                                               for n in range(left)]) if left > 0 else None)
         if timeout is not None:
             options["job_timeout"] = math.ceil(timeout)
+        self.queue_map.record(*pair)  # before the job, so that a worker looking finds it
+        rq = self.rq_queue(pair)
         if run_at > time.time():
-            self.rq.enqueue_at(datetime.fromtimestamp(run_at, timezone.utc), DISPATCHER,
+            rq.enqueue_at(datetime.fromtimestamp(run_at, timezone.utc), DISPATCHER,
                                job_type, payload_json, **options)
         else:
-            self.rq.enqueue_call(DISPATCHER, (job_type, payload_json),
+            rq.enqueue_call(DISPATCHER, (job_type, payload_json),
                                  timeout=options.pop("job_timeout", None), **options)
         return job_id
 
     def handler(self, job_type: str, *, queue: Optional[str] = None,
                 limit: Optional[int] = None, rate_limit: Optional[str] = None) -> Callable:
         """A decorator: ``@queue.handler("send_email")`` adds the function to
-        ``queue.handlers``, for ``process_jobs(queue.handlers)``. A named ``queue`` is refused,
-        as enqueue refuses it."""
-        if queue is not None and check_queue_name(queue) != DEFAULT_QUEUE:
-            self._prepare("t", {}, queue=queue)  # raises UnsupportedError, saying why
+        ``queue.handlers``, for ``process_jobs(queue.handlers)``; with ``queue="emails"``,
+        jobs of the type enqueued through this queue go to that queue unless told otherwise.
+        ``limit`` and ``rate_limit`` are refused, as enqueue refuses their options."""
         if limit is not None or rate_limit is not None:
             raise UnsupportedError(f"limit= and rate_limit= are not supported on the RQ "
-                                   f"backend ({self.describe()}) yet")
-        return register(self.handlers, job_type)
+                                   f"backend ({self.describe()}): RQ counts no starts by key")
+        return register(self.handlers, job_type, queue)
 
     def periodic(self, *args, **kwargs) -> Callable:
         """Refused: RQ cannot fire a schedule exactly once per slot (see WITHOUT_PERIODIC)."""
@@ -162,7 +184,7 @@ class RQQueue:
         with self._reaching():
             job = self._fetch(job_id)
             try:
-                return None if job is None else read_job(job, self.rq.scheduled_job_registry)
+                return None if job is None else read_job(job, self._schedule_of(job))
             except InvalidJobOperation:  # deleted while being read
                 return None
 
@@ -188,7 +210,7 @@ class RQQueue:
         with self._reaching():
             job = self._fetch(job_id)
             try:
-                if job is None or read_job(job, self.rq.scheduled_job_registry)["status"] != "pending":
+                if job is None or read_job(job, self._schedule_of(job))["status"] != "pending":
                     return False
             except InvalidJobOperation:
                 return False
@@ -212,8 +234,9 @@ class RQQueue:
                 raise self._unsupported("run_now(force=True) of a processing job")
             if status != "pending":
                 return False
-            if self.rq.scheduled_job_registry.remove(job):  # else the scheduler queued it
-                self.rq.enqueue_job(job)
+            home = self._queue_of(job)
+            if home.scheduled_job_registry.remove(job):  # else the scheduler queued it
+                home.enqueue_job(job)
             return True
 
     def run_now_all(self, job_type: Optional[str] = None) -> int:
@@ -235,14 +258,49 @@ class RQQueue:
         cancelled, deferred), oldest first, as get_job dicts; foreign jobs are logged and
         skipped. Reads every job: for inspection, not for a hot path."""
         with self._reaching():
-            found = job_dicts(self.rq)
+            found = job_dicts(self.all_rq_queues())
         yield from found
 
     def stats(self) -> Dict[str, Any]:
-        """As Queue.stats, from RQ's registries (``queue`` in place of the file and its size);
-        ``corrupt_lines`` counts foreign jobs."""
+        """As Queue.stats, from RQ's registries (``queue`` in place of the file and its size),
+        with the jobs to run by queue and the pauses; ``corrupt_lines`` counts foreign jobs."""
         with self._reaching():
-            return {"queue": self.describe(), **summary(self.rq, time.time())}
+            return {"queue": self.describe(), **summary(self.all_rq_queues(), time.time()),
+                    "paused": self.queue_map.listing()}
+
+    def pause(self, queue: Optional[str] = None, *, job_type: Optional[str] = None) -> bool:
+        """As Queue.pause for a queue: no worker takes its jobs from its next take on (within
+        a second for a waiting one); jobs running finish. True if it was not paused already.
+        A job type cannot be paused on Redis (UnsupportedError)."""
+        return self._mark_pause(queue, job_type, True)
+
+    def resume(self, queue: Optional[str] = None, *, job_type: Optional[str] = None) -> bool:
+        """Undo ``pause`` for ``queue``; True if it was paused."""
+        return self._mark_pause(queue, job_type, False)
+
+    def paused(self) -> List[Dict[str, Any]]:
+        """The pauses in force: dicts of kind ("queue"), name and paused_at."""
+        with self._reaching():
+            return self.queue_map.listing()
+
+    def _mark_pause(self, queue, job_type, paused: bool) -> bool:
+        if job_type is not None:
+            raise UnsupportedError(f"pausing a job type is not supported on the RQ backend "
+                                   f"({self.describe()}): RQ cannot pass over a job in a queue "
+                                   f"without taking it; pause its queue, or give the type a "
+                                   f"queue of its own with @handler(..., queue=...)")
+        if queue is None:
+            raise TypeError("pause() and resume() need a queue name, such as pause('emails')")
+        with self._reaching():
+            return self.queue_map.mark(queue, paused)
+
+    def _queue_of(self, job) -> RedisJobQueue:
+        """The RQ queue a job of ours was enqueued in."""
+        return RedisJobQueue(job.origin, connection=self.redis, serializer=SERIALIZER,
+                             job_class=SafeJob)
+
+    def _schedule_of(self, job):
+        return self._queue_of(job).scheduled_job_registry
 
     def _fetch(self, job_id) -> Optional[SafeJob]:
         if not isinstance(job_id, str) or not _ID.fullmatch(job_id):
@@ -274,13 +332,14 @@ class RQQueue:
         """Run the due jobs as RQ's burst worker (with its scheduler), as cron would; returns
         how many ran. ``max_jobs``, ``max_seconds`` (the job in hand finishes) and ``timeout``
         (for jobs without their own, rounded up to whole seconds) are honoured;
-        ``max_attempts`` does not apply, a job's attempts being fixed at enqueue; a
-        ``lease_seconds``, ``retention_seconds`` or ``concurrency`` other than the default
-        raises UnsupportedError."""
+        ``max_attempts`` does not apply, a job's attempts being fixed at enqueue; ``queues``
+        (a list, in strict order) is served as the TSV worker serves it. A ``lease_seconds``,
+        ``retention_seconds`` or ``concurrency`` other than the default, or ``queues`` with
+        weights, raises UnsupportedError."""
         check_attempts("max_attempts", max_attempts)
         refuse_options(self.describe(), lease_seconds, retention_seconds, concurrency,
                        queues=queues)
-        return self._work(handlers, True, max_jobs, max_seconds, timeout)
+        return self._work(handlers, True, max_jobs, max_seconds, timeout, queues)
 
     def work(self, handlers: Mapping[str, Callable[[dict], Any]],
              max_attempts: int = DEFAULT_MAX_ATTEMPTS, *,
@@ -295,12 +354,14 @@ class RQQueue:
         check_attempts("max_attempts", max_attempts)
         refuse_options(self.describe(), lease_seconds, retention_seconds, concurrency, stop,
                        handle_signals, queues)
-        return self._work(handlers, False, max_jobs, max_seconds, timeout)
+        return self._work(handlers, False, max_jobs, max_seconds, timeout, queues)
 
-    def _work(self, handlers, burst: bool, max_jobs, max_seconds, timeout) -> int:
+    def _work(self, handlers, burst: bool, max_jobs, max_seconds, timeout,
+              queues: QueueChoice) -> int:
         if schedules_of(handlers):  # declared with dbbasic_queue.periodic before the URL was set
             backend.require(self, backend.PERIODIC, "@periodic (periodic jobs)", WITHOUT_PERIODIC)
-        worker = DispatchWorker(self.rq, handlers, Bounds(max_jobs, max_seconds), timeout)
+        worker = DispatchWorker(self.rq_queue, self.queue_map, Scope.of(None, queues).queues,
+                                handlers, Bounds(max_jobs, max_seconds), timeout)
         with self._reaching():
             return worker.run(burst)
 
@@ -345,7 +406,8 @@ def migrate(source: Queue, target: RQQueue, dry_run: bool = False) -> List[Job]:
                 options = decode_options(job.options)
                 target._add(job.id, job.type, job.payload, job.run_at, job.created_at,
                             job.attempts, max(options.get("max_attempts") or DEFAULT_MAX_ATTEMPTS,
-                                              job.attempts + 1), options.get("timeout"))
+                                              job.attempts + 1), options.get("timeout"),
+                            queue_and_priority(options))
     moved, note = {job.id for job in pending}, f"moved to {_without_password(target.url)}"
     source.update_each(lambda job: job.evolve(status="cancelled", error=note)
                        if job.id in moved and job.status == "pending" else None)

@@ -27,7 +27,7 @@ RQ_STATUSES = {"queued": "pending", "scheduled": "pending", "deferred": "pending
                "created": "pending", "started": "processing", "finished": "completed",
                "failed": "failed", "stopped": "failed", "canceled": "cancelled"}
 _CALLBACKS = ("success_callback_name", "failure_callback_name", "stopped_callback_name")
-_META_INTS = ("created_at", "run_at", "attempts", "started_at")
+_META_INTS = ("created_at", "run_at", "attempts", "started_at", "priority")
 
 
 class ForeignJobError(CorruptLineError):
@@ -91,6 +91,8 @@ def refusal(job: RQJob) -> Optional[str]:
         return "its meta is not JSON"
     if not all(type(meta.get(key, 0)) is int for key in _META_INTS):
         return f"its meta is not dbbasic-queue's ({', '.join(_META_INTS)} must be integers)"
+    if not isinstance(meta.get("queue", ""), str):
+        return "its meta is not dbbasic-queue's (its queue must be a string)"
     return None
 
 
@@ -131,11 +133,12 @@ def read_job(job: RQJob, schedule=None, refresh: bool = True) -> Dict[str, Any]:
 
 
 def read_options(job: RQJob) -> Dict[str, Any]:
-    """The options one of our jobs was enqueued with (max_attempts, timeout); raises
-    ForeignJobError for any other job."""
+    """The options one of our jobs was enqueued with (max_attempts, timeout, and its queue and
+    priority where not the default); raises ForeignJobError for any other job."""
     read_job(job)
     meta = job.meta
-    return {key: meta[key] for key in ("max_attempts", "timeout") if meta.get(key) is not None}
+    return {key: meta[key] for key in ("max_attempts", "timeout", "queue", "priority")
+            if meta.get(key) is not None}
 
 
 def _scheduled_time(schedule, job: RQJob) -> Optional[int]:

@@ -11,9 +11,10 @@ import json
 import logging
 import math
 import time
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, List, Mapping, Optional, Sequence
 
 from rq import SimpleWorker, get_current_job
+from rq.scheduler import RQScheduler
 from rq.timeouts import JobTimeoutException
 
 from ..backend import DEFAULT_LEASE_SECONDS, DEFAULT_MAX_ATTEMPTS, DEFAULT_RETENTION_SECONDS
@@ -21,7 +22,10 @@ from ..model.checks import check_handlers, check_number
 from ..errors import UnsupportedError
 from ..model.job import error_text
 from ..model.job import result_json
+from ..model.queues import DEFAULT_QUEUE, Scope
+from ..model.words import plural
 from .jobs import SERIALIZER, SafeJob, foreign_message, refusal
+from .queues import Pair, QueueMap, claim_order
 from ..worker.running import RunningJob, running
 from ..storage.tracebacks import class_path, format_traceback
 from ..worker.settings import Bounds
@@ -29,6 +33,7 @@ from ..worker.settings import Bounds
 logger = logging.getLogger("dbbasic_queue")
 
 KEPT_TRACEBACKS = 10  # of a job's last failed attempts, in its meta
+LOOK_SECONDS = 1  # how often a worker looks for new queues, pauses and due scheduled jobs
 
 
 def dispatch(job_type: str, payload_json: str) -> Any:
@@ -70,7 +75,8 @@ def dispatch(job_type: str, payload_json: str) -> Any:
 
 def refuse_options(where: str, lease_seconds, retention_seconds, concurrency: int = 1,
                    stop=None, handle_signals: bool = True, queues=None) -> None:
-    """UnsupportedError for a TSV worker option RQ cannot honour; the defaults pass."""
+    """UnsupportedError for a TSV worker option RQ cannot honour (TypeError or ValueError for
+    a bad ``queues``); the defaults pass."""
     if lease_seconds != DEFAULT_LEASE_SECONDS:
         refused, why = "lease_seconds", ("Redis has no leases: RQ fails the job of a dead worker "
                                          "once its heartbeat times out")
@@ -80,9 +86,10 @@ def refuse_options(where: str, lease_seconds, retention_seconds, concurrency: in
     elif concurrency != 1:
         refused, why = "concurrency", ("RQ's worker runs one job at a time: start more "
                                        "workers on Redis, processes on any machines")
-    elif queues is not None:
-        refused, why = "queues", ("named queues are not mapped to RQ's queues yet; every job "
-                                  "on Redis is in one queue")
+    elif queues is not None and Scope.of(None, queues).weights is not None:
+        refused, why = "queues with weights", ("RQ's worker on Redis takes from its queues in "
+                                               "order, with no weighted draw; list them in the "
+                                               "order to serve them")
     elif stop is not None or not handle_signals:
         refused, why = "stop and handle_signals", ("RQ's worker on Redis stops at SIGTERM or "
                                                    "SIGINT; bound it with max_jobs or max_seconds")
@@ -92,25 +99,74 @@ def refuse_options(where: str, lease_seconds, retention_seconds, concurrency: in
 
 
 class DispatchWorker(SimpleWorker):
-    """RQ's worker for one queue of ours. ``ran`` counts the jobs whose handler it called."""
+    """RQ's worker for the queues of one RQQueue. Before each take it lists the RQ queues it
+    serves, in claim order and less the paused ones (see rq/queues.py); once a second it looks
+    for new ones and queues their due scheduled jobs, as RQ's scheduler would. ``ran`` counts
+    the jobs whose handler it called."""
 
-    def __init__(self, rq_queue, handlers: Mapping[str, Callable[[dict], Any]],
+    def __init__(self, rq_queue_for: Callable[[Pair], Any], queue_map: QueueMap,
+                 served: Optional[Sequence[str]], handlers: Mapping[str, Callable[[dict], Any]],
                  bounds: Bounds, timeout: Optional[float]) -> None:
         check_handlers(handlers)
         if timeout is not None:
             check_number("timeout", timeout)
-        super().__init__([rq_queue], connection=rq_queue.connection, job_class=SafeJob,
+        first = rq_queue_for(claim_order([(DEFAULT_QUEUE, 0)], None)[0])
+        super().__init__([first], connection=first.connection, job_class=SafeJob,
                          serializer=SERIALIZER)
         self.handlers, self.bounds, self.timeout, self.ran = handlers, bounds, timeout, 0
+        self.rq_queue_for, self.queue_map, self.served = rq_queue_for, queue_map, served
+        self.pairs: List[Pair] = []
+        self.next_look = 0.0
+        self.mover: Optional[RQScheduler] = None  # not RQ's self.scheduler, which RQ would fork
+        self.mover_names: List[str] = []
+        self.skipped: frozenset = frozenset()
 
     def dequeue_job_and_maintain_ttl(self, timeout, max_idle_time=None):
         # The bounds are checked before each job is taken: the job in hand always finishes.
-        if self.bounds.reached(self.ran):
-            return None
-        if self.bounds.deadline is not None:
-            left = max(1, math.ceil(self.bounds.deadline - self.bounds.monotonic()))
-            max_idle_time = left if max_idle_time is None else min(max_idle_time, left)
-        return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+        # A blocking wait is cut to a second, so that new queues and pauses are seen.
+        while not self.bounds.reached(self.ran):
+            listening = self.listening()
+            if listening:
+                self.queues = self._ordered_queues = listening
+                if timeout is None:  # burst: take what is there, or stop
+                    return super().dequeue_job_and_maintain_ttl(None, None)
+                taken = super().dequeue_job_and_maintain_ttl(LOOK_SECONDS, LOOK_SECONDS)
+                if taken is not None:
+                    return taken
+            elif timeout is None:
+                return None
+            else:  # every queue served is paused: wait for a resume
+                self.heartbeat()
+                time.sleep(LOOK_SECONDS)
+        return None
+
+    def listening(self) -> list:
+        """The RQ queues to take from now, in order."""
+        if time.monotonic() >= self.next_look:
+            self.pairs = claim_order(self.queue_map.pairs(), self.served)
+            self.queue_due_scheduled_jobs()
+            self.next_look = time.monotonic() + LOOK_SECONDS
+        paused = frozenset(self.queue_map.paused_queues())
+        skipped = frozenset(name for name, _ in self.pairs) & paused
+        if skipped != self.skipped and skipped:
+            logger.info("skipping paused %s %s until resumed", plural(len(skipped), "queue"),
+                        ", ".join(sorted(skipped)))
+        self.skipped = skipped
+        return [self.rq_queue_for(pair) for pair in self.pairs if pair[0] not in paused]
+
+    def queue_due_scheduled_jobs(self) -> None:
+        """Move the due jobs of the served queues' schedules to their lists, under RQ's own
+        per-queue scheduler locks (a queue another scheduler holds is its to move)."""
+        names = sorted(self.rq_queue_for(pair).name for pair in self.pairs)
+        if self.mover is None or self.mover_names != names:
+            self.mover = RQScheduler(names, connection=self.connection,
+                                     serializer=SERIALIZER, logging_level="WARNING")
+            self.mover_names = names
+        if self.mover.acquire_locks():
+            try:
+                self.mover.enqueue_scheduled_jobs()
+            finally:
+                self.mover.release_locks()
 
     def perform_job(self, job, queue) -> bool:
         reason = refusal(job)
@@ -126,5 +182,5 @@ class DispatchWorker(SimpleWorker):
 
     def run(self, burst: bool) -> int:
         """Work (until no job is due, with ``burst``); returns how many jobs ran."""
-        self.work(burst=burst, with_scheduler=True, logging_level="WARNING")
+        self.work(burst=burst, with_scheduler=False, logging_level="WARNING")
         return self.ran
