@@ -11,7 +11,7 @@ import time
 import pytest
 
 from dbbasic_queue import Queue
-from support import ROOT
+from support import ROOT, wait_for
 
 
 def test_n_handlers_run_at_once_and_never_more(tmp_path):
@@ -97,6 +97,26 @@ def test_a_stop_lets_running_handlers_finish_and_puts_unstarted_jobs_back(tmp_pa
     assert statuses.count("completed") == 4  # the four in hand finished and were recorded
     assert statuses.count("pending") == 16
     assert all(queue.get_job(i)["attempts"] == 0 for i in ids if queue.get_job(i)["status"] == "pending")
+
+
+def test_a_loop_worker_with_threads_keeps_running_after_a_run_that_found_nothing(tmp_path):
+    # Given a loop worker of 4 threads on a queue with nothing to do
+    queue, stop, seen = Queue(tmp_path / "queue.tsv"), threading.Event(), []
+    queue.enqueue("later", {}, run_at=time.time() + 3600)
+    loop = threading.Thread(target=queue.work, args=({"ping": lambda p: seen.append(p["n"])},),
+                            kwargs={"concurrency": 4, "stop": stop, "handle_signals": False})
+    loop.start()
+    try:
+        # When jobs come, one after the other, each after the last one ran
+        for n in range(3):
+            queue.enqueue("ping", {"n": n})
+            wait_for(lambda: len(seen) == n + 1, what=f"the loop worker to run job {n}")
+        # Then it ran each: its runs that found nothing did not end the loop
+        assert loop.is_alive() and seen == [0, 1, 2]
+    finally:
+        stop.set()
+        loop.join(timeout=30)
+    assert not loop.is_alive()
 
 
 def test_concurrency_is_checked_before_the_file_is_touched(tmp_path):

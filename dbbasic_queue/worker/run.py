@@ -141,8 +141,10 @@ class WorkerRun:
             for thread in threads:
                 while thread.is_alive():
                     thread.join(0.5)  # in slices, so this thread still handles SIGTERM
-        finally:
+        except BaseException:
             self.stop.set()  # Ctrl-C here: the threads finish their jobs and take no more
+            raise
+        finally:
             for thread in threads:
                 thread.join()
             self.watchdog.close()
