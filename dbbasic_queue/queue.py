@@ -24,7 +24,7 @@ from .storage.claim import DROP, EachJob
 from .errors import CorruptLineError, QueueError
 from .model.job import (FINISHED, as_dict, corrupt_message, job_line, job_with_id_prefix, line_id,
                   parse_line)
-from .model.options import WORKER_KEY, decode_options, encode_options, register
+from .model.options import WORKER_KEY, decode_options, encode_options, queue_options, register
 from .model.queues import QueueChoice
 from .periodic.firing import listing
 from .periodic.schedules import Handlers, declare
@@ -125,15 +125,15 @@ class Queue:
         job_id = secrets.token_hex(8)
         if queue is None and self.handlers.queues:
             queue = self.handlers.queues.get(job_type)
-        no_options = (unique_key is None and max_attempts is None and timeout is None
-                      and queue is None and priority is None and concurrency_key is None
-                      and concurrency_limit is None and rate_limit is None and rate_key is None)
+        if (unique_key is None and max_attempts is None and timeout is None
+                and concurrency_key is None and concurrency_limit is None and rate_limit is None
+                and rate_key is None):
+            options = "" if queue is None and priority is None else queue_options(queue, priority)
+        else:
+            options = encode_options(unique_key, max_attempts, timeout, queue, priority,
+                                     concurrency_key, concurrency_limit, rate_limit, rate_key)
         line = job_line(job_id, checked_job_type(job_type), payload_json(payload), "pending",
-                        int(now), checked_run_at(run_at, now), 0, "", "",
-                        "" if no_options else encode_options(unique_key, max_attempts, timeout,
-                                                             queue, priority, concurrency_key,
-                                                             concurrency_limit, rate_limit,
-                                                             rate_key))
+                        int(now), checked_run_at(run_at, now), 0, "", "", options)
         return job_id, line, unique_key
 
     def _write(self, job_id: str, line: bytes, unique_key: Optional[str]) -> str:

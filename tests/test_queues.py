@@ -182,6 +182,21 @@ def test_the_queue_is_an_option_a_1_0_0_line_reads_as_default(queue):
                                        "emails": {"pending": 1, "processing": 0}}
 
 
+@pytest.mark.parametrize("options", [
+    {"queue": "emails"}, {"priority": -7}, {"queue": "a.b:c-d_1", "priority": 100},
+    {"queue": "default", "priority": 3}, {"queue": "emails", "priority": 0},
+    {"max_attempts": 2, "queue": "emails"}])
+def test_a_queue_and_a_priority_are_written_as_json_dumps_writes_them(queue, options):
+    # The hot path writes these options itself; the line must be the one json.dumps gives
+    job_id = queue.enqueue("send_email", EMAIL, **options)
+    kept = {key: value for key, value in options.items()
+            if (key, value) not in (("queue", "default"), ("priority", 0))}
+    [line] = [line for line in queue.path.read_text().splitlines() if line.startswith(job_id)]
+    field = line.split("\t")[-1]
+    assert field == '"' + json.dumps(kept).replace('"', '""') + '"'
+    assert queue.job_options(job_id) == kept
+
+
 def test_a_handler_declares_the_queue_of_its_jobs(tmp_path, clock, monotonic):
     queue = Queue(tmp_path / "queue.tsv", clock=clock, monotonic=monotonic)
 
