@@ -118,17 +118,23 @@ def test_dbbasic_queue_url_moves_the_published_functions_and_the_worker_to_redis
     assert f"dbbasic-queue purge is not supported on {redis_url}" in capsys.readouterr().err
 
 
-def test_a_loop_worker_on_redis_runs_new_jobs_and_stops_on_sigterm(tmp_path, redis_url, children):
+def start_loop_worker(children, tmp_path, url: str):
+    """``dbbasic-queue work --loop`` on ``url`` (a Redis database of the test's own, so the
+    only worker there is this one), once it has registered with Redis."""
     from redis import Redis
     from rq import Worker
-
-    from dbbasic_queue.rq.backend import RQQueue
-    url = redis_url[:-1] + "3"  # a database of its own: the only worker there is this one
     worker = children.cli("work", "--loop", "--handlers", "jobs_for_cli:handlers",
                           log=tmp_path / "worker.log", DBBASIC_QUEUE_URL=url,
                           RUNS_LOG=str(tmp_path / "runs.log"))
     wait_for(lambda: Worker.count(connection=Redis.from_url(url)) == 1,
              what="the worker to register with Redis")
+    return worker
+
+
+def test_a_loop_worker_on_redis_runs_new_jobs_and_stops_on_sigterm(tmp_path, redis_url, children):
+    from dbbasic_queue.rq.backend import RQQueue
+    url = redis_url[:-1] + "3"
+    worker = start_loop_worker(children, tmp_path, url)
 
     queue = RQQueue(url)
     job_id = queue.enqueue("send_email", {"key": "live"})
@@ -140,16 +146,9 @@ def test_a_loop_worker_on_redis_runs_new_jobs_and_stops_on_sigterm(tmp_path, red
 
 def test_a_loop_worker_on_redis_finds_a_new_queue_and_honours_its_pause(tmp_path, redis_url,
                                                                         children):
-    from redis import Redis
-    from rq import Worker
-
     from dbbasic_queue.rq.backend import RQQueue
-    url = redis_url[:-1] + "5"  # a database of its own: the only worker there is this one
-    worker = children.cli("work", "--loop", "--handlers", "jobs_for_cli:handlers",
-                          log=tmp_path / "worker.log", DBBASIC_QUEUE_URL=url,
-                          RUNS_LOG=str(tmp_path / "runs.log"))
-    wait_for(lambda: Worker.count(connection=Redis.from_url(url)) == 1,
-             what="the worker to register with Redis")
+    url = redis_url[:-1] + "5"
+    worker = start_loop_worker(children, tmp_path, url)
 
     # Given, once the worker runs, a paused queue that did not exist when it started, holding
     # a job of high priority, and then a job in the default queue
