@@ -82,9 +82,7 @@ def encode_options(unique_key: Optional[str] = None, max_attempts: Optional[int]
             raise TypeError("rate_key goes with a rate_limit, such as rate_key='api:crm', "
                             "rate_limit='100/m'")
         options["rate_key"] = check_concurrency_key(rate_key, "rate_key")
-    if not options:
-        return ""
-    return json.dumps(options, ensure_ascii=False)
+    return json.dumps(options, ensure_ascii=False) if options else ""
 
 
 def queue_options(queue: Optional[str], priority: Optional[int]) -> str:
@@ -130,10 +128,7 @@ def without_worker(text: str) -> str:
         return text
     options = decode_options(text)
     options.pop(WORKER_KEY, None)
-    if not options:
-        return ""
-    return json.dumps(options, ensure_ascii=False)
-
+    return json.dumps(options, ensure_ascii=False) if options else ""
 
 
 def register(handlers: Dict[str, Callable], job_type: str, queue: Optional[str] = None,

@@ -110,7 +110,7 @@ class DispatchWorker(SimpleWorker):
         check_handlers(handlers)
         if timeout is not None:
             check_number("timeout", timeout)
-        first = rq_queue_for(claim_order([(DEFAULT_QUEUE, 0)], None)[0])
+        first = rq_queue_for((DEFAULT_QUEUE, 0))  # until the first look lists them all
         super().__init__([first], connection=first.connection, job_class=SafeJob,
                          serializer=SERIALIZER)
         self.handlers, self.bounds, self.timeout, self.ran = handlers, bounds, timeout, 0
