@@ -45,8 +45,8 @@ class Queue:
 
     ``durable=True`` fsyncs every enqueue, so a queued job survives a power loss, not only a
     crash of the process. Completed and cancelled jobs move to dated archive files beside it
-    ``archive_after`` seconds after they finish (0, the default: in the rewrite that records
-    them; None: they stay in the file). ``clock`` (the wall clock), ``monotonic`` (for the
+    ``archive_after`` seconds after they finish (0, the default: in the first rewrite after the
+    one that records them; None: they stay in the file). ``clock`` (the wall clock), ``monotonic`` (for the
     worker's bounds and result window) and ``random`` (the retry jitter) are there for tests.
     """
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from dbbasic_queue import Queue
 from dbbasic_queue.storage.archive import ARCHIVE_MIN_LINES, day_of
 from dbbasic_queue.model.job import COLUMNS, PUBLISHED_COLUMNS, job_line, parse_line
-from support import ROOT, kill, wait_for
+from support import ROOT, finish, kill, runs, wait_for
 
 NOW = 1_800_000_000  # 2027-01-15 08:00 UTC
 
@@ -148,6 +148,35 @@ def test_a_move_cut_between_its_archive_append_and_its_rename_duplicates_nothing
     # Then each job is in the archive file once, whole, and the cut line is gone
     content = archive.read_bytes().splitlines(keepends=True)[1:]
     assert sorted(content) == sorted(lines) and ids_in(path) == []
+
+
+def test_a_worker_killed_before_the_rename_recording_a_result_archives_the_job_once(
+        tmp_path, children):
+    # Given a worker killed while its rewrite recording a job's result waits for the lock,
+    # the new file written and fsynced, only its rename to come
+    queue = Queue(tmp_path / "data" / "queue.tsv")
+    job_id = queue.enqueue("send_email", {"key": "a", "sleep": 0.3})
+    runs_log = tmp_path / "runs.log"
+    worker = children.role("work", queue.path, runs_log)
+    wait_for(lambda: runs(runs_log)["a"] == 1, what="the handler to start")
+
+    def recording_rewrite():
+        return any(b"\tcompleted\t" in temp.read_bytes()
+                   for temp in queue.path.parent.glob(".dbbasic-queue-*.tmp"))
+    with queue.table.lock():
+        wait_for(recording_rewrite, what="the rewrite recording the result (its completed line in the new file)")
+        kill(worker)
+    # Then no archive file holds the result the queue file never recorded
+    assert queue.get_job(job_id)["status"] == "processing"
+    assert list(queue.archive.lines()) == []
+    # and the job, run again, is archived once, with that run's result, by the rewrite after
+    # the one recording it
+    finish(children.role("work", queue.path, runs_log))
+    queue.enqueue("send_email", {"key": "b"})
+    finish(children.role("work", queue.path, runs_log))
+    archived = [parse_line(line) for _, _, line in queue.archive.lines()]
+    assert [(job.id, job.attempts) for job in archived] == [(job_id, 2)]
+    assert runs(runs_log)["a"] == 2
 
 
 def whole_lines(path: Path):

@@ -87,7 +87,11 @@ def test_the_queue_reads_and_runs_jobs_that_dbbasic_tsv_wrote(tmp_path):
     assert queue.get_job("fromtsv1")["payload"] == {"to": "ann"}
     assert queue.process_jobs({"t": lambda p: p["to"]}) == 2
     assert queue.get_job("fromtsv1")["result"] == "ann" and queue.get_job(mine)["result"] == "bob"
-    # dbbasic-tsv reads the finished jobs in their archive file, a table like the queue's
+    # dbbasic-tsv reads the results where the run wrote them, and in their archive file, a
+    # table like the queue's, once the next run's rewrite has moved them there
+    assert TSV("queue", list(COLUMNS), data_dir=tmp_path).query_one(id=mine)["result"] == '"bob"'
+    queue.enqueue("t", {"to": "cy"})
+    assert queue.process_jobs({"t": lambda p: p["to"]}) == 1
     [archived] = [path for path in tmp_path.glob("queue.*-*-*.tsv")]
     archive = TSV(archived.stem, list(COLUMNS), data_dir=tmp_path)
     assert archive.query_one(id=mine)["status"] == "completed"

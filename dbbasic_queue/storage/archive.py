@@ -11,7 +11,9 @@ and appended to their archive files (fsynced, under each archive file's own floc
 queue's lock is taken to rename the new live file into place, so enqueues never wait for the
 archive's fsync. A crash in between, or a rewrite that loses its race and starts again,
 leaves a job in both files, never in neither (the live line wins for every reader); the next
-move skips lines its archive file already ends with. A crash in the middle of the append
+move skips lines its archive file already ends with. That holds because a line moves only once
+the live file holds it, as it will stay: a worker's result moves in its next rewrite, not in the
+one that records it (see ClaimEditor). A crash in the middle of the append
 leaves a last line cut short, whose job is still in the live file: the next writer replaces
 the archive file with a copy of its whole lines before it appends, so the piece never
 becomes a line. An archive file thus only grows by appends of whole lines or is replaced
@@ -38,7 +40,7 @@ from .table import TEMP_PREFIX, Table
 
 logger = logging.getLogger("dbbasic_queue")
 
-ARCHIVE_AFTER_SECONDS = 0  # a finished job leaves queue.tsv in the rewrite that records it
+ARCHIVE_AFTER_SECONDS = 0  # a finished job leaves queue.tsv in the next rewrite after its result
 ARCHIVE_MIN_LINES = 1000  # moving lines is worth a rewrite of its own from this many
 _DAY = 86400
 _BLOCK = 1 << 20

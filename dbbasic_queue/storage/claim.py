@@ -81,6 +81,7 @@ class ClaimOutcome:
     settled: Set[bytes] = field(default_factory=set)  # final state written, put back, or lost
     renewed: Set[bytes] = field(default_factory=set)
     lost: List[bytes] = field(default_factory=list)  # taken by another worker meanwhile
+    recorded: Set[bytes] = field(default_factory=set)  # final lines written, to move later
     abandoned: List[Job] = field(default_factory=list)  # lease lost on the last attempt
     retaken: List[Job] = field(default_factory=list)  # a dead worker's job, claimed again
     handed_back: List[Job] = field(default_factory=list)  # the same, never started: no attempt
@@ -131,7 +132,8 @@ class ClaimEditor(RetiringEditor):
     """One rewrite of the worker run ``worker`` (its token): see the module docstring.
     ``held`` are the jobs the run holds, ``finished`` their final lines, ``unstarted`` the
     held ids to put back; ``owner(token)`` tells what is known of another run (see
-    liveness.Owner), asked once per token in a rewrite."""
+    liveness.Owner), asked once per token in a rewrite. ``recorded`` are the final lines
+    the run's last rewrite wrote: moved without a parse, as this process made them."""
 
     def __init__(self, held: Dict[bytes, Held], finished: Dict[bytes, bytes],
                  unstarted: Set[bytes], now: float, lease_until: float, claim: int,
@@ -140,8 +142,10 @@ class ClaimEditor(RetiringEditor):
                  archive_before: Optional[float] = None, spool=None,
                  scope: Scope = Scope(), chosen: Optional[Set[bytes]] = None,
                  slots=None, limits: Optional[Dict[str, int]] = None, rates=None,
-                 rate_limits: Optional[Dict[str, str]] = None) -> None:
+                 rate_limits: Optional[Dict[str, str]] = None,
+                 recorded: Set[bytes] = frozenset()) -> None:
         self.worker, self.owner = worker, owner
+        self.recorded = recorded
         self.slots, self.limits = slots, limits or {}  # see slots.py
         self.rates, self.rate_limits = rates, rate_limits or {}  # see rates.py
         self.scope, self.chosen = scope, chosen  # chosen: the pending jobs look picked
@@ -172,18 +176,28 @@ class ClaimEditor(RetiringEditor):
         self.changed = True
         if job_id in self.finished:
             outcome.settled.add(job_id)
+            # A final line moves to its archive file in a later rewrite, once the live file
+            # holds it: an archive append whose rename a kill prevented then holds the very
+            # line the next move appends (and skips). Moved now, a kill before the rename
+            # would leave an archived result of a run the file never recorded, and the job,
+            # run again, archived twice.
             final = self.finished[job_id]
             peek = peek_status_and_run_at(final)
             if peek is not None and peek[0] in _RETAINED:
-                return self.retire(final, max(peek[1], int(peek[2])), known_good=True)
+                outcome.recorded.add(final)
+                self._look_again_from_here()
             return final
         if job_id in self.unstarted:
             outcome.settled.add(job_id)
             return mine.original.to_line()
         outcome.renewed.add(job_id)
-        if self.resume_offset is None:  # the first line still held after this rewrite
-            self.resume_offset = self.position
+        self._look_again_from_here()
         return mine.renewed(self.lease_until).line()
+
+    def _look_again_from_here(self) -> None:
+        """The next rewrite edits from this line on (a held job's, or a final line to move)."""
+        if self.resume_offset is None:
+            self.resume_offset = self.position
 
     def _not_mine(self, job_id: bytes, line: bytes) -> Optional[bytes]:
         claiming = len(self.outcome.claimed) < self.claim
@@ -211,7 +225,8 @@ class ClaimEditor(RetiringEditor):
             if self.outcome.next_due is None or run_at < self.outcome.next_due:
                 self.outcome.next_due = run_at
         elif status in _RETAINED and created_at.isdigit():
-            return self.retire(line, max(run_at, int(created_at)))
+            return self.retire(line, max(run_at, int(created_at)),
+                               known_good=line in self.recorded)
         return line
 
     def _passed_over(self, line: bytes, status: bytes, run_at: int, job_type: str,

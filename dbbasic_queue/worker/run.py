@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections import deque
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Set
 
 from ..model import transitions
 from ..storage.claim import ClaimEditor, Held, look
@@ -67,6 +67,7 @@ class WorkerRun:
         self.held: Dict[bytes, Held] = {}
         self.to_run: deque = deque()  # ids of held jobs not started yet, in claim order
         self.finished: Dict[bytes, bytes] = {}  # final lines waiting to be written
+        self.recorded: Set[bytes] = set()  # final lines the last rewrite wrote (see ClaimEditor)
         self.oldest_unwritten: Optional[float] = None  # monotonic time of the oldest of them
         self.reported: set = set()  # corrupt lines already logged in this run
         self.state_lock = threading.Lock()  # guards held, to_run, finished, ran
@@ -327,11 +328,13 @@ class WorkerRun:
                 spool=None if archive_after is None else self.queue.archive.spool(),
                 scope=scope, chosen=None if chosen is None else set(chosen),
                 slots=self.slots, limits=self.options.limits, rates=self.rates,
-                rate_limits=self.options.rate_limits), resume)
+                rate_limits=self.options.rate_limits, recorded=self.recorded), resume)
             self.last_sync_resumed = resume is not None
             if edit is None:
                 return []
             outcome = edit.outcome
+            if edit.changed:
+                self.recorded = outcome.recorded
             self.ranked = self.ranked or outcome.ranked
             if claim and len(outcome.claimed) < claim and resume is None:
                 self.next_due = outcome.next_due  # it looked at every line
