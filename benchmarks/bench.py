@@ -3,7 +3,8 @@
     python benchmarks/bench.py           # the full run, about 11 minutes
     python benchmarks/bench.py --quick   # a smoke run with small sizes
     python benchmarks/bench.py --only history,concurrency   # some sections (main, history,
-                                                            # concurrency, busy), in full or --quick
+                                                            # concurrency, busy, startup), in
+                                                            # full or --quick
 
 Peers: the published dbbasic-queue 1.0.0 and huey's SqliteHuey (default, and fsync=False),
 each installed by this script into a temporary directory with ``pip install --target`` and
@@ -36,14 +37,15 @@ FULL = dict(prefill=(0, 10_000, 100_000), process=(1_000, 10_000, 100_000), samp
             repeats=3, rq_process=1_000,
             kept=(0, 100_000, 500_000), due=(10, 10_000), lookup_kept=500_000, lookups=300,
             lookup_seconds=10, sleepy={1: 1_000, 4: 10_000, 16: 10_000}, limited=1_000,
-            busy_kept=(200_000,), busy_due=(0, 10), busy_pending=(10_000, 100_000))
+            busy_kept=(200_000,), busy_due=(0, 10), busy_pending=(10_000, 100_000),
+            startups=21)
 QUICK = dict(prefill=(0, 1_000), process=(200, 1_000), samples=300,
              v1_process=(50, 100), rss=1_000, load=1_000, pickups=5, idle_seconds=1, repeats=1,
              rq_process=100,
              kept=(0, 2_000), due=(10, 200), lookup_kept=2_000, lookups=20, lookup_seconds=2,
              sleepy={1: 10, 4: 40, 16: 160}, limited=160,
-             busy_kept=(2_000,), busy_due=(0, 10), busy_pending=(1_000,))
-SECTIONS = ("main", "history", "concurrency", "busy")
+             busy_kept=(2_000,), busy_due=(0, 10), busy_pending=(1_000,), startups=3)
+SECTIONS = ("main", "history", "concurrency", "busy", "startup")
 SLEEP_SECONDS = 0.02  # the concurrency rows' handler: a network call's wait, roughly
 COLUMNS = ("id", "type", "payload", "status", "created_at", "run_at", "attempts", "error",
            "result", "options")  # the file's published header (README: The file)
@@ -576,6 +578,30 @@ FLOORS = {"append": floor_append, "append-fsync": lambda n: floor_append(n, fsyn
           "rewrite": floor_rewrite}
 
 
+# --- what a fresh process pays: python -c scripts, timed whole by the parent ----------------
+
+STARTUP_SCRIPTS = {
+    "ours": {"import": "import dbbasic_queue",
+             "enqueue": "from dbbasic_queue import enqueue\nenqueue('send_email', PAYLOAD)",
+             "idle run": "from dbbasic_queue import process_jobs\n"
+                         "process_jobs({'send_email': lambda payload: None})"},
+    "v1": {"import": "import dbbasic_queue",
+           "enqueue": "from dbbasic_queue import enqueue\nenqueue('send_email', PAYLOAD)",
+           "idle run": "from dbbasic_queue import process_jobs\n"
+                       "process_jobs({'send_email': lambda payload: None})"},
+    "huey": {"import": "import huey",
+             "enqueue": "from huey import SqliteHuey\nhuey = SqliteHuey(filename='huey.db')\n"
+                        "huey.task(name='send_email')(lambda payload: None)(PAYLOAD)",
+             # a one-shot consumer's run: dequeue until empty (here, at once)
+             "idle run": "from huey import SqliteHuey\nhuey = SqliteHuey(filename='huey.db')\n"
+                         "huey.task(name='send_email')(lambda payload: None)\n"
+                         "task = huey.dequeue()\nwhile task is not None:\n"
+                         "    huey.execute(task)\n    task = huey.dequeue()"},
+}
+# Printed by every script, after its work: how many modules the process holds.
+STARTUP_EPILOGUE = "\nimport sys\nprint(len(sys.modules))"
+
+
 # --- the parent: install peers, run children, print the table --------------------------------
 
 class Runner:
@@ -608,6 +634,34 @@ class Runner:
         if child_process.returncode:
             raise SystemExit(f"a benchmark child failed: {child_process.args}")
         return json.loads(out.strip().splitlines()[-1])
+
+    def startup(self, what, subject, cwd):
+        """One ``python -S -c`` of STARTUP_SCRIPTS (``subject`` None: a bare interpreter):
+        its wall time and the modules it ended with. Every subject runs with ``-S`` and only
+        its own code on the path (ours: the checkout and dbbasic-tsv), and writes bytecode
+        caches as an installed package has them."""
+        import subprocess
+        if subject is None:
+            script, path = "pass" + STARTUP_EPILOGUE, ""
+        else:
+            script = (f"PAYLOAD = {PAYLOAD!r}\n" + STARTUP_SCRIPTS[subject][what] +
+                      STARTUP_EPILOGUE)
+            path = str(self.peer_paths[subject]) if subject in PEERS else os.pathsep.join(
+                (str(ROOT), self.tsv_path()))
+        env = {name: value for name, value in os.environ.items()
+               if name not in ("PYTHONDONTWRITEBYTECODE", "PYTHONPATH")}
+        env["PYTHONPATH"] = path
+        before = time.perf_counter()
+        out = subprocess.run([sys.executable, "-S", "-c", script], cwd=cwd, env=env, check=True,
+                             stdout=subprocess.PIPE, text=True).stdout
+        return time.perf_counter() - before, int(out.split()[-1])
+
+    @staticmethod
+    def tsv_path():
+        """Where dbbasic-tsv (dbbasic/tsv.py) is installed: site-packages, used without the site
+        module."""
+        import importlib.util
+        return str(Path(importlib.util.find_spec("dbbasic.tsv").origin).parent.parent)
 
     def fresh_dir(self):
         import tempfile
@@ -769,7 +823,30 @@ def measure_all(runner, sizes, log, sections):
         measure_concurrency(runner, sizes, log, figures)
     if "busy" in sections:
         measure_busy(runner, sizes, log, figures)
+    if "startup" in sections:
+        measure_startup(runner, sizes, log, figures)
     return figures
+
+
+def measure_startup(runner, sizes, log, figures):
+    """Each script of each subject ``startups`` times, the subjects in turn within each
+    round; the first round warms the bytecode caches and the disk cache and is not counted.
+    Medians; the import's time and modules are over a bare interpreter's from the same run."""
+    import statistics
+    subjects = ("ours", "v1", "huey")
+    log(f"startup: import, one enqueue, an idle cron run; {', '.join(subjects)} in turn "
+        f"({sizes['startups']} rounds)")
+    cwds = {subject: runner.fresh_dir() for subject in subjects}
+    samples = {}
+    for round_number in range(sizes["startups"] + 1):
+        for what, subject in [("bare", None)] + [(what, subject) for subject in subjects
+                                                 for what in STARTUP_SCRIPTS[subject]]:
+            sample = runner.startup(what, subject, cwds.get(subject) or runner.workdir)
+            if round_number:
+                samples.setdefault((what, subject), []).append(sample)
+    for key, runs in samples.items():
+        figures[("startup",) + key] = (statistics.median(seconds for seconds, _ in runs),
+                                       statistics.median(modules for _, modules in runs))
 
 
 def measure_history(runner, sizes, log, figures):
@@ -1114,6 +1191,27 @@ def busy_tables(figures, sizes):
     return "\n".join(rows)
 
 
+def startup_table(figures):
+    bare_seconds, bare_modules = figures[("startup", "bare", None)]
+    names = {"ours": "ours", "v1": "dbbasic-queue 1.0.0", "huey": "huey SqliteHuey"}
+    rows = [f"| a fresh `python -S -c` (a bare one: {bare_seconds * 1000:.1f} ms, "
+            f"{bare_modules} modules) | import, ms over a bare one | modules over a bare one | "
+            f"enqueue one job, whole process, ms | a cron run with nothing due, whole process, "
+            f"ms |", "|---|---|---|---|---|"]
+    for subject in ("ours", "v1", "huey"):
+        imported, modules = figures[("startup", "import", subject)]
+        enqueued, _ = figures[("startup", "enqueue", subject)]
+        idle, _ = figures[("startup", "idle run", subject)]
+        rows.append(f"| {names[subject]} | {(imported - bare_seconds) * 1000:.1f} | "
+                    f"{modules - bare_modules} | {enqueued * 1000:.1f} | {idle * 1000:.1f} |")
+    ours, v1, huey = (figures[("startup", what, subject)][0] for what, subject in
+                      (("enqueue", "ours"), ("enqueue", "v1"), ("idle run", "huey")))
+    rows.append(f"\nOurs against 1.0.0, a whole process enqueueing one job: {ours / v1:.2f}x; "
+                f"our idle cron run against huey's: "
+                f"{figures[('startup', 'idle run', 'ours')][0] / huey:.2f}x.")
+    return "\n".join(rows)
+
+
 def machine():
     import platform
     model = "unknown CPU"
@@ -1150,8 +1248,9 @@ def main():
     with tempfile.TemporaryDirectory(prefix="dbbasic-queue-bench-") as workdir:
         runner = Runner(Path(workdir))
         log("installing the peers")
-        runner.install_peers([name for name, needed_by in (("v1", {"main"}),
-                                                           ("huey", {"main", "concurrency", "busy"}))
+        runner.install_peers([name for name, needed_by in (("v1", {"main", "startup"}),
+                                                           ("huey", {"main", "concurrency", "busy",
+                                                                     "startup"}))
                               if needed_by & set(sections)])
         figures = measure_all(runner, sizes, log, sections)
     print(f"Machine: {machine()}, load average {load_before:.2f} at the start and "
@@ -1170,6 +1269,8 @@ def main():
         print(f"\n{concurrency_table(figures, sizes)}")
     if "busy" in sections:
         print(f"\n{busy_tables(figures, sizes)}")
+    if "startup" in sections:
+        print(f"\n{startup_table(figures)}")
 
 
 if __name__ == "__main__":
