@@ -22,16 +22,20 @@ below the faces imports a face; ``docs/architecture.md`` draws it):
   ``family/`` and ``admin.py`` the names the other dbbasic packages call (``_read_tsv`` too).
 """
 
+import importlib
 import os
 from typing import Any, Callable, Dict, Mapping, Optional
 
 from .backend import (DEFAULT_LEASE_SECONDS, DEFAULT_MAX_ATTEMPTS, DEFAULT_PATH,
                       DEFAULT_RETENTION_SECONDS, PERIODIC, Backend, require)
 from .errors import CorruptLineError, QueueError, UnsupportedError
-from .model.options import Retry, register
+from .model.options import Handlers, Retry, register
 from .queue import Queue
-from .periodic.schedules import WITHOUT_PERIODIC, Handlers, declare
 from .model.transitions import retry_delay
+# The subpackage periodic/ (only its docstring: light) is loaded now, so that the function
+# periodic() defined below keeps its name: a first import of periodic.schedules, later,
+# would otherwise bind the name to the subpackage.
+importlib.import_module(f"{__name__}.periodic")
 
 __version__ = "1.1.0"
 __all__ = ["enqueue", "process_jobs", "get_job", "cancel_job", "enqueue_after",
@@ -78,12 +82,17 @@ def default_queue() -> Queue:
                                  f"DBBASIC_QUEUE_URL to use the TSV file") from error
             _queues[("rq", url)] = RQQueue(url)
         return _queues[("rq", url)]
-    path = os.path.abspath(os.environ.get("DBBASIC_QUEUE_FILE") or DEFAULT_PATH)
-    durable = os.environ.get("DBBASIC_QUEUE_DURABLE", "").lower() in ("1", "true", "yes")
-    key = (path, durable)
-    if key not in _queues:
-        _queues[key] = Queue(path, durable=durable)
-    return _queues[key]
+    environ = os.environ
+    file = environ.get("DBBASIC_QUEUE_FILE") or DEFAULT_PATH
+    durable = environ.get("DBBASIC_QUEUE_DURABLE", "")
+    # A relative path means the current directory at this call: part of the key, and cheaper
+    # than making the path absolute every time.
+    key = (file, durable, "" if file.startswith("/") else os.getcwd())
+    queue = _queues.get(key)
+    if queue is None:
+        queue = _queues[key] = Queue(os.path.abspath(file),
+                                     durable=durable.lower() in ("1", "true", "yes"))
+    return queue
 
 
 def enqueue(job_type: str, payload: dict, run_at: Optional[float] = None, *,
@@ -96,6 +105,10 @@ def enqueue(job_type: str, payload: dict, run_at: Optional[float] = None, *,
     ``@dbbasic_queue.handler(..., queue=...)`` declares is the default for its type)."""
     if queue is None and handlers.queues:
         queue = handlers.queues.get(job_type)
+    if (queue is None and priority is None and concurrency_key is None and rate_limit is None
+            and concurrency_limit is None and rate_key is None):  # the usual call, kept short
+        return default_queue().enqueue(job_type, payload, run_at, unique_key=unique_key,
+                                       max_attempts=max_attempts, timeout=timeout)
     given = dict(queue=queue, priority=priority, concurrency_key=concurrency_key,
                  concurrency_limit=concurrency_limit, rate_limit=rate_limit, rate_key=rate_key)
     options = {name: value for name, value in given.items() if value is not None}
@@ -164,6 +177,7 @@ def periodic(cron: Optional[str] = None, *, every=None, timezone: str = "UTC",
     function to ``dbbasic_queue.handlers`` with its schedule, as ``Queue.periodic`` does for
     a queue; the workers given ``dbbasic_queue.handlers`` fire it. Where the default queue
     cannot fire schedules (Redis: DBBASIC_QUEUE_URL), raises UnsupportedError."""
+    from .periodic.schedules import WITHOUT_PERIODIC, declare  # only an app with schedules
     require(default_queue(), PERIODIC, "@periodic (periodic jobs)", WITHOUT_PERIODIC)
     return declare(handlers, cron, every=every, timezone=timezone, catch_up=catch_up,
                    job_type=job_type)

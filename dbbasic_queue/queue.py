@@ -7,35 +7,29 @@ The admin verbs (cancel, retry, purge) are atomic rewrites; the worker is in ``w
 import contextlib
 import itertools
 import logging
-import random
-import secrets
+import os
 import threading
 import time
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional
 
 from . import backend
 from .model import transitions
-from .storage.edits import bring_back, purge_archives
 from .backend import (DEFAULT_LEASE_SECONDS, DEFAULT_MAX_ATTEMPTS, DEFAULT_PATH,
                       DEFAULT_RETENTION_SECONDS)
 from .model.checks import check_duration, check_path, checked_job_type, checked_run_at, payload_json
 from .storage.archive import ARCHIVE_AFTER_SECONDS, Archive
-from .storage.claim import DROP, EachJob
+from .storage.edits import DROP, EachJob, bring_back, purge_archives
 from .errors import CorruptLineError, QueueError
 from .model.job import (FINISHED, as_dict, corrupt_message, job_line, job_with_id_prefix, line_id,
-                  parse_line)
-from .model.options import WORKER_KEY, decode_options, encode_options, queue_options, register
+                        parse_line)
+from .model.options import (WORKER_KEY, Handlers, decode_options, encode_options, queue_options,
+                            register)
 from .model.queues import QueueChoice
-from .periodic.firing import listing
-from .periodic.schedules import Handlers, declare
-from .storage.stats import queue_stats
 from .storage.table import Table
-from .storage.pauses import Pauses
-from .storage.tracebacks import Tracebacks
 from .storage.unique import UniqueKeys
-from .worker.loop import stop_on_signals, stop_on_sigterm, work_loop
-from .worker.run import WorkerRun
-from .worker.settings import Bounds, WorkerOptions
+
+# The worker, periodic jobs, pauses, tracebacks and the counts are imported where first used:
+# a process that only enqueues and looks jobs up (a web app, a hook) never loads them.
 
 logger = logging.getLogger("dbbasic_queue")
 
@@ -56,7 +50,7 @@ class Queue:
 
     def __init__(self, path=DEFAULT_PATH, *, durable: bool = False,
                  clock: Callable[[], float] = time.time,
-                 random: Callable[[], float] = random.random,
+                 random: Callable[[], float] = transitions.uniform,
                  monotonic: Callable[[], float] = time.monotonic,
                  archive_after: Optional[float] = ARCHIVE_AFTER_SECONDS) -> None:
         check_path(path)
@@ -65,8 +59,7 @@ class Queue:
         self.table = Table(path)
         self.path = self.table.path
         self.archive = Archive(self.table)
-        self.traceback_files = Tracebacks(self.table)
-        self.pauses = Pauses(self.table)
+        self._traceback_files = self._pauses = None
         self.archive_after = archive_after
         self.durable = durable
         self.clock = clock
@@ -77,6 +70,22 @@ class Queue:
 
     def __repr__(self) -> str:
         return f"Queue({str(self.path)!r})"
+
+    @property
+    def traceback_files(self):
+        """The traceback files (storage/tracebacks.py), opened at first use."""
+        if self._traceback_files is None:
+            from .storage.tracebacks import Tracebacks
+            self._traceback_files = Tracebacks(self.table)
+        return self._traceback_files
+
+    @property
+    def pauses(self):
+        """The record of paused queues and types (storage/pauses.py), opened at first use."""
+        if self._pauses is None:
+            from .storage.pauses import Pauses
+            self._pauses = Pauses(self.table)
+        return self._pauses
 
     def describe(self) -> str:
         return str(self.path)
@@ -122,7 +131,7 @@ class Queue:
                  timeout=None, queue=None, priority=None, concurrency_key=None,
                  concurrency_limit=None, rate_limit=None, rate_key=None):
         now = self.clock()
-        job_id = secrets.token_hex(8)
+        job_id = os.urandom(8).hex()  # as secrets.token_hex(8), without its imports
         if queue is None and self.handlers.queues:
             queue = self.handlers.queues.get(job_type)
         if (unique_key is None and max_attempts is None and timeout is None
@@ -162,6 +171,7 @@ class Queue:
         however many workers run. ``catch_up`` says what happens to slots missed while no
         worker ran: "latest" (one job, for the latest), "all" (one each, at most
         MAX_CATCH_UP_SLOTS), "none" (skipped). The payload holds the slot."""
+        from .periodic.schedules import declare
         return declare(self.handlers, cron, every=every, timezone=timezone, catch_up=catch_up,
                        job_type=job_type)
 
@@ -276,7 +286,7 @@ class Queue:
         return self.pauses.listing()
 
     def update_each(self, change: Callable, only_id: Optional[str] = None) -> int:
-        """Apply ``change(job) -> new Job | claim.DROP | None`` to every readable job (or
+        """Apply ``change(job) -> new Job | edits.DROP | None`` to every readable job (or
         only to ``only_id``) in one atomic rewrite; returns how many changed. The verbs
         above are built on it; a migration uses it to mark the jobs it moved."""
         edit = self.table.rewrite(lambda: EachJob(change, only_id))
@@ -299,6 +309,8 @@ class Queue:
     def stats(self) -> Dict[str, Any]:
         """Counts by status and type, the queue's latency and the next scheduled run, over
         the queue file and its archive files."""
+        from .periodic.firing import listing
+        from .storage.stats import queue_stats
         stats = queue_stats(self)
         try:  # the schedules as the workers last recorded them
             stats["schedules"] = listing(self)
@@ -333,6 +345,7 @@ class Queue:
         if unknown:
             raise TypeError(f"unknown worker options: {', '.join(sorted(unknown))}")
         chosen = {**defaults, **options}
+        from .worker.settings import Bounds, WorkerOptions
         WorkerOptions(handlers, max_attempts, chosen["lease_seconds"], chosen["retention_seconds"],
                       chosen["timeout"], chosen["concurrency"], chosen["queues"])
         Bounds(bounds.get("max_jobs"), bounds.get("max_seconds"), self.monotonic)
@@ -364,6 +377,9 @@ class Queue:
         SIGTERM lets the job in hand finish and puts the jobs claimed but not started back
         before the process ends by it (see loop.stop_on_sigterm).
         """
+        from .worker.loop import stop_on_sigterm
+        from .worker.run import WorkerRun
+        from .worker.settings import Bounds, WorkerOptions
         options = WorkerOptions(handlers, max_attempts, lease_seconds, retention_seconds, timeout,
                                 concurrency, queues)
         bounds = Bounds(max_jobs, max_seconds, self.monotonic)
@@ -388,6 +404,8 @@ class Queue:
         SIGINT: the job in hand finishes and is recorded first. A second signal exits at
         once, leaving that job to its lease.
         """
+        from .worker.loop import stop_on_signals, work_loop
+        from .worker.settings import Bounds, WorkerOptions
         options = WorkerOptions(handlers, max_attempts, lease_seconds, retention_seconds, timeout,
                                 concurrency, queues)
         bounds = Bounds(max_jobs, max_seconds, self.monotonic)

@@ -3,6 +3,11 @@ its own layer or below, the imports have no circle, and nothing below the faces 
 Read from the source (ast), every import counted, deferred ones inside functions too."""
 
 import ast
+import json
+import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "dbbasic_queue"
@@ -96,3 +101,30 @@ def test_the_imports_have_no_circle():
         if node not in state:
             visit(node, [node])
     assert circles == []
+
+
+def test_a_process_that_enqueues_and_looks_jobs_up_loads_neither_the_worker_nor_the_faces(
+        tmp_path):
+    # Given a fresh interpreter that imports the package, enqueues, looks up and cancels a job
+    script = textwrap.dedent("""
+        import json, sys
+        import dbbasic_queue
+        job_id = dbbasic_queue.enqueue("send_email", {"to": "ann"})
+        assert dbbasic_queue.get_job(job_id)["status"] == "pending"
+        assert dbbasic_queue.cancel_job(job_id) is True
+        assert all(hasattr(dbbasic_queue, name) for name in dbbasic_queue.__all__)
+        print(json.dumps(sorted(sys.modules)))
+    """)
+    loaded = set(json.loads(subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, check=True, capture_output=True,
+        text=True, env=dict(os.environ, PYTHONPATH=str(PACKAGE.parent))).stdout))
+    # Then none of what only a worker, a schedule or a face needs is loaded
+    ours = {name for name in loaded if name.startswith("dbbasic_queue.")}
+    assert ours <= {f"dbbasic_queue.{name}" for name in (
+        "backend", "errors", "queue", "model", "model.job", "model.checks", "model.options",
+        "model.queues", "model.transitions", "storage", "storage.files", "storage.table",
+        "storage.archive", "storage.edits", "storage.unique", "periodic")}, sorted(ours)
+    # nor the standard library's heavier modules that only they use
+    heavy = {"dataclasses", "inspect", "tempfile", "shutil", "secrets", "random", "socket",
+             "datetime", "calendar", "csv", "signal", "ctypes", "argparse"}
+    assert not heavy & loaded, sorted(heavy & loaded)

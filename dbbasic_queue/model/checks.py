@@ -7,9 +7,9 @@ a payload nests at most ``job.MAX_DEPTH`` levels. Beyond them a value is a mista
 timestamp in milliseconds, a unit multiplied twice) and would only fail later, elsewhere.
 """
 
-import datetime
 import math
 import os
+import sys
 from typing import Mapping, Optional
 
 from .job import one_line
@@ -83,7 +83,8 @@ def checked_run_at(run_at, now: float) -> int:
     store, rounded up: never earlier than asked."""
     if run_at is None:
         return int(now)
-    if isinstance(run_at, datetime.datetime):
+    datetime = sys.modules.get("datetime")  # not imported here: a datetime given has loaded it
+    if datetime is not None and isinstance(run_at, datetime.datetime):
         if run_at.tzinfo is None or run_at.utcoffset() is None:
             raise ValueError(f"run_at {run_at.isoformat()} has no time zone, so it could mean any "
                              f"moment; give one, e.g. datetime.now(timezone.utc) + timedelta(hours=1)")

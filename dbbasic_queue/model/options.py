@@ -1,5 +1,6 @@
 """Per-job options (unique key, attempts, timeout, queue, priority), kept as JSON in the
-file's ``options`` column; ``Retry``, which a handler raises to run again later; and handler registration."""
+file's ``options`` column; ``Retry``, which a handler raises to run again later; and handler
+registration (``Handlers``, ``register``)."""
 
 import json
 import math
@@ -129,6 +130,19 @@ def without_worker(text: str) -> str:
     options = decode_options(text)
     options.pop(WORKER_KEY, None)
     return json.dumps(options, ensure_ascii=False) if options else ""
+
+
+class Handlers(dict):
+    """Job type -> handler (a plain dict to process_jobs), carrying the schedules declared
+    with ``@periodic`` in ``schedules`` (name -> Schedule) and the queues declared with
+    ``@handler(..., queue=...)`` in ``queues`` (job type -> queue name)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.schedules: Dict[str, Any] = {}  # name -> periodic.schedules.Schedule
+        self.queues: Dict[str, str] = {}
+        self.limits: Dict[str, int] = {}  # job type -> its jobs' default concurrency limit
+        self.rates: Dict[str, str] = {}  # job type -> its rate limit ("100/m")
 
 
 def register(handlers: Dict[str, Callable], job_type: str, queue: Optional[str] = None,

@@ -15,8 +15,8 @@ queue gets its share of the work while all have jobs (``choose``).
 
 import heapq
 import re
-from dataclasses import dataclass
-from typing import Callable, Container, Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import (Callable, Container, Dict, FrozenSet, List, Mapping, NamedTuple, Optional,
+                    Sequence, Tuple, Union)
 
 from .checks import shown
 from .job import QUEUE_NAME
@@ -146,8 +146,7 @@ def queue_and_priority(options: Mapping) -> Tuple[str, int]:
 QueueChoice = Union[None, Sequence[str], Mapping[str, int]]
 
 
-@dataclass(frozen=True)
-class Scope:
+class Scope(NamedTuple):
     """What one worker takes: ``types`` it has handlers for (None: any, for admin looks; a
     Mapping other than a dict is asked type by type, as Django's TaskHandlers must be),
     ``queues`` it serves in strict order (None: every queue) or ``weights`` by queue, and the

@@ -13,7 +13,6 @@ these, so a rule changes in one place. Nothing here reads a clock or touches a f
 """
 
 import math
-import random as random_module
 from typing import Callable, Optional
 
 from .job import Job
@@ -21,9 +20,15 @@ from .job import Job
 CANCELLED_BY_USER = "Cancelled by user"
 
 
+def uniform() -> float:
+    """random.random(), the jitter's default source; the module is loaded at the first
+    retry, not by every process that imports the package."""
+    import random
+    return random.random()
+
+
 def retry_delay(attempts: int, *, base: float = 60, factor: float = 2, cap: float = 3600,
-                jitter: float = 0.25,
-                random: Callable[[], float] = random_module.random) -> float:
+                jitter: float = 0.25, random: Callable[[], float] = uniform) -> float:
     """Seconds to wait before the next try of a job that has failed ``attempts`` times.
 
     1.0.0's schedule, ``base * factor ** attempts`` (2 min, 4 min, 8 min, ...), capped at
@@ -70,7 +75,7 @@ def complete(job: Job, started_at: float, result: str) -> Job:
 
 
 def fail(job: Job, error: str, now: float, started_at: float, max_attempts: int,
-         random: Callable[[], float] = random_module.random) -> Job:
+         random: Callable[[], float] = uniform) -> Job:
     """``job`` (as it was before its claim) after an attempt failed with ``error``: pending
     again at its retry time, or failed for good once it has had ``max_attempts``."""
     attempt = job.attempts + 1

@@ -27,7 +27,7 @@ from typing import Callable, Dict, List, Optional, Tuple, Union
 from ..model.checks import checked_job_type
 from .cron import Cron, Every
 from ..model.job import utc_text
-from ..model.options import register
+from ..model.options import Handlers, register
 
 CATCH_UP = ("none", "latest", "all")
 MAX_CATCH_UP_SLOTS = 1000  # catch_up="all": at most this many jobs for one outage
@@ -56,19 +56,6 @@ class Schedule:
         """The definition as recorded in the state file: ``0 3 * * * Europe/Berlin``,
         ``every 600s``."""
         return self.when.text
-
-
-class Handlers(dict):
-    """Job type -> handler (a plain dict to process_jobs), carrying the schedules declared
-    with ``@periodic`` in ``schedules`` (name -> Schedule) and the queues declared with
-    ``@handler(..., queue=...)`` in ``queues`` (job type -> queue name)."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.schedules: Dict[str, Schedule] = {}
-        self.queues: Dict[str, str] = {}
-        self.limits: Dict[str, int] = {}  # job type -> its jobs' default concurrency limit
-        self.rates: Dict[str, str] = {}  # job type -> its rate limit ("100/m")
 
 
 def schedules_of(handlers) -> Dict[str, Schedule]:

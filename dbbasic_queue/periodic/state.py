@@ -22,15 +22,14 @@ import datetime
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ..model.checks import check_timestamp
-from ..storage.files import check_regular, fsync_directory, keep_mode_and_owner, open_own
+from ..storage.files import (check_regular, fsync_directory, keep_mode_and_owner, open_own,
+                             temporary_file)
 from ..model.job import corrupt_message
-from ..storage.table import TEMP_PREFIX
 
 COLUMNS = ("schedule", "when", "catch_up", "status", "done_until", "last_slot", "fired_at",
            "last_job", "firing")
@@ -195,7 +194,7 @@ def write_state(path: Path, entries: Mapping[str, Entry], model: Optional[os.sta
     lines = [entry.line() for entry in entries.values()]
     for line in kept:
         lines.insert(line.position, line.raw + b"\n")
-    fd, temp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=".tmp", dir=path.parent)
+    fd, temp = temporary_file(path.parent)
     try:
         with open(fd, "wb") as out:
             out.write(HEADER + b"".join(lines))

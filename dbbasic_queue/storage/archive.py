@@ -20,23 +20,20 @@ becomes a line. An archive file thus only grows by appends of whole lines or is 
 whole by a rename, as the live file is, and its readers stop at a line without its newline.
 """
 
-import calendar
 import contextlib
 import logging
 import mmap
 import os
 import re
-import tempfile
 import time
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple
 
-from .table import Editor
 from ..errors import QueueError
 from .files import (check_regular, fsync_directory, flock, keep_mode_and_owner,
-                    lock_current, open_own, unlock)
+                    lock_current, open_own, temporary_file, unlock)
 from ..model.job import HEADER, reads
-from .table import TEMP_PREFIX, Table
+from .table import Editor, Table
 
 logger = logging.getLogger("dbbasic_queue")
 
@@ -200,7 +197,7 @@ class Archive:
         logger.warning("%s: dropped its last %d bytes, a line cut short by a worker killed while "
                        "appending (the job is still in the queue file, and moves again): %s",
                        target, size - whole, piece.decode("utf-8", "replace"))
-        copy, temp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=".tmp", dir=self.directory)
+        copy, temp = temporary_file(self.directory)
         try:
             flock(copy)  # before it takes the name: a move waiting on the old file then waits here
             for start in range(0, whole, _BLOCK):
@@ -319,8 +316,7 @@ class Spool:
         day = day_of(finished_at)
         entry = self.files.get(day)
         if entry is None:
-            fd, temp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=".tmp",
-                                        dir=self.archive.directory)
+            fd, temp = temporary_file(self.archive.directory)
             # Read back through this descriptor, never by name: the directory may be writable
             # by another user, who could swap the name for a link to a file of root's.
             entry = self.files[day] = (open(fd, "w+b", buffering=_BLOCK), temp)
@@ -346,6 +342,7 @@ class Spool:
 
 def _day_start(day: str) -> float:
     """The timestamp of UTC midnight at the start of ``day``."""
+    import calendar  # only retention needs it, never a process that only enqueues
     year, month, date = (int(part) for part in day.split("-"))  # a name the file pattern matched
     return calendar.timegm((year, month, date, 0, 0, 0))
 

@@ -12,7 +12,7 @@ its error saying what it waits for (``waiting_message``).
 Which due jobs a claim takes when it cannot take them all follows ``Scope.rank`` (queue
 order, priority, due time, file order): ``look`` reads the file first and chooses them, when
 the worker has seen that ranks differ; otherwise the editor claims in file order, the
-enqueue order. ``EachJob`` is the admin verbs' (cancel, retry, purge).
+enqueue order. The admin verbs' editor (cancel, retry, purge) is ``edits.EachJob``.
 """
 
 import logging
@@ -24,7 +24,6 @@ from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 from ..model import transitions
 from .archive import ARCHIVE_MIN_LINES, RetiringEditor
 from ..model.words import duration_text, plural
-from .table import Editor
 from ..errors import CorruptLineError
 from ..model.job import Job, line_id, parse_line, peek_status_and_run_at, same_job
 from ..model.options import WORKER_KEY, decode_options, with_worker, without_worker
@@ -432,32 +431,3 @@ def look(lines, now: float, scope: Scope, room: int, archive_before: Optional[fl
         return Look(worth, next_due)
     chosen = choose(best.candidates(), scope, room, random) if ranked or scope.weights else None
     return Look(True, next_due, chosen)
-
-
-DROP = object()  # what an EachJob change returns to remove the job
-
-
-class EachJob(Editor):
-    """The rewrite behind cancel, retry and purge: ``change(job)`` returns the job's new
-    version, DROP, or None to leave it. Corrupt lines are left alone. With ``only_id``,
-    only that job is looked at, and the rest is copied once it is found."""
-
-    def __init__(self, change: Callable[[Job], Any], only_id: Optional[str] = None) -> None:
-        self.change = change
-        self.prefix = None if only_id is None else only_id.encode() + b"\t"
-        self.count = 0
-
-    def __call__(self, line: bytes) -> Optional[bytes]:
-        if self.prefix is not None and not line.startswith(self.prefix):
-            return line
-        try:
-            new = self.change(parse_line(line))
-        except CorruptLineError:
-            return line
-        if self.prefix is not None:
-            self.done = True
-        if new is None:
-            return line
-        self.count += 1
-        self.changed = True
-        return None if new is DROP else new.to_line()

@@ -1,11 +1,43 @@
-"""The admin edits that reach into the archive files: purging them, and bringing a retried
-job back from one into the queue file. Each is an atomic rewrite under the queue's lock."""
+"""The admin verbs' edits (cancel, retry, run now, purge): ``EachJob``, the editor of their
+rewrites of the queue file, and the edits that reach into the archive files, purging them and
+bringing a retried job back from one into the queue file. Each is an atomic rewrite under the
+queue's lock."""
 
 import os
-from typing import Callable
+from typing import Any, Callable, Optional
 
-from .claim import DROP, EachJob
-from ..model.job import Job
+from ..errors import CorruptLineError
+from ..model.job import Job, parse_line
+from .table import Editor
+
+DROP = object()  # what an EachJob change returns to remove the job
+
+
+class EachJob(Editor):
+    """The rewrite behind cancel, retry and purge: ``change(job)`` returns the job's new
+    version, DROP, or None to leave it. Corrupt lines are left alone. With ``only_id``,
+    only that job is looked at, and the rest is copied once it is found."""
+
+    def __init__(self, change: Callable[[Job], Any], only_id: Optional[str] = None) -> None:
+        self.change = change
+        self.prefix = None if only_id is None else only_id.encode() + b"\t"
+        self.count = 0
+
+    def __call__(self, line: bytes) -> Optional[bytes]:
+        if self.prefix is not None and not line.startswith(self.prefix):
+            return line
+        try:
+            new = self.change(parse_line(line))
+        except CorruptLineError:
+            return line
+        if self.prefix is not None:
+            self.done = True
+        if new is None:
+            return line
+        self.count += 1
+        self.changed = True
+        return None if new is DROP else new.to_line()
+
 
 
 def purge_archives(queue, change: Callable) -> int:

@@ -38,6 +38,7 @@ _OWN = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _NOT_OPENABLE = (errno.ELOOP, errno.EISDIR, errno.ENXIO, errno.ENODEV)
 _KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
           (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+TEMP_PREFIX = ".dbbasic-queue-"  # never dbbasic-tsv's own "<table>.tmp", which it renames blindly
 _warned_attributes: Set[tuple] = set()  # (directory, attributes) lost and logged
 _locked: Set[int] = set()  # descriptors through which this process holds an flock
 
@@ -80,6 +81,19 @@ def open_own(path: str, flags: int, mode: int = 0o666) -> int:
         if error.errno in _NOT_OPENABLE:
             raise refusal(path) from None
         raise
+
+
+def temporary_file(directory) -> Tuple[int, str]:
+    """A new file for a rewrite to rename into place: (descriptor, path), the path
+    ``<directory>/.dbbasic-queue-<random>.tmp``, made as tempfile.mkstemp makes one
+    (exclusively, mode 0600, never through a link), without the imports tempfile brings
+    into every process that enqueues."""
+    while True:
+        path = os.path.join(directory, f"{TEMP_PREFIX}{os.urandom(8).hex()}.tmp")
+        try:
+            return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | _OWN, 0o600), path
+        except FileExistsError:  # one chance in 2**64: another name
+            continue
 
 
 def check_regular(fd: int, path: str) -> os.stat_result:

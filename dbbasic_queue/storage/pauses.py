@@ -16,15 +16,15 @@ read is reported, as a corrupt line of the queue file is, left in place, and pau
 import datetime
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Dict, FrozenSet, List, Optional, Tuple
 
 from ..model.checks import checked_job_type
 from ..model.job import corrupt_message
 from ..model.queues import check_queue_name
-from .files import check_regular, fsync_directory, keep_mode_and_owner, open_own
-from .table import TEMP_PREFIX, Table
+from .files import (check_regular, fsync_directory, keep_mode_and_owner, open_own,
+                    temporary_file)
+from .table import Table
 
 logger = logging.getLogger("dbbasic_queue")
 
@@ -123,7 +123,7 @@ class Pauses:
             model = None
         body = b"".join(entry if isinstance(entry, bytes) else _line(entry) for entry in lines)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=".tmp", dir=self.path.parent)
+        fd, temp = temporary_file(self.path.parent)
         try:
             with open(fd, "wb") as out:
                 out.write(HEADER + body)

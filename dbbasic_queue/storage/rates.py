@@ -18,12 +18,10 @@ won the race) takes its starts back: it appends ``-<moment>``, which cancels tha
 import contextlib
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 from typing import List, Optional
 
-from .files import keep_mode_and_owner, lock_current, unlock
-from .table import TEMP_PREFIX
+from .files import keep_mode_and_owner, lock_current, temporary_file, unlock
 
 STALE_RATE_SECONDS = 86400  # a window file untouched this long is deleted
 
@@ -78,7 +76,7 @@ class Rates:
     def _compact(self, path: str, key: str, moments: List[float], locked: int) -> None:
         """Replace the window file by one holding only ``moments`` (with its flock held,
         ``locked``: a claim waiting on the old file then opens the new one)."""
-        temp_fd, temp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=".tmp", dir=self.directory)
+        temp_fd, temp = temporary_file(self.directory)
         try:
             with open(temp_fd, "wb") as out:
                 out.write(key.encode("utf-8", "backslashreplace") + b"\n")

@@ -20,19 +20,16 @@ only ever replaced with its flock held, so this lock cannot be bypassed that way
 
 import contextlib
 import os
-import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from stat import S_ISREG
-from typing import Callable, Iterator, Optional, Tuple
+from typing import Callable, Iterator, NamedTuple, Optional, Tuple
 
 from ..errors import QueueError
-from .files import (HeldLock, check_regular, flock, fsync_directory, is_at,
-                    keep_mode_and_owner, lock_current, lock_file, open_own, refusal, unflock,
-                    unlock)
+from .files import (TEMP_PREFIX, HeldLock, check_regular, flock, fsync_directory, is_at,
+                    keep_mode_and_owner, lock_current, lock_file, open_own, refusal,
+                    temporary_file, unflock, unlock)
 from ..model.job import COLUMNS, HEADER, KNOWN_HEADERS
 
-TEMP_PREFIX = ".dbbasic-queue-"  # never dbbasic-tsv's own "<table>.tmp", which it renames blindly
 # A new table's header exactly as dbbasic-tsv's TSV() writes it: its csv writer ends lines
 # with CRLF (the queue's own lines end with LF; both read the same everywhere).
 NEW_TABLE_HEADER = HEADER.rstrip(b"\n") + b"\r\n"
@@ -76,8 +73,7 @@ def same_file(fd: int, current: os.stat_result) -> bool:
     return (mine.st_dev, mine.st_ino) == (current.st_dev, current.st_ino)
 
 
-@dataclass(frozen=True)
-class Bookmark:
+class Bookmark(NamedTuple):
     """Where a worker's next rewrite may start editing: ``offset`` in a file it wrote itself.
 
     Until then that file only grows by appends, so the lines before ``offset`` (which its
@@ -289,7 +285,7 @@ class Table:
                      resume: Optional[Bookmark]):
         before = os.fstat(source.fileno())
         edit = start_edit()
-        fd, temp_path = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=".tmp", dir=self.path.parent)
+        fd, temp_path = temporary_file(self.path.parent)
         try:
             with open(fd, "wb") as out:
                 header = source.readline()
