@@ -44,7 +44,7 @@ def test_the_quick_benchmark_completes_and_prints_every_table_with_every_peer():
     done = run_bench("--quick")
 
     assert done.returncode == 0, done.stderr[-2000:]
-    main, history, lookup, concurrency, busy, per_job = tables(done.stdout)
+    main, history, lookup, concurrency, busy, per_job, startup = tables(done.stdout)
     assert main[0][:5] == ["figure", "ours", "1.0.0", "huey fsync=False", "huey default"]
     figures = [row[0] for row in main[1:]]
     for expected in ("enqueue p50 µs, 0 jobs in file", "enqueue p50 µs with fsync, 0 jobs in file",
@@ -84,6 +84,13 @@ def test_the_quick_benchmark_completes_and_prints_every_table_with_every_peer():
     assert "(not 160: at this concurrency that takes 3+ s)" in row_starting(concurrency, "10")[0]
 
     check_busy_tables(busy, per_job)
+
+    # What a fresh process pays: a row per subject, a figure in each cell.
+    assert startup[0][0].startswith("a fresh `python -S -c`")
+    assert [row[0] for row in startup[1:]] == ["ours", "dbbasic-queue 1.0.0", "huey SqliteHuey"]
+    for row in startup[1:]:
+        assert len(row) == 5 and all(NUMBER.match(cell.lstrip("-")) for cell in row[1:]), row
+    assert "a whole process enqueueing one job" in done.stdout
 
 
 def check_busy_tables(busy, written):

@@ -426,11 +426,12 @@ def test_a_rewrite_does_not_give_the_file_an_acl_it_did_not_have(tmp_path, how):
 # --- beyond the list: attributes a rewrite may not copy, another writer of the lock ------
 
 
-# Runs two worker runs as another user (after its imports: the interpreter may sit where
-# that user cannot read), logging to stderr.
+# Runs two worker runs as another user (after its imports, the worker's too, as the README
+# says: the interpreter may sit where that user cannot read), logging to stderr.
 WORKER_AS_USER = r"""
 import logging, os, sys
 from dbbasic_queue import Queue
+import dbbasic_queue.worker
 logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
 os.setgroups([]); os.setgid(int(sys.argv[3])); os.setuid(int(sys.argv[2]))
 queue = Queue(sys.argv[1])

@@ -150,7 +150,8 @@ def show_command(queue, args) -> int:
 def schedules_command(queue, args) -> int:
     from ..periodic.cron import zone  # imported here: only this command needs them
     from ..periodic.firing import listing
-    from ..periodic.schedules import describe_slot, schedules_of
+    from ..model.options import schedules_of
+    from ..periodic.schedules import describe_slot
     declared = None if args.handlers is None else schedules_of(load_handlers(args.handlers))
     if declared == {}:
         raise UsageError(f"--handlers: {args.handlers} declares no schedule (@queue.periodic)")

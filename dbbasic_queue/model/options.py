@@ -145,6 +145,12 @@ class Handlers(dict):
         self.rates: Dict[str, str] = {}  # job type -> its rate limit ("100/m")
 
 
+def schedules_of(handlers) -> Dict[str, Any]:
+    """The schedules the handlers carry (none for a plain dict)."""
+    found = getattr(handlers, "schedules", None)
+    return found if isinstance(found, dict) else {}
+
+
 def register(handlers: Dict[str, Callable], job_type: str, queue: Optional[str] = None,
              limit: Optional[int] = None, rate_limit: Optional[str] = None) -> Callable:
     """A decorator that adds a handler for ``job_type`` to ``handlers``; two for one type

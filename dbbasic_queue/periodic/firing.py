@@ -29,7 +29,6 @@ leave that schedule as it is, never the others.
 import datetime
 import logging
 import os
-import secrets
 import stat
 import threading
 from dataclasses import dataclass, field, replace
@@ -377,7 +376,7 @@ def _corrupt_row(name: str, line: CorruptLine, schedule: Optional[Schedule]) -> 
 
 
 def new_job_id() -> str:
-    return secrets.token_hex(8)
+    return os.urandom(8).hex()  # as secrets.token_hex(8)
 
 
 def _line(name: str, job_id: str, slot: int, previous: Optional[int], created: int, zone) -> bytes:

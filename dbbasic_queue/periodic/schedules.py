@@ -22,7 +22,7 @@ so a clock stepped back a little (an NTP correction) fires no slot twice.
 import datetime
 import math
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Tuple, Union
+from typing import Callable, List, Optional, Tuple, Union
 
 from ..model.checks import checked_job_type
 from .cron import Cron, Every
@@ -56,12 +56,6 @@ class Schedule:
         """The definition as recorded in the state file: ``0 3 * * * Europe/Berlin``,
         ``every 600s``."""
         return self.when.text
-
-
-def schedules_of(handlers) -> Dict[str, Schedule]:
-    """The schedules the handlers carry (none for a plain dict)."""
-    found = getattr(handlers, "schedules", None)
-    return found if isinstance(found, dict) else {}
 
 
 def when_of(cron: Optional[str] = None, every=None, timezone: str = "UTC") -> Union[Cron, Every]:

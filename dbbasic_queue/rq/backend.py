@@ -38,8 +38,8 @@ from .jobs import DISPATCHER, SERIALIZER, ForeignJobError, SafeJob, read_job, re
 from .listing import job_dicts, summary
 from .queues import Pair, QueueMap, rq_queue_name
 from .worker import DispatchWorker, dispatch, refuse_options
-from ..model.options import Handlers
-from ..periodic.schedules import WITHOUT_PERIODIC, schedules_of
+from ..model.options import Handlers, schedules_of
+from ..periodic.schedules import WITHOUT_PERIODIC
 from ..model.transitions import retry_delay
 from ..worker.settings import Bounds
 

@@ -31,8 +31,6 @@ import functools
 import logging
 import os
 import re
-import secrets
-import socket
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,7 +51,7 @@ FORGOTTEN_FILE_SECONDS = 7 * 86400  # and after this whatever the queue file hol
 
 
 def new_token() -> str:
-    return secrets.token_hex(8)
+    return os.urandom(8).hex()  # as secrets.token_hex(8)
 
 
 def is_token(value) -> bool:
@@ -67,6 +65,7 @@ def _trusted_header() -> bytes:
         with open("/proc/sys/kernel/random/boot_id", "rb") as file:
             kernel = b"boot " + file.read().strip()
     except OSError:  # not Linux: the host's name stands for the kernel
+        import socket
         kernel = b"host " + socket.gethostname().encode("utf-8", "replace")
     return b"dbbasic-queue worker run, " + kernel + b"\n"
 

@@ -19,16 +19,15 @@ from typing import Dict, List, Optional, Set
 from ..model import transitions
 from ..storage.claim import ClaimEditor, Held, look
 from ..model.words import plural
-from ..periodic.firing import Firing
 from ..model.job import Job, error_text, utc_text
 from ..model.job import result_json
 from ..storage.liveness import RunLock, WorkerLocks, new_token
 from ..storage.rates import Rates
 from ..storage.slots import Slot, Slots
-from ..model.options import Retry, decode_options
+from ..model.options import Retry, decode_options, schedules_of
+from ..periodic.firing import Firing
 from ..model.queues import DEFAULT_QUEUE, queue_and_priority
 from .running import RunningJob, running
-from ..periodic.schedules import schedules_of
 from .timelimit import JobTimeout, Watchdog, call_with_time_limit
 from .settings import Bounds, WorkerOptions
 
