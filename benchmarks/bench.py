@@ -6,7 +6,8 @@
                                                             # concurrency, busy, startup), in
                                                             # full or --quick
 
-Peers: the published dbbasic-queue 1.0.0 and huey's SqliteHuey (default, and fsync=False),
+Peers: the published dbbasic-queue 1.0.0, huey's SqliteHuey (default, and fsync=False) and
+litequeue (SQLite; in the main table),
 each installed by this script into a temporary directory with ``pip install --target`` and
 run in its own subprocess and working directory (``python -S``, so neither our package nor
 site-packages can shadow it). Every measurement runs in a fresh child process that prints
@@ -30,7 +31,8 @@ from pathlib import Path
 # Only what a measuring child needs is imported here, so a worker's peak RSS is its own.
 
 ROOT = Path(__file__).resolve().parent.parent
-PEERS = {"v1": "dbbasic-queue==1.0.0", "huey": "huey==3.5.4"}
+RUNS = ROOT / "benchmarks" / "runs"  # every full run's tables, by date and sections
+PEERS = {"v1": "dbbasic-queue==1.0.0", "huey": "huey==3.5.4", "litequeue": "litequeue==0.9"}
 PAYLOAD = {"to": "user@example.com", "subject": "Welcome", "body": "Thanks for signing up!"}
 FULL = dict(prefill=(0, 10_000, 100_000), process=(1_000, 10_000, 100_000), samples=3000,
             v1_process=(500, 1000), rss=100_000, load=10_000, pickups=40, idle_seconds=5,
@@ -162,11 +164,33 @@ class Huey:
             ran += 1
 
 
+class LiteQueuePeer:
+    """litequeue 0.9 with its defaults (SQLite, WAL, synchronous=NORMAL): a worker pops a
+    message (locking it), runs the handler, and marks it done."""
+
+    def __init__(self, durable=False):
+        from litequeue import LiteQueue
+        self.queue = LiteQueue("litequeue.db")
+
+    def enqueue(self):
+        self.queue.put(json.dumps(PAYLOAD))
+
+    def process(self):
+        ran = 0
+        while True:
+            message = self.queue.pop()
+            if message is None:
+                return ran
+            noop(json.loads(message.data))
+            self.queue.done(message.message_id)
+            ran += 1
+
+
 SUBJECTS = {
     "ours": lambda: Ours(), "ours-durable": lambda: Ours(durable=True),
     "v1": lambda: Original(), "huey": lambda: Huey(), "huey-nofsync": lambda: Huey(durable=False),
     "rq": lambda: OnRedis(), "ours-queues": lambda: OursWithQueues(),
-    "ours-limited": lambda: LimitedOurs(),
+    "ours-limited": lambda: LimitedOurs(), "litequeue": lambda: LiteQueuePeer(),
 }
 FAST_PREFILL = {"ours-durable": "ours", "huey": "huey-nofsync"}  # same file, faster writer
 
@@ -620,7 +644,8 @@ class Runner:
             self.peer_paths[name] = target
 
     def run(self, measure, subject, arg="", extra="", cwd=None, wait=True):
-        peer = {"v1": "v1", "huey": "huey", "huey-nofsync": "huey"}.get(subject)
+        peer = {"v1": "v1", "huey": "huey", "huey-nofsync": "huey",
+                "litequeue": "litequeue"}.get(subject)
         env = dict(os.environ, PYTHONPATH=str(self.peer_paths[peer] if peer else ROOT))
         command = [sys.executable, *(["-S"] if peer else []), str(Path(__file__).resolve()),
                    "--child", measure, subject, str(arg), str(extra)]
@@ -886,7 +911,7 @@ def measure_busy(runner, sizes, log, figures):
 
 
 def measure_main(runner, sizes, log, figures):
-    for subject in ("ours", "ours-durable", "v1", "huey-nofsync", "huey"):
+    for subject in ("ours", "ours-durable", "v1", "huey-nofsync", "huey", "litequeue"):
         for prefill in sizes["prefill"]:
             if subject.endswith("durable") or subject == "huey":
                 if prefill not in (0, sizes["prefill"][-1]):
@@ -894,7 +919,7 @@ def measure_main(runner, sizes, log, figures):
             log(f"enqueue {subject} with {prefill} jobs in the file")
             figures[("enqueue", subject, prefill)] = runner.enqueue(
                 subject, prefill, sizes["samples"], sizes["repeats"])
-    for subject in ("ours", "huey-nofsync", "huey"):
+    for subject in ("ours", "huey-nofsync", "huey", "litequeue"):
         repeats = 1 if subject == "huey" else sizes["repeats"]  # huey default: 40 s a run
         for jobs in sizes["process"]:
             log(f"process {jobs} jobs with {subject} ({repeats} runs)")
@@ -985,6 +1010,7 @@ def extrapolate_quadratic(points, n):
 def table(figures, sizes):
     rows = ["| figure | ours | 1.0.0 | huey fsync=False | huey default | floor | ours / floor |",
             "|---|---|---|---|---|---|---|"]
+    litequeue = {}  # row index -> its litequeue cell (the others get a dash), see the end
 
     def cell(value, fmt="{:.1f}"):
         return "—" if value is None else fmt.format(value)
@@ -997,6 +1023,7 @@ def table(figures, sizes):
             found = figures.get(("enqueue", subject, prefill))
             return found and found[key]
         for key in ("p50_us", "p99_us"):
+            litequeue[len(rows)] = cell(p("litequeue", key))
             rows.append(f"| enqueue {key[:3]} µs, {prefill:,} jobs in file | {cell(p('ours', key))} | "
                         f"{cell(p('v1', key))} | {cell(p('huey-nofsync', key))} | "
                         f"{cell(p('huey', key))} | {cell(figures['floor-append'][key])} | "
@@ -1028,6 +1055,7 @@ def table(figures, sizes):
             capped.append(jobs)
         floor = figures[("floor-rewrite", jobs)]["seconds"]
         ours_total = figures[("process", "ours", jobs)]["seconds"]
+        litequeue[len(rows)] = cell(per_job("litequeue"))
         rows.append(f"| processing µs/job, {jobs:,} jobs (ours: {ours_total:.2f} s) | "
                     f"{cell(per_job('ours'))} | {cell(original, '{:,.0f}')}"
                     f"{' (extrapolated)' if jobs in capped else ''} | {cell(per_job('huey-nofsync'))} | "
@@ -1066,6 +1094,12 @@ def table(figures, sizes):
              f"are extrapolated from those with t = a*n + b*n^2."] if capped else []
     if "rq-skipped" in figures:
         notes.append(f"The RQ backend rows are skipped: {figures['rq-skipped']}.")
+    rows[1] += "---|"
+    for index, row in enumerate(rows):  # the litequeue column, after huey default's
+        if index != 1:
+            cells = row.split(" | ")
+            added = "litequeue" if index == 0 else litequeue.get(index, "—")
+            rows[index] = " | ".join(cells[:5] + [added] + cells[5:])
     return "\n".join(rows), notes
 
 
@@ -1250,28 +1284,34 @@ def main():
         log("installing the peers")
         runner.install_peers([name for name, needed_by in (("v1", {"main", "startup"}),
                                                            ("huey", {"main", "concurrency", "busy",
-                                                                     "startup"}))
+                                                                     "startup"}),
+                                                           ("litequeue", {"main"}))
                               if needed_by & set(sections)])
         figures = measure_all(runner, sizes, log, sections)
-    print(f"Machine: {machine()}, load average {load_before:.2f} at the start and "
-          f"{os.getloadavg()[0]:.2f} at the end; enqueue, processing, history and busy figures "
-          f"are medians of {sizes['repeats']} runs (huey default and 1.0.0 processing, get_job and "
-          f"the 20 ms handlers: one run); {'quick run' if args.quick else 'full run'} of "
-          f"{', '.join(sections)} in {time.monotonic() - started:.0f} s.")
+    printed = [f"Machine: {machine()}, load average {load_before:.2f} at the start and "
+               f"{os.getloadavg()[0]:.2f} at the end; enqueue, processing, history and busy figures "
+               f"are medians of {sizes['repeats']} runs (huey default and 1.0.0 processing, get_job and "
+               f"the 20 ms handlers: one run); {'quick run' if args.quick else 'full run'} of "
+               f"{', '.join(sections)} in {time.monotonic() - started:.0f} s, "
+               f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}."]
     if "main" in sections:
         rows, notes = table(figures, sizes)
-        print(f"\n{rows}")
-        for note in notes:
-            print(f"\n{note}")
+        printed += [rows, *notes]
     if "history" in sections:
-        print(f"\n{history_tables(figures, sizes)}")
+        printed.append(history_tables(figures, sizes))
     if "concurrency" in sections:
-        print(f"\n{concurrency_table(figures, sizes)}")
+        printed.append(concurrency_table(figures, sizes))
     if "busy" in sections:
-        print(f"\n{busy_tables(figures, sizes)}")
+        printed.append(busy_tables(figures, sizes))
     if "startup" in sections:
-        print(f"\n{startup_table(figures)}")
-
+        printed.append(startup_table(figures))
+    output = "\n\n".join(printed) + "\n"
+    print(output, end="")
+    if not args.quick:  # the record the docs quote from (tests/test_readme.py checks they do)
+        record = RUNS / f"{time.strftime('%Y-%m-%d', time.gmtime())}-{'-'.join(sections)}.md"
+        record.parent.mkdir(exist_ok=True)
+        record.write_text(output)
+        log(f"recorded in {record.relative_to(ROOT)}")
 
 if __name__ == "__main__":
     main()

@@ -45,7 +45,13 @@ def test_the_quick_benchmark_completes_and_prints_every_table_with_every_peer():
 
     assert done.returncode == 0, done.stderr[-2000:]
     main, history, lookup, concurrency, busy, per_job, startup = tables(done.stdout)
-    assert main[0][:5] == ["figure", "ours", "1.0.0", "huey fsync=False", "huey default"]
+    assert main[0][:6] == ["figure", "ours", "1.0.0", "huey fsync=False", "huey default",
+                           "litequeue"]
+    assert all(len(row) == len(main[0]) for row in main), main
+    for row in main[1:]:  # litequeue's enqueue and processing figures
+        if row[0].startswith(("enqueue p50 µs, ", "enqueue p99 µs, ", "processing µs/job, ")) \
+                and "queues" not in row[0]:
+            assert NUMBER.match(row[5]), row
     figures = [row[0] for row in main[1:]]
     for expected in ("enqueue p50 µs, 0 jobs in file", "enqueue p50 µs with fsync, 0 jobs in file",
                      "processing µs/job, 1,000 jobs", "worker peak RSS MB, 1,000 jobs",
