@@ -37,7 +37,7 @@ from .model.transitions import retry_delay
 # would otherwise bind the name to the subpackage.
 importlib.import_module(f"{__name__}.periodic")
 
-__version__ = "1.1.0"
+__version__ = "2.0.0.dev0"  # 2: workers take only what they can run; RQ jobs are JSON
 __all__ = ["enqueue", "process_jobs", "get_job", "cancel_job", "enqueue_after",
            "enqueue_on_commit", "handler", "handlers", "periodic", "default_queue", "use_queue",
            "Queue", "Backend", "Retry", "QueueError", "CorruptLineError", "UnsupportedError",
@@ -50,14 +50,17 @@ handlers: Dict[str, Callable[[dict], Any]] = Handlers()
 (...)`` (their schedules in ``handlers.schedules``): ``process_jobs(handlers)``."""
 
 
-def use_queue(queue: Optional[Backend]) -> None:
+def use_queue(queue: Optional[Backend]) -> Optional[Backend]:
     """Make the module-level functions use ``queue`` (any backend) until called again with
-    None, which goes back to choosing from the environment. For an app that builds its own
-    queue, and for tests (``dbbasic_queue.testing.immediate``)."""
+    None, which goes back to choosing from the environment; returns the queue chosen before
+    (None if none was), to put back. For an app that builds its own queue, and for tests
+    (``dbbasic_queue.testing.using_queue``)."""
+    previous = _queues.get("chosen")
     if queue is None:
         _queues.pop("chosen", None)
     else:
         _queues["chosen"] = queue
+    return previous
 
 
 def default_queue() -> Queue:

@@ -2,7 +2,9 @@
 immediate mode in which ``enqueue`` runs the handler at once.
 
 With pytest, installing the package also gives the ``queue_file`` fixture (see
-``pytest_plugin``): a Queue on a temporary file, with a FakeClock.
+``pytest_plugin``): a Queue on a temporary file, with a FakeClock, which the module-level
+functions use for the test's duration (``using_queue``), so app code calling
+``dbbasic_queue.enqueue`` never writes to the real ``data/queue.tsv``.
 """
 
 import contextlib
@@ -80,30 +82,44 @@ class ImmediateQueue(Queue):
 
 
 @contextlib.contextmanager
+def using_queue(queue: Queue) -> Iterator[Queue]:
+    """Within the block, the module-level functions (``dbbasic_queue.enqueue``, ``get_job``,
+    ``cancel_job``, ``process_jobs``, ...) use ``queue``, and ``DBBASIC_QUEUE_FILE`` names its
+    file (for a command line the block starts); ``DBBASIC_QUEUE_URL`` is unset. After it, the
+    two variables and the queue chosen with ``dbbasic_queue.use_queue`` are as they were."""
+    import dbbasic_queue
+    saved = {name: os.environ.get(name) for name in ("DBBASIC_QUEUE_FILE", "DBBASIC_QUEUE_URL")}
+    os.environ["DBBASIC_QUEUE_FILE"] = str(queue.path)
+    os.environ.pop("DBBASIC_QUEUE_URL", None)
+    previous = dbbasic_queue.use_queue(queue)
+    try:
+        yield queue
+    finally:
+        dbbasic_queue.use_queue(previous)
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@contextlib.contextmanager
 def immediate(handlers: Optional[Handlers] = None, *,
               raise_errors: bool = True) -> Iterator[ImmediateQueue]:
     """Within the block, the module-level functions (``dbbasic_queue.enqueue``, ``get_job``,
     ...) use a queue on a temporary file whose ``enqueue`` runs the handler at once, with
     ``handlers`` (default: those registered with ``@dbbasic_queue.handler``). A handler's
-    exception reaches the caller of ``enqueue`` unless ``raise_errors`` is False."""
+    exception reaches the caller of ``enqueue`` unless ``raise_errors`` is False.
+
+    The jobs belong to the block's queue: look them up inside the block. After it, the
+    temporary file is gone and the functions use the real queue again, so ``get_job`` of a
+    job enqueued inside returns None."""
     import dbbasic_queue
     chosen = dict(dbbasic_queue.handlers if handlers is None else handlers)
-    saved = {name: os.environ.get(name) for name in ("DBBASIC_QUEUE_FILE", "DBBASIC_QUEUE_URL")}
     with tempfile.TemporaryDirectory(prefix="dbbasic-queue-") as directory:
-        path = Path(directory) / "queue.tsv"
-        queue = ImmediateQueue(path, chosen, raise_errors)
-        os.environ["DBBASIC_QUEUE_FILE"] = str(path)
-        os.environ.pop("DBBASIC_QUEUE_URL", None)
-        dbbasic_queue.use_queue(queue)
-        try:
+        queue = ImmediateQueue(Path(directory) / "queue.tsv", chosen, raise_errors)
+        with using_queue(queue):
             yield queue
-        finally:
-            dbbasic_queue.use_queue(None)
-            for name, value in saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
 
 
 def queue_on(directory: Path, **options: Dict[str, Any]) -> Queue:

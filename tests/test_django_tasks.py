@@ -183,6 +183,28 @@ def test_a_failing_task_is_retried_then_fails_with_its_traceback(project, tasks_
     assert len(line) < 300
 
 
+def test_under_debug_with_a_root_console_handler_the_worker_logs_each_line_once(project,
+                                                                             tasks_file):
+    from shop.tasks import add
+
+    # Given DEBUG=True and LOGGING's root console handler (Django's documented example)
+    task_id = add.enqueue(2, 3).id
+    command = worker_command(project, tasks_file, "--log-level", "DEBUG")
+    command["env"]["SHOP_DEBUG_LOGGING"] = "1"
+
+    # When the worker runs the task
+    done = subprocess.run(**command, timeout=120)
+
+    # Then every line is on stderr once, the framework's and the queue's alike
+    assert done.returncode == 0, done.stderr
+    lines = [line.split(" ", 3)[-1] if line[:1].isdigit() else line
+             for line in done.stderr.splitlines()]
+    assert f"Task id={task_id} path=shop.tasks.add state=SUCCESSFUL" in lines
+    assert any(line.startswith(f"job {task_id} shop.tasks.add completed in") for line in lines)
+    assert any(line.startswith("ran 1 job in") for line in lines), lines
+    assert len(lines) == len(set(lines)), done.stderr
+
+
 def test_a_killed_workers_task_is_taken_again_once_its_lease_ends(project, tasks_file, tmp_path):
     from dbbasic_queue.django.compat import TaskResultStatus
     from shop.tasks import pack_parcel

@@ -402,6 +402,7 @@ def test_an_overflow_from_a_command_is_not_called_a_corrupt_line(queue, capsys, 
     def overflowing(queue, args):
         raise OverflowError("Python int too large to convert to C int")
     monkeypatch.setitem(SUBCOMMANDS, "stats", overflowing)
+    queue.path.parent.mkdir(parents=True, exist_ok=True)  # else: no such directory, exit 4
 
     code = main(["--file", str(queue.path), "stats"])
     err = capsys.readouterr().err

@@ -17,6 +17,7 @@ import pytest
 from dbbasic_queue import Queue
 from dbbasic_queue.backend import UNIQUE_KEYS
 from dbbasic_queue.cli import _parser, main
+from dbbasic_queue.cli.display import utc
 from support import ROOT, TESTS, kill_worker_mid_job
 
 NO_FILE = "no queue file at"
@@ -86,6 +87,46 @@ def test_an_existing_queue_file_gets_no_such_note(queue, capsys):
     queue.enqueue("t", {})
     for command in (["stats"], ["list"]):
         assert run(capsys, *command)[2] == ""
+
+
+@pytest.mark.parametrize("command", [
+    ["stats"], ["stats", "--json"], ["list"], ["show", "0123456789abcdef"], ["schedules"],
+    ["cancel", "0123456789abcdef"], ["retry", "--failed"], ["run-now", "--all"],
+    ["purge", "--older-than", "7d"], ["pause", "emails"], ["resume", "emails"]])
+def test_a_file_option_naming_a_directory_that_does_not_exist_is_an_error(queue, capsys,
+                                                                          tmp_path, command):
+    missing = tmp_path / "no" / "such" / "q.tsv"
+
+    code, out, err = run(capsys, *command, "--file", missing)
+
+    assert (code, out) == (4, "")
+    one_line_error(err, f"the directory {missing.parent} does not exist", str(missing),
+                   "check --file or DBBASIC_QUEUE_FILE")
+    assert not (tmp_path / "no").exists()
+
+
+def test_dbbasic_queue_file_naming_a_directory_that_does_not_exist_is_an_error_too(
+        queue, capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("DBBASIC_QUEUE_FILE", str(tmp_path / "no" / "q.tsv"))
+    code, _, err = run(capsys, "stats")
+    assert code == 4
+    one_line_error(err, f"the directory {tmp_path / 'no'} does not exist")
+
+
+def test_a_file_option_in_an_existing_directory_is_only_no_queue_file_yet(queue, capsys,
+                                                                        tmp_path):
+    code, _, err = run(capsys, "stats", "--file", tmp_path / "q.tsv")
+    assert code == 0
+    one_line_error(err, NO_FILE, str(tmp_path / "q.tsv"))
+    code, out, _ = run(capsys, "enqueue", "t", "{}", "--file", tmp_path / "new" / "q.tsv")
+    assert code == 0 and Queue(tmp_path / "new" / "q.tsv").get_job(out.strip()) is not None
+
+
+def test_a_worker_may_start_before_the_directory_of_its_file_exists(queue, capsys, tmp_path):
+    code, out, err = run(capsys, "work", "--handlers", "jobs_for_cli:handlers",
+                         "--file", tmp_path / "later" / "q.tsv")
+    assert (code, out) == (0, "ran 0 jobs\n")
+    assert "does not exist" not in err
 
 
 def test_a_worker_says_where_no_queue_file_is_and_exits_0(tmp_path):
@@ -364,6 +405,16 @@ def test_at_takes_iso_8601_with_a_zone_or_a_unix_timestamp(queue, capsys, text, 
     code, out, _ = run(capsys, "enqueue", "t", "{}", "--at", text)
 
     assert code == 0 and queue.get_job(out.strip())["run_at"] == expected.timestamp()
+
+
+def test_at_in_the_past_still_enqueues_and_says_the_job_is_due_now(queue, capsys):
+    past = int(time.time()) - 3600
+
+    code, out, err = run(capsys, "enqueue", "t", "{}", "--at", str(past))
+
+    assert code == 0 and queue.get_job(out.strip())["run_at"] == past
+    assert err == f"dbbasic-queue: note: --at {utc(past)} UTC is in the past; the job is due now\n"
+    assert run(capsys, "enqueue", "t", "{}", "--at", str(past + 7200))[2] == ""
 
 
 @pytest.mark.parametrize("text, words", [

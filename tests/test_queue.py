@@ -7,6 +7,7 @@ sleeping. What every backend does is in test_backends.py; the file itself in tes
 
 import logging
 import math
+import re
 import threading
 
 import pytest
@@ -354,6 +355,21 @@ def test_a_run_logs_one_summary_line_at_info_and_nothing_per_job(queue, caplog):
     info = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
     assert len(info) == 1
     assert info[0].startswith("ran 6 jobs in ") and info[0].endswith("s: 5 completed, 1 to retry")
+
+
+
+def test_a_run_with_nothing_due_logs_its_one_line_at_debug_only(queue, clock, caplog):
+    # Given a job due only in an hour (and so a file to read)
+    queue.enqueue("good", {}, run_at=clock.now + 3600)
+
+    # When a run finds nothing due, logged at DEBUG
+    with caplog.at_level(logging.DEBUG, logger="dbbasic_queue"):
+        assert queue.process_jobs({"good": noop}) == 0
+
+    # Then it says so in one DEBUG line, and nothing at INFO or above
+    lines = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "dbbasic_queue"]
+    assert len(lines) == 1 and lines[0][0] == logging.DEBUG, lines
+    assert re.fullmatch(r"ran 0 jobs in \d+\.\d\d s", lines[0][1]), lines
 
 
 # --- retention -------------------------------------------------------------------------

@@ -55,3 +55,20 @@ def test_every_bash_and_python_snippet_of_the_readme_runs(tmp_path):
         ran += 1
     assert ran >= 7  # the README has this many blocks to run: a parse that finds none fails
     assert (tmp_path / "data" / "queue.tsv").exists()
+
+
+def test_the_readme_s_count_of_jobs_by_type_and_status_leaves_out_the_header(tmp_path):
+    from dbbasic_queue import Queue
+    command = next(line for line in (ROOT / "README.md").read_text().splitlines()
+                   if "uniq -c" in line).split("#")[0]
+    queue = Queue(tmp_path / "data" / "queue.tsv")
+    for job_type in ("send_email", "send_email", "resize"):
+        queue.enqueue(job_type, {})
+
+    done = subprocess.run(["bash", "-euo", "pipefail", "-c", command], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+
+    assert done.returncode == 0, done.stderr
+    assert [line.split() for line in done.stdout.splitlines()] == [
+        ["1", "resize", "pending"], ["2", "send_email", "pending"]]
+

@@ -5,11 +5,12 @@ Exit codes: 0 done; 1 no such job, or the job is not in a state the command appl
 does not import, a value too large or too deeply nested), or a command or option the backend
 does not support; 3 the queue cannot be used (not a queue file; a corrupt line, a foreign job
 in Redis or a job too deep to read, asked for); 4 the queue's storage cannot be read or
-written (permissions, a full disk, a file size limit, Redis out of reach). Every error is one
-line on stderr (after the traceback of a handlers module that raised on import). A closed
-output (``| head``) ends quietly with 141, as SIGPIPE would; Ctrl-C with 130. Job fields are
-shown with their control characters escaped; ``--json`` is exact. The looking commands
-(stats, list, show) are in ``show.py``, the grammar in ``args.py``.
+written (permissions, a full disk, a file size limit, Redis out of reach; the directory of a
+--file that does not exist, but for enqueue, work, dashboard and schedules --handlers).
+Every error is one line on stderr (after the traceback of a handlers module that raised on
+import). A closed output (``| head``) ends quietly with 141, as SIGPIPE would; Ctrl-C with
+130. Job fields are shown with their control characters escaped; ``--json`` is exact. The
+looking commands (stats, list, show) are in ``show.py``, the grammar in ``args.py``.
 """
 
 import collections
@@ -22,7 +23,8 @@ import threading
 import time
 from typing import Any, Dict, List, Mapping, Optional
 
-from ..backend import DEFAULT_LEASE_SECONDS, DEFAULT_RETENTION_SECONDS, FILE, LEASES, require
+from ..backend import (DEFAULT_LEASE_SECONDS, DEFAULT_PATH, DEFAULT_RETENTION_SECONDS, FILE,
+                       LEASES, require)
 from ..family.commands import queue_commands
 from .args import NO_RETENTION, NotApplicable, UsageError, duration, duration_with_unit
 from .args import parser as _parser
@@ -52,6 +54,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         args = _parser().parse_args(argv)
         queue = _queue(args)
+        missing = _missing_directory(queue, args)
+        if missing:
+            return _fail(EXIT_STORAGE, missing)
         if args.needs is not None:
             require(queue, args.needs, f"dbbasic-queue {args.name}",
                     "unset DBBASIC_QUEUE_URL to use the TSV file, or see the README's table "
@@ -90,6 +95,25 @@ def _queue(args):
                          f"'dbbasic-queue[rq]' ({error}); or unset DBBASIC_QUEUE_URL to use "
                          f"the TSV file") from None
     return RQQueue(url)
+
+
+WAIT_FOR_THE_FILE = {"enqueue", "work", "dashboard"}  # creates it; may start before it exists
+
+
+def _missing_directory(queue, args) -> str:
+    """What to say if the directory of --file (or $DBBASIC_QUEUE_FILE) does not exist: a
+    wrong path, not an empty queue. The default data/ of a fresh app may be missing; enqueue
+    creates the directory, as the first enqueue() does; a worker or the dashboard may be
+    started before it (they say where they look), and ``schedules --handlers`` shows the
+    schedules of the code before any worker ran."""
+    if (FILE not in queue.capabilities or args.name in WAIT_FOR_THE_FILE
+            or args.file == DEFAULT_PATH or getattr(args, "handlers", None) is not None):
+        return ""
+    directory = os.path.dirname(os.path.abspath(queue.describe()))
+    if os.path.exists(directory):
+        return ""
+    return (f"the directory {directory} does not exist, so there is no queue file "
+            f"{queue.describe()}; check --file or DBBASIC_QUEUE_FILE (enqueue creates it)")
 
 
 def _storage_message(error: OSError) -> str:
@@ -137,6 +161,7 @@ def enqueue_command(queue, args) -> int:
                  concurrency_limit=args.concurrency_limit, rate_limit=args.rate_limit,
                  rate_key=args.rate_key)
     options.update((name, value) for name, value in given.items() if value is not None)
+    added = True
     try:
         if args.unique_key is None:
             job_id = queue.enqueue(args.type, payload, run_at, **options)
@@ -145,7 +170,8 @@ def enqueue_command(queue, args) -> int:
             planned = queue.enqueue_after(lambda write: kept.append(write()), args.type,
                                           payload, run_at, **options)
             job_id = kept[0]
-            if job_id != planned:
+            added = job_id == planned
+            if not added:
                 twin = queue.get_job(job_id)
                 status = twin["status"] if twin else "pending or processing"
                 print(f"dbbasic-queue: a {status} job has this key: {job_id}; nothing was "
@@ -153,6 +179,9 @@ def enqueue_command(queue, args) -> int:
     except (RecursionError, OverflowError) as error:
         raise UsageError(f"a value of the job is too large or nested too deeply "
                          f"({type(error).__name__}: {error})") from None
+    if added and args.at is not None and args.at < time.time():  # a typo'd year, say
+        print(f"dbbasic-queue: note: --at {utc(args.at)} UTC is in the past; the job is due "
+              f"now", file=sys.stderr)
     print(job_id)
     return EXIT_OK
 

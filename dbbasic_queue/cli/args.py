@@ -27,7 +27,8 @@ EXIT_CODES = """exit codes:
      does not import), or a command or option the backend does not support
   3  the queue cannot be used: not a queue file, or a corrupt line or foreign job asked for
   4  the queue's storage cannot be read or written (permissions, a full disk, Redis out of
-     reach)
+     reach, a --file whose directory does not exist, except for enqueue, which creates
+     it, and work, dashboard and schedules --handlers, which may run before it exists)
 
 Durations are 30s, 10m, 2h, 7d; a bare number is seconds, except where jobs are deleted
 (purge --older-than, work --retention), which need a unit."""
@@ -231,7 +232,8 @@ def parser() -> argparse.ArgumentParser:
     when = enqueue.add_mutually_exclusive_group()
     when.add_argument("--at", type=moment, metavar="WHEN",
                       help="run at this time: ISO 8601 with a zone (2026-12-01T09:00:00+01:00, "
-                           "...Z for UTC) or a Unix timestamp")
+                           "...Z for UTC) or a Unix timestamp; a time in the past makes the "
+                           "job due now, with a note on stderr")
     when.add_argument("--in", dest="delay", type=duration, metavar="DURATION",
                       help="run after this long: 30s, 10m, 2h, 7d (a bare number is seconds)")
     enqueue.add_argument("--unique-key", help="add nothing if a pending or processing job has it")
@@ -298,7 +300,7 @@ def parser() -> argparse.ArgumentParser:
     work = command("work", "run jobs: once (for cron) or --loop",
                    "Run the due jobs with the handlers of --handlers, then exit (for cron), "
                    "or keep running with --loop. Logs on stderr: one start-up line, one line "
-                   "per run and per failure (DEBUG: per job).")
+                   "per run that ran jobs and per failure (DEBUG: per job, and per empty run).")
     work.add_argument("--handlers", required=True, metavar="MODULE:NAME",
                       help="a dict of job type -> function at a module's top level, e.g. "
                            "app.jobs:handlers, or an object with a .handlers dict")
@@ -328,8 +330,8 @@ def parser() -> argparse.ArgumentParser:
                       help=f"drop completed and cancelled jobs older than this, with a unit "
                            f"(default {DEFAULT_RETENTION_SECONDS // 86400}d; 'none' keeps them)")
     work.add_argument("--log-level", type=log_level, default="INFO", metavar="LEVEL",
-                      help=f"{', '.join(LOG_LEVELS)} (default INFO: a line per run and per "
-                           f"failure; DEBUG adds a line per job)")
+                      help=f"{', '.join(LOG_LEVELS)} (default INFO: a line per run that ran "
+                           f"jobs and per failure; DEBUG adds a line per job and per empty run)")
 
     for verb, doing in (("pause", "stop workers starting"), ("resume", "let workers start again")):
         sub = command(verb, f"{doing} jobs of a queue or a job type",

@@ -129,6 +129,8 @@ class WorkerRun:
             logger.info("ran %s in %.2f s: %s", plural(self.ran, "job"),
                         time.perf_counter() - began,
                         ", ".join(f"{count} {what}" for what, count in sorted(self.outcomes.items())))
+        else:  # at DEBUG: cron's every minute and a loop worker's every rescan would fill a log
+            logger.debug("ran 0 jobs in %.2f s", time.perf_counter() - began)
         return self.ran
 
     def _serve_in_threads(self) -> None:

@@ -1,6 +1,7 @@
 """A small shop whose tasks run on dbbasic-queue. The tests set SHOP_DATABASE and
 SHOP_QUEUE_FILE, so the web side (in the test process) and the worker (a real subprocess)
-share one sqlite database and one queue file."""
+share one sqlite database and one queue file. SHOP_DEBUG_LOGGING=1 runs it as a developer
+would: DEBUG=True and the root console handler of Django's logging documentation."""
 
 import os
 from importlib.util import find_spec
@@ -8,7 +9,11 @@ from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 SECRET_KEY = "only-for-the-tests"
-DEBUG = False
+DEBUG = os.environ.get("SHOP_DEBUG_LOGGING") == "1"
+if DEBUG:
+    LOGGING = {"version": 1, "disable_existing_loggers": False,
+               "handlers": {"console": {"class": "logging.StreamHandler"}},
+               "root": {"handlers": ["console"], "level": "WARNING"}}
 ALLOWED_HOSTS = ["testserver", "localhost"]
 USE_TZ = True
 ROOT_URLCONF = "project.urls"

@@ -8,6 +8,7 @@ the backend's OPTIONS; the options here override them for this worker.
 import argparse
 import logging
 import sys
+from typing import Optional
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -91,12 +92,35 @@ class Command(BaseCommand):
         return backend
 
     def log_to_stderr(self, level: str) -> None:
-        """Our log and the framework's task log on stderr, unless LOGGING already sends them
-        somewhere."""
+        """Our log and the framework's task log on stderr, each line once: a line that a
+        handler of LOGGING already writes to the terminal (Django's console under DEBUG=True,
+        a root console handler) is left to it."""
         for name in ("dbbasic_queue", FRAMEWORK):
             log = logging.getLogger(name)
             log.setLevel(level)
             if not log.handlers:
                 handler = logging.StreamHandler(sys.stderr)
                 handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+                handler.addFilter(NotOnTheTerminalYet(handler))
                 log.addHandler(handler)
+
+
+class NotOnTheTerminalYet(logging.Filter):
+    """Passes a record only if no other handler it reaches (through propagation, as logging
+    sends it) writes it to stdout or stderr."""
+
+    def __init__(self, ours: logging.Handler) -> None:
+        super().__init__()
+        self.ours = ours
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        log: Optional[logging.Logger] = logging.getLogger(record.name)
+        while log is not None:
+            for handler in log.handlers:
+                if (handler is not self.ours and isinstance(handler, logging.StreamHandler)
+                        and handler.stream in (sys.stdout, sys.stderr, sys.__stdout__,
+                                               sys.__stderr__)
+                        and record.levelno >= handler.level and handler.filter(record)):
+                    return False
+            log = log.parent if log.propagate else None
+        return True
