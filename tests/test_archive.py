@@ -52,6 +52,23 @@ def test_a_finished_job_stays_in_the_queue_file_for_an_hour_then_moves_to_its_da
     assert len(grep.stdout.splitlines()) == 1
 
 
+def test_the_last_results_of_a_queue_that_went_quiet_still_go_at_retention(tmp_path, clock):
+    # Given a run's last results, left in queue.tsv for a next rewrite that never comes
+    queue = Queue(tmp_path / "queue.tsv", clock=clock)
+    done = queue.enqueue("t", {"n": 1})
+    queue.process_jobs({"t": lambda payload: "sent"})
+    assert done in ids_in(queue.path)
+    # When cron runs with nothing due: within retention it writes nothing
+    before = os.stat(queue.path)
+    clock.advance(6 * 86400)
+    queue.process_jobs({"t": lambda payload: "sent"})
+    assert os.stat(queue.path).st_ino == before.st_ino
+    # Then past retention its run drops them, as it drops archive files
+    clock.advance(2 * 86400)
+    queue.process_jobs({"t": lambda payload: "sent"})
+    assert ids_in(queue.path) == [] and queue.get_job(done) is None
+
+
 def test_a_1_0_0_file_full_of_history_is_taken_over_by_the_first_run(tmp_path, clock):
     # Given a 1.0.0 file (nine columns): a week of completed jobs and one pending job
     path = tmp_path / "queue.tsv"

@@ -4,7 +4,6 @@ small sample app whose own test suite runs in a real pytest process."""
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest

@@ -267,8 +267,9 @@ class ArchiveTable(Table):
 class RetiringEditor(Editor):
     """An editor that, as a rewrite passes finished lines (``retire``), drops those past
     retention and moves those past the archive age into ``spool``, committed with the
-    rewrite. Neither is a change by itself (only a rewrite done anyway drops or moves),
-    except that ARCHIVE_MIN_LINES lines to move make the rewrite worth doing."""
+    rewrite. A line past retention is a change (the last results of a queue gone quiet go
+    at retention too, in one rewrite); a move is not by itself (only a rewrite done anyway
+    moves), except that ARCHIVE_MIN_LINES lines to move make the rewrite worth doing."""
 
     drop_before: Optional[float] = None
     archive_before: Optional[float] = None
@@ -283,6 +284,7 @@ class RetiringEditor(Editor):
         if (self.drop_before is not None and finished_at < self.drop_before
                 and (known_good or reads(line))):
             self.dropped += 1
+            self.changed = True
             return None
         if (self.spool is not None and finished_at < self.archive_before
                 and (known_good or reads(line))):

@@ -392,7 +392,8 @@ def look(lines, now: float, scope: Scope, room: int, archive_before: Optional[fl
     """Read every line (cheap peeks) for a claim of at most ``room`` jobs: see Look. Worth a
     claim: a job due that the worker may take, a processing one it may take (its worker
     may be dead), a due job of a type it cannot run not yet marked waiting, a line only a
-    full parse can judge, or enough finished lines to move or drop (see RetiringEditor)."""
+    full parse can judge, a finished line past retention, or enough finished lines to move
+    (see RetiringEditor)."""
     next_due, retiring, worth, ranked = None, 0, False, False
     best = Best(scope, room)
     for position, (_, line) in enumerate(lines):
@@ -423,8 +424,9 @@ def look(lines, now: float, scope: Scope, room: int, archive_before: Optional[fl
                 next_due = run_at if next_due is None else min(next_due, run_at)
         elif status in _RETAINED and created_at.isdigit() and not worth:
             finished_at = max(run_at, int(created_at))
-            if ((drop_before is not None and finished_at < drop_before) or
-                    (archive_before is not None and finished_at < archive_before)):
+            if drop_before is not None and finished_at < drop_before:
+                worth = True  # past retention: it goes, even from a queue gone quiet
+            elif archive_before is not None and finished_at < archive_before:
                 retiring += 1
                 worth = retiring >= ARCHIVE_MIN_LINES
     if not best.count:
