@@ -10,8 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from support import ROOT
 
 BLOCK = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
@@ -72,3 +70,22 @@ def test_the_readme_s_count_of_jobs_by_type_and_status_leaves_out_the_header(tmp
     assert [line.split() for line in done.stdout.splitlines()] == [
         ["1", "resize", "pending"], ["2", "send_email", "pending"]]
 
+
+RUN_FILE = re.compile(r"benchmarks/runs/\d{4}-\d{2}-\d{2}-[\w.-]+\.md")
+FIGURE = re.compile(r"(?<![\w.])(\d[\d,]*(?:\.\d+)?)\s?(?:µs|ms|MB|%|x\b|s\b)")
+
+
+def test_the_figures_the_docs_quote_are_printed_in_the_benchmark_run_they_cite():
+    # Every paragraph of the README and benchmarks/README.md that cites a recorded run
+    # (benchmarks/runs/...) quotes only figures that run printed.
+    cited = 0
+    for doc in (ROOT / "README.md", ROOT / "benchmarks" / "README.md"):
+        for paragraph in re.split(r"\n\s*\n|\n(?=- )", doc.read_text()):  # list items apart
+            for name in set(RUN_FILE.findall(paragraph)):
+                printed = set(re.findall(r"\d[\d,]*(?:\.\d+)?", (ROOT / name).read_text()))
+                quoted = set(FIGURE.findall(paragraph))
+                if not quoted:  # a paragraph that only points at the run
+                    continue
+                assert quoted <= printed, (str(doc.relative_to(ROOT)), name, sorted(quoted - printed))
+                cited += 1
+    assert cited >= 5  # the README's performance and threads lines, the benchmark page's
