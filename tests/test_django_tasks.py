@@ -183,7 +183,7 @@ def test_a_failing_task_is_retried_then_fails_with_its_traceback(project, tasks_
     assert len(line) < 300
 
 
-def test_under_debug_with_a_root_console_handler_the_worker_logs_each_line_once(project,
+def test_under_debug_with_a_root_console_handler_the_worker_adds_no_copy_of_a_line(project,
                                                                              tasks_file):
     from shop.tasks import add
 
@@ -195,14 +195,21 @@ def test_under_debug_with_a_root_console_handler_the_worker_logs_each_line_once(
     # When the worker runs the task
     done = subprocess.run(**command, timeout=120)
 
-    # Then every line is on stderr once, the framework's and the queue's alike
+    # Then the worker adds no copy of any line: the queue's are on stderr once, and the
+    # framework's as often as LOGGING prints them (once for the backport's django_tasks
+    # logger; Django 6's django.tasks is under "django", whose DEBUG console handler and the
+    # root's each print it, as they print every django.* line)
+    from dbbasic_queue.django.compat import FRAMEWORK
     assert done.returncode == 0, done.stderr
     lines = [line.split(" ", 3)[-1] if line[:1].isdigit() else line
              for line in done.stderr.splitlines()]
-    assert f"Task id={task_id} path=shop.tasks.add state=SUCCESSFUL" in lines
-    assert any(line.startswith(f"job {task_id} shop.tasks.add completed in") for line in lines)
-    assert any(line.startswith("ran 1 job in") for line in lines), lines
-    assert len(lines) == len(set(lines)), done.stderr
+    ours = [line for line in lines if not line.startswith("Task id=")]
+    assert any(line.startswith(f"job {task_id} shop.tasks.add completed in") for line in ours)
+    assert any(line.startswith("ran 1 job in") for line in ours), lines
+    assert len(ours) == len(set(ours)), done.stderr
+    printers = 2 if FRAMEWORK.startswith("django.") else 1
+    assert lines.count(f"Task id={task_id} path=shop.tasks.add state=SUCCESSFUL") == printers, \
+        done.stderr
 
 
 def test_a_killed_workers_task_is_taken_again_once_its_lease_ends(project, tasks_file, tmp_path):
