@@ -627,8 +627,10 @@ def test_overlapping_real_workers_fire_each_slot_once_over_a_simulated_day(tmp_p
     line.release(len(workers))
     for worker in workers:
         finish(worker)
-    # (jobs a worker fired in its last instant and did not run: a worker without schedules)
-    queue = Queue(path, clock=lambda: end + HOUR)  # the simulated clock where the workers stopped
+    # (jobs a worker fired in its last instant and did not run: a worker without schedules, an
+    # hour past the moment the workers stopped at, as a worker's last run fired a slot a few
+    # simulated seconds after it, due only then)
+    queue = Queue(path, clock=lambda: end + 2 * HOUR)
     queue.process_jobs(dict(record_handlers(runs_log)))
     # Then every slot of the day fired exactly once, and its job ran once
     for job_type, step in (("quarter", 15 * MINUTE), ("tick", 10 * MINUTE)):
