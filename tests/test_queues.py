@@ -290,6 +290,54 @@ def test_a_high_priority_job_enqueued_while_a_worker_runs_is_taken_next(queue):
     assert seen.index("urgent") <= FIRST_BATCH  # in the next claim, not after every low one
 
 
+def test_ranked_claims_after_the_first_look_keep_the_order_and_run_each_job_once(queue):
+    rng = random.Random(3)
+    for n in range(600):  # claims of 8, then more: the later ones from what the run remembers
+        priority = rng.randint(-5, 5)
+        queue.enqueue("t", {"n": n, "priority": priority}, priority=priority)
+    seen = []
+
+    queue.process_jobs({"t": lambda payload: seen.append((payload["priority"], payload["n"]))})
+
+    assert seen == sorted(seen, key=lambda job: (-job[0], job[1]))
+    assert len({n for _, n in seen}) == 600
+
+
+def test_a_job_enqueued_between_ranked_claims_is_ranked_with_the_remembered_ones(queue):
+    seen = []
+
+    def handler(payload):
+        seen.append(payload["n"])
+        if payload["n"] == "first":
+            queue.enqueue("t", {"n": "urgent"}, priority=50)  # appended: the file stays the run's
+    queue.enqueue("t", {"n": "first"}, priority=9)
+    for n in range(20 * FIRST_BATCH):
+        queue.enqueue("t", {"n": f"low-{n}"}, priority=-1 - n % 3)
+
+    queue.process_jobs({"t": handler})
+
+    assert len(seen) == 20 * FIRST_BATCH + 2
+    assert seen.index("urgent") <= FIRST_BATCH  # in the next claim, not after the low ones
+
+
+def test_a_job_cancelled_between_ranked_claims_never_runs(queue):
+    seen = []
+    ids = []
+
+    def handler(payload):
+        seen.append(payload["n"])
+        if payload["n"] == 0:
+            assert queue.cancel_job(ids[5 * FIRST_BATCH])  # one the run chose from its look
+    for n in range(20 * FIRST_BATCH):
+        ids.append(queue.enqueue("t", {"n": n}, priority=-(n % 3 != 0)))
+
+    queue.process_jobs({"t": handler}, queues={"default": 1})
+
+    assert 5 * FIRST_BATCH not in seen
+    assert sorted(seen) == [n for n in range(20 * FIRST_BATCH) if n != 5 * FIRST_BATCH]
+    assert queue.get_job(ids[5 * FIRST_BATCH])["status"] == "cancelled"
+
+
 def test_strict_queue_order_serves_the_first_queue_before_the_next(queue):
     seen = []
     queue.enqueue("t", {"n": "default-high"}, priority=100)

@@ -108,6 +108,10 @@ HEADER = ("\t".join(COLUMNS) + "\n").encode()
 KNOWN_HEADERS = frozenset({"\t".join(PUBLISHED_COLUMNS).encode(), HEADER.rstrip(b"\n")})
 STATUSES = ("pending", "processing", "completed", "failed", "cancelled")
 FINISHED = ("completed", "failed", "cancelled")
+# As a line's status field holds them: the statuses a worker may claim (a processing job
+# whose worker died), and those retention drops (failed jobs stay until purged).
+CLAIMABLE_WORDS = (b"pending", b"processing")
+RETAINED_WORDS = (b"completed", b"cancelled")
 _INT_COLUMNS = ("created_at", "run_at", "attempts")
 MAX_INT_DIGITS = 19  # an integer field is plain ASCII digits, fewer than 2**63 could need
 _FIELD_COUNTS = (len(COLUMNS), len(PUBLISHED_COLUMNS))

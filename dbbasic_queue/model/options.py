@@ -114,10 +114,13 @@ def decode_options(text: str) -> Dict[str, Any]:
 WORKER_KEY = "worker"  # set while a job is processing: the token of the run holding it
 
 
-def with_worker(text: str, token: str) -> str:
-    """The options field of a job claimed by the worker run ``token``."""
+def with_worker(text: str, token: str, options: Optional[Dict[str, Any]] = None) -> str:
+    """The options field of a job claimed by the worker run ``token``; ``options``, if
+    given, is ``text`` decoded, which lets the token be added to the text as it is."""
     if not text:
         return f'{{"{WORKER_KEY}": "{token}"}}'
+    if options is not None and options and WORKER_KEY not in options and text.endswith("}"):
+        return f'{text[:-1]}, "{WORKER_KEY}": "{token}"}}'
     options = decode_options(text)
     options[WORKER_KEY] = token
     return json.dumps(options, ensure_ascii=False)

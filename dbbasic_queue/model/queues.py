@@ -10,7 +10,7 @@ is paused (``Scope.takes``). Among the jobs it may take, it claims in this order
 place 0 when the worker serves any queue), then higher priority, then earlier ``run_at``,
 then earlier in the file (the order of enqueueing). With weights instead of a strict order,
 each job of a claim comes from a queue drawn by weight among those with jobs due, so each
-queue gets its share of the work while all have jobs (``choose``).
+queue gets its share of the work while all have jobs (``Candidates.take``).
 """
 
 import heapq
@@ -212,53 +212,67 @@ class Scope(NamedTuple):
         return place, -priority, run_at, position
 
 
-class Best:
-    """The ``room`` best-ranked candidates seen (per queue, with weights, which draw among
-    queues), kept as they come: a look's memory follows its claim, not the file."""
+class Candidates:
+    """The best-ranked due jobs a worker may take, as a look and later reads found them: one
+    list (strict order), or one per queue (weights, which draw among queues). Each list
+    keeps at most ``keep`` jobs, the worst dropped as better ones come (it is then *short*:
+    a claim it can no longer fill needs a new look), so memory follows the claims, not the
+    file. ``take`` removes what it returns, so a run can keep one between its claims."""
 
-    def __init__(self, scope: Scope, room: int) -> None:
+    def __init__(self, scope: Scope, keep: int) -> None:
+        self.scope = scope
         self.per_queue = scope.weights is not None
-        self.room = max(room, 0)
-        self.heaps: Dict[str, list] = {}  # of (the rank negated, queue, id): the worst on top
-        self.count = 0
+        self.keep = max(keep, 1)
+        # Of (the rank negated, queue, id): a heap while jobs are added (the worst on top),
+        # sorted before a take (the best last, popped first).
+        self.lists: Dict[str, list] = {}
+        self.short: Dict[str, bool] = {}
+        self.unsorted: set = set()
+        self.count = 0  # jobs added
 
     def add(self, rank: tuple, queue: str, job_id: bytes) -> None:
         self.count += 1
-        heap = self.heaps.setdefault(queue if self.per_queue else "", [])
+        key = queue if self.per_queue else ""
+        jobs = self.lists.setdefault(key, [])
         item = (tuple(-part for part in rank), queue, job_id)
-        if len(heap) < self.room:
-            heapq.heappush(heap, item)
-        elif heap and item[0] > heap[0][0]:
-            heapq.heapreplace(heap, item)
+        if len(jobs) < self.keep:
+            heapq.heappush(jobs, item)  # a sorted list is a heap too
+        else:
+            self.short[key] = True
+            if item[0] > jobs[0][0]:
+                heapq.heapreplace(jobs, item)
+        self.unsorted.add(key)
 
-    def candidates(self) -> List[Tuple[tuple, str, bytes]]:
-        return [(tuple(-part for part in negated), queue, job_id)
-                for heap in self.heaps.values() for negated, queue, job_id in heap]
+    def __len__(self) -> int:
+        return sum(len(jobs) for jobs in self.lists.values())
 
-
-def choose(candidates: Sequence[Tuple[tuple, str, bytes]], scope: Scope, room: int,
-           random: Callable[[], float]) -> List[bytes]:
-    """The ids of at most ``room`` of ``candidates`` ((rank, queue, id) of the jobs the
-    worker may take), in the order to run them: by rank, or with weights by a queue drawn
-    for each job among those with jobs left (its best-ranked job first)."""
-    if scope.weights is None:
-        return [job_id for _, _, job_id in sorted(candidates)[:room]]
-    by_queue: Dict[str, List[Tuple[tuple, bytes]]] = {}
-    for rank, queue, job_id in candidates:
-        by_queue.setdefault(queue, []).append((rank, job_id))
-    for jobs in by_queue.values():
-        jobs.sort(reverse=True)  # the best at the end, popped first
-    weight = dict(zip(scope.queues, scope.weights))
-    chosen: List[bytes] = []
-    while len(chosen) < room and by_queue:
-        names = sorted(by_queue)
-        total = sum(weight[name] for name in names)
-        draw = random() * total
-        for name in names:
-            draw -= weight[name]
-            if draw < 0:
+    def take(self, room: int, random: Callable[[], float],
+             fresh: bool = False) -> Optional[List[bytes]]:
+        """The ids of at most ``room`` jobs, in the order to run them: by rank, or with weights
+        each from a queue drawn by weight among those with jobs left (its best-ranked job
+        first). None if a short list holds fewer than ``room`` (unless ``fresh``, just
+        looked): jobs it dropped may rank before those it still has."""
+        for key in self.unsorted:
+            self.lists[key].sort()
+        self.unsorted.clear()
+        if not fresh and any(self.short.get(key) and len(jobs) < room
+                             for key, jobs in self.lists.items()):
+            return None
+        if not self.per_queue:
+            jobs = self.lists.get("", [])
+            taken = jobs[len(jobs) - min(room, len(jobs)):]
+            del jobs[len(jobs) - len(taken):]
+            return [job_id for _, _, job_id in reversed(taken)]
+        weight = dict(zip(self.scope.queues, self.scope.weights))
+        chosen: List[bytes] = []
+        while len(chosen) < room:
+            names = sorted(name for name, jobs in self.lists.items() if jobs)
+            if not names:
                 break
-        chosen.append(by_queue[name].pop()[1])
-        if not by_queue[name]:
-            del by_queue[name]
-    return chosen
+            draw = random() * sum(weight[name] for name in names)
+            for name in names:
+                draw -= weight[name]
+                if draw < 0:
+                    break
+            chosen.append(self.lists[name].pop()[2])
+        return chosen

@@ -10,9 +10,11 @@ that claim. A due job no handler of this worker can run is left pending, attempt
 its error saying what it waits for (``waiting_message``).
 
 Which due jobs a claim takes when it cannot take them all follows ``Scope.rank`` (queue
-order, priority, due time, file order): ``look`` reads the file first and chooses them, when
-the worker has seen that ranks differ; otherwise the editor claims in file order, the
-enqueue order. The admin verbs' editor (cancel, retry, purge) is ``edits.EachJob``.
+order, priority, due time, file order): when the worker has seen that ranks differ, they
+are chosen before the rewrite (see choosing.py); otherwise the editor claims in file order,
+the enqueue order. A claim from what the run remembers (``thorough`` False) edits only the
+lines it must: its held jobs, the chosen ones, and the final lines it wrote last. The
+admin verbs' editor (cancel, retry, purge) is ``edits.EachJob``.
 """
 
 import logging
@@ -22,19 +24,18 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from ..model import transitions
-from .archive import ARCHIVE_MIN_LINES, RetiringEditor
+from .archive import RetiringEditor
+from .choosing import peek_choice
 from ..model.words import duration_text, plural
 from ..errors import CorruptLineError
-from ..model.job import Job, line_id, parse_line, peek_status_and_run_at, same_job
+from ..model.job import (CLAIMABLE_WORDS, RETAINED_WORDS, Job, line_id, parse_line,
+                         peek_status_and_run_at, same_job)
 from ..model.options import WORKER_KEY, decode_options, with_worker, without_worker
-from ..model.queues import (Best, Scope, choose, concurrency_of, peek_queue_and_priority,
-                            queue_and_priority, rate_of, waiting_message)
+from ..model.queues import (Scope, concurrency_of, queue_and_priority, rate_of,
+                            waiting_message)
 from .liveness import UNKNOWN, Owner, is_token
 
 logger = logging.getLogger("dbbasic_queue")
-
-_CLAIMABLE = (b"pending", b"processing")
-_RETAINED = (b"completed", b"cancelled")  # failed jobs stay until purged
 # The worker's token in a line's options field as with_worker writes it (quotes doubled by
 # the file's quoting): a cheap first look, confirmed by parse_line before a job is taken.
 _TOKEN_IN_OPTIONS = re.compile(rb'""worker""\s*:\s*""([0-9a-f]{16})""')
@@ -45,13 +46,15 @@ class Held:
     """A job a worker has claimed and whose final state is not on disk yet."""
 
     __slots__ = ("original", "claimed_at", "lease_until", "max_attempts", "timeout",
-                 "claimed_options", "written")
+                 "claimed_options", "queue", "priority", "written")
     original: Job  # as it was before the claim, to put back if it never starts
     claimed_at: float
     lease_until: float
     max_attempts: int  # the job's own, or the worker's
     timeout: Optional[float]
     claimed_options: str  # the options field while held: the job's own and the worker's token
+    queue: str
+    priority: int
 
     def __post_init__(self) -> None:
         # The line for this lease, made once: compared at every rewrite while held.
@@ -69,7 +72,7 @@ class Held:
 
     def renewed(self, lease_until: float) -> "Held":
         return Held(self.original, self.claimed_at, lease_until, self.max_attempts, self.timeout,
-                    self.claimed_options)
+                    self.claimed_options, self.queue, self.priority)
 
 
 @dataclass
@@ -89,7 +92,7 @@ class ClaimOutcome:
     dropped: int = 0  # by retention
     archived: int = 0  # moved to archive files
     next_due: Optional[int] = None  # the earliest run_at of a job not due yet it may take
-    ranked: bool = False  # jobs it may take differ in rank (see look)
+    ranked: bool = False  # jobs it may take differ in rank (see choosing.py)
     ranks: Dict[bytes, tuple] = field(default_factory=dict)  # of the jobs claimed (Scope.rank)
     waiting: Dict[str, int] = field(default_factory=dict)  # due jobs of types it cannot run
     paused: Dict[str, int] = field(default_factory=dict)  # due jobs passed over: "queue x": n
@@ -142,12 +145,18 @@ class ClaimEditor(RetiringEditor):
                  scope: Scope = Scope(), chosen: Optional[Set[bytes]] = None,
                  slots=None, limits: Optional[Dict[str, int]] = None, rates=None,
                  rate_limits: Optional[Dict[str, str]] = None,
-                 recorded: Set[bytes] = frozenset()) -> None:
+                 recorded: Set[bytes] = frozenset(), thorough: bool = True) -> None:
         self.worker, self.owner = worker, owner
         self.recorded = recorded
+        # Not thorough: lines other than these pass as they are (chosen: also not None).
+        self.thorough = thorough
+        self.recorded_ids = set() if thorough else {line_id(line) for line in recorded}
+        self.chosen_seen = self.recorded_seen = 0
+        if not thorough:
+            self.only = self.recorded_ids.union(held, chosen)
         self.slots, self.limits = slots, limits or {}  # see slots.py
         self.rates, self.rate_limits = rates, rate_limits or {}  # see rates.py
-        self.scope, self.chosen = scope, chosen  # chosen: the pending jobs look picked
+        self.scope, self.chosen = scope, chosen  # chosen: the pending jobs to claim, if ranked
         self.owners: Dict[str, Owner] = {}
         self.archive_before, self.spool = archive_before, spool  # see archive.py
         self.held, self.finished, self.unstarted = held, finished, unstarted
@@ -159,12 +168,24 @@ class ClaimEditor(RetiringEditor):
 
     @property
     def done(self) -> bool:
-        return self.held_seen == len(self.held) and len(self.outcome.claimed) >= self.claim
+        if self.held_seen != len(self.held):
+            return False
+        if self.thorough:
+            return len(self.outcome.claimed) >= self.claim
+        return (self.chosen_seen == len(self.chosen)
+                and self.recorded_seen == len(self.recorded_ids))
 
     def __call__(self, line: bytes) -> Optional[bytes]:
         job_id = line_id(line)
         mine = self.held.get(job_id)
         if mine is None:
+            if not self.thorough:
+                if job_id in self.chosen:
+                    self.chosen_seen += 1
+                elif job_id in self.recorded_ids:
+                    self.recorded_seen += 1
+                else:
+                    return line
             return self._not_mine(job_id, line)
         self.held_seen += 1
         outcome = self.outcome
@@ -182,7 +203,7 @@ class ClaimEditor(RetiringEditor):
             # run again, archived twice.
             final = self.finished[job_id]
             peek = peek_status_and_run_at(final)
-            if peek is not None and peek[0] in _RETAINED:
+            if peek is not None and peek[0] in RETAINED_WORDS:
                 outcome.recorded.add(final)
                 self._look_again_from_here()
             return final
@@ -206,7 +227,7 @@ class ClaimEditor(RetiringEditor):
         if peek is None:
             return self._claim(job_id, line) if claiming else line  # parses it to report it
         status, run_at, created_at = peek
-        if status in _CLAIMABLE:
+        if status in CLAIMABLE_WORDS:
             choice = peek_choice(line)
             if choice is None:  # only a full parse can tell its type or queue
                 return self._claim(job_id, line) if claiming else line
@@ -223,7 +244,7 @@ class ClaimEditor(RetiringEditor):
                 return self._claim(job_id, line)
             if self.outcome.next_due is None or run_at < self.outcome.next_due:
                 self.outcome.next_due = run_at
-        elif status in _RETAINED and created_at.isdigit():
+        elif status in RETAINED_WORDS and created_at.isdigit():
             return self.retire(line, max(run_at, int(created_at)),
                                known_good=line in self.recorded)
         return line
@@ -296,7 +317,8 @@ class ClaimEditor(RetiringEditor):
         self.changed = True
         held = self.outcome.claimed[job_id] = Held(job, self.now, self.lease_until, max_attempts,
                                                    options.get("timeout"),
-                                                   with_worker(job.options, self.worker))
+                                                   with_worker(job.options, self.worker, options),
+                                                   queue, priority)
         if self.resume_offset is None:
             self.resume_offset = self.position
         return held.line()
@@ -358,78 +380,3 @@ class ClaimEditor(RetiringEditor):
         """Whether a processing line not due yet looks like a surely dead worker's job."""
         found = _TOKEN_IN_OPTIONS.search(line, line.rfind(b"\t") + 1)
         return found is not None and self._owner(found.group(1).decode()).alive is False
-
-
-def peek_choice(line: bytes) -> Optional[Tuple[str, str, int]]:
-    """(type, queue, priority) of a plainly written job line, cheaply, or None when only a
-    full parse can tell."""
-    start = line.find(b"\t") + 1
-    end = line.find(b"\t", start)
-    job_type = line[start:end]
-    found = peek_queue_and_priority(line)
-    if found is None or job_type.startswith(b'"'):
-        return None
-    try:
-        return job_type.decode("utf-8"), found[0], found[1]
-    except UnicodeDecodeError:
-        return None
-
-
-@dataclass
-class Look:
-    """What a read of the whole file before a claim found: whether a claim rewrite could
-    change anything (``worth``), the earliest run_at of a job not due that the worker may
-    take, and, where ranks differ, the pending jobs to claim (``chosen``, in the order to
-    run them; None: claim in file order)."""
-
-    worth: bool
-    next_due: Optional[int] = None
-    chosen: Optional[List[bytes]] = None
-
-
-def look(lines, now: float, scope: Scope, room: int, archive_before: Optional[float],
-         drop_before: Optional[float], random: Callable[[], float]) -> Look:
-    """Read every line (cheap peeks) for a claim of at most ``room`` jobs: see Look. Worth a
-    claim: a job due that the worker may take, a processing one it may take (its worker
-    may be dead), a due job of a type it cannot run not yet marked waiting, a line only a
-    full parse can judge, a finished line past retention, or enough finished lines to move
-    (see RetiringEditor)."""
-    next_due, retiring, worth, ranked = None, 0, False, False
-    best = Best(scope, room)
-    for position, (_, line) in enumerate(lines):
-        peek = peek_status_and_run_at(line)
-        if peek is None:
-            worth = True
-            continue
-        status, run_at, created_at = peek
-        if status in _CLAIMABLE:
-            choice = peek_choice(line)
-            if choice is None:
-                worth = True
-                continue
-            job_type, queue, priority = choice
-            if not scope.takes(job_type, queue):
-                if (status == b"pending" and run_at <= now and scope.serves(queue)
-                        and not scope.handles(job_type)
-                        and waiting_message(job_type).encode() not in line):
-                    worth = True
-                continue
-            if status == b"processing":
-                worth = True
-            elif run_at <= now:
-                rank = scope.rank(queue, priority, run_at, position)
-                ranked = ranked or bool(priority) or (scope.ordered and rank[0] != 0)
-                best.add(rank, queue, line_id(line))
-            else:
-                next_due = run_at if next_due is None else min(next_due, run_at)
-        elif status in _RETAINED and created_at.isdigit() and not worth:
-            finished_at = max(run_at, int(created_at))
-            if drop_before is not None and finished_at < drop_before:
-                worth = True  # past retention: it goes, even from a queue gone quiet
-            elif archive_before is not None and finished_at < archive_before:
-                retiring += 1
-                worth = retiring >= ARCHIVE_MIN_LINES
-    if not best.count:
-        return Look(worth, next_due)
-    chosen = choose(best.candidates(), scope, room, random) if ranked or scope.weights else None
-    return Look(True, next_due, chosen)

@@ -19,10 +19,11 @@ only ever replaced with its flock held, so this lock cannot be bypassed that way
 """
 
 import contextlib
+import itertools
 import os
 from pathlib import Path
 from stat import S_ISREG
-from typing import Callable, Iterator, NamedTuple, Optional, Tuple
+from typing import Callable, Iterator, NamedTuple, Optional, Set, Tuple
 
 from ..errors import QueueError
 from .files import (TEMP_PREFIX, HeldLock, check_regular, flock, fsync_directory, is_at,
@@ -50,6 +51,9 @@ class Editor:
     # elsewhere (an archive file's, see archive.py).
     ends_torn_line = True
     bookmark: Optional["Bookmark"] = None  # set by a rewrite that took place
+    # The ids of the only lines the editor needs to see (None: every line); the rest are
+    # copied as they are, without a call.
+    only: Optional[Set[bytes]] = None
 
     def __call__(self, line: bytes) -> Optional[bytes]:
         return line
@@ -97,23 +101,28 @@ def edit_lines(source, out, edit: Editor, limit: Optional[int]) -> int:
     killed mid-append, is kept as it is and ended, or dropped: see ``ends_torn_line``).
     Returns the bytes consumed."""
     consumed, written = 0, out.tell()
+    only, done = edit.only, edit.done  # done changes only when the editor sees a line
     for line in source:
-        if edit.done:
+        if done:
             return consumed + copy_verbatim(source, out, line, None if limit is None else limit - consumed,
                                             edit.ends_torn_line)
+        size = len(line)
         if not line.endswith(b"\n"):
             if limit is not None:
                 break  # still being appended: the locked pass copies it
             if edit.ends_torn_line:
                 out.write(line + b"\n")
-        elif limit is not None and consumed + len(line) > limit:
+        elif limit is not None and consumed + size > limit:
             break
+        elif only is not None and line[:line.find(b"\t")] not in only:
+            written += out.write(line)
         else:
             edit.position = written
             new = edit(line)
             if new is not None:
                 written += out.write(new)
-        consumed += len(line)
+            done = edit.done
+        consumed += size
     return consumed
 
 
@@ -221,8 +230,19 @@ class Table:
             return None
         return stat.st_ino, stat.st_size, stat.st_mtime_ns
 
-    def lines(self) -> Iterator[Tuple[int, bytes]]:
-        """Yield (line number, line) for every job line, without the lock.
+    def holds(self, bookmark: Optional[Bookmark]) -> bool:
+        """Whether the file at the path is still the one ``bookmark`` was made in: only
+        appended to since its rewrite."""
+        if bookmark is None:
+            return False
+        try:
+            return bookmark.still_current(os.stat(self._file))
+        except FileNotFoundError:
+            return False
+
+    def lines(self, skip: int = 0) -> Iterator[Tuple[int, bytes]]:
+        """Yield (line number, line) for every job line after the first ``skip``, without
+        the lock.
 
         A rename replaces the file whole, so an open file is always one consistent version;
         a last line still being appended (no newline yet) is not yielded.
@@ -234,7 +254,10 @@ class Table:
         check_regular(fd, self._file)
         with open(fd, "rb") as file:
             self._check_header(file.readline())
-            for number, line in enumerate(file, start=2):
+            # Only the last line can lack its newline (an append ends a torn line first), so
+            # the lines skipped are whole, unless the file ends among them.
+            next(itertools.islice(file, skip, skip), None)
+            for number, line in enumerate(file, start=2 + skip):
                 if line.endswith(b"\n"):
                     yield number, line
 

@@ -17,16 +17,16 @@ from collections import deque
 from typing import Dict, List, Optional, Set
 
 from ..model import transitions
-from ..storage.claim import ClaimEditor, Held, look
+from ..storage.choosing import look, take_remembered
+from ..storage.claim import ClaimEditor, Held
 from ..model.words import plural
-from ..model.job import Job, error_text, utc_text
+from ..model.job import Job, error_text, peek_status_and_run_at, utc_text
 from ..model.job import result_json
 from ..storage.liveness import RunLock, WorkerLocks, new_token
 from ..storage.rates import Rates
 from ..storage.slots import Slot, Slots
-from ..model.options import Retry, decode_options, schedules_of
+from ..model.options import Retry, schedules_of
 from ..periodic.firing import Firing
-from ..model.queues import DEFAULT_QUEUE, queue_and_priority
 from .running import RunningJob, running
 from .timelimit import JobTimeout, Watchdog, call_with_time_limit
 from .settings import Bounds, WorkerOptions
@@ -82,7 +82,8 @@ class WorkerRun:
         self.liveness: Optional[RunLock] = None  # held while the run serves
         self.watchdog: Optional[Watchdog] = None
         self.outcomes: Dict[str, int] = {}  # completed, failed, to retry, rescheduled: counts
-        self.ranked = False  # jobs it may take differ in rank: each claim looks first
+        self.ranked = False  # jobs it may take differ in rank: claims choose first
+        self.remembered = None  # of the last look, for the next ranked claim (see choosing.py)
         self.passed_over: set = set()  # paused queues and types, and missing handlers, logged
         schedules = schedules_of(options.handlers)
         self.firing = Firing(queue, schedules) if schedules else None
@@ -219,10 +220,8 @@ class WorkerRun:
             if handler is None:
                 raise LookupError(f"no handler for job type {job.type!r}; add one to the handlers "
                                   f"given to process_jobs")
-            queue, priority = (queue_and_priority(decode_options(job.options)) if job.options
-                               else (DEFAULT_QUEUE, 0))
             with running(RunningJob(job.id, job.type, job.created_at, held.attempt,
-                                    held.max_attempts, queue, priority)):
+                                    held.max_attempts, held.queue, held.priority)):
                 self.liveness.started(job.id)  # from here on, a death counts the attempt
                 result = call_with_time_limit(handler, json.loads(job.payload), limit,
                                               self.watchdog)
@@ -312,28 +311,47 @@ class WorkerRun:
             archive_before = None if archive_after is None else now - archive_after
             scope = self.options.scope.paused(*self.queue.pauses.current())
             chosen = None
-            if claim and ((not held and resume is None) or self.ranked or scope.weights):
+            # Held jobs spread over the file by rank: a rewrite that claims nothing sees only
+            # the run's own lines (held jobs, and final lines to move).
+            thorough = bool(claim) or not self.ranked
+            remembered = self.remembered
+            if claim:
+                self.remembered = None  # a claim keeps its own, or none
+            if claim and (self.ranked or scope.weights) and not full and remembered is not None:
+                if remembered.usable(scope, now) and self.queue.table.holds(self.bookmark):
+                    chosen = take_remembered(remembered, self.queue.table, now, claim,
+                                             self.queue.random)
+                thorough = chosen is None
+            if claim and chosen is None and (
+                    (not held and resume is None) or self.ranked or scope.weights):
                 seen = look(self.queue.table.lines(), now, scope, claim, archive_before,
-                            drop_before, self.queue.random)
+                            drop_before)
                 if not seen.worth and not held:  # nothing to claim, mark, move or drop
                     self.next_due = seen.next_due
                     return []
-                if seen.chosen is not None:
-                    chosen, resume = seen.chosen, None  # they may lie before the bookmark
+                remembered = seen.remembered
+                if remembered is not None:
+                    chosen = remembered.candidates.take(claim, self.queue.random, fresh=True)
                     self.ranked = True
+            if chosen is not None:
+                resume = None  # they may lie before the bookmark
+            picked = set(chosen) if chosen is not None else None if thorough else set()
             edit = self.queue.table.rewrite(lambda: ClaimEditor(
                 held, finished, unstarted, now, now + self.options.lease_seconds, claim,
                 self.options.max_attempts, drop_before, worker=self.token,
                 owner=self.locks.owner,
                 archive_before=archive_before,
                 spool=None if archive_after is None else self.queue.archive.spool(),
-                scope=scope, chosen=None if chosen is None else set(chosen),
+                scope=scope, chosen=picked,
                 slots=self.slots, limits=self.options.limits, rates=self.rates,
-                rate_limits=self.options.rate_limits, recorded=self.recorded), resume)
-            self.last_sync_resumed = resume is not None
+                rate_limits=self.options.rate_limits, recorded=self.recorded,
+                thorough=thorough), resume)
+            self.last_sync_resumed = resume is not None or not thorough
             if edit is None:
                 return []
             outcome = edit.outcome
+            if remembered is not None and (outcome.claimed if claim else self.remembered):
+                self.remembered = self._remember(remembered, edit, finished)
             if edit.changed:
                 self.recorded = outcome.recorded
             self.ranked = self.ranked or outcome.ranked
@@ -342,9 +360,9 @@ class WorkerRun:
             claimed = list(outcome.claimed)
             if chosen is None and outcome.ranked:  # claimed in file order: run by rank
                 claimed.sort(key=lambda job_id: outcome.ranks.get(job_id, ()))
-            elif chosen is not None:  # in the order look chose
-                picked = set(chosen)
-                claimed = [job_id for job_id in chosen if job_id in outcome.claimed] + [
+            elif chosen is not None:  # in the order chosen (once each: a line read twice)
+                claimed = [job_id for job_id in dict.fromkeys(chosen)
+                           if job_id in outcome.claimed] + [
                     job_id for job_id in claimed if job_id not in picked]
             with self.state_lock:
                 self.slot_of.update(outcome.slots)
@@ -376,6 +394,21 @@ class WorkerRun:
             outcome.log(self.queue.path, edit.changed, self.options.retention_seconds, self.reported)
             self._log_passed_over(outcome)
             return claimed
+
+    def _remember(self, remembered, edit, finished: Dict[bytes, bytes]):
+        """What the run remembers for its next ranked claim after its rewrite ``edit``:
+        None if the file is no longer one it can vouch for."""
+        if edit.changed:
+            if edit.bookmark is None:
+                return None
+            remembered.rewritten(edit.dropped + edit.archived)
+        later = [edit.outcome.next_due] + [  # a job put off by a limit, a retry of its own
+            peek[1] for peek in map(peek_status_and_run_at, finished.values())
+            if peek is not None and peek[0] == b"pending"]
+        for run_at in later:
+            if run_at is not None and run_at > edit.now:  # jobs due now are candidates already
+                remembered.due_at(run_at)
+        return remembered
 
     def _release_slots(self, job_ids) -> None:
         for job_id in job_ids:
