@@ -155,6 +155,7 @@ class ClaimEditor(RetiringEditor):
         if not thorough:
             self.only = self.recorded_ids.union(held, chosen)
         self.slots, self.limits = slots, limits or {}  # see slots.py
+        self.full_keys: Set[tuple] = set()  # (key, limit) without a free slot in this rewrite
         self.rates, self.rate_limits = rates, rate_limits or {}  # see rates.py
         self.scope, self.chosen = scope, chosen  # chosen: the pending jobs to claim, if ranked
         self.owners: Dict[str, Owner] = {}
@@ -329,8 +330,11 @@ class ClaimEditor(RetiringEditor):
         concurrency = None if self.slots is None else concurrency_of(options, job_type, self.limits)
         if concurrency is None:
             return True
-        slot = self.slots.take(*concurrency)
+        # A key found full stays full for the rest of this rewrite: its slots are not tried
+        # again for each of its jobs (a slot freed meanwhile serves the next claim).
+        slot = None if concurrency in self.full_keys else self.slots.take(*concurrency)
         if slot is None:
+            self.full_keys.add(concurrency)
             limited = self.outcome.limited
             limited[concurrency[0]] = limited.get(concurrency[0], 0) + 1
             # A slot frees without the file changing: a loop worker looks again within

@@ -11,6 +11,7 @@ queue, so tests move time by hand.
 
 import json
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -83,6 +84,8 @@ class WorkerRun:
         self.watchdog: Optional[Watchdog] = None
         self.outcomes: Dict[str, int] = {}  # completed, failed, to retry, rescheduled: counts
         self.ranked = False  # jobs it may take differ in rank: claims choose first
+        self.ahead_found_none = False  # a claim ahead of the batch's end found no job
+        self.ahead_mark = options.concurrency  # claim ahead below this many jobs left to start
         self.remembered = None  # of the last look, for the next ranked claim (see choosing.py)
         self.passed_over: set = set()  # paused queues and types, and missing handlers, logged
         schedules = schedules_of(options.handlers)
@@ -177,32 +180,71 @@ class WorkerRun:
             with self.state_lock:
                 if self._must_stop() or self.no_more_due:
                     return None
-                while self.to_run:
+                held = None
+                while self.to_run and held is None:
+                    # None: its lease was lost before it started
                     held = self.held.get(self.to_run.popleft())
-                    if held is not None:  # None: its lease was lost before it started
-                        self.started += 1
-                        return held
+                if held is not None:
+                    self.started += 1
+                    ahead = (self.options.concurrency > 1 and not self.ahead_found_none
+                             and len(self.to_run) < self.ahead_mark)
+            if held is not None:
+                if ahead:
+                    self._claim_ahead()
+                return held
             with self.claim_lock:
                 with self.state_lock:
                     if self.to_run or self.no_more_due or self._must_stop():
                         continue  # another thread claimed meanwhile, or it is over
-                    since, self.last_claim = self.last_claim, time.perf_counter()
-                    working = self.last_claim - since - self.claim_seconds
-                    per_job = max(working, 0.0) / max(self.started - self.started_at_claim, 1)
-                    self.started_at_claim = self.started
-                    if since:
-                        # About batch_aim of work a batch, and at least four times the claim's
-                        # own cost (a claim that must read the whole file is dearer).
-                        wanted = max(self.batch_aim, CLAIM_SHARE * self.claim_seconds)
-                        self.batch = max(1, min(MAX_BATCH, self.batch * 8,
-                                                int(wanted / max(per_job, 1e-6))))
-                    limit = self.bounds.room(self.started, self.batch)
+                    limit = self._claim_size()
                 began = time.perf_counter()
+                self.ahead_found_none = False
                 if not self._sync(claim=limit) and not (
                         self.last_sync_resumed and self._sync(claim=limit, full=True)):
                     with self.state_lock:
                         self.no_more_due = True  # in a look at the whole file
                 self.claim_seconds = time.perf_counter() - began
+
+    def _claim_ahead(self) -> None:
+        """With threads, the next batch is claimed by a thread that finds fewer jobs left to
+        start than the others run while a claim takes (``ahead_mark``), before it runs its own
+        job: the other threads go on with theirs meanwhile, so none waits for the claim. One
+        claim at a time; one that finds nothing leaves the next to the end of the batch
+        (which looks at the whole file)."""
+        if not self.claim_lock.acquire(blocking=False):
+            return  # another thread is claiming
+        try:
+            with self.state_lock:
+                if (self._must_stop() or self.no_more_due or self.ahead_found_none
+                        or len(self.to_run) >= self.ahead_mark):
+                    return
+                limit = self._claim_size()
+            if limit <= 0:
+                return
+            began = time.perf_counter()
+            if not self._sync(claim=limit):
+                self.ahead_found_none = True
+            self.claim_seconds = time.perf_counter() - began
+        except Exception:  # the claim at the end of the batch tries again
+            logger.exception("could not claim the next jobs ahead; trying again later")
+        finally:
+            self.claim_lock.release()
+
+    def _claim_size(self) -> int:
+        """How many jobs the next claim asks for (with state_lock held): about batch_aim of
+        work, and at least four times the claim's own cost (a claim that must read the whole
+        file is dearer); within the run's bounds, counting the jobs claimed not started."""
+        since, self.last_claim = self.last_claim, time.perf_counter()
+        working = self.last_claim - since - self.claim_seconds
+        per_job = max(working, 0.0) / max(self.started - self.started_at_claim, 1)
+        self.started_at_claim = self.started
+        if since:
+            wanted = max(self.batch_aim, CLAIM_SHARE * self.claim_seconds)
+            self.batch = max(1, min(MAX_BATCH, self.batch * 8, int(wanted / max(per_job, 1e-6))))
+            # Twice the jobs started while a claim takes, and one per thread.
+            self.ahead_mark = self.options.concurrency + min(
+                self.batch, math.ceil(2 * self.claim_seconds / max(per_job, 1e-6)))
+        return self.bounds.room(self.started + len(self.to_run), self.batch)
 
     def _must_stop(self) -> bool:
         """Whether to start no other job: stopped, or the bounds reached (counting the jobs
