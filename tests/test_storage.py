@@ -17,6 +17,8 @@ from dbbasic.tsv import TSV
 
 from dbbasic_queue import CorruptLineError, Queue, QueueError
 from dbbasic_queue.model.job import COLUMNS, STATUSES, Job, parse_line
+from dbbasic_queue.storage import table
+from dbbasic_queue.storage.table import Editor
 from support import noop, needs_root
 
 HEADER = "id\ttype\tpayload\tstatus\tcreated_at\trun_at\tattempts\terror\tresult"
@@ -277,3 +279,40 @@ def test_after_a_root_worker_run_the_web_user_can_still_enqueue(shared_dir):
     assert (stat.st_uid, stat.st_gid) == (nobody.pw_uid, nobody.pw_gid)
     assert queue.get_job(first)["status"] == "completed"
     assert queue.get_job(second)["status"] == "pending"
+
+
+class EditingSome(Editor):
+    """An editor that changes, drops and stops on the lines of ``ids``, noting where each
+    one it saw starts in the new file."""
+
+    def __init__(self, ids, stop_after):
+        self.ids, self.stop_after, self.seen = ids, stop_after, []
+
+    def __call__(self, line):
+        if line[:line.find(b"\t")] not in self.ids:
+            return line
+        self.seen.append(self.position)
+        self.done = len(self.seen) >= self.stop_after
+        return None if len(self.seen) % 3 == 0 else line.upper() + b"x" * (len(self.seen) % 5)
+
+
+def test_a_rewrite_that_sees_only_some_lines_writes_what_seeing_every_line_writes(monkeypatch):
+    rng = random.Random(1)
+    for _ in range(2000):  # files of ids of one width and of several, torn ends, byte limits
+        ids = [b"%016x" % rng.getrandbits(64) if rng.random() < 0.9 else b"u" * rng.randint(1, 20)
+               for _ in range(rng.randint(0, 60))]
+        data = b"".join(job_id + b"\tpayload" + b"z" * rng.randint(0, 50) + b"\n" for job_id in ids)
+        if rng.random() < 0.3:
+            data += b"torn" * rng.randint(1, 5)  # a last line still being appended
+        some = set(rng.sample(ids, rng.randint(0, len(ids))))
+        stop_after, limit = rng.randint(1, 30), rng.choice([None, rng.randint(0, len(data))])
+        ends_torn_line = rng.random() < 0.5
+        monkeypatch.setattr(table, "_BLOCK", rng.choice([7, 64, 1 << 20]))  # lines across blocks
+        results = []
+        for only in (None, some):
+            edit = EditingSome(some, stop_after)
+            edit.only, edit.ends_torn_line = only, ends_torn_line
+            out = io.BytesIO()
+            consumed = table.edit_lines(io.BytesIO(data), out, edit, limit)
+            results.append((consumed, out.getvalue(), edit.seen))
+        assert results[0] == results[1]

@@ -10,6 +10,7 @@ each nested at most ``MAX_DEPTH`` levels. Its JSON values are written compactly,
 as itself, and read back within that depth, which json's recursive decoder always handles.
 """
 
+import functools
 import json
 import json.scanner
 import logging
@@ -221,12 +222,21 @@ def _check_json_fields(payload: str, options: str, result: str) -> None:
     if not isinstance(_decoded("payload", payload), dict):
         raise CorruptLineError("its payload is not a JSON object")
     if options:
-        decoded = _decoded("options", options)
-        if not isinstance(decoded, dict):
-            raise CorruptLineError("its options are not a JSON object")
-        _check_options(decoded)
+        checked_options(options)
     if result:
         _decoded("result", result)
+
+
+@functools.lru_cache(maxsize=1024)
+def checked_options(text: str) -> Dict[str, Any]:
+    """A line's non-empty options field decoded and checked (CorruptLineError if it is not a
+    JSON object of usable settings). Kept for the last texts seen, since a queue's lines
+    repeat a few (one per queue and priority): the dict returned is shared, never change it."""
+    decoded = _decoded("options", text)
+    if not isinstance(decoded, dict):
+        raise CorruptLineError("its options are not a JSON object")
+    _check_options(decoded)
+    return decoded
 
 
 def _decoded(name: str, text: str) -> Any:

@@ -8,7 +8,8 @@ from typing import Any, Callable, Dict, Optional
 
 from .checks import (LAST_TIMESTAMP, LONGEST_SECONDS, check_attempts, check_duration,
                      check_encodable, checked_job_type, shown)
-from .job import one_line
+from ..errors import CorruptLineError
+from .job import checked_options, one_line
 from .queues import (DEFAULT_QUEUE, check_concurrency_key, check_concurrency_limit,
                      check_priority, check_queue_name, parse_rate)
 
@@ -105,6 +106,10 @@ def decode_options(text: str) -> Dict[str, Any]:
     """The options of a job line; raises ValueError if the field is not a JSON object."""
     if not text:
         return {}
+    try:
+        return dict(checked_options(text))
+    except CorruptLineError:
+        pass  # json.loads and this function's own check say what is wrong
     options = json.loads(text)
     if not isinstance(options, dict):
         raise ValueError("its options are not a JSON object")

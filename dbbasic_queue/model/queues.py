@@ -13,6 +13,7 @@ each job of a claim comes from a queue drawn by weight among those with jobs due
 queue gets its share of the work while all have jobs (``Candidates.take``).
 """
 
+import functools
 import heapq
 import re
 from typing import (Callable, Container, Dict, FrozenSet, List, Mapping, NamedTuple, Optional,
@@ -122,6 +123,11 @@ def peek_queue_and_priority(line: bytes) -> Optional[Tuple[str, int]]:
     options = line[line.rfind(b"\t") + 1:]
     if len(options) <= 1:
         return DEFAULT_QUEUE, 0
+    return _options_queue_and_priority(options)
+
+
+@functools.lru_cache(maxsize=1024)  # a queue's lines repeat a few options fields
+def _options_queue_and_priority(options: bytes) -> Optional[Tuple[str, int]]:
     queue, priority = DEFAULT_QUEUE, 0
     if b'queue' in options:
         found = _QUEUE_IN_OPTIONS.search(options)

@@ -21,6 +21,7 @@ only ever replaced with its flock held, so this lock cannot be bypassed that way
 import contextlib
 import itertools
 import os
+from itertools import accumulate
 from pathlib import Path
 from stat import S_ISREG
 from typing import Callable, Iterator, NamedTuple, Optional, Set, Tuple
@@ -31,6 +32,7 @@ from .files import (TEMP_PREFIX, HeldLock, check_regular, flock, fsync_directory
                     temporary_file, unflock, unlock)
 from ..model.job import COLUMNS, HEADER, KNOWN_HEADERS
 
+_BLOCK = 1 << 20
 # A new table's header exactly as dbbasic-tsv's TSV() writes it: its csv writer ends lines
 # with CRLF (the queue's own lines end with LF; both read the same everywhere).
 NEW_TABLE_HEADER = HEADER.rstrip(b"\n") + b"\r\n"
@@ -100,8 +102,10 @@ def edit_lines(source, out, edit: Editor, limit: Optional[int]) -> int:
     (all if None, with the lock held: then a final line without a newline, left by a writer
     killed mid-append, is kept as it is and ended, or dropped: see ``ends_torn_line``).
     Returns the bytes consumed."""
+    if edit.only is not None:
+        return edit_only_lines(source, out, edit, limit)
     consumed, written = 0, out.tell()
-    only, done = edit.only, edit.done  # done changes only when the editor sees a line
+    done = edit.done  # changes only when the editor sees a line
     for line in source:
         if done:
             return consumed + copy_verbatim(source, out, line, None if limit is None else limit - consumed,
@@ -114,8 +118,6 @@ def edit_lines(source, out, edit: Editor, limit: Optional[int]) -> int:
                 out.write(line + b"\n")
         elif limit is not None and consumed + size > limit:
             break
-        elif only is not None and line[:line.find(b"\t")] not in only:
-            written += out.write(line)
         else:
             edit.position = written
             new = edit(line)
@@ -124,6 +126,58 @@ def edit_lines(source, out, edit: Editor, limit: Optional[int]) -> int:
             done = edit.done
         consumed += size
     return consumed
+
+
+def edit_only_lines(source, out, edit: Editor, limit: Optional[int]) -> int:
+    """edit_lines for an editor that sees only the lines of ``edit.only``: the file is read
+    in blocks, and the runs of lines between those are written as they are, in one write
+    each, so a line it does not see costs a split and a set lookup."""
+    only = edit.only
+    widths = {len(job_id) for job_id in only}
+    # One width for every id (the usual case): a line's first bytes are enough to pass it
+    # over (an id has no tab, so a shorter one never matches); a longer id sharing them is
+    # shown to the editor, which judges it by its whole id.
+    width = widths.pop() if len(widths) == 1 else None
+    consumed, written, carry = 0, out.tell(), b""
+    while not edit.done:
+        budget = None if limit is None else limit - consumed - len(carry)
+        block = source.read(_BLOCK if budget is None else min(_BLOCK, budget))
+        if not block:
+            if carry and limit is None:  # a last line without its newline (see edit_lines)
+                if edit.ends_torn_line:
+                    out.write(carry + b"\n")
+                consumed += len(carry)
+            return consumed
+        data = carry + block
+        end = data.rfind(b"\n") + 1
+        pieces = data[:end].split(b"\n")
+        pieces.pop()  # after the last newline
+        # The lines to show the editor, found in comprehensions, and where each one ends
+        # (its newline included), in C: the loop below runs once per line shown.
+        shown = ([number for number, piece in enumerate(pieces) if piece[:width] in only]
+                 if width else
+                 [number for number, piece in enumerate(pieces) if piece[:piece.find(b"\t")] in only])
+        ends = list(accumulate(map(len, pieces))) if shown else ()
+        run = 0  # where the run of lines not written yet starts in data
+        offset = end
+        for number in shown:
+            start = (ends[number - 1] + number) if number else 0
+            after = ends[number] + number + 1
+            written += out.write(data[run:start])
+            edit.position = written
+            new = edit(data[start:after])
+            if new is not None:
+                written += out.write(new)
+            run = after
+            if edit.done:
+                offset = after
+                break
+        out.write(data[run:offset])
+        written += offset - run
+        consumed += offset
+        carry = data[offset:]  # what follows the last line looked at (all of it, when done)
+    return consumed + copy_verbatim(source, out, carry, None if limit is None else limit - consumed,
+                                    edit.ends_torn_line)
 
 
 def copy_verbatim(source, out, data: bytes, budget: Optional[int], end_torn: bool = True) -> int:
