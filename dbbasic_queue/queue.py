@@ -7,7 +7,6 @@ The admin verbs (cancel, retry, purge) are atomic rewrites; the worker is in ``w
 import contextlib
 import itertools
 import logging
-import os
 import threading
 import time
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional
@@ -21,6 +20,7 @@ from .storage.archive import ARCHIVE_AFTER_SECONDS, Archive
 from .storage.edits import DROP, EachJob, bring_back, purge_archives
 from .errors import CorruptLineError, QueueError
 from .model.job import (FINISHED, as_dict, corrupt_message, job_line, job_with_id_prefix, line_id,
+                        new_job_id,
                         parse_line)
 from .model.options import (WORKER_KEY, Handlers, decode_options, encode_options, queue_options,
                             register)
@@ -131,7 +131,7 @@ class Queue:
                  timeout=None, queue=None, priority=None, concurrency_key=None,
                  concurrency_limit=None, rate_limit=None, rate_key=None):
         now = self.clock()
-        job_id = os.urandom(8).hex()  # as secrets.token_hex(8), without its imports
+        job_id = new_job_id()
         if queue is None and self.handlers.queues:
             queue = self.handlers.queues.get(job_type)
         if (unique_key is None and max_attempts is None and timeout is None

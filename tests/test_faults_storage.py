@@ -9,6 +9,7 @@ import errno
 import fcntl
 import json
 import os
+import select
 import shutil
 import subprocess
 import sys
@@ -324,6 +325,42 @@ def test_a_new_queue_file_is_byte_for_byte_the_table_dbbasic_tsv_creates(tmp_pat
     header = (tmp_path / "by_tsv" / "queue.tsv").read_bytes()
     content = queue.path.read_bytes()
     assert content.startswith(header) and content.count(b"\n") == 2
+
+
+def test_a_child_forked_between_appends_locks_through_its_own_descriptors(tmp_path):
+    # Given a process whose queue keeps its files open after an append, and a child forked
+    # then (an flock belongs to the open file description, which a child shares)
+    queue = Queue(tmp_path / "queue.tsv")
+    queue.enqueue("t", {"n": "before"})
+    go_read, go_write = os.pipe()
+    done_read, done_write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: enqueue once told to, then say so
+        try:
+            os.read(go_read, 1)
+            queue.enqueue("t", {"n": "child"})
+            os.write(done_write, b"x")
+        finally:
+            os._exit(0)
+    try:
+        heard_while_locked = []
+
+        def while_locked(fd):
+            os.write(go_write, b"x")
+            readable, _, _ = select.select([done_read], [], [], 1.0)
+            heard_while_locked.append(bool(readable))
+            return None
+
+        # When the parent appends, and the child enqueues while the parent holds the lock
+        queue.table.append(job_line("parent0000000001", "t", "{}", "pending", 1, 1, 0),
+                           unless=while_locked)
+        readable, _, _ = select.select([done_read], [], [], 30)
+    finally:
+        _, status = os.waitpid(pid, 0)
+    # Then the child waited for the parent's lock: its job comes after the parent's
+    assert heard_while_locked == [False] and readable and status == 0
+    lines = queue.path.read_text().splitlines()[1:]
+    assert ["before" in lines[0], lines[1].startswith("parent"), "child" in lines[2]] == [True] * 3
 
 
 def test_dbbasic_tsv_reads_inserts_and_updates_a_table_the_queue_created(tmp_path):

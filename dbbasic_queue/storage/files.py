@@ -27,7 +27,7 @@ import fcntl
 import logging
 import os
 import stat
-from typing import Set, Tuple
+from typing import Optional, Set, Tuple
 
 from ..errors import QueueError
 
@@ -188,6 +188,41 @@ def lock_current(path: str, flags: int, create: bool = False) -> Tuple[int, os.s
         if status.st_nlink > 1 and is_at(path, status):
             return fd, status
         unlock(fd)
+
+
+def lock_kept(kept: Optional[Tuple[int, os.stat_result]], path: str, flags: int,
+              create: bool = False, after: bool = True) -> Tuple[int, os.stat_result]:
+    """``lock_current`` through a descriptor kept open from an earlier lock of ``path``:
+    ``kept`` is (descriptor, the stat it had then), or None. The descriptor is locked and
+    returned while it is still that file (not another one given its number, after a close
+    this package did not make) and that file is still the one at ``path`` (a name left: see
+    lock_current); else the file at ``path`` now is locked. A descriptor that is no longer
+    that file is left alone, never locked nor closed: it is not this package's any more.
+    Without ``after``, the name is checked before the flock only (as lock_file, for a lock
+    file whose holder's checks are made through another file), and the stat returned is
+    that earlier one."""
+    if kept is not None:
+        fd, known = kept
+        try:
+            now = os.fstat(fd)
+        except OSError:
+            now = None
+        if now is not None and _identity(now) == _identity(known):
+            if not after:
+                if now.st_nlink:
+                    return flocked(fd), now
+                os.close(fd)  # deleted: the file at the path now is another
+                return lock_current(path, flags, create)
+            try:
+                flock(fd)
+                status = os.fstat(fd)
+            except BaseException:
+                unlock(fd)
+                raise
+            if status.st_nlink == 1 or (status.st_nlink > 1 and is_at(path, status)):
+                return fd, status
+            unlock(fd)
+    return lock_current(path, flags, create)
 
 
 def unlock(fd: int) -> None:

@@ -21,6 +21,7 @@ only ever replaced with its flock held, so this lock cannot be bypassed that way
 import contextlib
 import itertools
 import os
+import threading
 from itertools import accumulate
 from pathlib import Path
 from stat import S_ISREG
@@ -28,8 +29,8 @@ from typing import Callable, Iterator, NamedTuple, Optional, Set, Tuple
 
 from ..errors import QueueError
 from .files import (TEMP_PREFIX, HeldLock, check_regular, flock, fsync_directory, is_at,
-                    keep_mode_and_owner, lock_current, lock_file, open_own, refusal,
-                    temporary_file, unflock, unlock)
+                    keep_mode_and_owner, lock_current, lock_file, lock_kept, open_own, refusal,
+                    temporary_file, unflock)
 from ..model.job import COLUMNS, HEADER, KNOWN_HEADERS
 
 _BLOCK = 1 << 20
@@ -204,8 +205,47 @@ def copy_verbatim(source, out, data: bytes, budget: Optional[int], end_torn: boo
     return consumed
 
 
+# A forked child counts one more: the descriptors its parent kept are shared with the
+# parent (an flock belongs to the open file description), so the child opens its own.
+_generation = 0
+
+
+def _count_a_fork() -> None:
+    global _generation
+    _generation += 1
+
+
+os.register_at_fork(after_in_child=_count_a_fork)
+
+
+class KeptFiles:
+    """The lock file and the table file one Table keeps open between appends, so an append
+    opens and closes nothing: each is checked to be still the file it was, flocked again
+    and checked to still have its name (a replaced table, a deleted lock file, is opened
+    anew; see files.lock_kept). ``mutex`` makes the threads of the
+    process take turns, as the flocks of one descriptor cannot; ``end`` is (inode, size)
+    where the last append left the table file. The table file kept open holds a replaced
+    version's disk space until the next append opens the new one."""
+
+    def __init__(self) -> None:
+        self.generation = _generation
+        self.mutex = threading.Lock()
+        self.lock: Optional[Tuple[int, os.stat_result]] = None  # (descriptor, its stat)
+        self.table: Optional[Tuple[int, os.stat_result]] = None
+        self.end: Optional[Tuple[int, int]] = None
+
+    def __del__(self) -> None:
+        if self.generation != _generation:
+            return  # a forked child's copies: the child may have given their numbers away
+        for kept in (self.lock, self.table):
+            if kept is not None:
+                with contextlib.suppress(OSError):
+                    os.close(kept[0])
+
+
 class Table:
-    """One queue file and its lock. Cheap to create; holds no open files between calls."""
+    """One queue file and its lock. Cheap to create; after its first append it keeps the
+    lock file and the table file open for the next (see KeptFiles)."""
 
     def __init__(self, path, lock_path=None) -> None:
         self.path = Path(path).absolute()
@@ -216,6 +256,7 @@ class Table:
         self.lock_path = self.path.with_suffix(".lock") if lock_path is None else Path(lock_path)
         self._file, self._lock_file = str(self.path), str(self.lock_path)  # os.open takes str fastest
         self._header_checked = False  # once per Table: only this module rewrites headers
+        self._kept: Optional[KeptFiles] = None
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[HeldLock]:
@@ -244,36 +285,57 @@ class Table:
         instead: then nothing is written and append returns it (a unique job's twin).
         The hot path of enqueue: a plain sequence of system calls, no context managers.
         """
-        lock = lock_file(self._lock_file)
-        try:
-            # The table's own flock (see the module's docstring); a new file is created
-            # empty, and gets dbbasic-tsv's header below.
-            fd, status = lock_current(self._file, os.O_RDWR | os.O_APPEND, create=True)
+        kept = self._kept
+        if kept is None or kept.generation != _generation:
+            kept = self._kept = KeptFiles()
+        with kept.mutex:  # the flocks below are the descriptors': they exclude no thread
+            lock, kept.lock = self._lock_kept(kept.lock), None  # back in kept once released
             try:
-                if not self._header_checked:  # once per Table, like the lock file's kind
-                    if not S_ISREG(os.fstat(lock).st_mode):  # a FIFO, say: a worker refuses it
-                        raise refusal(self._lock_file)
-                    self._check_header(os.pread(fd, 200, 0).split(b"\n", 1)[0])
-                    self._header_checked = True
-                if unless is not None:
-                    found = unless(fd)
-                    if found is not None:
-                        return found
-                size = status.st_size  # taken with the table's flock held
-                if size == 0:  # new (or its creator was killed before it wrote the header)
-                    line = NEW_TABLE_HEADER + line
-                elif os.pread(fd, 1, size - 1) != b"\n":
-                    # A writer killed in the middle of a write left half a line: end it there,
-                    # so it stays one corrupt line and does not swallow this job.
-                    line = b"\n" + line
-                _write_all(fd, line)
-                if durable:
-                    os.fsync(fd)
-                return None
+                # The table's own flock (see the module's docstring); a new file is created
+                # empty, and gets dbbasic-tsv's header below.
+                table, kept.table = kept.table, None
+                fd, status = lock_kept(table, self._file, os.O_RDWR | os.O_APPEND, create=True)
+                try:
+                    if not self._header_checked:  # once per Table, like the lock file's kind
+                        if not S_ISREG(lock[1].st_mode):  # a FIFO, say: a worker refuses it
+                            raise refusal(self._lock_file)
+                        self._check_header(os.pread(fd, 200, 0).split(b"\n", 1)[0])
+                        self._header_checked = True
+                    if unless is not None:
+                        found = unless(fd)
+                        if found is not None:
+                            return found
+                    size = status.st_size  # taken with the table's flock held
+                    if size == 0:  # new (or its creator was killed before it wrote the header)
+                        line = NEW_TABLE_HEADER + line
+                    elif (status.st_ino, size) != kept.end and os.pread(fd, 1, size - 1) != b"\n":
+                        # A writer killed in the middle of a write left half a line: end it
+                        # there, so it stays one corrupt line and does not swallow this job.
+                        # (Not asked when the file ends where this process's last append
+                        # left it: then that append wrote its last byte, a newline.)
+                        line = b"\n" + line
+                    _write_all(fd, line)
+                    kept.end = (status.st_ino, size + len(line))
+                    if durable:
+                        os.fsync(fd)
+                    return None
+                finally:
+                    unflock(fd)  # explicitly (see files.py): the unique-key index keeps a dup
+                    kept.table = (fd, status)
             finally:
-                unlock(fd)  # explicitly (see files.py), and the unique-key index keeps a dup
-        finally:
-            unlock(lock)
+                unflock(lock[0])
+                kept.lock = lock
+
+    def _lock_kept(self, kept: Optional[Tuple[int, os.stat_result]]) -> Tuple[int, os.stat_result]:
+        """The lock file flocked, and its stat: through the descriptor kept from the last
+        append while it still has its name; else opened anew (its directory made, if gone)."""
+        if kept is not None:
+            try:
+                return lock_kept(kept, self._lock_file, os.O_RDONLY | os.O_CREAT, after=False)
+            except FileNotFoundError:  # the directory went
+                pass
+        fd = lock_file(self._lock_file)
+        return fd, os.fstat(fd)
 
     def signature(self) -> Optional[tuple]:
         """(inode, size, mtime) of the file, or None: changes whenever a job is added or
