@@ -174,20 +174,28 @@ def lock_current(path: str, flags: int, create: bool = False) -> Tuple[int, os.s
             if error.errno in _NOT_OPENABLE:
                 raise refusal(path) from None
             raise
-        try:
-            flock(fd)
-            status = os.fstat(fd)
-        except BaseException:
-            unlock(fd)
-            raise
-        if status.st_nlink == 1 and stat.S_ISREG(status.st_mode):
-            return fd, status
+        status = _locked_status(fd)
         if not stat.S_ISREG(status.st_mode):
             unlock(fd)
             raise refusal(path)
-        if status.st_nlink > 1 and is_at(path, status):
+        if _named(path, status):
             return fd, status
         unlock(fd)
+
+
+def _locked_status(fd: int) -> os.stat_result:
+    """The stat of ``fd`` once flocked; closed if the flock or the fstat fails."""
+    try:
+        flock(fd)
+        return os.fstat(fd)
+    except BaseException:
+        unlock(fd)
+        raise
+
+
+def _named(path: str, status: os.stat_result) -> bool:
+    """Whether the file ``status`` describes (held open) still has its name ``path``."""
+    return status.st_nlink == 1 or (status.st_nlink > 1 and is_at(path, status))
 
 
 def lock_kept(kept: Optional[Tuple[int, os.stat_result]], path: str, flags: int,
@@ -213,13 +221,8 @@ def lock_kept(kept: Optional[Tuple[int, os.stat_result]], path: str, flags: int,
                     return flocked(fd), now
                 os.close(fd)  # deleted: the file at the path now is another
                 return lock_current(path, flags, create)
-            try:
-                flock(fd)
-                status = os.fstat(fd)
-            except BaseException:
-                unlock(fd)
-                raise
-            if status.st_nlink == 1 or (status.st_nlink > 1 and is_at(path, status)):
+            status = _locked_status(fd)
+            if _named(path, status):
                 return fd, status
             unlock(fd)
     return lock_current(path, flags, create)
