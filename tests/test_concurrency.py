@@ -11,6 +11,7 @@ import time
 import pytest
 
 from dbbasic_queue import Queue
+from dbbasic_queue.worker.run import FIRST_BATCH
 from support import ROOT, wait_for
 
 
@@ -136,6 +137,7 @@ def test_two_worker_processes_with_four_threads_each_run_every_job_once(tmp_path
     script.write_text(textwrap.dedent(f"""
         import os, time
         from dbbasic_queue import Queue
+from dbbasic_queue.worker.run import FIRST_BATCH
         def record(payload):
             fd = os.open({str(runs)!r}, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
             os.write(fd, b"%d\\n" % payload["key"])
@@ -166,3 +168,28 @@ def test_the_command_line_worker_takes_a_concurrency(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "ran 3 jobs" in done.stdout
     assert [queue.get_job(i)["status"] for i in ids] == ["completed"] * 3
+
+
+def test_with_threads_the_next_batch_is_claimed_before_the_last_jobs_of_this_one_run(tmp_path):
+    # Given a first claim of FIRST_BATCH jobs whose first blocks its thread until the job
+    # after the batch has run, so the other thread runs the rest of the batch alone
+    queue = Queue(tmp_path / "queue.tsv")
+    ids = [queue.enqueue("hold", {})] + [queue.enqueue("step", {"n": n})
+                                         for n in range(1, FIRST_BATCH + 1)]
+    next_batch_ran = threading.Event()
+    seen_by_last = []
+
+    def step(payload):
+        if payload["n"] == FIRST_BATCH - 1:  # the last job of the first batch
+            seen_by_last.append(queue.get_job(ids[FIRST_BATCH])["status"])
+        if payload["n"] == FIRST_BATCH:
+            next_batch_ran.set()
+
+    # When two threads run them
+    ran = queue.process_jobs({"hold": lambda payload: next_batch_ran.wait(30), "step": step},
+                             concurrency=2)
+
+    # Then the next job was already claimed when the last of the first batch ran: a thread
+    # claimed ahead while the other still had its job, instead of running dry first
+    assert ran == FIRST_BATCH + 1 and seen_by_last == ["processing"]
+    assert all(queue.get_job(job_id)["status"] == "completed" for job_id in ids)
