@@ -137,7 +137,6 @@ def test_two_worker_processes_with_four_threads_each_run_every_job_once(tmp_path
     script.write_text(textwrap.dedent(f"""
         import os, time
         from dbbasic_queue import Queue
-from dbbasic_queue.worker.run import FIRST_BATCH
         def record(payload):
             fd = os.open({str(runs)!r}, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
             os.write(fd, b"%d\\n" % payload["key"])

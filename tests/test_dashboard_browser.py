@@ -78,8 +78,11 @@ def served(tmp_path):
 
 
 def wait(driver, condition, what):
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
-    return WebDriverWait(driver, WAIT, poll_frequency=0.1).until(
+    # An element of the page a click is leaving goes stale while it is read: not yet.
+    return WebDriverWait(driver, WAIT, poll_frequency=0.1,
+                         ignored_exceptions=(StaleElementReferenceException,)).until(
         lambda d: condition(d), message=f"waited {WAIT} s for {what}")
 
 
