@@ -123,8 +123,25 @@ def fail(kind, message):
     return handler
 
 
+def fresh(action):
+    """``action()``, again if an element it used was replaced meanwhile (the overview redraws
+    its parts every few seconds), for at most WAIT seconds."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    deadline = time.monotonic() + WAIT
+    while True:
+        try:
+            return action()
+        except StaleElementReferenceException:
+            if time.monotonic() > deadline:
+                raise
+
+
 def text(driver, selector):
-    return " ".join(element.text for element in css(driver, selector))
+    return fresh(lambda: " ".join(element.text for element in css(driver, selector)))
+
+
+def click(driver, selector):
+    fresh(lambda: css(driver, selector)[0].click())
 
 
 def test_the_overview_draws_its_chart_and_refreshes_without_reloading(browser, served):
@@ -154,13 +171,13 @@ def test_filtering_the_jobs_and_opening_one(browser, served):
     browser.get(address + "/jobs")
     Select(css(browser, 'select[name="status"]')[0]).select_by_value("failed")
     css(browser, 'input[name="type"]')[0].send_keys("resize_image")
-    css(browser, "form.filters button")[0].click()
+    click(browser, "form.filters button")
     wait(browser, lambda d: "status=failed" in d.current_url, "the filtered page")
     badges = [element.text for element in css(browser, "table.jobs .badge")]
     assert badges == ["failed"] * 3
     assert text(browser, "p.summary").startswith("3 jobs match")
     screenshot(browser, "jobs-filtered")
-    css(browser, "table.jobs a.id")[0].click()
+    click(browser, "table.jobs a.id")
     wait(browser, lambda d: css(d, "dl.facts"), "the job's page")
     assert '"file": "photo-2.png"' in text(browser, "pre")  # newest first: the last enqueued
     assert "ffmpeg not found" in text(browser, "pre.error")
@@ -172,7 +189,7 @@ def test_retrying_a_failed_job_shows_it_pending(browser, served):
     seed(queue)
     failed = next(job for job in queue.jobs() if job["status"] == "failed")
     browser.get(f"{address}/jobs/{failed['id']}")
-    css(browser, f'form[action="/jobs/{failed["id"]}/retry"] button')[0].click()
+    click(browser, f'form[action="/jobs/{failed["id"]}/retry"] button')
     wait(browser, lambda d: css(d, "p.flash"), "the confirmation message")
     assert text(browser, "h1 .badge") == "pending"
     assert queue.get_job(failed["id"])["status"] == "pending"
@@ -185,11 +202,11 @@ def test_retry_all_failed_of_a_type_asks_first(browser, served):
     browser.get(address + "/failures")
     assert "RuntimeError: ffmpeg not found" in text(browser, "table.failures")
     screenshot(browser, "failures")
-    css(browser, 'a[href="/actions/retry-failed?type=resize_image"]')[0].click()
+    click(browser, 'a[href="/actions/retry-failed?type=resize_image"]')
     wait(browser, lambda d: "Retry all" in text(d, "h1"), "the confirmation page")
     assert queue.stats()["by_type"]["resize_image"]["failed"] == 3  # asking changed nothing
     screenshot(browser, "retry-failed-confirm")
-    css(browser, "form.action button")[0].click()
+    click(browser, "form.action button")
     wait(browser, lambda d: css(d, "p.flash"), "the result")
     assert "3 failed jobs are pending again" in text(browser, "p.flash")
     assert queue.stats()["by_type"]["resize_image"]["pending"] == 3
@@ -199,13 +216,13 @@ def test_pausing_a_queue_with_its_button_holds_its_jobs_until_resumed(browser, s
     queue, address = served
     queue.enqueue("send_email", {"to": "ann@example.com"}, queue="emails")
     browser.get(address + "/")
-    css(browser, '#queues form[action="/actions/pause"] button')[0].click()
+    click(browser, '#queues form[action="/actions/pause"] button')
     wait(browser, lambda d: css(d, "p.flash"), "the confirmation message")
     assert "Paused" in text(browser, "p.flash") and "paused" in text(browser, "#queues")
     assert [entry["name"] for entry in queue.paused()] == ["emails"]
     assert queue.process_jobs({"send_email": lambda p: None}) == 0
     screenshot(browser, "queue-paused")
-    css(browser, '#queues form[action="/actions/resume"] button')[0].click()
+    click(browser, '#queues form[action="/actions/resume"] button')
     wait(browser, lambda d: "Resumed" in text(d, "p.flash"), "the resume message")
     assert queue.paused() == []
     assert queue.process_jobs({"send_email": lambda p: None}) == 1
@@ -218,12 +235,12 @@ def test_purge_counts_before_it_removes(browser, served):
     field = css(browser, 'input[name="older_than"]')[0]
     field.clear()
     field.send_keys("0s")
-    css(browser, 'form.inline button')[0].click()
+    click(browser, 'form.inline button')
     wait(browser, lambda d: css(d, "p.dry-run"), "the dry run's count")
     assert text(browser, "p.dry-run strong") == "6"
     assert queue.stats()["by_status"]["completed"] == 6
     screenshot(browser, "purge-dry-run")
-    css(browser, "form.action button")[0].click()
+    click(browser, "form.action button")
     wait(browser, lambda d: css(d, "p.flash"), "the result")
     assert queue.stats()["by_status"]["completed"] == 0
 
