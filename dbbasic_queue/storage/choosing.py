@@ -170,4 +170,5 @@ def take_remembered(remembered: Remembered, table, now: float, room: int,
     None if only a new look can tell (see the module docstring)."""
     if not remembered.read_appended(table.lines(skip=remembered.covered), now):
         return None
-    return remembered.candidates.take(room, random) or None
+    chosen = remembered.candidates.take(room, random)
+    return list(dict.fromkeys(chosen)) if chosen else None  # once each: a line read twice

@@ -22,7 +22,6 @@ import contextlib
 import itertools
 import os
 import threading
-from itertools import accumulate
 from pathlib import Path
 from stat import S_ISREG
 from typing import Callable, Iterator, NamedTuple, Optional, Set, Tuple
@@ -158,7 +157,7 @@ def edit_only_lines(source, out, edit: Editor, limit: Optional[int]) -> int:
         shown = ([number for number, piece in enumerate(pieces) if piece[:width] in only]
                  if width else
                  [number for number, piece in enumerate(pieces) if piece[:piece.find(b"\t")] in only])
-        ends = list(accumulate(map(len, pieces))) if shown else ()
+        ends = list(itertools.accumulate(map(len, pieces))) if shown else ()
         run = 0  # where the run of lines not written yet starts in data
         offset = end
         for number in shown:

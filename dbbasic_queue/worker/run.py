@@ -352,29 +352,15 @@ class WorkerRun:
             archive_after = self.queue.archive_after
             archive_before = None if archive_after is None else now - archive_after
             scope = self.options.scope.paused(*self.queue.pauses.current())
-            chosen = None
             # Held jobs spread over the file by rank: a rewrite that claims nothing sees only
             # the run's own lines (held jobs, and final lines to move).
-            thorough = bool(claim) or not self.ranked
-            remembered = self.remembered
+            remembered, chosen, thorough = self.remembered, None, not self.ranked
             if claim:
-                self.remembered = None  # a claim keeps its own, or none
-            if claim and (self.ranked or scope.weights) and not full and remembered is not None:
-                if remembered.usable(scope, now) and self.queue.table.holds(self.bookmark):
-                    chosen = take_remembered(remembered, self.queue.table, now, claim,
-                                             self.queue.random)
-                thorough = chosen is None
-            if claim and chosen is None and (
-                    (not held and resume is None) or self.ranked or scope.weights):
-                seen = look(self.queue.table.lines(), now, scope, claim, archive_before,
-                            drop_before)
-                if not seen.worth and not held:  # nothing to claim, mark, move or drop
-                    self.next_due = seen.next_due
+                choice = self._choose(claim, held, resume, full, scope, now, archive_before,
+                                      drop_before)
+                if choice is None:
                     return []
-                remembered = seen.remembered
-                if remembered is not None:
-                    chosen = remembered.candidates.take(claim, self.queue.random, fresh=True)
-                    self.ranked = True
+                chosen, remembered, thorough = choice
             if chosen is not None:
                 resume = None  # they may lie before the bookmark
             picked = set(chosen) if chosen is not None else None if thorough else set()
@@ -402,9 +388,8 @@ class WorkerRun:
             claimed = list(outcome.claimed)
             if chosen is None and outcome.ranked:  # claimed in file order: run by rank
                 claimed.sort(key=lambda job_id: outcome.ranks.get(job_id, ()))
-            elif chosen is not None:  # in the order chosen (once each: a line read twice)
-                claimed = [job_id for job_id in dict.fromkeys(chosen)
-                           if job_id in outcome.claimed] + [
+            elif chosen is not None:  # in the order chosen
+                claimed = [job_id for job_id in chosen if job_id in outcome.claimed] + [
                     job_id for job_id in claimed if job_id not in picked]
             with self.state_lock:
                 self.slot_of.update(outcome.slots)
@@ -436,6 +421,32 @@ class WorkerRun:
             outcome.log(self.queue.path, edit.changed, self.options.retention_seconds, self.reported)
             self._log_passed_over(outcome)
             return claimed
+
+    def _choose(self, claim: int, held, resume, full: bool, scope, now: float,
+                archive_before: Optional[float], drop_before: Optional[float]):
+        """Which jobs a claim of at most ``claim`` takes, decided before its rewrite:
+        (chosen, remembered, thorough). ``chosen`` None claims in file order; ``thorough``
+        False lets the rewrite show the editor only the run's own lines and the chosen ones
+        (see storage/choosing.py). None if a look at the whole file found nothing to claim,
+        mark, move or drop (``next_due`` is then set)."""
+        remembered, self.remembered = self.remembered, None  # a claim keeps its own, or none
+        ranked = self.ranked or scope.weights
+        if (ranked and not full and remembered is not None and remembered.usable(scope, now)
+                and self.queue.table.holds(self.bookmark)):
+            chosen = take_remembered(remembered, self.queue.table, now, claim, self.queue.random)
+            if chosen is not None:
+                return chosen, remembered, False
+        if (held or resume is not None) and not ranked:
+            return None, None, True  # the resumed rewrite claims in file order
+        seen = look(self.queue.table.lines(), now, scope, claim, archive_before, drop_before)
+        if not seen.worth and not held:
+            self.next_due = seen.next_due
+            return None
+        if seen.remembered is None:
+            return None, None, True
+        self.ranked = True
+        return (seen.remembered.candidates.take(claim, self.queue.random, fresh=True),
+                seen.remembered, True)
 
     def _remember(self, remembered, edit, finished: Dict[bytes, bytes]):
         """What the run remembers for its next ranked claim after its rewrite ``edit``:
