@@ -1316,6 +1316,9 @@ def main():
     print(output, end="")
     if not args.quick:  # the record the docs quote from (tests/test_readme.py checks they do)
         record = RUNS / f"{time.strftime('%Y-%m-%d', time.gmtime())}-{'-'.join(sections)}.md"
+        if record.exists():  # a run the docs may cite: never overwritten, a later one is timed
+            record = record.with_name(f"{time.strftime('%Y-%m-%d-%H%M', time.gmtime())}-"
+                                      f"{'-'.join(sections)}.md")
         record.parent.mkdir(exist_ok=True)
         record.write_text(output)
         log(f"recorded in {record.relative_to(ROOT)}")
