@@ -19,9 +19,8 @@ from .model.checks import check_duration, check_path, checked_job_type, checked_
 from .storage.archive import ARCHIVE_AFTER_SECONDS, Archive
 from .storage.edits import DROP, EachJob, bring_back, purge_archives
 from .errors import CorruptLineError, QueueError
-from .model.job import (FINISHED, as_dict, corrupt_message, job_line, job_with_id_prefix, line_id,
-                        new_job_id,
-                        parse_line)
+from .model.job import (FAILED, FINISHED, PENDING, RETAINED, as_dict, corrupt_message, job_line,
+                        job_with_id_prefix, line_id, new_job_id, parse_line)
 from .model.options import (WORKER_KEY, Handlers, decode_options, encode_options, queue_options,
                             register)
 from .model.queues import QueueChoice
@@ -141,7 +140,7 @@ class Queue:
         else:
             options = encode_options(unique_key, max_attempts, timeout, queue, priority,
                                      concurrency_key, concurrency_limit, rate_limit, rate_key)
-        line = job_line(job_id, checked_job_type(job_type), payload_json(payload), "pending",
+        line = job_line(job_id, checked_job_type(job_type), payload_json(payload), PENDING,
                         int(now), checked_run_at(run_at, now), 0, "", "", options)
         return job_id, line, unique_key
 
@@ -242,7 +241,7 @@ class Queue:
         rewrite; returns how many. Processing jobs are left to their leases."""
         now = self.clock()
         return self.update_each(lambda job: transitions.run_now(job, now) if (
-            job.status == "pending" and job.run_at > now and job_type in (None, job.type)) else None)
+            job.status == PENDING and job.run_at > now and job_type in (None, job.type)) else None)
 
     def retry_failed(self, job_type: Optional[str] = None) -> int:
         """retry_job for every failed job (of ``job_type``, if given); returns how many."""
@@ -250,10 +249,10 @@ class Queue:
             raise TypeError(f"job_type must be a str such as 'send_email', or None for every "
                             f"type, not {type(job_type).__name__}")
         now = self.clock()
-        return self.update_each(lambda job: transitions.retry(job, now) if job.status == "failed"
+        return self.update_each(lambda job: transitions.retry(job, now) if job.status == FAILED
                                  and job_type in (None, job.type) else None)
 
-    def purge(self, older_than: float, statuses=("completed", "cancelled")) -> int:
+    def purge(self, older_than: float, statuses=RETAINED) -> int:
         """Remove finished jobs (of ``statuses``) whose last activity, the later of
         created_at and run_at, is more than ``older_than`` seconds ago; returns how many."""
         check_duration("older_than", older_than, zero_allowed=True)

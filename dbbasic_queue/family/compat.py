@@ -16,17 +16,17 @@ from typing import Any, Dict, List, Optional, Tuple
 from ..model import transitions
 from ..backend import DEFAULT_RETENTION_SECONDS, FILE
 from ..errors import CorruptLineError, UnsupportedError
-from ..model.job import Job, as_dict, corrupt_message, line_id, parse_line, peek_status_and_run_at
+from ..model.job import (PENDING, PENDING_WORD, Job, as_dict, corrupt_message, line_id,
+                         parse_line, peek_status_and_run_at)
 from ..queue import Queue
 from ..storage.archive import RetiringEditor
+from ..storage.engine import STALE_TEMPORARY_SECONDS
 from .tagged import pack, unpack
-from ..worker.run import STALE_TEMPORARY_SECONDS
 
 logger = logging.getLogger("dbbasic_queue")
 
 PUSH_TYPE = "dbbasic.queue.push"  # the job type of pushed jobs, as `dbbasic-queue list` shows it
 _PUSH_TYPE_FIELD = PUSH_TYPE.encode()
-_FINISHED_MOVABLE = (b"completed", b"cancelled")  # failed jobs stay in the live file
 
 
 class PushPopQueue(Queue):
@@ -106,12 +106,12 @@ def poppable(line: bytes, now: float) -> Optional[Tuple[Job, Dict[str, Any]]]:
     """(job, payload) if ``line`` is a due pending pushed job, None if it is another job.
     Raises CorruptLineError for a pushed job that cannot be read back."""
     peek = peek_status_and_run_at(line)
-    if peek is not None and (peek[0] != b"pending" or peek[1] > now):
+    if peek is not None and (peek[0] != PENDING_WORD or peek[1] > now):
         return None
     if peek is not None and line.split(b"\t", 2)[1] != _PUSH_TYPE_FIELD:
         return None
     job = parse_line(line)  # a line only a full parse can judge, or a due pushed job
-    if job.type != PUSH_TYPE or not transitions.is_due(job, now) or job.status != "pending":
+    if job.type != PUSH_TYPE or not transitions.is_due(job, now) or job.status != PENDING:
         return None
     try:
         payload = unpack(json.loads(job.payload))
@@ -143,9 +143,8 @@ class PopEditor(RetiringEditor):
             self.changed = self.done = True
             return transitions.complete(job, self.now, "").to_line()
         peek = peek_status_and_run_at(line)
-        if peek is None or peek[0] not in _FINISHED_MOVABLE or not peek[2].isdigit():
-            return line
-        return self.retire(line, max(peek[1], int(peek[2])))
+        finished = None if peek is None else transitions.finished_at(*peek)
+        return line if finished is None else self.retire(line, finished)
 
 
 def job_rows(path=None) -> List[List[str]]:

@@ -108,12 +108,16 @@ PUBLISHED_COLUMNS = ("id", "type", "payload", "status", "created_at", "run_at", 
 COLUMNS = PUBLISHED_COLUMNS + ("options",)  # per-job settings as JSON; empty for most jobs
 HEADER = ("\t".join(COLUMNS) + "\n").encode()
 KNOWN_HEADERS = frozenset({"\t".join(PUBLISHED_COLUMNS).encode(), HEADER.rstrip(b"\n")})
-STATUSES = ("pending", "processing", "completed", "failed", "cancelled")
-FINISHED = ("completed", "failed", "cancelled")
-# As a line's status field holds them: the statuses a worker may claim (a processing job
-# whose worker died), and those retention drops (failed jobs stay until purged).
-CLAIMABLE_WORDS = (b"pending", b"processing")
-RETAINED_WORDS = (b"completed", b"cancelled")
+# A job's statuses, as get_job returns them and the file's status field holds them.
+PENDING, PROCESSING, COMPLETED, FAILED, CANCELLED = STATUSES = (
+    "pending", "processing", "completed", "failed", "cancelled")
+FINISHED = (COMPLETED, FAILED, CANCELLED)
+ACTIVE = (PENDING, PROCESSING)  # a worker may claim it (a processing job whose worker died)
+RETAINED = (COMPLETED, CANCELLED)  # retention drops these; failed jobs stay until purged
+# The same as bytes, for the cheap peeks at a line's status field.
+PENDING_WORD, PROCESSING_WORD = PENDING.encode(), PROCESSING.encode()
+CLAIMABLE_WORDS = (PENDING_WORD, PROCESSING_WORD)
+RETAINED_WORDS = tuple(status.encode() for status in RETAINED)
 _INT_COLUMNS = ("created_at", "run_at", "attempts")
 MAX_INT_DIGITS = 19  # an integer field is plain ASCII digits, fewer than 2**63 could need
 _FIELD_COUNTS = (len(COLUMNS), len(PUBLISHED_COLUMNS))
@@ -155,14 +159,15 @@ _FIELD_INDEX = {name: index for index, name in enumerate(COLUMNS)}
 def job_line(id: str, type: str, payload: str, status: str, created_at: int, run_at: int,
              attempts: int, error: str = "", result: str = "", options: str = "") -> bytes:
     """One job as one file line, quoted the way dbbasic-tsv's csv writer quotes it."""
-    return (f"{_quote(id)}\t{_quote(type)}\t{_quote(payload)}\t{status}\t{created_at}\t"
-            f"{run_at}\t{attempts}\t{_quote(error)}\t{_quote(result)}\t{_quote(options)}\n"
+    return (f"{quote_field(id)}\t{quote_field(type)}\t{quote_field(payload)}\t{status}\t{created_at}\t"
+            f"{run_at}\t{attempts}\t{quote_field(error)}\t{quote_field(result)}\t{quote_field(options)}\n"
             ).encode("utf-8")
 
 
-def _quote(field: str) -> str:
-    # csv.QUOTE_MINIMAL: quote a field holding the quote character; tabs and line breaks
-    # never reach here (one_line() removes them), so plain split() can read most lines.
+def quote_field(field: str) -> str:
+    """A field as dbbasic-tsv's csv writer quotes it (csv.QUOTE_MINIMAL): quoted if it holds
+    the quote character. Tabs and line breaks never reach here (``one_line`` removes them),
+    so a plain split reads most lines; every file beside the queue quotes this way."""
     if '"' in field:
         return '"' + field.replace('"', '""') + '"'
     return field
@@ -173,7 +178,8 @@ def one_line(text: str) -> str:
     return " ".join(text.replace("\t", " ").splitlines()) if text else ""
 
 
-def _unquote(field: str) -> Optional[str]:
+def unquote_field(field: str) -> Optional[str]:
+    """A field as quote_field wrote it, read back; None if its quoting is broken."""
     if '"' not in field:
         return field
     inner = field[1:-1]
@@ -188,7 +194,7 @@ def parse_line(line: bytes) -> Job:
         text = line.decode("utf-8").rstrip("\n").rstrip("\r")
     except UnicodeDecodeError:
         raise CorruptLineError("it is not valid UTF-8") from None
-    fields = [_unquote(field) for field in text.split("\t")]
+    fields = [unquote_field(field) for field in text.split("\t")]
     if len(fields) not in _FIELD_COUNTS or None in fields:
         # A field quoted around a tab (as dbbasic-tsv's update() may write) needs the csv module.
         import csv
@@ -373,14 +379,14 @@ def peek_unique_key(line: bytes) -> Optional[str]:
             job = parse_line(line)
         except CorruptLineError:
             return None
-        if job.status not in ("pending", "processing"):
+        if job.status not in ACTIVE:
             return None
         text = job.options
-    elif fields[3] not in (b"pending", b"processing"):
+    elif fields[3] not in CLAIMABLE_WORDS:
         return None
     else:
         try:
-            text = _unquote(fields[9].decode("utf-8"))
+            text = unquote_field(fields[9].decode("utf-8"))
         except UnicodeDecodeError:
             return None
     try:

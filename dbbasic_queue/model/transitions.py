@@ -15,7 +15,8 @@ these, so a rule changes in one place. Nothing here reads a clock or touches a f
 import math
 from typing import Callable, Optional
 
-from .job import Job
+from .job import (ACTIVE, CANCELLED, COMPLETED, FAILED, PENDING, PROCESSING, RETAINED_WORDS,
+                  Job)
 
 CANCELLED_BY_USER = "Cancelled by user"
 
@@ -41,13 +42,13 @@ def retry_delay(attempts: int, *, base: float = 60, factor: float = 2, cap: floa
 def is_due(job: Job, now: float) -> bool:
     """A worker may take the job now: pending and due, or processing with its lease run out
     (its worker died, or lost it)."""
-    return job.status in ("pending", "processing") and job.run_at <= now
+    return job.status in ACTIVE and job.run_at <= now
 
 
 def claim(job: Job, lease_until: float, options: str) -> Job:
     """The job as a worker holds it: processing, one more attempt, ``run_at`` its lease's end,
     and ``options`` naming the worker (see options.with_worker)."""
-    return job.evolve(status="processing", attempts=job.attempts + 1,
+    return job.evolve(status=PROCESSING, attempts=job.attempts + 1,
                       run_at=math.ceil(lease_until), options=options)
 
 
@@ -56,7 +57,7 @@ def retake_or_abandon(job: Job, max_attempts: int) -> Optional[Job]:
     if it may be claimed again, or the job marked failed if that attempt was its last."""
     if job.attempts < max_attempts:
         return None
-    return job.evolve(status="failed", error=(
+    return job.evolve(status=FAILED, error=(
         f"the worker of attempt {job.attempts} stopped without a result (killed, or it lost "
         f"its lease), and that was the last attempt"))
 
@@ -64,13 +65,13 @@ def retake_or_abandon(job: Job, max_attempts: int) -> Optional[Job]:
 def hand_back(job: Job, now: float) -> Job:
     """For a processing job whose worker died before calling its handler: the job as it was
     before that claim, pending, due at ``now``, the attempt the claim counted taken back."""
-    return job.evolve(status="pending", attempts=max(0, job.attempts - 1),
+    return job.evolve(status=PENDING, attempts=max(0, job.attempts - 1),
                       run_at=min(job.run_at, int(now)))
 
 
 def complete(job: Job, started_at: float, result: str) -> Job:
     """``job`` (as it was before its claim) after a handler returned ``result`` (JSON text)."""
-    return job.evolve(status="completed", attempts=job.attempts + 1, run_at=int(started_at),
+    return job.evolve(status=COMPLETED, attempts=job.attempts + 1, run_at=int(started_at),
                       error="", result=result)
 
 
@@ -80,30 +81,30 @@ def fail(job: Job, error: str, now: float, started_at: float, max_attempts: int,
     again at its retry time, or failed for good once it has had ``max_attempts``."""
     attempt = job.attempts + 1
     if attempt >= max_attempts:
-        return job.evolve(status="failed", attempts=attempt, run_at=int(started_at), error=error)
+        return job.evolve(status=FAILED, attempts=attempt, run_at=int(started_at), error=error)
     retry_at = math.ceil(now + retry_delay(attempt, random=random))
-    return job.evolve(status="pending", attempts=attempt, run_at=retry_at, error=error)
+    return job.evolve(status=PENDING, attempts=attempt, run_at=retry_at, error=error)
 
 
 def reschedule(job: Job, run_at: int) -> Job:
     """``job`` (as it was before its claim) after its handler asked to run again at
     ``run_at`` (``Retry``): pending, and the attempt is not counted."""
-    return job.evolve(status="pending", run_at=run_at)
+    return job.evolve(status=PENDING, run_at=run_at)
 
 
 def cancel(job: Job) -> Optional[Job]:
     """The job cancelled, or None if it is not pending."""
-    if job.status != "pending":
+    if job.status != PENDING:
         return None
-    return job.evolve(status="cancelled", error=CANCELLED_BY_USER, result="")
+    return job.evolve(status=CANCELLED, error=CANCELLED_BY_USER, result="")
 
 
 def retry(job: Job, now: float) -> Optional[Job]:
     """A failed or cancelled job back to pending, due now, with fresh attempts (its last
     error stays until it runs); None for a job in any other state."""
-    if job.status not in ("failed", "cancelled"):
+    if job.status not in (FAILED, CANCELLED):
         return None
-    return job.evolve(status="pending", run_at=int(now), attempts=0, result="")
+    return job.evolve(status=PENDING, run_at=int(now), attempts=0, result="")
 
 
 def run_now(job: Job, now: float, force: bool = False) -> Optional[Job]:
@@ -111,10 +112,10 @@ def run_now(job: Job, now: float, force: bool = False) -> Optional[Job]:
     job (its lease not yet run out), put back to pending due now without counting the
     attempt it was on, which risks a second run while its worker is still inside it.
     None for any other job."""
-    if job.status == "pending":
+    if job.status == PENDING:
         return job.evolve(run_at=min(job.run_at, int(now)))
-    if job.status == "processing" and force:
-        return job.evolve(status="pending", run_at=int(now), attempts=max(0, job.attempts - 1))
+    if job.status == PROCESSING and force:
+        return job.evolve(status=PENDING, run_at=int(now), attempts=max(0, job.attempts - 1))
     return None
 
 
@@ -128,8 +129,11 @@ def is_purged(job, statuses, before: float) -> bool:
     return status in statuses and max(created_at, run_at) < before
 
 
-def is_past_retention(job: Job, drop_before: float) -> bool:
-    """A completed or cancelled job whose last activity is before ``drop_before``; failed
-    jobs are kept until purged."""
-    return (job.status in ("completed", "cancelled") and
-            max(job.created_at, job.run_at) < drop_before)
+def finished_at(status: bytes, run_at: int, created_at: bytes) -> Optional[int]:
+    """When a finished job's retention and archive age count from, given its line's peeked
+    status, run_at and created_at (``job.peek_status_and_run_at``): for a completed or
+    cancelled job, the later of run_at (when it finished) and created_at; None for any other
+    job (failed jobs stay until purged; pending and processing ones are not finished)."""
+    if status in RETAINED_WORDS and created_at.isdigit():
+        return max(run_at, int(created_at))
+    return None

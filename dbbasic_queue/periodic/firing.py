@@ -39,7 +39,7 @@ from ..model.checks import payload_json
 from ..model.words import age
 from ..model.words import plural
 from ..errors import QueueError
-from ..model.job import job_line, reads
+from ..model.job import PENDING, job_line, reads
 from .state import (CorruptLine, Entry, State, read_state, state_path, time_text,
                              write_state)
 from .schedules import (CATCH_UP, CLOCK_ERROR_SECONDS, MAX_CATCH_UP_SLOTS, Schedule,
@@ -380,7 +380,7 @@ def new_job_id() -> str:
 
 
 def _line(name: str, job_id: str, slot: int, previous: Optional[int], created: int, zone) -> bytes:
-    return job_line(job_id, name, payload_json(payload(name, slot, previous, zone)), "pending",
+    return job_line(job_id, name, payload_json(payload(name, slot, previous, zone)), PENDING,
                     created, created, 0, "", "", "")
 
 

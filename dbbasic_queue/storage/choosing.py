@@ -15,7 +15,9 @@ only if its line, read under the same rules, still says it may.
 from typing import Callable, Iterable, List, NamedTuple, Optional, Tuple
 
 from .archive import ARCHIVE_MIN_LINES
-from ..model.job import CLAIMABLE_WORDS, RETAINED_WORDS, line_id, peek_status_and_run_at
+from ..model.job import (CLAIMABLE_WORDS, PENDING_WORD, PROCESSING_WORD, line_id,
+                         peek_status_and_run_at)
+from ..model.transitions import finished_at
 from ..model.queues import Candidates, Scope, peek_queue_and_priority, waiting_message
 
 # A look keeps this many claims' worth of candidates, and at least KEEP_LEAST (per queue,
@@ -103,17 +105,16 @@ def judge(line: bytes, now: float, scope: Scope):
             return None
         job_type, queue, priority = choice
         if not scope.takes(job_type, queue):
-            if (status == b"pending" and run_at <= now and scope.serves(queue)
+            if (status == PENDING_WORD and run_at <= now and scope.serves(queue)
                     and not scope.handles(job_type)
                     and waiting_message(job_type).encode() not in line):
                 return ("waiting", queue, priority, run_at)
             return _OTHER
-        if status == b"processing":
+        if status == PROCESSING_WORD:
             return ("processing", queue, priority, run_at)
         return ("due" if run_at <= now else "later", queue, priority, run_at)
-    if status in RETAINED_WORDS and created_at.isdigit():
-        return ("finished", None, None, max(run_at, int(created_at)))
-    return _OTHER
+    finished = finished_at(status, run_at, created_at)
+    return _OTHER if finished is None else ("finished", None, None, finished)
 
 
 class Look(NamedTuple):

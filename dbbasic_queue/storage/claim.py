@@ -28,8 +28,9 @@ from .archive import RetiringEditor
 from .choosing import peek_choice
 from ..model.words import duration_text, plural
 from ..errors import CorruptLineError
-from ..model.job import (CLAIMABLE_WORDS, RETAINED_WORDS, Job, line_id, parse_line,
-                         peek_status_and_run_at, same_job)
+from ..model.job import (CLAIMABLE_WORDS, PENDING_WORD, PROCESSING, PROCESSING_WORD,
+                         RETAINED_WORDS, Job, line_id, parse_line, peek_status_and_run_at,
+                         same_job)
 from ..model.options import WORKER_KEY, decode_options, with_worker, without_worker
 from ..model.queues import (Scope, concurrency_of, queue_and_priority, rate_of,
                             waiting_message)
@@ -238,23 +239,24 @@ class ClaimEditor(RetiringEditor):
             if priority or (self.scope.ordered and self.scope.rank(queue, 0, 0, 0)[0]):
                 self.outcome.ranked = True
             if claiming and (run_at <= self.now or (
-                    status == b"processing" and self._owner_ended(line))):
-                if (self.chosen is not None and status == b"pending"
+                    status == PROCESSING_WORD and self._owner_ended(line))):
+                if (self.chosen is not None and status == PENDING_WORD
                         and job_id not in self.chosen):
                     return line
                 return self._claim(job_id, line)
             if self.outcome.next_due is None or run_at < self.outcome.next_due:
                 self.outcome.next_due = run_at
-        elif status in RETAINED_WORDS and created_at.isdigit():
-            return self.retire(line, max(run_at, int(created_at)),
-                               known_good=line in self.recorded)
+            return line
+        finished = transitions.finished_at(status, run_at, created_at)
+        if finished is not None:
+            return self.retire(line, finished, known_good=line in self.recorded)
         return line
 
     def _passed_over(self, line: bytes, status: bytes, run_at: int, job_type: str,
                       queue: str) -> bytes:
         """A claimable line this worker may not take: counted for its log and, if it is a
         due job of a type it has no handler for, marked as waiting for one."""
-        if status != b"pending" or run_at > self.now or not self.scope.serves(queue):
+        if status != PENDING_WORD or run_at > self.now or not self.scope.serves(queue):
             return line
         counts, what = ((self.outcome.waiting, job_type) if not self.scope.handles(job_type)
                         else (self.outcome.paused, f"queue {queue!r}" if queue in
@@ -285,7 +287,7 @@ class ClaimEditor(RetiringEditor):
         self.outcome.ranks[job_id] = self.scope.rank(queue, priority, job.run_at, self.position)
         max_attempts = options.get("max_attempts") or self.max_attempts
         due = transitions.is_due(job, self.now)
-        if job.status == "processing":
+        if job.status == PROCESSING:
             owner = self._owner(options.get(WORKER_KEY))
             if owner.alive or (owner.alive is None and not due):
                 if owner.alive and due:

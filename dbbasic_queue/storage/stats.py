@@ -8,7 +8,7 @@ two files (a kill in the middle of a move leaves it so) counts once, as ``list``
 from typing import Any, Dict
 
 from ..errors import CorruptLineError
-from ..model.job import STATUSES, line_id, parse_line, peek_listing
+from ..model.job import ACTIVE, FAILED, PENDING, STATUSES, line_id, parse_line, peek_listing
 from ..model.options import decode_options
 from ..model.queues import DEFAULT_QUEUE, queue_and_priority, waiting_message
 
@@ -34,10 +34,10 @@ def queue_stats(queue) -> Dict[str, Any]:
         by_status[job.status] += 1
         counts = by_type.setdefault(job.type, dict.fromkeys(STATUSES, 0))
         counts[job.status] += 1
-        if job.status in ("pending", "processing"):
+        if job.status in ACTIVE:
             name = queue_and_priority(decode_options(job.options))[0] if job.options else DEFAULT_QUEUE
-            by_queue.setdefault(name, {"pending": 0, "processing": 0})[job.status] += 1
-        if job.status == "pending":
+            by_queue.setdefault(name, dict.fromkeys(ACTIVE, 0))[job.status] += 1
+        if job.status == PENDING:
             retrying += job.attempts > 0
             if job.run_at <= now:
                 oldest_due = job.run_at if oldest_due is None else min(oldest_due, job.run_at)
@@ -47,7 +47,7 @@ def queue_stats(queue) -> Dict[str, Any]:
                     entry["oldest_seconds"] = max(entry["oldest_seconds"], now - job.run_at)
             else:
                 next_run = job.run_at if next_run is None else min(next_run, job.run_at)
-        elif job.status == "failed" and job.run_at >= now - 3600:
+        elif job.status == FAILED and job.run_at >= now - 3600:
             failed_last_hour += 1
     archived = {"files": 0, "jobs": 0, "size_bytes": 0}
     for _, path in queue.archive.files(newest_first=True):

@@ -9,7 +9,7 @@ import weakref
 from typing import Dict, Optional, Union
 
 from ..errors import CorruptLineError
-from ..model.job import Job, parse_line, peek_unique_key
+from ..model.job import ACTIVE, Job, parse_line, peek_unique_key
 from ..model.options import decode_options
 from .table import same_file
 
@@ -59,7 +59,7 @@ class UniqueKeys:
         if not isinstance(found, int):
             return found  # None, or the id of a line already judged
         job = _job_at(fd, found)
-        if job is None or job.status not in ("pending", "processing") or \
+        if job is None or job.status not in ACTIVE or \
                 decode_options(job.options).get("unique_key") != key:
             del self.active[key]
             return None
