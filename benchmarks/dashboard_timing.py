@@ -28,7 +28,7 @@ from wsgiref.util import setup_testing_defaults
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dbbasic_queue import Queue  # noqa: E402
-from dbbasic_queue.storage.archive import day_of  # noqa: E402
+from dbbasic_queue.storage.history import day_of  # noqa: E402
 from dbbasic_queue.dashboard import DashboardApp  # noqa: E402
 from dbbasic_queue.model.job import HEADER, job_line  # noqa: E402
 

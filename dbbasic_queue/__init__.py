@@ -7,11 +7,13 @@ current directory at each call; ``DBBASIC_QUEUE_FILE`` overrides it).
 
 Where things are (a folder a layer; each layer imports only the ones below it, and nothing
 below the faces imports a face; ``docs/architecture.md`` draws it):
-- ``model/``: the job and its life, pure: the line format (``job.py``), the transitions and
-  the retry schedule (``transitions.py``), per-job options and ``Retry``, argument checks;
-- ``storage/``: the TSV engine: the table's lock, appends and atomic rewrites (``table.py``),
-  the claim logic (``claim.py``), the admin verbs' rewrites (``edits.py``), archive and
-  traceback files, the unique-key index, the counts;
+- ``model/``: the job and its life, pure: the line format and the statuses (``job.py``),
+  the transitions, retention and the retry schedule (``transitions.py``), per-job options
+  and ``Retry``, argument checks;
+- ``storage/``: the TSV engine: a worker run's verbs (``engine.py``), the table's lock,
+  appends and atomic rewrites (``table.py``), the claim logic (``claim.py``), the admin
+  verbs' rewrites (``edits.py``), the dated archive and traceback files (``history.py``),
+  the unique-key index, the counts;
 - ``worker/``: a worker run (``run.py``), the loop worker, liveness, time limits,
   ``current_job()``;
 - ``periodic/``: cron expressions, schedules, the record of fired slots, firing;

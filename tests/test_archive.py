@@ -10,7 +10,8 @@ import time
 from pathlib import Path
 
 from dbbasic_queue import Queue
-from dbbasic_queue.storage.archive import ARCHIVE_MIN_LINES, day_of
+from dbbasic_queue.storage.archive import ARCHIVE_MIN_LINES
+from dbbasic_queue.storage.history import day_of
 from dbbasic_queue.model.job import COLUMNS, PUBLISHED_COLUMNS, job_line, parse_line
 from support import ROOT, finish, kill, runs, wait_for
 

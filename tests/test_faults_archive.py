@@ -1,9 +1,8 @@
-"""Faults of the archive files: a worker killed in the middle of its append to one, and an
-admin purge that empties one while workers move jobs into it. After each, every job is in
+"""Faults of the dated files (archive and tracebacks): a worker killed in the middle of its
+append to one, and an admin purge that empties one while workers move jobs into it. After each, every job is in
 some file exactly once as a whole line, and the readers (get_job, jobs, stats) never take a
 piece of a line for a job."""
 
-import logging
 import os
 import signal
 import subprocess
@@ -12,7 +11,7 @@ import textwrap
 import time
 
 from dbbasic_queue import Queue
-from dbbasic_queue.storage.archive import day_of
+from dbbasic_queue.storage.history import day_of
 from dbbasic_queue.model.job import HEADER, job_line, line_id, parse_line
 from support import ROOT, WAIT_SECONDS, noop
 
@@ -69,6 +68,34 @@ def test_a_move_killed_at_any_byte_of_its_archive_append_leaves_each_job_once_an
             assert [parse_line(line).type for line in path.read_bytes().splitlines()[1:]] == ["t"]
             assert_each_job_once_and_whole(queue, archive, (earlier if base else []) + moving)
     assert not [r for r in caplog.records if "corrupt" in r.getMessage()]
+
+
+def test_a_traceback_append_killed_at_any_byte_leaves_no_piece_of_a_line_in_its_file(
+        tmp_path, clock):
+    # Given a traceback file holding one attempt's line, then each possible piece of the
+    # next one: what a worker killed after writing its first ``cut`` bytes leaves
+    from dbbasic_queue.storage.tracebacks import HEADER as TRACEBACK_HEADER
+    source = Queue(tmp_path / "source" / "queue.tsv", clock=clock)
+    job_id = source.enqueue("broken", {})
+    source.process_jobs({"broken": lambda payload: 1 / 0}, max_attempts=1)
+    [kept_file] = source.traceback_files.files()
+    first = kept_file.read_bytes()[len(TRACEBACK_HEADER):]
+    piece = first.replace(b"\t1\t", b"\t2\t", 1)  # attempt 2's line, as cut
+    for cut in range(1, len(piece)):
+        directory = tmp_path / str(cut)
+        directory.mkdir()
+        queue = Queue(directory / "queue.tsv", clock=clock)
+        path = queue.traceback_files.path(day_of(clock()))
+        path.write_bytes(TRACEBACK_HEADER + first + piece[:cut])
+        # Then the reader takes no piece for an attempt
+        assert [t["attempt"] for t in queue.tracebacks(job_id)] == [1]
+        # and when the next attempt fails, the piece is gone, never a line of its own
+        queue.traceback_files.add(job_id, 3, clock(), "ZeroDivisionError: division by zero",
+                                  ZeroDivisionError("division by zero"))
+        lines = path.read_bytes().splitlines(keepends=True)
+        assert lines[:2] == [TRACEBACK_HEADER, first] and len(lines) == 3, cut
+        assert lines[2].startswith(job_id.encode() + b"\t3\t")
+        assert [t["attempt"] for t in queue.tracebacks(job_id)] == [1, 3]
 
 
 def test_retry_and_purge_of_an_archived_job_drop_a_line_cut_short_in_its_file(tmp_path, clock):

@@ -22,7 +22,7 @@ from support import needs_root
 from dbbasic.tsv import TSV
 
 from dbbasic_queue import Queue, QueueError
-from dbbasic_queue.storage.archive import day_of
+from dbbasic_queue.storage.history import day_of
 from dbbasic_queue.model.job import HEADER, job_line
 
 HELPER = str(Path(__file__).with_name("helpers.py"))

@@ -7,9 +7,9 @@ follows its work, not the history kept; retention deletes
 whole archive files, at a cost that follows the files, not the jobs in them.
 
 A worker moves lines during a rewrite it does anyway: they are spooled into temporary files,
-and appended to their archive files (fsynced, under each archive file's own flock) before the
-queue's lock is taken to rename the new live file into place, so enqueues never wait for the
-archive's fsync. A crash in between, or a rewrite that loses its race and starts again,
+and appended to their archive files (fsynced, under each archive file's own flock: see
+history.py, which keeps every dated file) before the queue's lock is taken to rename the new
+live file into place, so enqueues never wait for the archive's fsync. A crash in between, or a rewrite that loses its race and starts again,
 leaves a job in both files, never in neither (the live line wins for every reader); the next
 move skips lines its archive file already ends with. That holds because a line moves only once
 the live file holds it, as it will stay: a worker's result moves in its next rewrite, not in the
@@ -21,34 +21,18 @@ whole by a rename, as the live file is, and its readers stop at a line without i
 """
 
 import contextlib
-import logging
 import mmap
 import os
-import re
-import time
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple
 
-from ..errors import QueueError
-from .files import (check_regular, fsync_directory, flock, keep_mode_and_owner,
-                    lock_current, open_own, temporary_file, unlock)
 from ..model.job import HEADER, reads
+from .files import check_regular, open_own, temporary_file
+from .history import BLOCK, DatedFiles, day_of
 from .table import Editor, Table
-
-logger = logging.getLogger("dbbasic_queue")
 
 ARCHIVE_AFTER_SECONDS = 0  # a finished job leaves queue.tsv in the next rewrite after its result
 ARCHIVE_MIN_LINES = 1000  # moving lines is worth a rewrite of its own from this many
-_DAY = 86400
-_BLOCK = 1 << 20
-
-
-def day_of(timestamp: int) -> str:
-    """The UTC day of a timestamp, as archive files are named (YYYY-MM-DD)."""
-    try:
-        return time.strftime("%Y-%m-%d", time.gmtime(timestamp))
-    except (OverflowError, OSError, ValueError):
-        return "9999-12-31"
 
 
 class Archive:
@@ -61,19 +45,14 @@ class Archive:
         self.directory = table.path.parent
         self.lock_path = table.lock_path
         self.table = table
-        self.name = re.compile(re.escape(table.path.stem) + r"\.(\d{4}-\d{2}-\d{2})\.tsv\Z")
+        self.dated = DatedFiles(table.path, HEADER)
 
     def path(self, day: str) -> Path:
-        return self.directory / f"{self.queue_path.stem}.{day}.tsv"
+        return self.dated.path(day)
 
     def files(self, newest_first: bool = False) -> List[Tuple[str, Path]]:
         """(day, path) of every archive file, oldest first."""
-        try:
-            names = os.listdir(self.directory)
-        except FileNotFoundError:
-            return []
-        days = sorted((m.group(1) for m in map(self.name.match, names) if m), reverse=newest_first)
-        return [(day, self.path(day)) for day in days]
+        return self.dated.files(newest_first)
 
     def table_of(self, path: Path) -> "ArchiveTable":
         """An archive file as a Table sharing the queue's lock: for reading its lines and for
@@ -121,105 +100,34 @@ class Archive:
         """Delete the archive file at ``path`` if it holds no job; True if it did. The check
         and the deletion hold the lock, so no move appends a job in between."""
         with self.table.lock():
-            return self._unlink_locked(path, only_if_jobless=True)
+            return self.dated.unlink(path, keep_if=self._holds_a_job)
 
     def remove_expired(self, drop_before: float) -> int:
         """Delete the archive files whose every job finished before ``drop_before``."""
-        expired = [path for day, path in self.files()
-                   if _day_start(day) + _DAY <= drop_before]
+        expired = self.dated.expired(drop_before)
         if not expired:
             return 0
         with self.table.lock():
             for path in expired:
-                self._unlink_locked(path)
+                self.dated.unlink(path)
         return len(expired)
 
-    def _unlink_locked(self, path: Path, only_if_jobless: bool = False) -> bool:
-        """Delete an archive file with its flock held, so that a move appending to it
-        finishes first, and a move after it creates the file anew."""
-        try:
-            fd, _ = lock_current(str(path), os.O_RDONLY)
-        except FileNotFoundError:
-            return True
-        try:
-            if only_if_jobless and any(True for _ in self.table_of(path).lines()):
-                return False
-            os.unlink(path)
-            return True
-        finally:
-            unlock(fd)
+    def _holds_a_job(self, path: Path) -> bool:
+        return any(True for _ in self.table_of(path).lines())
 
     def take(self, day: str, spooled, model: os.stat_result) -> None:
         """Append the lines spooled in the file ``spooled`` (open for reading, at its start) to
-        the file of ``day``, creating it with the header and the live file's mode and owner
-        (``model``) if new, and first replacing it by its whole lines if its last line was cut
-        short. It holds the file's flock throughout (see the class), not the queue's lock."""
-        target = self.path(day)
-        try:
-            fd, status = lock_current(str(target), os.O_RDWR | os.O_APPEND, create=True)
-        except OSError as error:  # a planted link or FIFO is a QueueError saying so
-            raise QueueError(f"cannot write the archive file {target} "
-                             f"({getattr(error, 'strerror', None) or error})") from None
-        size = status.st_size
-        try:
-            whole = _whole_lines_end(fd, size)
-            if whole < size:
-                copy, size = self._copy_of_whole_lines(fd, target, size, whole)
-                fd, old = copy, fd
-                unlock(old)
-            if size == 0:
-                keep_mode_and_owner(fd, model, target, attributes_of=str(self.queue_path))
-                _write_all(fd, HEADER)
-                fsync_directory(self.directory)
-            spooled.readline()  # its header
-            already = _lines_in_tail(fd, size, os.fstat(spooled.fileno()).st_size)
-            for block in _lines_in_blocks(spooled):
-                if already:
-                    block = b"".join(line for line in block.splitlines(keepends=True)
-                                     if line not in already)
-                _write_all(fd, block)
-            os.fsync(fd)
-        finally:
-            unlock(fd)
-
-    def _copy_of_whole_lines(self, fd: int, target: Path, size: int, whole: int):
-        """Replace the archive file open at ``fd`` by a copy of its first ``whole`` bytes, its
-        whole lines (the header alone if none), and return (the copy's descriptor, flocked,
-        and its size). Under the file's flock.
-
-        The bytes after them were cut short by a writer killed mid-append (or a full disk).
-        Every append holds the file's flock and comes before its live file's rename, which waits for
-        the append's fsync: so that writer never renamed, and the piece's job is still in the
-        live file, to be moved whole by this move or a later one. A copy renamed into place,
-        not a truncation: a reader or an admin rewrite that has the file open must never see
-        bytes it has read change (see ArchiveTable)."""
-        piece = os.pread(fd, min(size - whole, 200), whole)
-        logger.warning("%s: dropped its last %d bytes, a line cut short by a worker killed while "
-                       "appending (the job is still in the queue file, and moves again): %s",
-                       target, size - whole, piece.decode("utf-8", "replace"))
-        copy, temp = temporary_file(self.directory)
-        try:
-            flock(copy)  # before it takes the name: a move waiting on the old file then waits here
-            for start in range(0, whole, _BLOCK):
-                _write_all(copy, os.pread(fd, min(_BLOCK, whole - start), start))
-            if whole == 0:  # its header was cut short: never visible without one
-                _write_all(copy, HEADER)
-            keep_mode_and_owner(copy, os.fstat(fd), target, attributes_of=fd)
-            os.fsync(copy)
-            os.replace(temp, target)
-            temp = None
-            fsync_directory(self.directory)
-        except BaseException:
-            unlock(copy)
-            if temp is not None:
-                os.unlink(temp)
-            raise
-        return copy, whole or len(HEADER)
+        the file of ``day`` (see DatedFiles.append), skipping those its end already holds: an
+        earlier move of the same lines killed before its rename left them there. The live
+        file's stat is ``model``, for a new file's mode and owner."""
+        spooled.readline()  # its header
+        self.dated.append(day, _lines_in_blocks(spooled), model,
+                          skip_present=os.fstat(spooled.fileno()).st_size)
 
 
 class ArchiveTable(Table):
     """An archive file: a Table sharing its queue's lock, whose readers and rewrites know the
-    one way its writer leaves it broken, a last line cut short (see Archive.take)."""
+    one way its writer leaves it broken, a last line cut short (see history.py)."""
 
     def lines(self) -> Iterator[Tuple[int, bytes]]:
         """(line number, line) of every whole job line, without the lock. It stops at the
@@ -240,7 +148,7 @@ class ArchiveTable(Table):
 
     def rewrite(self, start_edit, resume=None):
         """Table.rewrite, dropping a last line cut short instead of ending it: its job is
-        still in the live file (see Archive._copy_of_whole_lines). None, as for no file,
+        still in the live file (see history.py). None, as for no file,
         while the header is cut short: such a file holds no job."""
         file = self._open()
         if file is None:
@@ -321,7 +229,7 @@ class Spool:
             fd, temp = temporary_file(self.archive.directory)
             # Read back through this descriptor, never by name: the directory may be writable
             # by another user, who could swap the name for a link to a file of root's.
-            entry = self.files[day] = (open(fd, "w+b", buffering=_BLOCK), temp)
+            entry = self.files[day] = (open(fd, "w+b", buffering=BLOCK), temp)
             entry[0].write(HEADER)
         entry[0].write(line)
         self.count += 1
@@ -342,41 +250,10 @@ class Spool:
         self.files.clear()
 
 
-def _day_start(day: str) -> float:
-    """The timestamp of UTC midnight at the start of ``day``."""
-    import calendar  # only retention needs it, never a process that only enqueues
-    year, month, date = (int(part) for part in day.split("-"))  # a name the file pattern matched
-    return calendar.timegm((year, month, date, 0, 0, 0))
-
-
-def _whole_lines_end(fd: int, size: int) -> int:
-    """Where the file's whole lines end: just after its last newline (0 if it has none)."""
-    end = size
-    while end > 0:
-        start = max(0, end - _BLOCK)
-        at = os.pread(fd, end - start, start).rfind(b"\n")
-        if at >= 0:
-            return start + at + 1
-        end = start
-    return 0
-
-
-def _lines_in_tail(fd: int, size: int, span: int) -> set:
-    """The whole lines in the last ``span`` bytes of the file (plus a margin): where a move
-    interrupted after its archive append, before its rename, left its lines. Only a line
-    identical to one about to be appended proves it is there; a line cut short proves nothing."""
-    start = max(0, size - span - (64 << 10))
-    tail = os.pread(fd, size - start, start)
-    lines = tail.splitlines(keepends=True)
-    if start:
-        lines = lines[1:]  # it may start mid-line
-    return {line for line in lines if line.endswith(b"\n")}
-
-
 def _lines_in_blocks(source) -> Iterator[bytes]:
     rest = b""
     while True:
-        data = source.read(_BLOCK)
+        data = source.read(BLOCK)
         if not data:
             if rest:
                 yield rest if rest.endswith(b"\n") else rest + b"\n"
@@ -386,9 +263,3 @@ def _lines_in_blocks(source) -> Iterator[bytes]:
         rest = data[whole:]
         if whole:
             yield data[:whole]
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]

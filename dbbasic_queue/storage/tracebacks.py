@@ -5,24 +5,22 @@ Each failed attempt appends one line to the file of its UTC day, ``data/queue.tr
 traceback as a JSON string), so
 ``grep ID data/queue*.tsv`` shows a job's line and its tracebacks together. A traceback is cut
 to its first and last frames beyond ``MAX_TRACEBACK_CHARS``; a job has at most one line per
-attempt; retention deletes whole files, as it does archive files.
+attempt. The files are kept as every dated file is (``history.py``): appends of whole lines
+under the file's own flock, a line cut short by a kill never left as a line, retention by
+whole files.
 """
 
-import calendar
 import contextlib
 import json
 import logging
 import os
-import re
-import time
 import traceback
-from pathlib import Path
 from typing import Any, Dict, List
 
 from ..errors import QueueError
-from .files import check_regular, keep_mode_and_owner, open_own
-from ..model.job import error_text, is_cut, job_with_id_prefix
-from ..model.job import to_json
+from ..model.job import (error_text, is_cut, job_with_id_prefix, one_line, quote_field, to_json,
+                         unquote_field)
+from .history import DatedFiles, day_of, whole_lines
 from .table import Table
 
 logger = logging.getLogger("dbbasic_queue")
@@ -51,54 +49,36 @@ def format_traceback(error: BaseException) -> str:
 
 
 class Tracebacks:
-    """The traceback files of one queue file; appends hold the queue's lock."""
+    """The traceback files of one queue file."""
 
     def __init__(self, table: Table) -> None:
         self.queue_path = table.path
-        self.directory = table.path.parent
-        self.stem = table.path.stem
-        self.lock_path = table.lock_path
-        self.name = re.compile(re.escape(self.stem) + r"\.tracebacks\.(\d{4}-\d{2}-\d{2})\.tsv\Z")
+        self.dated = DatedFiles(table.path, HEADER, kind="tracebacks")
 
-    def path(self, day: str) -> Path:
-        return self.directory / f"{self.stem}.tracebacks.{day}.tsv"
+    def path(self, day: str):
+        return self.dated.path(day)
 
-    def files(self) -> List[Path]:
-        try:
-            names = os.listdir(self.directory)
-        except FileNotFoundError:
-            return []
-        return [self.directory / name for name in sorted(names) if self.name.match(name)]
+    def files(self):
+        return [path for _, path in self.dated.files()]
 
     def add(self, job_id: str, attempt: int, failed_at: float, error: str,
             exception: BaseException) -> None:
         """Keep the traceback of one failed attempt (``error`` is its one-line text; cut for
-        the queue's line, it is kept here up to MAX_TRACEBACK_CHARS)."""
+        the queue's line, it is kept here up to MAX_TRACEBACK_CHARS). Not fsynced: a
+        traceback is help, and the attempt's record is the queue's line."""
         if is_cut(error):
             error = error_text(exception, limit=MAX_TRACEBACK_CHARS)
-        day = time.strftime("%Y-%m-%d", time.gmtime(failed_at))
-        line = "\t".join((job_id, str(attempt), str(int(failed_at)), _field(error),
-                          _field(class_path(exception)),
-                          _field(to_json(format_traceback(exception))))) + "\n"
-        path = self.path(day)
-        with Table(path, lock_path=self.lock_path).lock():
-            try:
-                fd = open_own(str(path), os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
-                size = check_regular(fd, str(path)).st_size
-            except QueueError as error:  # a planted link or FIFO: help lost, not the record
-                logger.warning("%s; the traceback of job %s is not kept", error, job_id)
-                return
-            try:
-                if size == 0:
-                    with contextlib.suppress(FileNotFoundError):
-                        keep_mode_and_owner(fd, os.stat(self.queue_path), path,
-                                            attributes_of=str(self.queue_path))
-                    os.write(fd, HEADER)
-                elif os.pread(fd, 1, size - 1) != b"\n":
-                    os.write(fd, b"\n")  # a line cut short stays one line
-                os.write(fd, line.encode("utf-8", "backslashreplace"))
-            finally:
-                os.close(fd)
+        fields = (error, class_path(exception), to_json(format_traceback(exception)))
+        line = "\t".join((job_id, str(attempt), str(int(failed_at)),
+                          *(quote_field(one_line(field)) for field in fields))) + "\n"
+        model = None
+        with contextlib.suppress(FileNotFoundError):
+            model = os.stat(self.queue_path)
+        try:
+            self.dated.append(day_of(failed_at), [line.encode("utf-8", "backslashreplace")],
+                              model, durable=False)
+        except QueueError as error:  # a planted link or FIFO: help lost, not the record
+            logger.warning("%s; the traceback of job %s is not kept", error, job_id)
 
     def of(self, job_id: str) -> List[Dict[str, Any]]:
         """The kept tracebacks of a job, oldest first: attempt, failed_at, error, exception
@@ -108,53 +88,24 @@ class Tracebacks:
             return []
         found = []
         for path in self.files():
-            for line in _lines(path):
+            for line in whole_lines(path):
                 if not line.startswith(prefix):
                     continue
                 fields = line.rstrip(b"\r\n").decode("utf-8", "replace").split("\t")
                 if len(fields) != len(COLUMNS):
                     continue
+                texts = [unquote_field(field) for field in fields[3:]]
                 try:
+                    if None in texts:
+                        raise ValueError("broken quoting")
                     found.append({"attempt": int(fields[1]), "failed_at": int(fields[2]),
-                                  "error": _unfield(fields[3]), "exception": _unfield(fields[4]),
-                                  "traceback": json.loads(_unfield(fields[5]))})
+                                  "error": texts[0], "exception": texts[1],
+                                  "traceback": json.loads(texts[2])})
                 except ValueError:
                     continue  # a hand-edited line: tracebacks are help, not the record
         return found
 
     def remove_expired(self, drop_before: float) -> None:
         """Delete the files of days that ended before ``drop_before``."""
-        for path in self.files():
-            day = self.name.match(path.name).group(1)
-            year, month, date = (int(part) for part in day.split("-"))
-            if calendar.timegm((year, month, date, 0, 0, 0)) + 86400 <= drop_before:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(path)
-
-
-def _lines(path: Path):
-    """The complete lines after the header (none if the file went away, or is a symlink or
-    something else than a regular file)."""
-    try:
-        fd = open_own(str(path), os.O_RDONLY)
-        check_regular(fd, str(path))
-    except (OSError, QueueError):
-        return
-    with open(fd, "rb") as file:
-        file.readline()
-        for line in file:
-            if line.endswith(b"\n"):
-                yield line
-
-
-def _field(text: str) -> str:
-    """A field as dbbasic-tsv's csv writer quotes it (tabs and line breaks never occur:
-    errors are one line and tracebacks are JSON strings)."""
-    text = text.replace("\t", " ").replace("\n", " ").replace("\r", " ")
-    return '"' + text.replace('"', '""') + '"' if '"' in text else text
-
-
-def _unfield(text: str) -> str:
-    if len(text) >= 2 and text[0] == text[-1] == '"':
-        return text[1:-1].replace('""', '"')
-    return text
+        for path in self.dated.expired(drop_before):
+            self.dated.unlink(path)

@@ -1,0 +1,208 @@
+"""Dated files beside the queue: one file per UTC day and kind, appended to, deleted whole.
+
+Two kinds live beside ``data/queue.tsv``: the archive (``queue.2026-11-28.tsv``, finished
+jobs, see archive.py) and the tracebacks (``queue.tracebacks.2026-11-28.tsv``, see
+tracebacks.py). Both are tables with a header line, so ``grep ID data/queue*.tsv`` finds a
+job's lines in all of them, and both are kept the same way, here:
+
+- a file only grows by appends of whole lines, each under the file's own flock (never the
+  queue's lock, so enqueues never wait for an append or its fsync), or is replaced whole by
+  a rename;
+- a writer killed in the middle of an append leaves a last line cut short. The next append
+  first replaces the file by a copy of its whole lines (a rename, not a truncation: a reader
+  that has the file open never sees bytes it has read change), so the piece never becomes a
+  line; and every reader stops at a line without its newline;
+- retention deletes whole files, by their day, under each file's flock, so an append in
+  progress finishes first and a later one creates the file anew.
+"""
+
+import logging
+import os
+import re
+import time
+from pathlib import Path
+from typing import Iterable, Iterator, List, Optional, Tuple
+
+from ..errors import QueueError
+from .files import (check_regular, flock, fsync_directory, keep_mode_and_owner, lock_current,
+                    open_own, temporary_file, unlock)
+
+logger = logging.getLogger("dbbasic_queue")
+
+DAY_SECONDS = 86400
+BLOCK = 1 << 20
+
+
+def day_of(timestamp: float) -> str:
+    """The UTC day of a timestamp, as dated files are named (YYYY-MM-DD)."""
+    try:
+        return time.strftime("%Y-%m-%d", time.gmtime(timestamp))
+    except (OverflowError, OSError, ValueError):
+        return "9999-12-31"
+
+
+def day_start(day: str) -> float:
+    """The timestamp of UTC midnight at the start of ``day`` (a name the pattern matched)."""
+    import calendar  # only retention needs it, never a process that only enqueues
+    year, month, date = (int(part) for part in day.split("-"))
+    return calendar.timegm((year, month, date, 0, 0, 0))
+
+
+class DatedFiles:
+    """The dated files of one kind beside ``queue_path``: ``STEM.DAY.tsv`` (``kind`` empty)
+    or ``STEM.KIND.DAY.tsv``, each starting with ``header``."""
+
+    def __init__(self, queue_path: Path, header: bytes, kind: str = "") -> None:
+        self.queue_path = queue_path
+        self.directory = queue_path.parent
+        self.header = header
+        self.prefix = queue_path.stem + (f".{kind}" if kind else "")
+        self.name = re.compile(re.escape(self.prefix) + r"\.(\d{4}-\d{2}-\d{2})\.tsv\Z")
+
+    def path(self, day: str) -> Path:
+        return self.directory / f"{self.prefix}.{day}.tsv"
+
+    def files(self, newest_first: bool = False) -> List[Tuple[str, Path]]:
+        """(day, path) of every file of this kind, oldest first."""
+        try:
+            names = os.listdir(self.directory)
+        except FileNotFoundError:
+            return []
+        days = sorted((m.group(1) for m in map(self.name.match, names) if m), reverse=newest_first)
+        return [(day, self.path(day)) for day in days]
+
+    def expired(self, drop_before: float) -> List[Path]:
+        """The files whose whole day ended before ``drop_before``."""
+        return [path for day, path in self.files() if day_start(day) + DAY_SECONDS <= drop_before]
+
+    def unlink(self, path: Path, keep_if=None) -> bool:
+        """Delete ``path`` with its flock held, unless ``keep_if(path)`` (asked under that
+        flock) says to keep it; True if it is gone."""
+        try:
+            fd, _ = lock_current(str(path), os.O_RDONLY)
+        except FileNotFoundError:
+            return True
+        try:
+            if keep_if is not None and keep_if(path):
+                return False
+            os.unlink(path)
+            return True
+        finally:
+            unlock(fd)
+
+    def append(self, day: str, blocks: Iterable[bytes], model: Optional[os.stat_result],
+               skip_present: int = 0, durable: bool = True) -> None:
+        """Append ``blocks`` (each whole lines) to the file of ``day``, under its flock:
+        created with the header and the mode and owner of ``model`` (the live file's stat)
+        if new, and first replaced by its whole lines if its last line was cut short. With
+        ``skip_present``, lines found among the file's last ``skip_present`` bytes (and a
+        margin) are not appended again: where an append interrupted before the step that
+        followed it left them. ``durable``: fsynced before the flock is let go. A planted
+        link or FIFO raises QueueError."""
+        target = self.path(day)
+        try:
+            fd, status = lock_current(str(target), os.O_RDWR | os.O_APPEND, create=True)
+        except OSError as error:
+            raise QueueError(f"cannot write {target} "
+                             f"({getattr(error, 'strerror', None) or error})") from None
+        size = status.st_size
+        try:
+            whole = whole_lines_end(fd, size)
+            if whole < size:
+                copy, size = self._copy_of_whole_lines(fd, target, size, whole)
+                fd, old = copy, fd
+                unlock(old)
+            if size == 0:
+                if model is not None:
+                    keep_mode_and_owner(fd, model, target, attributes_of=str(self.queue_path))
+                write_all(fd, self.header)
+                if durable:
+                    fsync_directory(self.directory)
+            present = lines_in_tail(fd, size, skip_present) if skip_present else None
+            for block in blocks:
+                if present:
+                    block = b"".join(line for line in block.splitlines(keepends=True)
+                                     if line not in present)
+                write_all(fd, block)
+            if durable:
+                os.fsync(fd)
+        finally:
+            unlock(fd)
+
+    def _copy_of_whole_lines(self, fd: int, target: Path, size: int, whole: int):
+        """Replace the file open at ``fd`` by a copy of its first ``whole`` bytes, its whole
+        lines (the header alone if none), and return (the copy's descriptor, flocked, and
+        its size). Under the file's flock.
+
+        The bytes after them were cut short by a writer killed mid-append (or a full disk).
+        A copy renamed into place, not a truncation: a reader or an admin rewrite that has
+        the file open must never see bytes it has read change."""
+        piece = os.pread(fd, min(size - whole, 200), whole)
+        logger.warning("%s: dropped its last %d bytes, a line cut short by a process killed "
+                       "while appending: %s", target, size - whole,
+                       piece.decode("utf-8", "replace"))
+        copy, temp = temporary_file(self.directory)
+        try:
+            flock(copy)  # before it takes the name: an append waiting on the old file waits here
+            for start in range(0, whole, BLOCK):
+                write_all(copy, os.pread(fd, min(BLOCK, whole - start), start))
+            if whole == 0:  # its header was cut short: never visible without one
+                write_all(copy, self.header)
+            keep_mode_and_owner(copy, os.fstat(fd), target, attributes_of=fd)
+            os.fsync(copy)
+            os.replace(temp, target)
+            temp = None
+            fsync_directory(self.directory)
+        except BaseException:
+            unlock(copy)
+            if temp is not None:
+                os.unlink(temp)
+            raise
+        return copy, whole or len(self.header)
+
+
+def whole_lines(path: Path) -> Iterator[bytes]:
+    """The whole lines after the header of a dated file, without a lock; none if the file is
+    missing, not a regular file, or its header is cut short. It stops at the first line
+    without its newline: a line being appended, or cut short by a kill."""
+    try:
+        fd = open_own(str(path), os.O_RDONLY)
+        check_regular(fd, str(path))
+    except (OSError, QueueError):
+        return
+    with open(fd, "rb") as file:
+        if not file.readline().endswith(b"\n"):
+            return
+        for line in file:
+            if not line.endswith(b"\n"):
+                return
+            yield line
+
+
+def whole_lines_end(fd: int, size: int) -> int:
+    """Where the file's whole lines end: just after its last newline (0 if it has none)."""
+    end = size
+    while end > 0:
+        start = max(0, end - BLOCK)
+        at = os.pread(fd, end - start, start).rfind(b"\n")
+        if at >= 0:
+            return start + at + 1
+        end = start
+    return 0
+
+
+def lines_in_tail(fd: int, size: int, span: int) -> set:
+    """The whole lines in the last ``span`` bytes of the file (plus a margin). Only a line
+    identical to one about to be appended proves it is there; a line cut short proves
+    nothing."""
+    start = max(0, size - span - (64 << 10))
+    lines = os.pread(fd, size - start, start).splitlines(keepends=True)
+    if start:
+        lines = lines[1:]  # it may start mid-line
+    return {line for line in lines if line.endswith(b"\n")}
+
+
+def write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
