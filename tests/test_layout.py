@@ -129,3 +129,36 @@ def test_a_process_that_enqueues_and_looks_jobs_up_loads_neither_the_worker_nor_
     heavy = {"dataclasses", "inspect", "tempfile", "shutil", "secrets", "random", "socket",
              "datetime", "calendar", "csv", "signal", "ctypes", "argparse"}
     assert not heavy & loaded, sorted(heavy & loaded)
+
+
+def idle_run_modules(tmp_path, command_prefix=(), before=""):
+    """The modules a fresh process holds after a cron run with nothing due."""
+    script = before + textwrap.dedent("""
+        import json, sys
+        from dbbasic_queue import enqueue, process_jobs
+        assert process_jobs({"send_email": lambda payload: None}) == 0
+        print(json.dumps(sorted(sys.modules)))
+    """)
+    return set(json.loads(subprocess.run(
+        [*command_prefix, sys.executable, "-c", script], cwd=tmp_path, check=True,
+        capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(PACKAGE.parent))
+    ).stdout))
+
+
+def test_a_cron_run_with_nothing_due_loads_no_more_than_it_uses_unless_it_may_change_user(
+        tmp_path):
+    from dbbasic_queue.worker import may_change_user
+    only_if_used = {"dataclasses", "inspect", "hashlib", "datetime", "calendar", "random",
+                    "dbbasic_queue.periodic.firing"}
+    # Given a process that cannot change user (as any but root; root without the capability)
+    unable = ("setpriv", "--bounding-set", "-setuid,-setgid", "--inh-caps",
+              "-setuid,-setgid") if may_change_user() else ()
+    # Then a cron run with nothing due loads neither periodic firing, OpenSSL's hashes,
+    # retry jitter, dates nor dataclasses
+    loaded = idle_run_modules(tmp_path, unable)
+    assert "dbbasic_queue.worker.run" in loaded
+    assert not only_if_used & loaded, sorted(only_if_used & loaded)
+    # while one that may change user loads them all once it imports the worker, before a
+    # change of user could leave it unable to read them (the README's os.setuid case)
+    if may_change_user():
+        assert only_if_used - {"dataclasses", "inspect"} <= idle_run_modules(tmp_path)

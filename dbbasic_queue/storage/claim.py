@@ -20,7 +20,6 @@ admin verbs' editor (cancel, retry, purge) is ``edits.EachJob``.
 import logging
 import math
 import re
-from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from ..model import transitions
@@ -42,25 +41,26 @@ logger = logging.getLogger("dbbasic_queue")
 _TOKEN_IN_OPTIONS = re.compile(rb'""worker""\s*:\s*""([0-9a-f]{16})""')
 
 
-@dataclass
 class Held:
-    """A job a worker has claimed and whose final state is not on disk yet."""
+    """A job a worker has claimed and whose final state is not on disk yet: ``original`` as
+    it was before the claim (to put back if it never starts), its ``max_attempts`` (the
+    job's own, or the worker's), ``claimed_options`` (the options field while held: the
+    job's own and the worker's token)."""
 
     __slots__ = ("original", "claimed_at", "lease_until", "max_attempts", "timeout",
                  "claimed_options", "queue", "priority", "written")
-    original: Job  # as it was before the claim, to put back if it never starts
-    claimed_at: float
-    lease_until: float
-    max_attempts: int  # the job's own, or the worker's
-    timeout: Optional[float]
-    claimed_options: str  # the options field while held: the job's own and the worker's token
-    queue: str
-    priority: int
 
-    def __post_init__(self) -> None:
+    def __init__(self, original: Job, claimed_at: float, lease_until: float,
+                 max_attempts: int, timeout: Optional[float], claimed_options: str,
+                 queue: str, priority: int) -> None:
+        self.original, self.claimed_at, self.lease_until = original, claimed_at, lease_until
+        self.max_attempts, self.timeout = max_attempts, timeout
+        self.claimed_options, self.queue, self.priority = claimed_options, queue, priority
         # The line for this lease, made once: compared at every rewrite while held.
-        self.written = transitions.claim(self.original, self.lease_until,
-                                         self.claimed_options).to_line()
+        self.written = transitions.claim(original, lease_until, claimed_options).to_line()
+
+    def __repr__(self) -> str:
+        return f"Held({self.original.id}, attempt {self.attempt}, lease until {self.lease_until})"
 
     @property
     def attempt(self) -> int:
@@ -76,31 +76,31 @@ class Held:
                     self.claimed_options, self.queue, self.priority)
 
 
-@dataclass
 class ClaimOutcome:
     """What one claim rewrite did, for the worker to apply and report."""
 
-    claimed: Dict[bytes, Held] = field(default_factory=dict)
-    settled: Set[bytes] = field(default_factory=set)  # final state written, put back, or lost
-    renewed: Set[bytes] = field(default_factory=set)
-    lost: List[bytes] = field(default_factory=list)  # taken by another worker meanwhile
-    recorded: Set[bytes] = field(default_factory=set)  # final lines written, to move later
-    abandoned: List[Job] = field(default_factory=list)  # lease lost on the last attempt
-    retaken: List[Job] = field(default_factory=list)  # a dead worker's job, claimed again
-    handed_back: List[Job] = field(default_factory=list)  # the same, never started: no attempt
-    owner_alive: List[Job] = field(default_factory=list)  # lease out, but its worker lives
-    corrupt: List[Tuple[bytes, str]] = field(default_factory=list)
-    dropped: int = 0  # by retention
-    archived: int = 0  # moved to archive files
-    next_due: Optional[int] = None  # the earliest run_at of a job not due yet it may take
-    ranked: bool = False  # jobs it may take differ in rank (see choosing.py)
-    ranks: Dict[bytes, tuple] = field(default_factory=dict)  # of the jobs claimed (Scope.rank)
-    waiting: Dict[str, int] = field(default_factory=dict)  # due jobs of types it cannot run
-    paused: Dict[str, int] = field(default_factory=dict)  # due jobs passed over: "queue x": n
-    limited: Dict[str, int] = field(default_factory=dict)  # due jobs whose key had no free slot
-    rated: Dict[str, int] = field(default_factory=dict)  # due jobs put off by a rate limit
-    starts: List[Tuple[str, float]] = field(default_factory=list)  # counted by rate limits
-    slots: Dict[bytes, Any] = field(default_factory=dict)  # the slots taken for jobs claimed
+    def __init__(self) -> None:
+        self.claimed: Dict[bytes, Held] = {}
+        self.settled: Set[bytes] = set()  # final state written, put back, or lost
+        self.renewed: Set[bytes] = set()
+        self.lost: List[bytes] = []  # taken by another worker meanwhile
+        self.recorded: Set[bytes] = set()  # final lines written, to move later
+        self.abandoned: List[Job] = []  # lease lost on the last attempt
+        self.retaken: List[Job] = []  # a dead worker's job, claimed again
+        self.handed_back: List[Job] = []  # the same, never started: no attempt
+        self.owner_alive: List[Job] = []  # lease out, but its worker lives
+        self.corrupt: List[Tuple[bytes, str]] = []
+        self.dropped = 0  # by retention
+        self.archived = 0  # moved to archive files
+        self.next_due: Optional[int] = None  # the earliest run_at of a job not due it may take
+        self.ranked = False  # jobs it may take differ in rank (see choosing.py)
+        self.ranks: Dict[bytes, tuple] = {}  # of the jobs claimed (Scope.rank)
+        self.waiting: Dict[str, int] = {}  # due jobs of types it cannot run
+        self.paused: Dict[str, int] = {}  # due jobs passed over: "queue x": n
+        self.limited: Dict[str, int] = {}  # due jobs whose key had no free slot
+        self.rated: Dict[str, int] = {}  # due jobs put off by a rate limit
+        self.starts: List[Tuple[str, float]] = []  # counted by rate limits
+        self.slots: Dict[bytes, Any] = {}  # the slots taken for jobs claimed
 
     def log(self, path, edit_changed: bool, retention_seconds: Optional[float],
             reported: Set[bytes]) -> None:

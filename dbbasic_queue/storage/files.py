@@ -83,6 +83,13 @@ def open_own(path: str, flags: int, mode: int = 0o666) -> int:
         raise
 
 
+def key_digest(key: str) -> str:
+    """The part of a file's name that stands for a user's key (a concurrency or rate key):
+    24 hex digits of its SHA-256, so any key makes a short, safe name."""
+    import hashlib  # at the first key: a run whose jobs have none never loads OpenSSL
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:24]
+
+
 def temporary_file(directory) -> Tuple[int, str]:
     """A new file for a rewrite to rename into place: (descriptor, path), the path
     ``<directory>/.dbbasic-queue-<random>.tmp``, made as tempfile.mkstemp makes one

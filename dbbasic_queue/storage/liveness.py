@@ -32,9 +32,8 @@ import logging
 import os
 import re
 import stat
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, FrozenSet, Optional, Set
+from typing import Dict, FrozenSet, NamedTuple, Optional, Set
 
 from ..errors import QueueError
 from .files import check_regular, flock, flocked, open_own, unflock, unlock
@@ -73,8 +72,7 @@ def _trusted_header() -> bytes:
 _UNPROVEN_HEADER = b"dbbasic-queue worker run, its lock not seen to exclude\n"  # never trusted
 
 
-@dataclass(frozen=True)
-class Owner:
+class Owner(NamedTuple):
     """What a worker can know of the run named in a processing job's options."""
 
     alive: Optional[bool]  # True: it holds its lock; False: it has surely ended; None: unknown

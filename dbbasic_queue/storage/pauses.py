@@ -13,7 +13,6 @@ replaced whole (temporary file, fsync, rename) under the queue's lock. A line th
 read is reported, as a corrupt line of the queue file is, left in place, and pauses nothing.
 """
 
-import datetime
 import logging
 import os
 from pathlib import Path
@@ -144,6 +143,7 @@ class Pauses:
 
 
 def _line(entry: Tuple[str, str, int]) -> bytes:
+    import datetime  # here, not above: a run with no pause file never needs it
     kind, name, at = entry
     moment = datetime.datetime.fromtimestamp(at, datetime.timezone.utc)
     return f"{kind}\t{name}\t{moment.strftime('%Y-%m-%dT%H:%M:%SZ')}\n".encode()
@@ -158,6 +158,7 @@ def _parse(line: bytes) -> Tuple[str, str, int]:
         raise ValueError("it is not three tab-separated fields: kind, name, paused_at") from None
     if kind not in KINDS:
         raise ValueError(f"its kind {kind!r} is neither 'queue' nor 'type'")
+    import datetime
     try:
         name = check_queue_name(name) if kind == "queue" else checked_job_type(name)
         moment = datetime.datetime.strptime(at, "%Y-%m-%dT%H:%M:%SZ")

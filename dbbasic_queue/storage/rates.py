@@ -16,12 +16,11 @@ won the race) takes its starts back: it appends ``-<moment>``, which cancels tha
 """
 
 import contextlib
-import hashlib
 import os
 from pathlib import Path
 from typing import List, Optional
 
-from .files import keep_mode_and_owner, lock_current, temporary_file, unlock
+from .files import keep_mode_and_owner, key_digest, lock_current, temporary_file, unlock
 
 STALE_RATE_SECONDS = 86400  # a window file untouched this long is deleted
 
@@ -34,7 +33,7 @@ class Rates:
         self.prefix = f"{queue_path.stem}.rate-"
 
     def path(self, key: str) -> Path:
-        digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:24]
+        digest = key_digest(key)
         return self.directory / f"{self.prefix}{digest}.tsv"
 
     def start(self, key: str, starts: int, seconds: int, now: float) -> Optional[float]:

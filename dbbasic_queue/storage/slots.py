@@ -13,13 +13,12 @@ soon as a slot frees.
 
 import contextlib
 import fcntl
-import hashlib
 import os
 import stat
 from pathlib import Path
 from typing import Optional
 
-from .files import flock, open_own, unlock
+from .files import flock, key_digest, open_own, unlock
 
 STALE_SLOT_SECONDS = 3600  # an unlocked slot file this old is deleted
 
@@ -46,7 +45,7 @@ class Slots:
         self.prefix = f"{queue_path.stem}.slot-"
 
     def path(self, key: str, number: int) -> Path:
-        digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:24]
+        digest = key_digest(key)
         return self.directory / f"{self.prefix}{digest}-{number}.lock"
 
     def take(self, key: str, limit: int) -> Optional[Slot]:

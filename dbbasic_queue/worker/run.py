@@ -25,7 +25,6 @@ from ..model.options import Retry, schedules_of
 from ..model.words import plural
 from ..storage.claim import Held
 from ..storage.engine import Exchange, RunStorage
-from ..periodic.firing import Firing
 from .running import RunningJob, running
 from .timelimit import JobTimeout, Watchdog, call_with_time_limit
 from .settings import Bounds, WorkerOptions
@@ -73,7 +72,10 @@ class WorkerRun:
         self.ahead_found_none = False  # a claim ahead of the batch's end found no job
         self.ahead_mark = options.concurrency  # claim ahead below this many jobs left to start
         schedules = schedules_of(options.handlers)
-        self.firing = Firing(queue, schedules) if schedules else None
+        self.firing = None
+        if schedules:
+            from ..periodic.firing import Firing  # only a run with schedules loads it
+            self.firing = Firing(queue, schedules)
 
     @property
     def next_due(self) -> Optional[int]:

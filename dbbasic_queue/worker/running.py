@@ -7,12 +7,10 @@ whether a failure is the job's last. The worker sets it around each handler call
 
 import contextlib
 import contextvars
-from dataclasses import dataclass
-from typing import Optional
+from typing import NamedTuple, Optional
 
 
-@dataclass(frozen=True)
-class RunningJob:
+class RunningJob(NamedTuple):
     """The job whose handler is running: what ``current_job()`` returns inside a handler."""
 
     id: str

@@ -2,7 +2,6 @@
 (WorkerOptions), and how much one run may do (Bounds, on an injectable monotonic clock)."""
 
 import time
-from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional
 
 from ..model.checks import check_attempts, check_duration, check_handlers, check_number
@@ -11,25 +10,23 @@ from ..model.queues import QueueChoice, Scope
 MAX_CONCURRENCY = 256
 
 
-@dataclass(frozen=True)
 class WorkerOptions:
-    """The settings of a worker, checked once, before the file is touched."""
+    """The settings of a worker, checked once, before the file is touched. ``queues`` None
+    serves every queue; a list, those in strict order; a dict, those by weight."""
 
-    handlers: Mapping[str, Callable[[dict], Any]]
-    max_attempts: int
-    lease_seconds: float
-    retention_seconds: Optional[float]
-    timeout: Optional[float]
-    concurrency: int = 1
-    queues: QueueChoice = None  # None: every queue; a list: strict order; a dict: weights
-
-    def __post_init__(self) -> None:
+    def __init__(self, handlers: Mapping[str, Callable[[dict], Any]], max_attempts: int,
+                 lease_seconds: float, retention_seconds: Optional[float],
+                 timeout: Optional[float], concurrency: int = 1,
+                 queues: QueueChoice = None) -> None:
+        self.handlers, self.max_attempts = handlers, max_attempts
+        self.lease_seconds, self.retention_seconds = lease_seconds, retention_seconds
+        self.timeout, self.concurrency, self.queues = timeout, concurrency, queues
         check_handlers(self.handlers)
         # What the worker takes: only types it has a handler for, in the queues it serves.
-        object.__setattr__(self, "scope", Scope.of(self.handlers, self.queues))
+        self.scope = Scope.of(self.handlers, self.queues)
         # The concurrency limits its handlers declare (@handler(..., limit=N)).
-        object.__setattr__(self, "limits", dict(getattr(self.handlers, "limits", None) or {}))
-        object.__setattr__(self, "rate_limits", dict(getattr(self.handlers, "rates", None) or {}))
+        self.limits = dict(getattr(self.handlers, "limits", None) or {})
+        self.rate_limits = dict(getattr(self.handlers, "rates", None) or {})
         check_attempts("max_attempts", self.max_attempts)
         check_duration("lease_seconds", self.lease_seconds)
         if self.retention_seconds is not None:
