@@ -24,7 +24,6 @@ below the faces imports a face; ``docs/architecture.md`` draws it):
   ``family/`` and ``admin.py`` the names the other dbbasic packages call (``_read_tsv`` too).
 """
 
-import importlib
 import os
 from typing import Any, Callable, Dict, Mapping, Optional
 
@@ -37,7 +36,8 @@ from .model.transitions import retry_delay
 # The subpackage periodic/ (only its docstring: light) is loaded now, so that the function
 # periodic() defined below keeps its name: a first import of periodic.schedules, later,
 # would otherwise bind the name to the subpackage.
-importlib.import_module(f"{__name__}.periodic")
+from . import periodic as _periodic_package
+del _periodic_package
 
 __version__ = "2.0.0.dev0"  # 2: workers take only what they can run; RQ jobs are JSON
 __all__ = ["enqueue", "process_jobs", "get_job", "cancel_job", "enqueue_after",

@@ -6,7 +6,6 @@ The admin verbs (cancel, retry, purge) are atomic rewrites; the worker is in ``w
 
 import contextlib
 import itertools
-import logging
 import threading
 import time
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional
@@ -26,11 +25,10 @@ from .model.options import (WORKER_KEY, Handlers, decode_options, encode_options
 from .model.queues import QueueChoice
 from .storage.table import Table
 from .storage.unique import UniqueKeys
+from .log import logger
 
 # The worker, periodic jobs, pauses, tracebacks and the counts are imported where first used:
 # a process that only enqueues and looks jobs up (a web app, a hook) never loads them.
-
-logger = logging.getLogger("dbbasic_queue")
 
 
 class Queue:
@@ -303,7 +301,7 @@ class Queue:
             try:
                 yield as_dict(parse_line(line))
             except (CorruptLineError, ValueError) as error:
-                logger.warning(corrupt_message(path, number, error))
+                logger().warning(corrupt_message(path, number, error))
 
     def stats(self) -> Dict[str, Any]:
         """Counts by status and type, the queue's latency and the next scheduled run, over
@@ -314,7 +312,7 @@ class Queue:
         try:  # the schedules as the workers last recorded them
             stats["schedules"] = listing(self)
         except QueueError as error:  # the state file cannot be read: the counts still can
-            logger.warning("%s", error)
+            logger().warning("%s", error)
             stats["schedules"] = None
         return stats
 

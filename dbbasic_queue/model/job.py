@@ -13,7 +13,6 @@ as itself, and read back within that depth, which json's recursive decoder alway
 import functools
 import json
 import json.scanner
-import logging
 import math
 import operator
 import os
@@ -23,8 +22,8 @@ from itertools import accumulate, count
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 from ..errors import CorruptLineError
+from ..log import logger
 
-logger = logging.getLogger("dbbasic_queue")
 
 # --- JSON values (payload, result, options): written compactly with Unicode kept as itself,
 # read back within a nesting depth that json's recursive decoder can always handle ---------
@@ -93,7 +92,7 @@ def result_json(result, job_id: str, job_type: str) -> str:
             return text
         raise ValueError(f"it nests deeper than {MAX_DEPTH} levels")
     except (TypeError, ValueError, RecursionError) as error:
-        logger.warning("job %s %s: its result is not JSON-serialisable (%s); stored as a string",
+        logger().warning("job %s %s: its result is not JSON-serialisable (%s); stored as a string",
                        job_id, job_type, error)
     try:
         return to_json(str(result))

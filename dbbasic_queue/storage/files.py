@@ -24,14 +24,13 @@ unlocks the parent's lock). A fork made by C code without Python's fork hooks is
 import contextlib
 import errno
 import fcntl
-import logging
 import os
 import stat
 from typing import Optional, Set, Tuple
 
 from ..errors import QueueError
+from ..log import logger
 
-logger = logging.getLogger("dbbasic_queue")
 
 # O_NONBLOCK makes open() of a FIFO return at once; it changes nothing for regular files.
 _OWN = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -307,7 +306,7 @@ def keep_mode_and_owner(fd: int, original: os.stat_result, path, attributes_of=N
     except PermissionError:
         mine = os.fstat(fd)
         if (mine.st_uid, mine.st_gid) != (original.st_uid, original.st_gid):
-            logger.warning("%s now belongs to uid %d gid %d (it was %d:%d): a process of this user "
+            logger().warning("%s now belongs to uid %d gid %d (it was %d:%d): a process of this user "
                            "may not append to it any more; see 'Sharing one queue between users' "
                            "in the README", path, mine.st_uid, mine.st_gid,
                            original.st_uid, original.st_gid)
@@ -352,7 +351,7 @@ def _warn_attributes(path: str, failed) -> None:
     said = (os.path.dirname(str(path)), tuple(failed))  # once for the queue's files together
     if said not in _warned_attributes:
         _warned_attributes.add(said)
-        logger.warning("%s: a rewrite could not carry over the extended attributes %s, so "
+        logger().warning("%s: a rewrite could not carry over the extended attributes %s, so "
                        "the file may have lost an ACL or another mark set on it; set it again "
                        "on the file, or use group ownership to share the queue (see 'Sharing "
                        "one queue between users' in the README); said once", path,

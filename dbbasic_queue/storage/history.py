@@ -16,7 +16,6 @@ job's lines in all of them, and both are kept the same way, here:
   progress finishes first and a later one creates the file anew.
 """
 
-import logging
 import os
 import re
 import time
@@ -26,8 +25,8 @@ from typing import Iterable, Iterator, List, Optional, Tuple
 from ..errors import QueueError
 from .files import (check_regular, flock, fsync_directory, keep_mode_and_owner, lock_current,
                     open_own, temporary_file, unlock)
+from ..log import logger
 
-logger = logging.getLogger("dbbasic_queue")
 
 DAY_SECONDS = 86400
 BLOCK = 1 << 20
@@ -138,7 +137,7 @@ class DatedFiles:
         A copy renamed into place, not a truncation: a reader or an admin rewrite that has
         the file open must never see bytes it has read change."""
         piece = os.pread(fd, min(size - whole, 200), whole)
-        logger.warning("%s: dropped its last %d bytes, a line cut short by a process killed "
+        logger().warning("%s: dropped its last %d bytes, a line cut short by a process killed "
                        "while appending: %s", target, size - whole,
                        piece.decode("utf-8", "replace"))
         copy, temp = temporary_file(self.directory)
