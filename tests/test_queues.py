@@ -11,6 +11,7 @@ import os
 import random
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -655,8 +656,12 @@ def test_a_rate_limit_holds_across_worker_processes(tmp_path, children):
 
     # Then at most ten started, whichever worker took them, and the others wait, none failed
     # (a claim that loses its race to another worker's gives its starts back, but a worker
-    # that looked meanwhile has put its jobs off: under contention a window may go unfilled)
-    started = len(runs_log.read_text().split())
-    assert 1 <= started <= 10
-    statuses = [queue.get_job(job_id)["status"] for job_id in ids]
+    # that looked meanwhile has put its jobs off: under contention a window may go unfilled,
+    # and a job put off waits at most one period)
+    started = len(runs_log.read_text().split()) if runs_log.exists() else 0
+    assert 0 <= started <= 10
+    jobs = [queue.get_job(job_id) for job_id in ids]
+    statuses = [job["status"] for job in jobs]
     assert statuses.count("completed") == started and statuses.count("pending") == 40 - started
+    assert all(job["run_at"] <= math.ceil(time.time()) + 60 for job in jobs
+               if job["status"] == "pending"), sorted(job["run_at"] - time.time() for job in jobs)
