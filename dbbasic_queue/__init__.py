@@ -19,7 +19,7 @@ below the faces imports a face; ``docs/architecture.md`` draws it):
 - ``periodic/``: cron expressions, schedules, the record of fired slots, firing;
 - the API, here: ``queue.py`` the TSV queue, ``backend.py`` the interface every backend
   implements, ``rq/`` the Redis backend, ``testing.py`` and ``pytest_plugin.py`` for an app's
-  tests, ``errors.py``;
+  tests, ``errors.py``, ``hooks.py`` the app's hooks at each step of a job (``add_hooks``);
 - faces: ``cli/`` the command line, ``dashboard/`` the web page, ``django/`` Django's tasks,
   ``family/`` and ``admin.py`` the names the other dbbasic packages call (``_read_tsv`` too).
 """
@@ -30,6 +30,7 @@ from typing import Any, Callable, Dict, Mapping, Optional
 from .backend import (DEFAULT_LEASE_SECONDS, DEFAULT_MAX_ATTEMPTS, DEFAULT_PATH,
                       DEFAULT_RETENTION_SECONDS, PERIODIC, Backend, require)
 from .errors import CorruptLineError, QueueError, UnsupportedError
+from .hooks import JobEvent, add_hooks, remove_hooks
 from .model.options import Handlers, Retry, register
 from .queue import Queue
 from .model.transitions import retry_delay
@@ -43,7 +44,7 @@ __version__ = "2.0.0.dev0"  # 2: workers take only what they can run; RQ jobs ar
 __all__ = ["enqueue", "process_jobs", "get_job", "cancel_job", "enqueue_after",
            "enqueue_on_commit", "handler", "handlers", "periodic", "default_queue", "use_queue",
            "Queue", "Backend", "Retry", "QueueError", "CorruptLineError", "UnsupportedError",
-           "retry_delay", "__version__"]
+           "retry_delay", "add_hooks", "remove_hooks", "JobEvent", "__version__"]
 
 _queues: Dict[Any, Any] = {}  # the queues the module-level functions built, by their settings
 

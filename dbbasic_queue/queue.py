@@ -10,7 +10,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional
 
-from . import backend
+from . import backend, hooks
 from .model import transitions
 from .backend import (DEFAULT_LEASE_SECONDS, DEFAULT_MAX_ATTEMPTS, DEFAULT_PATH,
                       DEFAULT_RETENTION_SECONDS)
@@ -22,7 +22,7 @@ from .model.job import (FAILED, FINISHED, PENDING, RETAINED, as_dict, corrupt_me
                         job_with_id_prefix, line_id, new_job_id, parse_line)
 from .model.options import (WORKER_KEY, Handlers, decode_options, encode_options, queue_options,
                             register)
-from .model.queues import QueueChoice
+from .model.queues import DEFAULT_QUEUE, QueueChoice
 from .storage.table import Table
 from .storage.unique import UniqueKeys
 from .log import logger
@@ -107,9 +107,13 @@ class Queue:
         most that many jobs of its ``rate_key`` (default: its type) start in any minute (see
         storage/rates.py). Raises TypeError or ValueError, writing nothing, on bad arguments.
         """
-        return self._write(*self._prepare(job_type, payload, run_at, unique_key, max_attempts,
-                                          timeout, queue, priority, concurrency_key,
-                                          concurrency_limit, rate_limit, rate_key))
+        prepared = self._prepare(job_type, payload, run_at, unique_key, max_attempts, timeout,
+                                 queue, priority, concurrency_key, concurrency_limit, rate_limit,
+                                 rate_key)
+        job_id = self._write(*prepared)
+        if hooks.registered and job_id == prepared[0]:  # added, not a unique key's twin
+            self._announce(prepared[1], job_type, payload, queue, priority, max_attempts)
+        return job_id
 
     def enqueue_after(self, register_callback: Callable[[Callable[[], Any]], Any],
                       job_type: str, payload: dict, run_at: Optional[float] = None,
@@ -121,7 +125,14 @@ class Queue:
         job. With a ``unique_key``, the id kept may be the twin's, found at commit: the
         function returns the id kept."""
         prepared = self._prepare(job_type, payload, run_at, **options)
-        register_callback(lambda: self._write(*prepared))
+
+        def write() -> str:
+            job_id = self._write(*prepared)
+            if hooks.registered and job_id == prepared[0]:
+                self._announce(prepared[1], job_type, payload, options.get("queue"),
+                               options.get("priority"), options.get("max_attempts"))
+            return job_id
+        register_callback(write)
         return prepared[0]
 
     def _prepare(self, job_type, payload, run_at=None, unique_key=None, max_attempts=None,
@@ -149,6 +160,15 @@ class Queue:
         twin = self.table.append(line, durable=self.durable,
                                  unless=lambda fd: self._unique_keys.job_with(fd, unique_key))
         return job_id if twin is None else twin
+
+    def _announce(self, line: bytes, job_type, payload, queue, priority, max_attempts):
+        """Tell the hooks of the job just written as ``line``."""
+        if queue is None:
+            queue = self.handlers.queues.get(job_type, DEFAULT_QUEUE)
+        fields = line.split(b"\t", 6)  # no field before options holds a tab (see job_line)
+        hooks.call(hooks.JobEvent("on_enqueue", line_id(line).decode(), job_type, queue,
+                                  priority or 0, 0, max_attempts or 0, payload,
+                                  run_at=int(fields[5])))
 
     def handler(self, job_type: str, *, queue: Optional[str] = None,
                 limit: Optional[int] = None, rate_limit: Optional[str] = None) -> Callable:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "dbbasic_queue"
 LAYERS = [  # lowest first
-    {"errors", "log", "backend", "model"},
+    {"errors", "log", "hooks", "backend", "model"},
     {"storage"},
     {"periodic"},
     {"worker"},
@@ -121,10 +121,10 @@ def test_a_process_that_enqueues_and_looks_jobs_up_loads_neither_the_worker_nor_
     # Then none of what only a worker, a schedule or a face needs is loaded
     ours = {name for name in loaded if name.startswith("dbbasic_queue.")}
     assert ours <= {f"dbbasic_queue.{name}" for name in (
-        "backend", "errors", "log", "queue", "model", "model.job", "model.checks", "model.options",
-        "model.queues", "model.transitions", "storage", "storage.files", "storage.table",
-        "storage.archive", "storage.history", "storage.edits", "storage.unique",
-        "periodic")}, sorted(ours)
+        "backend", "errors", "hooks", "log", "queue", "model", "model.job", "model.checks",
+        "model.options", "model.queues", "model.transitions", "storage", "storage.files",
+        "storage.table", "storage.archive", "storage.history", "storage.edits",
+        "storage.unique", "periodic")}, sorted(ours)
     # nor the standard library's heavier modules that only they use
     heavy = {"dataclasses", "inspect", "tempfile", "shutil", "secrets", "random", "socket",
              "datetime", "calendar", "csv", "signal", "ctypes", "argparse", "logging",

@@ -27,6 +27,7 @@ leave that schedule as it is, never the others.
 """
 
 import datetime
+import json
 import logging
 import os
 import stat
@@ -35,11 +36,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
+from .. import hooks
 from ..model.checks import payload_json
 from ..model.words import age
 from ..model.words import plural
 from ..errors import QueueError
-from ..model.job import PENDING, job_line, reads
+from ..model.job import PENDING, job_line, parse_line, reads
+from ..model.queues import DEFAULT_QUEUE
 from .state import (CorruptLine, Entry, State, read_state, state_path, time_text,
                              write_state)
 from .schedules import (CATCH_UP, CLOCK_ERROR_SECONDS, MAX_CATCH_UP_SLOTS, Schedule,
@@ -116,6 +119,8 @@ class Firing:
                 continue
             if outcome is None:
                 self._settle(plan)
+                if hooks.registered:
+                    _announce(plan.lines)
             self._report(state, plan)
             if not plan.recover:
                 return  # after a recovery, plan again: slots may have fallen due meanwhile
@@ -392,3 +397,11 @@ def _model(queue_path: Path) -> tuple:
     except FileNotFoundError:
         return None, None
     return (status, str(queue_path)) if stat.S_ISREG(status.st_mode) else (None, None)
+
+
+def _announce(lines) -> None:
+    """Tell the hooks of the jobs a firing just appended."""
+    for line in lines:
+        job = parse_line(line)
+        hooks.call(hooks.JobEvent("on_enqueue", job.id, job.type, DEFAULT_QUEUE, 0, 0, 0,
+                                  json.loads(job.payload), run_at=job.run_at))

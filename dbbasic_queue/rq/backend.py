@@ -11,6 +11,7 @@ options RQ has no counterpart for raise UnsupportedError.
 """
 
 import contextlib
+import json
 import logging
 import math
 import re
@@ -25,7 +26,7 @@ from rq import Queue as RedisJobQueue
 from rq import Retry as RQRetry
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 
-from .. import backend
+from .. import backend, hooks
 from ..backend import DEFAULT_LEASE_SECONDS, DEFAULT_MAX_ATTEMPTS, DEFAULT_RETENTION_SECONDS
 from ..model.checks import check_attempts, check_duration, checked_job_type, checked_run_at, payload_json
 from ..errors import CorruptLineError, UnsupportedError
@@ -162,6 +163,9 @@ class RQQueue:
         else:
             rq.enqueue_call(DISPATCHER, (job_type, payload_json),
                                  timeout=options.pop("job_timeout", None), **options)
+        if hooks.registered:
+            hooks.call(hooks.JobEvent("on_enqueue", job_id, job_type, pair[0], pair[1], attempts,
+                                      max_attempts, json.loads(payload_json), run_at=run_at))
         return job_id
 
     def handler(self, job_type: str, *, queue: Optional[str] = None,

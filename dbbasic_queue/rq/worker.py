@@ -17,6 +17,7 @@ from rq import SimpleWorker, get_current_job
 from rq.scheduler import RQScheduler
 from rq.timeouts import JobTimeoutException
 
+from .. import hooks
 from ..backend import DEFAULT_LEASE_SECONDS, DEFAULT_MAX_ATTEMPTS, DEFAULT_RETENTION_SECONDS
 from ..model.checks import check_handlers, check_number
 from ..errors import UnsupportedError
@@ -46,16 +47,22 @@ def dispatch(job_type: str, payload_json: str) -> Any:
     meta["started_at"] = int(time.time())
     job.save_meta()
     logger.debug("job %s %s started (attempt %d)", job.id, job_type, attempt)
+    this = RunningJob(job.id, job_type, meta.get("created_at", 0), attempt,
+                      meta.get("max_attempts", DEFAULT_MAX_ATTEMPTS),
+                      meta.get("queue", DEFAULT_QUEUE), meta.get("priority", 0))
+    payload = None
     started = time.perf_counter()
     try:
         handler = job.handlers.get(job_type)
         if handler is None:
             raise LookupError(f"no handler for job type {job_type!r}; add one to the handlers "
                               f"given to process_jobs")
-        this = RunningJob(job.id, job_type, meta.get("created_at", 0), attempt,
-                          meta.get("max_attempts", DEFAULT_MAX_ATTEMPTS))
+        payload = json.loads(payload_json)
         with running(this):
-            result = handler(json.loads(payload_json))
+            if hooks.registered:
+                hooks.call(event("on_start", this, payload))
+            started = time.perf_counter()
+            result = handler(payload)
     except Exception as error:
         timed_out = isinstance(error, JobTimeoutException)
         meta["error"] = f"timed out after {job.timeout} s" if timed_out else error_text(error)
@@ -66,11 +73,27 @@ def dispatch(job_type: str, payload_json: str) -> Any:
         job.save_meta()
         logger.warning("job %s %s failed (attempt %d): %s", job.id, job_type, attempt,
                        meta["error"])
+        if hooks.registered:
+            duration = time.perf_counter() - started
+            again = bool(job.retries_left)  # RQ retries it after this raise
+            hooks.call(event("on_failure", this, payload, error=meta["error"], exception=error,
+                             final=not again, duration=duration))
+            if again:
+                hooks.call(event("on_retry", this, payload, error=meta["error"],
+                                 exception=error, duration=duration,
+                                 run_at=time.time() + job.get_retry_interval()))
         raise
-    logger.debug("job %s %s completed in %.1f ms", job.id, job_type,
-                 (time.perf_counter() - started) * 1000)
+    duration = time.perf_counter() - started
+    logger.debug("job %s %s completed in %.1f ms", job.id, job_type, duration * 1000)
     text = result_json(result, job.id, job_type)
+    if hooks.registered:
+        hooks.call(event("on_success", this, payload, result=result, duration=duration))
     return None if not text else json.loads(text)
+
+
+def event(step: str, job: RunningJob, payload, **details) -> hooks.JobEvent:
+    return hooks.JobEvent(step, job.id, job.type, job.queue, job.priority, job.attempt,
+                          job.max_attempts, payload, **details)
 
 
 def refuse_options(where: str, lease_seconds, retention_seconds, concurrency: int = 1,

@@ -19,6 +19,7 @@ import time
 from collections import deque
 from typing import Dict, List, Optional
 
+from .. import hooks
 from ..model import transitions
 from ..model.job import FAILED, PENDING, Job, error_text, result_json, utc_text
 from ..model.options import Retry, schedules_of
@@ -228,41 +229,74 @@ class WorkerRun:
         return self.stop.is_set() or self.bounds.reached(self.started)
 
     def _run_one(self, held: Held) -> None:
+        """One job's life in the worker, from its handler's call to its next version (see
+        model/transitions.py), recorded for the next exchange; hooks told of each step."""
         job = held.original
         handler = self.options.handlers.get(job.type)
         limit = held.timeout or self.options.timeout
         logger.debug("job %s %s started (attempt %d of %d)", job.id, job.type, held.attempt,
                      held.max_attempts)
+        payload = None
         started = time.perf_counter()
         try:
             if handler is None:
                 raise LookupError(f"no handler for job type {job.type!r}; add one to the handlers "
                                   f"given to process_jobs")
+            payload = json.loads(job.payload)
             with running(RunningJob(job.id, job.type, job.created_at, held.attempt,
                                     held.max_attempts, held.queue, held.priority)):
                 self.storage.started(job.id)  # from here on, a death counts the attempt
-                result = call_with_time_limit(handler, json.loads(job.payload), limit,
-                                              self.watchdog)
+                if hooks.registered:
+                    hooks.call(self._event("on_start", held, payload))
+                started = time.perf_counter()
+                result = call_with_time_limit(handler, payload, limit, self.watchdog)
         except Retry as retry:  # asked for, not a failure: the attempt is not counted
             run_at = retry.run_at(self.queue.clock())
             self._record(held, transitions.reschedule(job, run_at))
             logger.info("job %s %s will run again at %s, as it asked (%s)", job.id, job.type,
                         utc(run_at), retry)
+            if hooks.registered:
+                hooks.call(self._event("on_retry", held, payload, run_at=run_at,
+                                       duration=time.perf_counter() - started))
         except JobTimeout as error:
-            self._record(held, self._failure(held, f"timed out after {limit:g} s", error))
+            self._failed(held, payload, f"timed out after {limit:g} s", error, started)
         except Exception as error:
-            self._record(held, self._failure(held, error_text(error), error))
+            self._failed(held, payload, error_text(error), error, started)
         except BaseException as error:
             # SystemExit (a handler calling sys.exit), KeyboardInterrupt, GeneratorExit: a
             # failed attempt like any other, so a handler that exits cannot loop forever.
-            self._record(held, self._failure(held, error_text(error), error))
+            self._failed(held, payload, error_text(error), error, started)
             if isinstance(error, KeyboardInterrupt):
                 raise
         else:
+            duration = time.perf_counter() - started
             self._record(held, transitions.complete(job, held.claimed_at,
                                                     result_json(result, job.id, job.type)))
-            logger.debug("job %s %s completed in %.1f ms", job.id, job.type,
-                         (time.perf_counter() - started) * 1000)
+            logger.debug("job %s %s completed in %.1f ms", job.id, job.type, duration * 1000)
+            if hooks.registered:
+                hooks.call(self._event("on_success", held, payload, result=result,
+                                       duration=duration))
+
+    def _failed(self, held: Held, payload, text: str, error: BaseException,
+                started: float) -> None:
+        """A failed attempt: recorded (failed for good, or pending at its retry time), then
+        told to the hooks."""
+        duration = time.perf_counter() - started
+        final = self._failure(held, text, error)
+        self._record(held, final)
+        if hooks.registered:
+            last = final.status == FAILED
+            hooks.call(self._event("on_failure", held, payload, error=text, exception=error,
+                                   final=last, duration=duration))
+            if not last:
+                hooks.call(self._event("on_retry", held, payload, error=text, exception=error,
+                                       run_at=final.run_at, duration=duration))
+
+    @staticmethod
+    def _event(step: str, held: Held, payload, **details) -> hooks.JobEvent:
+        job = held.original
+        return hooks.JobEvent(step, job.id, job.type, held.queue, held.priority, held.attempt,
+                              held.max_attempts, payload, **details)
 
     def _failure(self, held: Held, text: str, error: BaseException) -> Job:
         try:
