@@ -27,6 +27,7 @@ RETRY = "retry"  # retry_job, retry_failed
 FILE = "file"  # the jobs live in a file readable with cat and grep
 PERIODIC = "periodic"  # @queue.periodic(...): schedules fired exactly once per slot by its workers
 QUEUES = "queues"  # named queues, priorities and pauses (enqueue(queue=, priority=), pause())
+WORKERS = "workers"  # workers(): who works the queue, when each was last seen, its counts
 
 Handlers = Mapping[str, Callable[[dict], Any]]
 
@@ -77,6 +78,11 @@ class Backend(Protocol):
     def jobs(self) -> Iterator[Dict[str, Any]]: ...
 
     def stats(self) -> Dict[str, Any]: ...
+
+    def workers(self) -> List[Dict[str, Any]]:
+        """The workers seen working the queue, most recently seen first: name, host, pid,
+        kind, serves, concurrency, started, last_run, last_seen, interval, in_hand, completed,
+        failed, retried, and state (alive, late or gone; see storage/workers.py)."""
 
     def handler(self, job_type: str, *, queue: Optional[str] = None,
                 limit: Optional[int] = None, rate_limit: Optional[str] = None) -> Callable: ...

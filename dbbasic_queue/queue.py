@@ -43,7 +43,8 @@ class Queue:
 
     capabilities = frozenset({backend.UNIQUE_KEYS, backend.LEASES, backend.RETRY_KEEPS_ATTEMPTS,
                               backend.WORKER_MAX_ATTEMPTS, backend.LISTING, backend.PURGE,
-                              backend.RETRY, backend.FILE, backend.PERIODIC, backend.QUEUES})
+                              backend.RETRY, backend.FILE, backend.PERIODIC, backend.QUEUES,
+                              backend.WORKERS})
 
     def __init__(self, path=DEFAULT_PATH, *, durable: bool = False,
                  clock: Callable[[], float] = time.time,
@@ -327,14 +328,21 @@ class Queue:
         """Counts by status and type, the queue's latency and the next scheduled run, over
         the queue file and its archive files."""
         from .periodic.firing import listing
-        from .storage.stats import queue_stats
+        from .storage.stats import queue_stats, workers_summary
         stats = queue_stats(self)
+        stats["workers"] = workers_summary(self.workers(), self.clock())
         try:  # the schedules as the workers last recorded them
             stats["schedules"] = listing(self)
         except QueueError as error:  # the state file cannot be read: the counts still can
             logger().warning("%s", error)
             stats["schedules"] = None
         return stats
+
+    def workers(self) -> List[Dict[str, Any]]:
+        """The workers seen working this queue (storage/workers.py), most recently seen
+        first; each a dict of its registry line and its state: alive, late or gone."""
+        from .storage.workers import Workers
+        return Workers(self.path).listing(self.clock())
 
     def _find(self, job_id):
         prefix = job_with_id_prefix(job_id)

@@ -29,8 +29,8 @@ from ..family.commands import queue_commands
 from .args import NO_RETENTION, NotApplicable, UsageError, duration, duration_with_unit
 from .args import parser as _parser
 from .handlers import load_handlers
-from .show import (existing, list_command, no_file_message, schedules_command, show_command,
-                       stats_command)
+from .show import (existing, list_command, metrics_command, no_file_message, schedules_command,
+                   show_command, stats_command, workers_command)
 from .display import SafeFormatter, safe, shorten, utc
 from ..model.words import age
 from ..model.words import duration_text, plural
@@ -368,6 +368,7 @@ SUBCOMMANDS = {"stats": stats_command, "list": list_command, "show": show_comman
                "enqueue": enqueue_command, "cancel": cancel_command, "retry": retry_command,
                "run-now": run_now_command, "purge": purge_command, "migrate": migrate_command,
                "work": work_command, "schedules": schedules_command, "dashboard": dashboard_command,
-               "pause": pause_command, "resume": pause_command}
+               "pause": pause_command, "resume": pause_command, "workers": workers_command,
+               "metrics": metrics_command}
 
 COMMANDS = queue_commands(main)  # for dbbasic-cli: `dbbasic queue:stats`

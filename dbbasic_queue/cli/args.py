@@ -12,7 +12,8 @@ from datetime import datetime
 
 from .. import __version__
 from ..backend import (DEFAULT_LEASE_SECONDS, DEFAULT_MAX_ATTEMPTS, DEFAULT_PATH,
-                      DEFAULT_RETENTION_SECONDS, LISTING, PERIODIC, PURGE, QUEUES, RETRY)
+                      DEFAULT_RETENTION_SECONDS, LISTING, PERIODIC, PURGE, QUEUES, RETRY,
+                      WORKERS)
 from ..model.job import STATUSES
 from ..model.words import LARGEST, UNITS, seconds_in
 
@@ -206,6 +207,23 @@ def parser() -> argparse.ArgumentParser:
                     "job has waited, when the next scheduled one runs and how many failed.")
     json_option(stats)
     stats.set_defaults(needs=LISTING)
+
+    workers = command("workers", "the workers seen: last seen, jobs in hand, counts",
+                      "List the workers seen working the queue (cron runs of one host serving "
+                      "the same types are one line), most recently seen first: when each was "
+                      "last seen, how often it runs, the jobs in hand, its counts, and whether "
+                      "it is alive, late (not seen within twice its interval) or gone (a loop "
+                      "worker of this host whose process ended).")
+    json_option(workers)
+    workers.set_defaults(needs=WORKERS)
+
+    metrics = command("metrics", "the queue's figures in Prometheus's text format",
+                      "Print the queue's figures in Prometheus's text format: jobs by status, "
+                      "type and queue, the oldest due job's wait, failures, workers by state "
+                      "and each worker's counts. For node_exporter's textfile collector, from "
+                      "cron: dbbasic-queue metrics > DIR/queue.prom.tmp && mv DIR/queue.prom.tmp "
+                      "DIR/queue.prom")
+    metrics.set_defaults(needs=LISTING)
 
     listing = command("list", "jobs, newest first",
                       "List jobs, newest first, at most --limit of them (it says how many "

@@ -7,6 +7,7 @@ fresh app has none, and a wrong directory or ``--file`` must not pass for an emp
 
 import heapq
 import sys
+import time
 from pathlib import Path
 from typing import Any, Dict
 
@@ -61,6 +62,13 @@ def stats_command(queue, args) -> int:
     print(f"next run  {'none scheduled' if next_run is None else when(next_run)}")
     print(f"failures  {stats['failed_last_hour']} failed in the last hour, "
           f"{stats['retrying']} pending a retry")
+    seen = stats.get("workers")
+    if seen is not None:
+        print("workers   " + ("none seen yet" if not seen["seen"] else
+                               f"{seen['alive']} alive, {seen['late']} late, {seen['gone']} gone; "
+                               f"the last seen at {utc(seen['last_seen'])} UTC"))
+        if seen["warning"]:
+            print(f"warning   {safe(seen['warning'])}")
     queues = stats.get("queues") or {}
     if set(queues) - {"default"}:
         print("queues    " + ", ".join(f"{safe(name)} {counts['pending']} pending, "
@@ -82,6 +90,33 @@ def stats_command(queue, args) -> int:
         print("\nTYPE                      " + " ".join(f"{s:>10}" for s in STATUSES))
         for job_type, counts in stats["by_type"].items():
             print(f"{safe(shorten(job_type, 25)):<26}" + " ".join(f"{counts[s]:>10}" for s in STATUSES))
+    return 0
+
+
+def workers_command(queue, args) -> int:
+    workers = queue.workers()
+    if args.json:
+        print(safe_json(workers, indent=2))
+        return 0
+    if not workers:
+        print("no worker seen yet: a worker run (cron's process_jobs, or work --loop) "
+              "writes its line when it ends")
+        return 0
+    now = time.time()
+    print(f"{'WORKER':<34} {'KIND':<5} {'STATE':<6} {'LAST SEEN':>10} {'EVERY':>7} "
+          f"{'IN HAND':>7} {'DONE':>8} {'FAILED':>7} {'RETRIED':>8}  SERVES")
+    for worker in workers:
+        print(f"{safe(shorten(worker['worker'], 34)):<34} {worker['kind']:<5} "
+              f"{worker['state']:<6} {age(max(now - worker['last_seen'], 0)) + ' ago':>10} "
+              f"{age(worker['interval']) if worker['interval'] else '-':>7} "
+              f"{worker['in_hand']:>7} {worker['completed']:>8} {worker['failed']:>7} "
+              f"{worker['retried']:>8}  {safe(shorten(worker['serves'], 60))}")
+    return 0
+
+
+def metrics_command(queue, args) -> int:
+    from ..metrics import prometheus_text
+    sys.stdout.write(prometheus_text(queue))
     return 0
 
 

@@ -18,6 +18,7 @@ from urllib.parse import parse_qs
 from .. import __version__
 from ..backend import DEFAULT_MAX_ATTEMPTS, LISTING, PURGE, QUEUES, RETRY
 from ..errors import QueueError, UnsupportedError
+from ..metrics import prometheus_text
 from ..model.job import STATUSES
 from . import actions, detail, pages
 from .sources import reader_for
@@ -164,6 +165,10 @@ class DashboardApp:
             figures = self.reader.summary() if self.reader else {"listing": False}
             return ("200 OK", [("Content-Type", "application/json"), ("Cache-Control", "no-store")],
                     json.dumps(figures).replace("<", "\\u003c").encode())  # never reads as HTML
+        if path == "/metrics" and self.reader is not None:  # Prometheus scrapes this
+            return ("200 OK", [("Content-Type", "text/plain; version=0.0.4; charset=utf-8"),
+                               ("Cache-Control", "no-store")],
+                    prometheus_text(self.backend).encode("utf-8"))
         if path == "/lookup":
             return self.redirect(request, "/jobs/" + (request.arg("id") or ""))
         view = self.view(request)

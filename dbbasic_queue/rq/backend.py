@@ -266,6 +266,12 @@ class RQQueue:
             found = job_dicts(self.all_rq_queues())
         yield from found
 
+    def workers(self) -> List[Dict[str, Any]]:
+        """Refused: the Redis backend keeps no worker registry (RQ's own is ``rq info``)."""
+        backend.require(self, backend.WORKERS, "the worker registry (workers)",
+                        "see RQ's workers with `rq info --url URL`")
+        return []
+
     def stats(self) -> Dict[str, Any]:
         """As Queue.stats, from RQ's registries (``queue`` in place of the file and its size),
         with the jobs to run by queue and the pauses; ``corrupt_lines`` counts foreign jobs."""

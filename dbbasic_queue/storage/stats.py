@@ -11,6 +11,7 @@ from ..errors import CorruptLineError
 from ..model.job import ACTIVE, FAILED, PENDING, STATUSES, line_id, parse_line, peek_listing
 from ..model.options import decode_options
 from ..model.queues import DEFAULT_QUEUE, queue_and_priority, waiting_message
+from ..model.words import age
 
 
 
@@ -84,3 +85,19 @@ def queue_stats(queue) -> Dict[str, Any]:
             "archived": archived, "queues": dict(sorted(by_queue.items())),
             "waiting_for_handler": dict(sorted(waiting.items())), "paused": queue.paused()}
 
+
+def workers_summary(workers, now: float) -> Dict[str, Any]:
+    """What ``stats`` says of the registry: how many workers are alive, late or gone, when
+    one last ran, and a warning when none was seen within twice its usual interval (a cron
+    that stopped looks like a quiet queue otherwise)."""
+    states = {state: 0 for state in ("alive", "late", "gone")}
+    for worker in workers:
+        states[worker["state"]] += 1
+    last_seen = max((worker["last_seen"] for worker in workers), default=None)
+    warning = None
+    if workers and not states["alive"]:
+        usual = workers[0]["interval"] or 60
+        warning = (f"no worker has been seen for {age(now - last_seen)} (the last "
+                   f"one seen ran every {age(usual)}): is cron, or the loop worker, "
+                   f"still running?")
+    return dict(states, seen=len(workers), last_seen=last_seen, warning=warning)

@@ -9,6 +9,7 @@ import signal
 import threading
 from typing import Iterator, Tuple
 
+from ..storage.workers import HEARTBEAT_SECONDS, WorkerRecord
 from .run import WorkerRun
 from .settings import Bounds, WorkerOptions
 
@@ -86,16 +87,19 @@ def work_loop(queue, options: WorkerOptions, bounds: Bounds, stop: threading.Eve
     """Runs of WorkerRun until stopped; between them, watch the file (a stat every 50 ms)
     and wake for the next scheduled job or periodic slot. Returns how many jobs ran."""
     ran = 0
+    record = WorkerRecord("loop", options.serves, options.concurrency, queue.clock())
     while not stop.is_set() and not bounds.reached(ran):
         # Taken before the run reads the file: a job added after the run's last look (or by
         # the run itself) changes it, so the watch below wakes for it.
         seen = (queue.table.signature(), queue.pauses.signature())  # a resume wakes it too
-        run = WorkerRun(queue, options, bounds.less(ran), stop)
+        run = WorkerRun(queue, options, bounds.less(ran), stop, record)
         ran += run.run()
         if run.ran or stop.is_set():
             continue
         rescan_at = queue.monotonic() + IDLE_RESCAN_SECONDS
         while not stop.wait(IDLE_CHECK_SECONDS) and not bounds.reached(ran):
+            if queue.monotonic() - run.last_report >= HEARTBEAT_SECONDS:
+                run.report()  # an idle loop worker's heartbeat
             now = queue.clock()
             if ((queue.table.signature(), queue.pauses.signature()) != seen or
                     queue.monotonic() >= rescan_at or

@@ -26,6 +26,7 @@ from ..model.options import Retry, schedules_of
 from ..model.words import plural
 from ..storage.claim import Held
 from ..storage.engine import Exchange, RunStorage
+from ..storage.workers import HEARTBEAT_SECONDS, WorkerRecord, Workers
 from .running import RunningJob, running
 from .timelimit import JobTimeout, Watchdog, call_with_time_limit
 from .settings import Bounds, WorkerOptions
@@ -46,8 +47,13 @@ class WorkerRun:
     and again from its keeper thread while it runs."""
 
     def __init__(self, queue, options: WorkerOptions, bounds: Bounds,
-                 stop: Optional[threading.Event] = None) -> None:
+                 stop: Optional[threading.Event] = None,
+                 record: Optional[WorkerRecord] = None) -> None:
         self.queue = queue
+        # How it appears in the worker registry: a cron run, unless a loop worker's run.
+        self.record = record or WorkerRecord("cron", options.serves, options.concurrency,
+                                             queue.clock())
+        self.last_report = queue.monotonic()
         self.options = options
         self.bounds = bounds
         self.stop = stop or threading.Event()
@@ -106,6 +112,7 @@ class WorkerRun:
                 self._sync(release=True)
             finally:
                 self.storage.close()
+                self.report()
         if self.ran:
             logger.info("ran %s in %.2f s: %s", plural(self.ran, "job"),
                         time.perf_counter() - began,
@@ -324,15 +331,30 @@ class WorkerRun:
             else:
                 outcome = "rescheduled"  # by Retry: the attempt was not counted
             self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+            self.record.count(outcome if outcome in ("completed", "failed") else "retried")
             self.finished[held.original.id.encode()] = final.to_line()
             self.storage.release_slots((held.original.id.encode(),))  # its handler is done
             if self.oldest_unwritten is None:
                 self.oldest_unwritten = self.queue.monotonic()
 
+    def report(self) -> None:
+        """Write this worker's line in the registry (storage/workers.py); a failure to is
+        logged, and changes nothing else."""
+        self.last_report = self.queue.monotonic()
+        with self.state_lock:
+            in_hand = len(self.held)
+        try:
+            Workers(self.queue.path).record(self.record, self.queue.clock(), in_hand)
+        except Exception:
+            logger.warning("could not write this worker's line in %s", Workers(
+                self.queue.path).path, exc_info=True)
+
     def _keep(self) -> None:
         while not self.stopping.wait(KEEPER_TICK_SECONDS):
             if self.firing is not None and self.firing.due(self.queue.clock()):
                 self.firing.fire()  # a slot falling due while handlers run
+            if self.queue.monotonic() - self.last_report >= HEARTBEAT_SECONDS:
+                self.report()  # a long run's heartbeat
             renew_before = self.queue.clock() + self.options.lease_seconds / 2
             with self.state_lock:
                 results_waiting = (self.oldest_unwritten is not None and

@@ -39,6 +39,19 @@ class WorkerOptions:
                              f"{self.concurrency}; run more worker processes instead")
 
 
+    @property
+    def serves(self) -> str:
+        """What the worker takes, for the worker registry: its handlers' types, and the
+        queues it serves if not every one (``send_email,sync_crm in emails,default``)."""
+        types = ",".join(sorted(map(str, self.handlers))) or "-"
+        if self.queues is None:
+            return types
+        if isinstance(self.queues, dict):
+            return f"{types} in " + ",".join(f"{name}:{weight}"
+                                              for name, weight in self.queues.items())
+        return f"{types} in " + ",".join(self.queues)
+
+
 class Bounds:
     """How much one worker may do: at most ``max_jobs`` jobs, until ``max_seconds`` from now
     on the ``monotonic`` clock."""

@@ -1,0 +1,167 @@
+"""The worker registry (storage/workers.py), ``stats``'s word on it, ``dbbasic-queue workers``
+and ``dbbasic-queue metrics``: real worker processes write their lines; a SIGKILLed loop
+worker shows as gone; a cron that stopped is flagged; the metrics parse with Prometheus's
+own parser."""
+
+import json
+import os
+import signal
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from dbbasic_queue import Queue
+from dbbasic_queue.cli import main
+from dbbasic_queue.storage.workers import HEADER, MAX_WORKERS, WorkerRecord, Workers
+from support import EMAIL, noop, wait_for
+
+
+def test_cron_runs_of_one_host_serving_the_same_share_a_line_whose_counts_add_up(queue, clock):
+    # Given two cron runs, a minute apart, of a worker serving send_email
+    queue.enqueue("send_email", EMAIL)
+    queue.enqueue("send_email", {"fail": True}, max_attempts=1)
+
+    def send_email(payload):
+        if payload.get("fail"):
+            raise ValueError("no")
+    queue.process_jobs({"send_email": send_email})
+    clock.advance(60)
+    queue.enqueue("send_email", EMAIL)
+    queue.process_jobs({"send_email": send_email})
+    # Then the registry holds one line for both: its counts added, its interval a minute
+    [worker] = queue.workers()
+    assert (worker["kind"], worker["serves"], worker["pid"]) == ("cron", "send_email", os.getpid())
+    assert (worker["completed"], worker["failed"], worker["retried"]) == (2, 1, 0)
+    assert worker["interval"] == 60 and worker["state"] == "alive"
+    assert worker["last_seen"] == int(clock()) and worker["started"] == int(clock()) - 60
+    # and the file is a table a person reads with cat
+    lines = (queue.path.parent / "queue.workers.tsv").read_bytes().splitlines(keepends=True)
+    assert lines[0] == HEADER and len(lines) == 2
+    # while a worker serving other types, or other queues, has its own line
+    queue.process_jobs({"send_email": send_email, "sync_crm": noop}, queues=["emails"])
+    assert sorted(w["serves"] for w in queue.workers()) == ["send_email",
+                                                           "send_email,sync_crm in emails"]
+
+
+def test_a_run_with_nothing_due_still_says_it_ran_and_stats_warns_when_cron_stops(queue, clock):
+    # Given cron runs every minute with nothing to do (after a first job)
+    queue.enqueue("send_email", EMAIL)
+    for _ in range(3):
+        queue.process_jobs({"send_email": noop})
+        clock.advance(60)
+    seen = queue.stats()["workers"]
+    assert (seen["alive"], seen["seen"], seen["warning"]) == (1, 1, None)
+    # When cron stops: no run for more than twice its interval (and a minute's grace)
+    clock.advance(180)
+    # Then the worker is late, and stats says so in words a person acts on
+    [worker] = queue.workers()
+    assert worker["state"] == "late"
+    warning = queue.stats()["workers"]["warning"]
+    assert "no worker has been seen for 4.0m" in warning and "every 1.0m" in warning
+    assert "is cron" in warning
+
+
+def test_a_loop_worker_is_alive_while_it_runs_and_gone_once_sigkilled(tmp_path, children):
+    # Given a loop worker in its own process, idle on an empty queue
+    path = tmp_path / "data" / "queue.tsv"
+    queue = Queue(path)
+    queue.enqueue("send_email", {"key": 1})
+    worker = children.cli("--file", path, "work", "--loop", "--handlers",
+                          "jobs_for_cli:handlers", RUNS_LOG=str(tmp_path / "runs"))
+    # Then its line appears once its first run ends, alive, with the job it ran
+    wait_for(lambda: [w for w in queue.workers() if w["kind"] == "loop"
+                      and w["completed"] == 1], what="the loop worker's line")
+    [line] = queue.workers()
+    assert (line["pid"], line["state"]) == (worker.pid, "alive")
+    # When it is SIGKILLed
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    # Then it shows as gone, at once: its process no longer exists
+    assert [w["state"] for w in queue.workers()] == ["gone"]
+    assert queue.stats()["workers"]["warning"] is not None
+
+
+def test_the_registry_stays_small_and_drops_workers_not_seen_for_a_week(tmp_path):
+    workers = Workers(tmp_path / "queue.tsv")
+    for number in range(MAX_WORKERS + 20):
+        workers.record(WorkerRecord("loop", "t", 1, started=1000.0 + number), now=2000.0 + number)
+    listed = workers.listing(now=3000.0)
+    assert len(listed) == MAX_WORKERS  # the least recently seen went first
+    assert listed[-1]["last_seen"] == 2020
+    workers.record(WorkerRecord("cron", "t", 1, started=1e6), now=2000.0 + 8 * 86400)
+    assert [w["kind"] for w in workers.listing(now=2000.0 + 8 * 86400)] == ["cron"]
+
+
+def test_a_hand_edited_registry_line_is_left_out_and_never_stops_a_worker(queue, clock):
+    registry = queue.path.parent / "queue.workers.tsv"
+    registry.parent.mkdir(parents=True, exist_ok=True)
+    registry.write_bytes(HEADER + b"not\ta\tworker\n")
+    queue.enqueue("send_email", EMAIL)
+    assert queue.process_jobs({"send_email": noop}) == 1
+    assert [w["completed"] for w in queue.workers()] == [1]
+
+
+def test_the_workers_command_lists_them_as_text_and_json(queue, clock, capsys):
+    queue.enqueue("send_email", EMAIL)
+    queue.process_jobs({"send_email": noop})
+    assert main(["--file", str(queue.path), "workers"]) == 0
+    out = capsys.readouterr().out
+    assert "WORKER" in out and "cron" in out and "send_email" in out
+    assert main(["--file", str(queue.path), "workers", "--json"]) == 0
+    [worker] = json.loads(capsys.readouterr().out)
+    assert worker["completed"] == 1
+    assert main(["--file", str(queue.path), "stats"]) == 0
+    assert "workers   1 alive, 0 late, 0 gone; the last seen at " in capsys.readouterr().out
+
+
+def test_metrics_parse_with_prometheus_s_parser_and_escape_every_label(queue, clock, capsys):
+    # Given jobs of an awkward type, a failed one, and a worker's counts
+    awkward = 'say "hi"\\there'
+    queue.enqueue(awkward, EMAIL, queue="emails")
+    queue.enqueue("send_email", EMAIL, max_attempts=1)
+    queue.process_jobs({"send_email": lambda payload: 1 / 0})
+    # When the metrics are printed
+    assert main(["--file", str(queue.path), "metrics"]) == 0
+    text = capsys.readouterr().out
+    # Then Prometheus's parser reads them all, labels unescaped as they were
+    families = {family.name: family for family in text_string_to_metric_families(text)}
+    samples = {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+               for family in families.values() for sample in family.samples}
+    assert samples[("dbbasic_queue_type_jobs", (("status", "pending"), ("type", awkward)))] == 1
+    assert samples[("dbbasic_queue_queue_jobs", (("queue", "emails"), ("status", "pending")))] == 1
+    assert samples[("dbbasic_queue_jobs", (("status", "failed"),))] == 1
+    assert samples[("dbbasic_queue_workers", (("state", "alive"),))] == 1
+    assert families["dbbasic_queue_worker_jobs"].type == "counter"  # the parser drops _total
+    [failed] = [value for (name, labels), value in samples.items()
+                if name == "dbbasic_queue_worker_jobs_total" and ("outcome", "failed") in labels]
+    assert failed == 1
+
+
+@pytest.mark.lacks("workers")
+def test_metrics_on_a_backend_without_a_registry_leave_out_the_workers_and_the_command_says_why(
+        backend, capsys, monkeypatch, tmp_path):
+    from dbbasic_queue.metrics import prometheus_text
+    backend.queue.enqueue("send_email", EMAIL)
+    families = {f.name for f in text_string_to_metric_families(prometheus_text(backend.queue))}
+    assert "dbbasic_queue_jobs" in families and "dbbasic_queue_workers" not in families
+    # and `workers` there refuses, saying what the backend lacks
+    monkeypatch.setenv("DBBASIC_QUEUE_URL", backend.spec.partition("#")[0])
+    monkeypatch.chdir(tmp_path)
+    assert main(["workers"]) != 0
+    assert "workers" in capsys.readouterr().err
+
+
+def test_the_dashboards_metrics_are_behind_its_credentials_and_parse(queue, clock):
+    import base64
+
+    from dbbasic_queue.dashboard import DashboardApp
+    from test_dashboard import Client
+    queue.enqueue("send_email", EMAIL)
+    queue.process_jobs({"send_email": noop})
+    app = DashboardApp(queue, credentials=("ops", "pw"))
+    assert Client(app, "203.0.113.9").get("/metrics").status == 401
+    good = {"HTTP_AUTHORIZATION": "Basic " + base64.b64encode(b"ops:pw").decode()}
+    reply = Client(app, "203.0.113.9", good).get("/metrics")
+    assert reply.status == 200 and reply.headers["Content-Type"].startswith("text/plain")
+    families = {f.name: f for f in text_string_to_metric_families(reply.body.decode())}
+    assert families["dbbasic_queue_worker_jobs"].samples[0].value == 1
