@@ -46,6 +46,12 @@ def prometheus_text(queue) -> str:
            [({}, stats.get("failed_last_hour", 0))])
     family("corrupt_lines", "gauge", "Lines that do not read as jobs (left as they are).",
            [({}, stats.get("corrupt_lines", 0))])
+    throughput = stats.get("throughput")
+    if throughput is not None:
+        family("finished_last_hour", "gauge",
+               "Jobs finished in the last hour (by whole minutes), by outcome.",
+               (({"outcome": outcome}, count)
+                for outcome, count in throughput["last_hour"].items()))
     archived = stats.get("archived") or {}
     if archived:
         family("archived_jobs", "gauge", "Finished jobs in the archive files.",

@@ -329,8 +329,10 @@ class Queue:
         the queue file and its archive files."""
         from .periodic.firing import listing
         from .storage.stats import queue_stats, workers_summary
+        from .storage.throughput import Throughput
         stats = queue_stats(self)
         stats["workers"] = workers_summary(self.workers(), self.clock())
+        stats["throughput"] = Throughput(self.path).totals(self.clock())
         try:  # the schedules as the workers last recorded them
             stats["schedules"] = listing(self)
         except QueueError as error:  # the state file cannot be read: the counts still can

@@ -94,7 +94,7 @@ def test_the_queue_reads_and_runs_jobs_that_dbbasic_tsv_wrote(tmp_path):
     assert TSV("queue", list(COLUMNS), data_dir=tmp_path).query_one(id=mine)["result"] == '"bob"'
     queue.enqueue("t", {"to": "cy"})
     assert queue.process_jobs({"t": lambda p: p["to"]}) == 1
-    [archived] = [path for path in tmp_path.glob("queue.*-*-*.tsv")]
+    [archived] = [path for path in tmp_path.glob("queue.[0-9]*-*-*.tsv")]
     archive = TSV(archived.stem, list(COLUMNS), data_dir=tmp_path)
     assert archive.query_one(id=mine)["status"] == "completed"
 

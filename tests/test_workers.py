@@ -1,11 +1,14 @@
-"""The worker registry (storage/workers.py), ``stats``'s word on it, ``dbbasic-queue workers``
-and ``dbbasic-queue metrics``: real worker processes write their lines; a SIGKILLed loop
-worker shows as gone; a cron that stopped is flagged; the metrics parse with Prometheus's
-own parser."""
+"""What an operator sees: the worker registry (storage/workers.py), the throughput counts
+(storage/throughput.py), ``stats`` (and ``--watch``), ``dbbasic-queue workers`` and
+``dbbasic-queue metrics``: real worker processes write their lines; a SIGKILLed loop worker
+shows as gone; a cron that stopped is flagged; the metrics parse with Prometheus's own
+parser."""
 
 import json
 import os
 import signal
+import subprocess
+import sys
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -13,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from dbbasic_queue import Queue
 from dbbasic_queue.cli import main
 from dbbasic_queue.storage.workers import HEADER, MAX_WORKERS, WorkerRecord, Workers
-from support import EMAIL, noop, wait_for
+from support import EMAIL, ROOT, WAIT_SECONDS, noop, wait_for
 
 
 def test_cron_runs_of_one_host_serving_the_same_share_a_line_whose_counts_add_up(queue, clock):
@@ -165,3 +168,60 @@ def test_the_dashboards_metrics_are_behind_its_credentials_and_parse(queue, cloc
     assert reply.status == 200 and reply.headers["Content-Type"].startswith("text/plain")
     families = {f.name: f for f in text_string_to_metric_families(reply.body.decode())}
     assert families["dbbasic_queue_worker_jobs"].samples[0].value == 1
+
+
+def test_stats_watch_redraws_what_changes_and_quits_cleanly_on_ctrl_c(tmp_path, children):
+    # Given a live view of a queue with one job
+    path = tmp_path / "data" / "queue.tsv"
+    queue = Queue(path)
+    queue.enqueue("send_email", EMAIL)
+    view = children.start([sys.executable, "-m", "dbbasic_queue", "--file", str(path), "stats",
+                           "--watch", "0.1"], env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    frames = []
+
+    def frame_with(text):
+        line = view.stdout.readline()
+        frames.append(line)
+        return text in line
+    wait_for(lambda: frame_with("pending 1,"), what="a frame with the first job")
+    # When a second job is queued while it watches
+    queue.enqueue("send_email", EMAIL)
+    # Then a later frame shows it, each frame under its own header
+    wait_for(lambda: frame_with("pending 2,"), what="a frame with the second job")
+    assert sum("dbbasic-queue stats at " in line for line in frames) >= 2
+    # and Ctrl-C ends it with exit status 0 and nothing on stderr
+    view.send_signal(signal.SIGINT)
+    out, err = view.communicate(timeout=WAIT_SECONDS)
+    assert view.returncode == 0 and err == ""
+
+
+def test_throughput_counts_each_minute_s_finished_jobs_once_and_goes_with_retention(
+        queue, clock):
+    # Given jobs finished in one minute by two runs: two completed, one failed, one to retry
+    queue.enqueue("send_email", EMAIL)
+    queue.enqueue("send_email", {"fail": True}, max_attempts=1)
+    queue.enqueue("send_email", {"fail": True}, max_attempts=2)
+
+    def send_email(payload):
+        if payload.get("fail"):
+            raise ValueError("no")
+    queue.process_jobs({"send_email": send_email})
+    queue.enqueue("send_email", EMAIL)
+    queue.process_jobs({"send_email": send_email})
+    # Then stats counts them in the last minute, hour and day
+    expected = {"completed": 2, "failed": 1, "retried": 1}
+    assert queue.stats()["throughput"] == {span: expected for span in
+                                           ("last_minute", "last_hour", "last_day")}
+    # and, as time passes, in the longer spans only
+    clock.advance(180)
+    totals = queue.stats()["throughput"]
+    assert totals["last_minute"] == dict.fromkeys(expected, 0) and totals["last_hour"] == expected
+    clock.advance(86400)
+    assert queue.stats()["throughput"]["last_day"] == dict.fromkeys(expected, 0)
+    # A run with nothing finished adds no line; retention deletes the day's file
+    counts_files = list(queue.path.parent.glob("queue.counts.*.tsv"))
+    assert len(counts_files) == 1 and len(counts_files[0].read_bytes().splitlines()) == 3
+    clock.advance(8 * 86400)
+    queue.process_jobs({"sync_crm": noop})  # a run that finishes nothing
+    assert list(queue.path.parent.glob("queue.counts.*.tsv")) == []

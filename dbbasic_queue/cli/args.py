@@ -206,6 +206,9 @@ def parser() -> argparse.ArgumentParser:
                     "Count the jobs by status and by type, and say how long the oldest due "
                     "job has waited, when the next scheduled one runs and how many failed.")
     json_option(stats)
+    stats.add_argument("--watch", nargs="?", const=2.0, type=duration, metavar="SECONDS",
+                       help="redraw every SECONDS (default 2) until Ctrl-C, in place on a "
+                            "terminal")
     stats.set_defaults(needs=LISTING)
 
     workers = command("workers", "the workers seen: last seen, jobs in hand, counts",

@@ -5,7 +5,9 @@ UTC; ``--json`` is exact. Where the queue file does not exist yet, stderr says s
 fresh app has none, and a wrong directory or ``--file`` must not pass for an empty queue.
 """
 
+import contextlib
 import heapq
+import io
 import sys
 import time
 from pathlib import Path
@@ -45,6 +47,27 @@ def existing(queue, job_id: str) -> Dict[str, Any]:
 
 
 def stats_command(queue, args) -> int:
+    if args.watch is None:
+        return print_stats(queue, args)
+    if args.json:
+        raise UsageError("--watch redraws the text; for JSON, run stats --json repeatedly")
+    if args.watch <= 0:
+        raise UsageError("--watch needs a period above 0 seconds")
+    clear = "\x1b[H\x1b[2J" if sys.stdout.isatty() else "\n"  # in place on a terminal
+    try:
+        while True:
+            frame = io.StringIO()
+            with contextlib.redirect_stdout(frame):
+                print_stats(queue, args)
+            sys.stdout.write(f"{clear}dbbasic-queue stats at {utc(time.time())} UTC, every "
+                             f"{age(args.watch)} (Ctrl-C to quit)\n\n{frame.getvalue()}")
+            sys.stdout.flush()
+            time.sleep(args.watch)
+    except KeyboardInterrupt:  # the way out of a live view: not an error
+        return 0
+
+
+def print_stats(queue, args) -> int:
     missing = no_file_yet(queue)
     stats = queue.stats()
     if args.json:
@@ -62,6 +85,12 @@ def stats_command(queue, args) -> int:
     print(f"next run  {'none scheduled' if next_run is None else when(next_run)}")
     print(f"failures  {stats['failed_last_hour']} failed in the last hour, "
           f"{stats['retrying']} pending a retry")
+    throughput = stats.get("throughput")
+    if throughput is not None:
+        for number, (span, counts) in enumerate(throughput.items()):
+            print(f"{'finished' if number == 0 else '':<10}{span.replace('_', ' '):<12}"
+                  f"{counts['completed']} completed, {counts['failed']} failed, "
+                  f"{counts['retried']} to run again")
     seen = stats.get("workers")
     if seen is not None:
         print("workers   " + ("none seen yet" if not seen["seen"] else

@@ -9,6 +9,7 @@ it, ``liveness.py`` which worker runs live and which jobs a dead one had started
 ``edits.py`` the admin verbs' rewrites (cancel, retry, purge, bring back from the archive),
 ``history.py`` every dated file (append, torn tails, expiry), ``archive.py`` finished jobs'
 files, ``tracebacks.py`` failed attempts' tracebacks, ``unique.py`` the unique-key index,
-``pauses.py``, ``slots.py`` and ``rates.py`` what pauses and limits keep, ``stats.py`` the
+``pauses.py``, ``slots.py`` and ``rates.py`` what pauses and limits keep, ``workers.py``
+the worker registry, ``throughput.py`` the jobs finished per minute, ``stats.py`` the
 counts.
 """

@@ -32,6 +32,7 @@ from .claim import ClaimEditor, ClaimOutcome, Held
 from .liveness import RunLock, WorkerLocks, new_token
 from .rates import Rates
 from .slots import Slot, Slots
+from .throughput import Throughput
 
 logger = logging.getLogger("dbbasic_queue")
 
@@ -87,6 +88,7 @@ class RunStorage:
             drop_before = now - self.options.retention_seconds
             queue.archive.remove_expired(drop_before)
             queue.traceback_files.remove_expired(drop_before)
+            Throughput(queue.path).remove_expired(drop_before)
         try:
             self.liveness = self.locks.hold(self.token)
         except FileNotFoundError:

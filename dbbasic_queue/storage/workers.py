@@ -56,10 +56,19 @@ class WorkerRecord:
             digest = zlib.crc32(self.serves.encode("utf-8", "surrogatepass"))
             self.name = f"{self.host}:cron:{digest:08x}"
         self.unwritten = {"completed": 0, "failed": 0, "retried": 0}
+        self.minutes: Dict[int, Dict[str, int]] = {}  # the same, by minute (throughput.py)
 
-    def count(self, outcome: str) -> None:
-        """A job finished: ``completed``, ``failed`` or ``retried`` (to run again)."""
+    def count(self, outcome: str, now: float) -> None:
+        """A job finished at ``now``: ``completed``, ``failed`` or ``retried`` (to run
+        again)."""
         self.unwritten[outcome] += 1
+        minute = self.minutes.setdefault(int(now) // 60 * 60, dict.fromkeys(self.unwritten, 0))
+        minute[outcome] += 1
+
+    def take_minutes(self) -> Dict[int, Dict[str, int]]:
+        """The counts by minute not written yet, forgotten here."""
+        minutes, self.minutes = self.minutes, {}
+        return minutes
 
 
 class Workers:

@@ -26,6 +26,7 @@ from ..model.options import Retry, schedules_of
 from ..model.words import plural
 from ..storage.claim import Held
 from ..storage.engine import Exchange, RunStorage
+from ..storage.throughput import Throughput
 from ..storage.workers import HEARTBEAT_SECONDS, WorkerRecord, Workers
 from .running import RunningJob, running
 from .timelimit import JobTimeout, Watchdog, call_with_time_limit
@@ -331,23 +332,26 @@ class WorkerRun:
             else:
                 outcome = "rescheduled"  # by Retry: the attempt was not counted
             self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
-            self.record.count(outcome if outcome in ("completed", "failed") else "retried")
+            self.record.count(outcome if outcome in ("completed", "failed") else "retried",
+                              self.queue.clock())
             self.finished[held.original.id.encode()] = final.to_line()
             self.storage.release_slots((held.original.id.encode(),))  # its handler is done
             if self.oldest_unwritten is None:
                 self.oldest_unwritten = self.queue.monotonic()
 
     def report(self) -> None:
-        """Write this worker's line in the registry (storage/workers.py); a failure to is
-        logged, and changes nothing else."""
+        """Write this worker's line in the registry (storage/workers.py) and its counts by
+        minute (storage/throughput.py); a failure to is logged, and changes nothing else."""
         self.last_report = self.queue.monotonic()
         with self.state_lock:
             in_hand = len(self.held)
+            minutes = self.record.take_minutes()
         try:
             Workers(self.queue.path).record(self.record, self.queue.clock(), in_hand)
+            Throughput(self.queue.path).add(self.record.name, minutes)
         except Exception:
-            logger.warning("could not write this worker's line in %s", Workers(
-                self.queue.path).path, exc_info=True)
+            logger.warning("could not write this worker's line or counts beside %s",
+                           self.queue.path, exc_info=True)
 
     def _keep(self) -> None:
         while not self.stopping.wait(KEEPER_TICK_SECONDS):

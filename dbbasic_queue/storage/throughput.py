@@ -1,0 +1,85 @@
+"""Throughput: how many jobs finished each minute, kept beside the queue for ``stats``.
+
+``data/queue.counts.2026-12-07.tsv`` (a dated file, kept as history.py keeps every one:
+whole-line appends under its own flock, a torn tail never left as a line, deleted whole
+with retention) has one line per worker and minute in which it finished jobs: the minute
+(the Unix time of its start), the worker's name (as in the registry), and its completed,
+failed and retried counts. A worker appends its minutes when it writes its registry line
+(when a run ends, and every 10 s while a loop worker or a long run goes on), so a minute may
+have several lines; readers add them up. A minute without a finished job writes nothing,
+so the cost follows the minutes worked, not the jobs: at most one line per worker report.
+"""
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Dict, Iterable, Tuple
+
+from .history import DatedFiles, day_of, day_start, whole_lines
+
+COLUMNS = ("minute", "worker", "completed", "failed", "retried")
+HEADER = ("\t".join(COLUMNS) + "\n").encode()
+OUTCOMES = COLUMNS[2:]
+
+Counts = Dict[str, int]
+
+
+class Throughput:
+    """The counts files of one queue file."""
+
+    def __init__(self, queue_path: Path) -> None:
+        self.queue_path = queue_path
+        self.dated = DatedFiles(queue_path, HEADER, kind="counts")
+
+    def add(self, worker: str, minutes: Dict[int, Counts]) -> None:
+        """Append ``worker``'s counts of each of ``minutes`` (minute start -> counts)."""
+        by_day: Dict[str, list] = {}
+        for minute, counts in sorted(minutes.items()):
+            if any(counts.values()):
+                fields = [str(minute), worker.replace("\t", " ")] + [
+                    str(counts.get(outcome, 0)) for outcome in OUTCOMES]
+                by_day.setdefault(day_of(minute), []).append("\t".join(fields) + "\n")
+        if not by_day:
+            return
+        model = None
+        with contextlib.suppress(FileNotFoundError):
+            model = os.stat(self.queue_path)
+        for day, lines in by_day.items():
+            self.dated.append(day, ["".join(lines).encode("utf-8", "backslashreplace")], model,
+                              durable=False)
+
+    def minutes(self, since: float, until: float) -> Iterable[Tuple[int, Counts]]:
+        """(minute, counts) of every line whose minute starts in [since, until)."""
+        for day, path in self.dated.files():
+            start = day_start(day)
+            if start + 86400 <= since or start >= until:
+                continue
+            for line in whole_lines(path):
+                fields = line.rstrip(b"\r\n").split(b"\t")
+                if len(fields) != len(COLUMNS):
+                    continue
+                try:
+                    minute = int(fields[0])
+                    counts = {outcome: int(fields[2 + n]) for n, outcome in enumerate(OUTCOMES)}
+                except ValueError:
+                    continue  # a hand-edited line: counts are a view, not the record
+                if since <= minute < until:
+                    yield minute, counts
+
+    def totals(self, now: float) -> Dict[str, Counts]:
+        """The counts of the last minute, hour and day before ``now``, by whole minutes:
+        each span also holds the current minute (the last minute: this one and the one
+        before it)."""
+        current = int(now) // 60 * 60
+        spans = {"last_minute": 60, "last_hour": 3600, "last_day": 86400}
+        totals = {name: dict.fromkeys(OUTCOMES, 0) for name in spans}
+        for minute, counts in self.minutes(current - 86400, current + 60):
+            for name, span in spans.items():
+                if minute >= current - span:
+                    for outcome, count in counts.items():
+                        totals[name][outcome] += count
+        return totals
+
+    def remove_expired(self, drop_before: float) -> None:
+        for path in self.dated.expired(drop_before):
+            self.dated.unlink(path)
