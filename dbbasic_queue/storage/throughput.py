@@ -18,8 +18,10 @@ from typing import Dict, Iterable, Tuple
 from .history import DatedFiles, day_of, day_start, whole_lines
 
 COLUMNS = ("minute", "worker", "completed", "failed", "retried")
-HEADER = ("\t".join(COLUMNS) + "\n").encode()
 OUTCOMES = COLUMNS[2:]
+# completed_jobs, failed_jobs, retried_jobs in the header: see workers.HEADER.
+HEADER = ("\t".join(COLUMNS[:2] + tuple(f"{outcome}_jobs" for outcome in OUTCOMES)) + "\n"
+          ).encode()
 
 Counts = Dict[str, int]
 

@@ -33,7 +33,10 @@ MAX_WORKERS = 200
 GRACE_SECONDS = 60.0
 COLUMNS = ("worker", "host", "pid", "kind", "serves", "concurrency", "started", "last_run",
            "last_seen", "interval", "in_hand", "completed", "failed", "retried")
-HEADER = ("\t".join(COLUMNS) + "\n").encode()
+# In the header, the counts are completed_jobs, failed_jobs, retried_jobs: a job status never
+# stands as a field of its own, so grep and cut over data/queue*.tsv count only job lines.
+HEADER = ("\t".join(column + "_jobs" if column in ("completed", "failed", "retried") else column
+                    for column in COLUMNS) + "\n").encode()
 _NUMBERS = ("pid", "concurrency", "started", "last_run", "last_seen", "interval", "in_hand",
             "completed", "failed", "retried")
 
