@@ -7,6 +7,7 @@ test_dashboard_browser.py.
 """
 
 import base64
+import html
 import io
 import json
 import os
@@ -18,7 +19,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode
 from wsgiref.util import setup_testing_defaults
 
 import pytest
@@ -420,6 +421,37 @@ def test_retry_all_failed_of_a_type_counts_first_then_retries_only_that_type(que
     assert reply.headers["Location"] == "/failures?done=retried-failed&n=2"
     assert queue.stats()["by_type"]["resize_image"]["pending"] == 2
     assert queue.stats()["by_type"]["sync_crm"]["failed"] == 1
+
+
+def charge_card(payload):
+    if payload["amount"] > 1000:
+        raise PermissionError("card blocked")
+    raise ValueError(f"card declined for amount {payload['amount']}")
+
+
+def test_failures_group_by_exception_and_raising_line_and_retry_exactly_a_group(queue, client):
+    # Given four declines of different amounts, raised on one line, and a block on another
+    for amount in (150, 200, 250, 300, 5000):
+        queue.enqueue("charge_card", {"amount": amount})
+    queue.process_jobs({"charge_card": charge_card}, 1)
+    # Then the failures page has two groups: the declines together, their messages in it
+    page = client.get("/failures").text
+    rows = re.findall(r"<tr><td class=\"type\">.*?</tr>", page, re.S)
+    assert len(rows) == 2
+    declined, blocked = rows
+    assert "ValueError" in declined and ">4<" in declined and "in charge_card" in declined
+    assert all(f"card declined for amount {n}" in declined for n in (150, 200, 250, 300))
+    assert "PermissionError" in blocked and ">1<" in blocked
+    # When the declines' group is retried: its link asks first, with its count
+    href = html.unescape(re.search(r'class="retry-group" href="([^"]+)"', declined).group(1))
+    path, _, query = href.partition("?")
+    confirm = client.get(path, **{k: v[0] for k, v in parse_qs(query).items()})
+    assert "<strong>4</strong>" in confirm.text and "Retry 4 jobs" in confirm.text
+    reply = client.post(path, **{k: v[0] for k, v in parse_qs(query).items()})
+    # Then exactly its four jobs are pending again; the blocked card stays failed
+    assert reply.headers["Location"] == "/failures?done=retried-failed&n=4"
+    statuses = sorted(job["status"] for job in queue.jobs())
+    assert statuses == ["failed"] + ["pending"] * 4
 
 
 def test_purge_counts_first_then_removes_exactly_those_jobs(queue, client, clock):

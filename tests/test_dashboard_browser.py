@@ -196,14 +196,15 @@ def test_retrying_a_failed_job_shows_it_pending(browser, served):
     screenshot(browser, "job-retried")
 
 
-def test_retry_all_failed_of_a_type_asks_first(browser, served):
+def test_retrying_a_failure_group_asks_first(browser, served):
     queue, address = served
     seed(queue)
     browser.get(address + "/failures")
     assert "RuntimeError: ffmpeg not found" in text(browser, "table.failures")
+    assert "RuntimeError" in text(browser, "table.failures td.error")
     screenshot(browser, "failures")
-    click(browser, 'a[href="/actions/retry-failed?type=resize_image"]')
-    wait(browser, lambda d: "Retry all" in text(d, "h1"), "the confirmation page")
+    click(browser, "a.retry-group")
+    wait(browser, lambda d: "Retry these" in text(d, "h1"), "the confirmation page")
     assert queue.stats()["by_type"]["resize_image"]["failed"] == 3  # asking changed nothing
     screenshot(browser, "retry-failed-confirm")
     click(browser, "form.action button")

@@ -8,7 +8,7 @@ asks; that page is all a GET of an action does.
 """
 
 import re
-from typing import TYPE_CHECKING, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, Optional, Tuple
 
 from ..errors import UnsupportedError
 from ..model.words import seconds_in
@@ -73,6 +73,10 @@ def post(app: "DashboardApp", request: "Request"):
         if request.path == "/actions/retry-failed" and "retry" in app.offers:
             count = app.backend.retry_failed(request.arg("type", request.form))
             return app.redirect(request, "/failures", done="retried-failed", n=count)
+        if request.path == "/actions/retry-group" and "retry" in app.offers:
+            group = app.reader.failure_group(*group_key_of(request, request.form).values())
+            count = 0 if group is None else sum(map(app.backend.retry_job, group["ids"]))
+            return app.redirect(request, "/failures", done="retried-failed", n=count)
         if request.path == "/actions/purge" and "purge" in app.offers:
             seconds, statuses, problem = purge_arguments(request, request.form)
             if problem:
@@ -134,8 +138,21 @@ def purge_arguments(request: "Request", source) -> Tuple[float, Tuple[str, ...],
     return seconds, statuses, ""
 
 
+def group_key_of(request: "Request", source) -> Dict[str, str]:
+    """A failure group's key from a link's query or a form (see pages.group_key)."""
+    return {"type": request.arg("type", source) or "",
+            "exception": request.arg("exception", source) or "",
+            "frame": request.arg("frame", source) or "", "error": request.arg("error", source) or ""}
+
+
 def confirmation(app: "DashboardApp", request: "Request", view):
     """The GET page of a bulk action: how many jobs it would change, and the button."""
+    if request.path == "/actions/retry-group":
+        if not view.can("retry"):
+            return refused(app, request)
+        key = group_key_of(request, request.query)
+        return app.page(request, detail.confirm_retry_group(
+            view, app.reader.failure_group(*key.values()), key))
     if request.path == "/actions/retry-failed":
         if not view.can("retry"):
             return refused(app, request)

@@ -182,7 +182,7 @@ class DashboardApp:
         if path == "/" and self.reader is None:
             return self.page(request, pages.no_listing(view, self.where))
         if self.reader is None and path in ("/jobs", "/failures", "/actions/retry-failed",
-                                            "/actions/purge"):
+                                            "/actions/retry-group", "/actions/purge"):
             return self.redirect(request, "/")
         if path == "/":
             return self.page(request, pages.overview(view, self.reader.summary()))
@@ -190,7 +190,7 @@ class DashboardApp:
             return self.page(request, self.jobs_page(request, view))
         if path == "/failures":
             return self.page(request, pages.failures(view, self.reader.failure_groups()))
-        if path in ("/actions/retry-failed", "/actions/purge"):
+        if path in ("/actions/retry-failed", "/actions/retry-group", "/actions/purge"):
             return actions.confirmation(self, request, view)
         return self.page(request, detail.message("Not found", f"No page {path}.", url(
             request.base)), "404 Not Found")

@@ -128,6 +128,22 @@ def confirm_retry_failed(view: View, job_type: Optional[str], count: int) -> Pag
     return "Retry failed jobs", content
 
 
+def confirm_retry_group(view: View, group: Optional[Dict[str, Any]], key: Dict[str, str]) -> Page:
+    """The confirmation of retrying one failure group: exactly its jobs, as it is now."""
+    count = 0 if group is None else group["count"]
+    what = f"failed {key['type']} jobs"
+    where = (f" raising {key['exception']}" + (f" at {key['frame']}" if key["frame"] else "")
+             if key["exception"] else f" failing with “{key['error']}”")
+    text = render('<strong>{n}</strong> {what}{where} go back to pending, due now, with fresh '
+                  'attempts; failed jobs of the type with another error stay failed.',
+                  n=f"{count:,}", what=what, where=where)
+    form = action_form(view, "/actions/retry-group", f"Retry {count:,} jobs", **key) \
+        if count else Markup("")
+    content = render(CONFIRM, title=f"Retry these {what}?", text=text, form=form,
+                     back=url(view.base, "/failures"), back_label="Back to the failures")
+    return "Retry a failure group", content
+
+
 def purge(view: View, older_than: str, seconds: Optional[float], statuses: Sequence[str],
           count: Optional[int], problem: str = "") -> Page:
     """The purge form, and once it is filled in, the dry run's count and the confirmation."""

@@ -279,25 +279,47 @@ def job_row(view: View, row: Any) -> Markup:
 
 # --- failures -------------------------------------------------------------------------------
 
+MESSAGES_SHOWN = 5  # of a failure group's distinct messages, the most frequent
+
+
+def group_key(group: Dict[str, Any]) -> Dict[str, str]:
+    """A failure group's key as the fields of its retry link and form."""
+    return {"type": group["type"], "exception": group["exception"], "frame": group["frame"],
+            "error": group["error"]}
+
+
 def failures(view: View, groups: List[Dict[str, Any]]) -> Page:
+    def messages(group):
+        shown = [render('<li>{message} <span class="hint">&times;{n}</span></li>',
+                        message=shorten(message, 110) or Markup('<span class="hint">no '
+                                                                'message</span>'),
+                        n=f"{count:,}") for message, count in group["messages"][:MESSAGES_SHOWN]]
+        more = len(group["messages"]) - MESSAGES_SHOWN
+        if more > 0:
+            shown.append(render('<li class="hint">and {n} more messages</li>', n=f"{more:,}"))
+        return render('<ul class="messages">{items}</ul>', items=join(shown))
     rows = join(render('<tr><td class="type"><a href="{type_href}">{type}</a></td>'
-                       '<td class="error">{error}</td><td class="num">{count}</td>'
+                       '<td class="error">{exception}<div class="hint">{frame}</div></td>'
+                       '<td class="error">{messages}</td><td class="num">{count}</td>'
                        '<td><a href="{latest_href}">{latest}</a></td><td>{retry}</td></tr>',
                        type=group["type"], count=f"{group['count']:,}",
                        type_href=url(view.base, "/jobs", status="failed", type=group["type"]),
-                       error=shorten(group["error"], 110) or Markup('<span class="hint">no '
-                                                                    'message</span>'),
+                       exception=group["exception"] or Markup('<span class="hint">no traceback '
+                                                              'kept</span>'),
+                       frame=group["frame"], messages=messages(group),
                        latest=when(group["latest_at"], view.now),
                        latest_href=url(view.base, "/jobs/" + group["latest_id"]),
-                       retry=render('<a href="{href}">Retry all of this type&hellip;</a>',
-                                    href=url(view.base, "/actions/retry-failed",
-                                             type=group["type"])) if view.can("retry") else "")
+                       retry=render('<a class="retry-group" href="{href}">Retry these '
+                                    '{n}&hellip;</a>', n=f"{group['count']:,}",
+                                    href=url(view.base, "/actions/retry-group",
+                                             **group_key(group))) if view.can("retry") else "")
                 for group in groups)
     content = render('<h1>Failures</h1><p class="summary">Jobs that failed for good, grouped by '
-                     'type and error, most frequent first.</p><table class="grid failures">'
-                     '<thead><tr><th>Type</th><th>Error</th><th>Jobs</th><th>Latest</th><th>'
-                     '</th></tr></thead><tbody>{rows}</tbody></table>',
-                     rows=rows or Markup('<tr><td colspan="5" class="empty">No failed jobs.'
+                     'type, exception and the line that raised it, most frequent first; the '
+                     'messages of a group are listed in it.</p><table class="grid failures">'
+                     '<thead><tr><th>Type</th><th>Exception</th><th>Messages</th><th>Jobs</th>'
+                     '<th>Latest</th><th></th></tr></thead><tbody>{rows}</tbody></table>',
+                     rows=rows or Markup('<tr><td colspan="6" class="empty">No failed jobs.'
                                          '</td></tr>'))
     return "Failures", content
 

@@ -11,6 +11,7 @@ from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Se
 from ..backend import PERIODIC, QUEUES
 from ..errors import CorruptLineError, QueueError
 from ..periodic.firing import listing
+from ..storage.tracebacks import raising_frame
 from ..model.job import STATUSES
 from ..model.queues import DEFAULT_QUEUE, WAITING_FOR_HANDLER, peek_queue_and_priority, queue_and_priority
 
@@ -211,22 +212,58 @@ class Reader:
         return [record for _, _, record in ordered], total
 
     def failure_groups(self) -> List[Dict[str, Any]]:
-        """Failed jobs grouped by type and error: count, latest run and its job; most first."""
-        groups: Dict[Tuple[str, str], Dict[str, Any]] = {}
+        """Failed jobs grouped by type, exception class and the frame that raised it (from
+        their last kept traceback), the messages listed inside a group; jobs with no
+        traceback kept (a worker killed on their last attempt) by type and message. Each
+        group: its key, count, ids, messages (message, count, most first), latest run and
+        its job; most jobs first."""
+        failed = []
         for record in self.records(status="failed"):
             try:
-                job = self.load(record)
+                failed.append((record, self.load(record)))
             except CorruptLineError:
                 continue
-            key = (record.type, job["error"] or "")
+        attempts = self.last_attempts([job["id"] for _, job in failed])
+        groups: Dict[Tuple[str, ...], Dict[str, Any]] = {}
+        for record, job in failed:
+            last = attempts.get(job["id"]) or {}
+            exception, frame = last.get("exception") or "", last.get("frame") or ""
+            error = job["error"] or ""
+            key = (record.type, exception, frame, "" if exception else error)
             group = groups.get(key)
             if group is None:
-                group = groups[key] = {"type": key[0], "error": key[1], "count": 0,
-                                       "latest_at": None, "latest_id": None}
+                group = groups[key] = {"type": record.type, "exception": exception,
+                                       "frame": frame, "error": key[3], "count": 0, "ids": [],
+                                       "messages": {}, "latest_at": None, "latest_id": None}
             group["count"] += 1
+            group["ids"].append(job["id"])
+            group["messages"][error] = group["messages"].get(error, 0) + 1
             if group["latest_at"] is None or record.run_at >= group["latest_at"]:
                 group["latest_at"], group["latest_id"] = record.run_at, job["id"]
+        for group in groups.values():
+            group["messages"] = sorted(group["messages"].items(), key=lambda m: (-m[1], m[0]))
         return sorted(groups.values(), key=lambda g: (-g["count"], -g["latest_at"], g["type"]))
+
+    def failure_group(self, job_type: str, exception: str, frame: str,
+                      error: str) -> Optional[Dict[str, Any]]:
+        """The group of ``failure_groups`` with this key, as it is now (None if none)."""
+        return next((group for group in self.failure_groups()
+                     if (group["type"], group["exception"], group["frame"], group["error"])
+                     == (job_type, exception, frame, error)), None)
+
+    def last_attempts(self, job_ids: List[str]) -> Dict[str, Dict[str, Any]]:
+        """Each job's last failed attempt (exception, frame) from the backend's kept
+        tracebacks: asked job by job here; a file reader reads its files once."""
+        found = {}
+        for job_id in job_ids:
+            try:
+                kept = self.backend.tracebacks(job_id)
+            except Exception:  # help, not the record: a job without them groups by message
+                continue
+            if kept:
+                found[job_id] = {"exception": kept[-1].get("exception") or "",
+                                 "frame": raising_frame(kept[-1].get("traceback") or "")}
+        return found
 
     def count(self, status: str, job_type: Optional[str] = None) -> int:
         return sum(1 for _ in self.records(status, job_type))

@@ -101,6 +101,10 @@ class FileReader(Reader):
             raise CorruptLineError(corrupt_message(*record.where, error)) from None
         return shown
 
+    def last_attempts(self, job_ids: List[str]) -> Dict[str, Dict[str, Any]]:
+        """One pass over the traceback files (see Reader.last_attempts)."""
+        return self.backend.traceback_files.last_attempts()
+
     def options_of(self, job_id: str) -> Optional[Dict[str, Any]]:
         prefix = job_with_id_prefix(job_id)
         if prefix is None:

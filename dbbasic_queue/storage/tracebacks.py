@@ -36,6 +36,20 @@ def class_path(error: BaseException) -> str:
     return kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
 
 
+def raising_frame(traceback_text: str) -> str:
+    """Where a traceback's exception was raised: its last ``File "...", line N, in NAME``
+    line, the path cut to its last two parts (``app/payments.py:41 in charge_card``); empty
+    if it has none (a cut traceback keeps its end, so it has)."""
+    for line in reversed(traceback_text.splitlines()):
+        line = line.strip()
+        if line.startswith('File "'):
+            path, _, rest = line[len('File "'):].partition('", line ')
+            number, _, name = rest.partition(", in ")
+            short = "/".join(path.replace("\\", "/").split("/")[-2:])
+            return f"{short}:{number} in {name}" if name else f"{short}:{number}"
+    return ""
+
+
 def format_traceback(error: BaseException) -> str:
     """The traceback of ``error`` as text, at most MAX_TRACEBACK_CHARS (its start and end)."""
     try:
@@ -103,6 +117,29 @@ class Tracebacks:
                                   "traceback": json.loads(texts[2])})
                 except ValueError:
                     continue  # a hand-edited line: tracebacks are help, not the record
+        return found
+
+    def last_attempts(self) -> Dict[str, Dict[str, Any]]:
+        """Each job's last kept failed attempt, by job id, in one pass over the files:
+        attempt, exception (its class path) and frame (where it was raised, see
+        ``raising_frame``), for grouping failures."""
+        found: Dict[str, Dict[str, Any]] = {}
+        for path in self.files():
+            for line in whole_lines(path):
+                fields = line.rstrip(b"\r\n").decode("utf-8", "replace").split("\t")
+                if len(fields) != len(COLUMNS) or not fields[1].isdigit():
+                    continue
+                attempt = int(fields[1])
+                known = found.get(fields[0])
+                if known is not None and known["attempt"] > attempt:
+                    continue
+                exception, text = unquote_field(fields[4]), unquote_field(fields[5])
+                try:
+                    frame = raising_frame(json.loads(text)) if text is not None else ""
+                except ValueError:
+                    frame = ""
+                found[fields[0]] = {"attempt": attempt, "exception": exception or "",
+                                    "frame": frame}
         return found
 
     def remove_expired(self, drop_before: float) -> None:
