@@ -60,6 +60,9 @@ class Backend(Protocol):
 
     def cancel_job(self, job_id: str) -> bool: ...
 
+    def delete(self, job_id: str) -> bool:
+        """Remove a job for good, whatever its status but processing; True if it is gone."""
+
     def tracebacks(self, job_id: str) -> List[Dict[str, Any]]:
         """The tracebacks of a job's failed attempts, oldest first (attempt, failed_at,
         error, traceback); empty where the backend keeps none."""

@@ -18,7 +18,7 @@ from .model.checks import check_duration, check_path, checked_job_type, checked_
 from .storage.archive import ARCHIVE_AFTER_SECONDS, Archive
 from .storage.edits import DROP, EachJob, bring_back, purge_archives
 from .errors import CorruptLineError, QueueError
-from .model.job import (FAILED, FINISHED, PENDING, RETAINED, as_dict, corrupt_message, job_line,
+from .model.job import (FAILED, FINISHED, PENDING, PROCESSING, RETAINED, as_dict, corrupt_message, job_line,
                         job_with_id_prefix, line_id, new_job_id, parse_line)
 from .model.options import (WORKER_KEY, Handlers, decode_options, encode_options, queue_options,
                             register)
@@ -231,6 +231,25 @@ class Queue:
         if found is None or transitions.cancel(found[0]) is None:
             return False
         return self.update_each(transitions.cancel, only_id=job_id) == 1
+
+    def delete(self, job_id: str) -> bool:
+        """Remove a job for good, from the queue file or its archive file; True if it was
+        there and is gone. A processing job is refused (False): its worker holds it (wait
+        for its result, or put it back with run_now(force=True) first). The tracebacks of
+        its failed attempts stay until retention deletes their day's file."""
+        found = self._find(job_id)
+        if found is None or found[0].status == PROCESSING:
+            return False
+        if found[2] == self.path and self.update_each(
+                lambda job: None if job.status == PROCESSING else DROP, only_id=job_id) != 1:
+            return False
+        archived = self.archive.find(job_with_id_prefix(job_id))  # a move's twin, too
+        if archived is not None:
+            edit = self.archive.table_of(archived[0]).rewrite(
+                lambda: EachJob(lambda job: DROP, only_id=job_id))
+            if edit is not None and edit.count:
+                self.archive.remove_if_jobless(archived[0])
+        return True
 
     def retry_job(self, job_id: str) -> bool:
         """Put a failed or cancelled job back to pending, due now, with its attempts reset to

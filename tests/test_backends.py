@@ -384,3 +384,19 @@ def test_a_bad_queue_priority_or_choice_is_refused_and_adds_nothing(backend):
     with pytest.raises(ValueError):
         queue.pause("no spaces")
     assert backend.count_jobs() == 0
+
+
+def test_delete_removes_any_job_but_one_its_worker_runs(backend):
+    from dbbasic_queue.worker.running import current_job
+    queue = backend.queue
+    pending = queue.enqueue("send_email", EMAIL, run_at=time.time() + 3600)
+    refused = []
+
+    def handler(payload):
+        refused.append(queue.delete(current_job().id))  # processing: its worker's
+    running = queue.enqueue("t", {})
+    assert queue.process_jobs({"t": handler}) == 1
+    assert refused == [False] and queue.get_job(running)["status"] == "completed"
+    assert queue.delete(pending) is True and queue.get_job(pending) is None
+    assert queue.delete(running) is True and queue.get_job(running) is None
+    assert queue.delete(pending) is False and queue.delete("0" * 16) is False

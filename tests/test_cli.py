@@ -92,6 +92,22 @@ def test_cancel_a_pending_job_and_refuse_a_finished_one(queue, capsys):
     assert queue.get_job(pending)["status"] == "cancelled"
 
 
+def test_delete_removes_a_job_wherever_it_is_and_an_unknown_id_exits_1(queue, capsys):
+    pending = queue.enqueue("send_email", {"key": "p"}, run_at=queue.clock() + 60)
+    done = queue.enqueue("send_email", {"key": "d"})
+    queue.process_jobs(__import__("jobs_for_cli").handlers)
+    queue.enqueue("send_email", {"key": "e"})
+    queue.process_jobs(__import__("jobs_for_cli").handlers)  # done's line moves to its archive
+    assert queue.archive.find(done.encode() + b"\t") is not None
+
+    assert run(capsys, "delete", pending)[:2] == (0, f"deleted {pending}\n")
+    assert run(capsys, "delete", done)[:2] == (0, f"deleted {done}\n")
+    assert queue.get_job(pending) is None and queue.get_job(done) is None
+    code, _, err = run(capsys, "delete", done)
+    assert code == 1
+    assert_one_line_error(err, done)
+
+
 def test_work_runs_the_due_jobs_with_handlers_from_a_module_or_a_registry(queue, capsys, tmp_path):
     ids = [queue.enqueue("send_email", {"key": n}) for n in range(3)]
 

@@ -773,3 +773,21 @@ def test_a_pause_the_file_cannot_hold_is_refused_and_writes_nothing(queue, clien
     assert client.request("POST", "/actions/pause", form={"kind": "queue", "name": "emails"}
                           ).status == 403
     assert queue.paused() == []
+
+
+def test_a_job_is_deleted_from_its_page_only_when_the_box_is_ticked(queue, client, clock):
+    ids = seed(queue)
+    page = client.get("/jobs/" + ids["broken"]).text
+    assert f'action="/jobs/{ids["broken"]}/delete"' in page and 'name="sure"' in page
+    # An unticked form changes nothing; a ticked one deletes the job, wherever it is
+    reply = client.post(f"/jobs/{ids['broken']}/delete")
+    assert reply.headers["Location"].endswith("problem=not-sure")
+    assert queue.get_job(ids["broken"])["status"] == "failed"
+    reply = client.post(f"/jobs/{ids['broken']}/delete", sure="yes")
+    assert reply.headers["Location"] == "/jobs?done=deleted"
+    assert queue.get_job(ids["broken"]) is None
+    # and a read-only dashboard neither offers nor does it
+    read_only = Client(DashboardApp(queue, read_only=True))
+    assert "/delete" not in read_only.get("/jobs/" + ids["due"]).text
+    assert read_only.post(f"/jobs/{ids['due']}/delete", sure="yes").status == 403
+    assert queue.get_job(ids["due"]) is not None

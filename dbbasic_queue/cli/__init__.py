@@ -194,6 +194,15 @@ def cancel_command(queue, args) -> int:
     return EXIT_OK
 
 
+def delete_command(queue, args) -> int:
+    job = existing(queue, args.id)
+    if not queue.delete(args.id):
+        raise NotApplicable(f"job {args.id} is {job['status']}; a processing job is its "
+                            f"worker's: wait for its result, or run-now --force it first")
+    print(f"deleted {safe(args.id)}")
+    return EXIT_OK
+
+
 def retry_command(queue, args) -> int:
     if args.failed:
         print(f"retrying {plural(queue.retry_failed(args.type), 'failed job')}")
@@ -366,6 +375,7 @@ def _log_to_terminal(level: str) -> None:
 # dbbasic-queue's commands; COMMANDS, the name dbbasic-cli looks for, is its own (below).
 SUBCOMMANDS = {"stats": stats_command, "list": list_command, "show": show_command,
                "enqueue": enqueue_command, "cancel": cancel_command, "retry": retry_command,
+               "delete": delete_command,
                "run-now": run_now_command, "purge": purge_command, "migrate": migrate_command,
                "work": work_command, "schedules": schedules_command, "dashboard": dashboard_command,
                "pause": pause_command, "resume": pause_command, "workers": workers_command,

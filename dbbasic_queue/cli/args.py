@@ -279,6 +279,11 @@ def parser() -> argparse.ArgumentParser:
                      "Cancel a pending job; it stays in the file as cancelled.")
     cancel.add_argument("id", help=ID_HELP)
 
+    delete = command("delete", "remove a job for good",
+                     "Remove a job for good, from the queue file or its archive file, whatever "
+                     "its status but processing (its worker holds it).")
+    delete.add_argument("id", help=ID_HELP)
+
     retry = command("retry", "put failed or cancelled jobs back, due now",
                     "Put a failed or cancelled job (or, with --failed, every failed job) back "
                     "to pending, due now, with fresh attempts.")

@@ -27,17 +27,22 @@ DONE = {"retried": "The job is pending again, due now.",
         "purged": "{n} finished jobs were removed from the file.",
         "paused": "Paused: no worker starts its jobs from its next claim on; jobs running finish.",
         "resumed": "Resumed: workers take its jobs again from their next claim.",
-        "already": "Nothing changed: it was already so."}
+        "already": "Nothing changed: it was already so.",
+        "deleted": "The job is deleted."}
 PROBLEMS = {"not-retryable": "Only a failed or cancelled job can be retried; this one is not (any more).",
             "not-cancellable": "Only a pending job can be cancelled; this one is not (any more).",
             "not-runnable": "Only a pending job can be run now, or a processing one put back; "
                             "this one is neither (any more).",
+            "not-deletable": "A processing job cannot be deleted: its worker holds it. Wait for "
+                             "its result, or put it back first.",
+            "not-sure": "Tick the box to delete the job: it cannot be undone.",
             "unsupported": "This backend does not offer that action.",
             "bad-pause": "Only a queue name or a job type the file can hold can be paused."}
-JOB_PATH = re.compile(r"/jobs/([^/]+)(?:/(retry|cancel|run-now))?")  # a job, or an action on it
+JOB_PATH = re.compile(r"/jobs/([^/]+)(?:/(retry|cancel|run-now|delete))?")  # a job, or an action
 _JOB_VERBS = {"retry": ("retry", "retried", "not-retryable"),
               "cancel": ("cancel", "cancelled", "not-cancellable"),
-              "run-now": ("run_now", "run-now", "not-runnable")}
+              "run-now": ("run_now", "run-now", "not-runnable"),
+              "delete": ("delete", "deleted", "not-deletable")}
 
 
 def flash(request: "Request") -> Markup:
@@ -96,6 +101,12 @@ def job_action(app: "DashboardApp", request: "Request", job_id: str, action: str
     verb, done, problem = _JOB_VERBS[action]
     if verb not in app.offers:
         return app.redirect(request, "/jobs/" + job_id, problem="unsupported")
+    if verb == "delete":
+        if request.arg("sure", request.form) != "yes":
+            return app.redirect(request, "/jobs/" + job_id, problem="not-sure")
+        if app.backend.delete(job_id):
+            return app.redirect(request, "/jobs", done="deleted")
+        return app.redirect(request, "/jobs/" + job_id, problem=problem)
     if verb == "retry":
         changed = app.backend.retry_job(job_id)
     elif verb == "cancel":

@@ -283,6 +283,8 @@ def offered_verbs(backend, listing: bool) -> frozenset:
     """The actions and pages this backend offers, from its declared capabilities."""
     capabilities = getattr(backend, "capabilities", frozenset())
     verbs = {"cancel"}  # published: every backend has cancel_job
+    if callable(getattr(backend, "delete", None)):
+        verbs.add("delete")
     if RETRY in capabilities:
         verbs.add("retry")
     if PURGE in capabilities:

@@ -97,6 +97,9 @@ def job_actions(view: View, shown: Dict[str, Any]) -> Markup:
     if status == "processing" and view.can("run_now"):
         buttons.append(render('<a class="button danger" href="{href}">Put back now&hellip;</a>',
                               href=url(view.base, f"/jobs/{job_id}/run-now")))
+    if status != "processing" and view.can("delete"):
+        buttons.append(action_form(view, f"/jobs/{job_id}/delete", "Delete",
+                                   css="button danger", confirm_field="sure"))
     return join(buttons, " ")
 
 

@@ -222,6 +222,18 @@ class RQQueue:
             job.cancel()
             return True
 
+    def delete(self, job_id: str) -> bool:
+        """As Queue.delete: any job but one a worker runs, removed from Redis."""
+        with self._reaching():
+            job = self._fetch(job_id)
+            try:
+                if job is None or read_job(job, self._schedule_of(job))["status"] == "processing":
+                    return False
+            except InvalidJobOperation:
+                return False
+            job.delete()
+            return True
+
     def retry_job(self, job_id: str) -> bool:
         raise self._unsupported("retry_job")
 
