@@ -791,3 +791,33 @@ def test_a_job_is_deleted_from_its_page_only_when_the_box_is_ticked(queue, clien
     assert "/delete" not in read_only.get("/jobs/" + ids["due"]).text
     assert read_only.post(f"/jobs/{ids['due']}/delete", sure="yes").status == 403
     assert queue.get_job(ids["due"]) is not None
+
+
+def test_bulk_actions_on_ticked_jobs_ask_with_the_count_then_change_only_those(queue, client):
+    failed = [queue.enqueue("resize_image", {"n": n}) for n in range(3)]
+    queue.process_jobs({"resize_image": fail_with("RuntimeError", "x")}, 1)
+    pending = [queue.enqueue("sync_crm", {"n": n}, run_at=queue.clock() + 600) for n in range(2)]
+    page = client.get("/jobs").text
+    assert 'form id="bulk"' in page and f'name="id" value="{failed[0]}" form="bulk"' in page
+    # Nothing ticked: nothing changes, and the page says what to do
+    assert client.post("/actions/bulk", action="retry").headers["Location"].endswith(
+        "problem=none-selected")
+    # Ticked: a confirmation with the count first, which changes nothing
+    confirm = client.post("/actions/bulk", action="retry", id=failed[:2] + [pending[0]])
+    assert confirm.status == 200 and "Retry 3 jobs" in confirm.text
+    assert [queue.get_job(i)["status"] for i in failed] == ["failed"] * 3
+    # then the jobs that can change do: two failed ones, not the pending one nor the third
+    reply = client.post("/actions/bulk", action="retry", sure="yes",
+                        id=failed[:2] + [pending[0]])
+    assert reply.headers["Location"] == "/jobs?done=bulk-retry&n=2"
+    assert [queue.get_job(i)["status"] for i in failed] == ["pending", "pending", "failed"]
+    reply = client.post("/actions/bulk", action="delete", sure="yes", id=pending)
+    assert reply.headers["Location"] == "/jobs?done=bulk-delete&n=2"
+    assert all(queue.get_job(i) is None for i in pending)
+    # An unknown action is refused; a read-only dashboard offers and does none
+    assert client.post("/actions/bulk", action="purge", id=failed).headers[
+        "Location"].endswith("problem=unsupported")
+    read_only = Client(DashboardApp(queue, read_only=True))
+    assert 'form id="bulk"' not in read_only.get("/jobs").text
+    assert read_only.post("/actions/bulk", action="delete", sure="yes", id=failed).status == 403
+    assert queue.get_job(failed[2])["status"] == "failed"

@@ -229,6 +229,28 @@ def test_pausing_a_queue_with_its_button_holds_its_jobs_until_resumed(browser, s
     assert queue.process_jobs({"send_email": lambda p: None}) == 1
 
 
+def test_ticked_jobs_are_deleted_in_bulk_after_a_confirmation_with_their_count(browser,
+                                                                            served):
+    from selenium.webdriver.support.ui import Select
+    queue, address = served
+    seed(queue)
+    failed = sorted(job["id"] for job in queue.jobs() if job["status"] == "failed")
+    browser.get(address + "/jobs?status=failed")
+    for job_id in failed[:2]:
+        click(browser, f'input[type="checkbox"][value="{job_id}"]')
+    Select(css(browser, 'form#bulk select[name="action"]')[0]).select_by_value("delete")
+    screenshot(browser, "bulk-selected")
+    click(browser, "form#bulk button")
+    wait(browser, lambda d: "Delete 2 selected jobs?" in text(d, "h1"), "the confirmation")
+    assert all(queue.get_job(job_id) for job_id in failed)  # asking changed nothing
+    screenshot(browser, "bulk-confirm")
+    click(browser, "form.action button")
+    wait(browser, lambda d: css(d, "p.flash"), "the result")
+    assert "2 of the selected jobs are deleted" in text(browser, "p.flash")
+    assert [queue.get_job(job_id) for job_id in failed[:2]] == [None, None]
+    assert queue.get_job(failed[2])["status"] == "failed"
+
+
 def test_purge_counts_before_it_removes(browser, served):
     queue, address = served
     seed(queue)

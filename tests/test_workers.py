@@ -225,3 +225,18 @@ def test_throughput_counts_each_minute_s_finished_jobs_once_and_goes_with_retent
     clock.advance(8 * 86400)
     queue.process_jobs({"sync_crm": noop})  # a run that finishes nothing
     assert list(queue.path.parent.glob("queue.counts.*.tsv")) == []
+
+
+def test_the_dashboards_workers_page_lists_them_escaped_with_their_state(queue, clock):
+    from dbbasic_queue.dashboard import DashboardApp
+    from test_dashboard import Client
+    client = Client(DashboardApp(queue))
+    assert "No worker seen yet" in client.get("/workers").text
+    queue.enqueue("send_email", EMAIL)
+    queue.process_jobs({"send_email": noop, "<b>x</b>": noop})
+    page = client.get("/workers").text
+    assert "status-alive" in page and "Every worker seen" in page
+    assert "&lt;b&gt;x&lt;/b&gt;" in page and "<b>x</b>" not in page
+    clock.advance(3600)
+    assert "status-late" in client.get("/workers").text
+    assert "is cron, or the loop worker, still running?" in client.get("/workers").text

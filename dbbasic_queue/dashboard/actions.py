@@ -28,7 +28,11 @@ DONE = {"retried": "The job is pending again, due now.",
         "paused": "Paused: no worker starts its jobs from its next claim on; jobs running finish.",
         "resumed": "Resumed: workers take its jobs again from their next claim.",
         "already": "Nothing changed: it was already so.",
-        "deleted": "The job is deleted."}
+        "deleted": "The job is deleted.",
+        "bulk-retry": "{n} of the selected jobs are pending again, due now (only failed or "
+                      "cancelled ones can be retried).",
+        "bulk-cancel": "{n} of the selected jobs are cancelled (only pending ones can be).",
+        "bulk-delete": "{n} of the selected jobs are deleted (processing ones cannot be)."}
 PROBLEMS = {"not-retryable": "Only a failed or cancelled job can be retried; this one is not (any more).",
             "not-cancellable": "Only a pending job can be cancelled; this one is not (any more).",
             "not-runnable": "Only a pending job can be run now, or a processing one put back; "
@@ -36,6 +40,7 @@ PROBLEMS = {"not-retryable": "Only a failed or cancelled job can be retried; thi
             "not-deletable": "A processing job cannot be deleted: its worker holds it. Wait for "
                              "its result, or put it back first.",
             "not-sure": "Tick the box to delete the job: it cannot be undone.",
+            "none-selected": "Select the jobs first, with the boxes of their rows.",
             "unsupported": "This backend does not offer that action.",
             "bad-pause": "Only a queue name or a job type the file can hold can be paused."}
 JOB_PATH = re.compile(r"/jobs/([^/]+)(?:/(retry|cancel|run-now|delete))?")  # a job, or an action
@@ -89,6 +94,8 @@ def post(app: "DashboardApp", request: "Request"):
                                 "400 Bad Request")
             count = app.backend.purge(seconds, statuses)
             return app.redirect(request, "/", done="purged", n=count)
+        if request.path == "/actions/bulk":
+            return bulk_action(app, request)
         if request.path in ("/actions/pause", "/actions/resume") and "pause" in app.offers:
             return pause_action(app, request, request.path == "/actions/pause")
     except UnsupportedError:
@@ -116,6 +123,27 @@ def job_action(app: "DashboardApp", request: "Request", job_id: str, action: str
     if changed:
         return app.redirect(request, "/jobs/" + job_id, done=done)
     return app.redirect(request, "/jobs/" + job_id, problem=problem)
+
+
+BULK_VERBS = {"retry": ("retry", "retry_job"), "cancel": ("cancel", "cancel_job"),
+              "delete": ("delete", "delete")}  # the form's action: (offer, backend method)
+MAX_BULK = 1000  # jobs one bulk action may change
+
+
+def bulk_action(app: "DashboardApp", request: "Request"):
+    """Retry, cancel or delete the jobs ticked on the jobs page: first a page that states
+    the count and asks, then (``sure``) each job, counting those that changed."""
+    action = request.arg("action", request.form)
+    ids = list(dict.fromkeys(request.form.get("id", [])))[:MAX_BULK]
+    if action not in BULK_VERBS or BULK_VERBS[action][0] not in app.offers:
+        return app.redirect(request, "/jobs", problem="unsupported")
+    if not ids:
+        return app.redirect(request, "/jobs", problem="none-selected")
+    if request.arg("sure", request.form) != "yes":
+        return app.page(request, detail.confirm_bulk(app.view(request), action, ids))
+    change = getattr(app.backend, BULK_VERBS[action][1])
+    count = sum(1 for job_id in ids if change(job_id))
+    return app.redirect(request, "/jobs", done=f"bulk-{action}", n=count)
 
 
 def pause_action(app: "DashboardApp", request: "Request", pause: bool):

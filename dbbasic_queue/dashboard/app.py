@@ -16,7 +16,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 from urllib.parse import parse_qs
 
 from .. import __version__
-from ..backend import DEFAULT_MAX_ATTEMPTS, LISTING, PURGE, QUEUES, RETRY
+from ..backend import DEFAULT_MAX_ATTEMPTS, LISTING, PURGE, QUEUES, RETRY, WORKERS
 from ..errors import QueueError, UnsupportedError
 from ..metrics import prometheus_text
 from ..model.job import STATUSES
@@ -190,6 +190,9 @@ class DashboardApp:
             return self.page(request, self.jobs_page(request, view))
         if path == "/failures":
             return self.page(request, pages.failures(view, self.reader.failure_groups()))
+        if path == "/workers":
+            listed = self.backend.workers() if WORKERS in self.backend.capabilities else None
+            return self.page(request, pages.workers(view, listed))
         if path in ("/actions/retry-failed", "/actions/retry-group", "/actions/purge"):
             return actions.confirmation(self, request, view)
         return self.page(request, detail.message("Not found", f"No page {path}.", url(

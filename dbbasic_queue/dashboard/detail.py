@@ -131,6 +131,30 @@ def confirm_retry_failed(view: View, job_type: Optional[str], count: int) -> Pag
     return "Retry failed jobs", content
 
 
+def confirm_bulk(view: View, action: str, ids: List[str]) -> Page:
+    """The confirmation of a bulk action on the jobs ticked: the count, the ids, the button
+    (whose form carries them again, with ``sure``)."""
+    what = {"retry": "Retry", "cancel": "Cancel", "delete": "Delete"}[action]
+    effect = {"retry": "The failed or cancelled ones go back to pending, due now.",
+              "cancel": "The pending ones are cancelled.",
+              "delete": "They are removed for good, but processing ones, which stay."}[action]
+    hidden = join(render('<input type="hidden" name="id" value="{id}">', id=job_id)
+                  for job_id in ids)
+    form = render('<form class="action" method="post" action="{action}">'
+                  '<input type="hidden" name="csrf_token" value="{token}">'
+                  '<input type="hidden" name="action" value="{verb}">'
+                  '<input type="hidden" name="sure" value="yes">{hidden}'
+                  '<button type="submit" class="button{danger}">{label}</button></form>',
+                  action=url(view.base, "/actions/bulk"), token=view.token, verb=action,
+                  hidden=hidden, danger=" danger" if action != "retry" else "",
+                  label=f"{what} {len(ids):,} jobs")
+    text = render('<strong>{n}</strong> selected jobs: {ids}. {effect}', n=f"{len(ids):,}",
+                  ids=", ".join(ids[:10]) + (" ..." if len(ids) > 10 else ""), effect=effect)
+    content = render(CONFIRM, title=f"{what} {len(ids):,} selected jobs?", text=text, form=form,
+                     back=url(view.base, "/jobs"), back_label="Back to the jobs")
+    return f"{what} selected jobs", content
+
+
 def confirm_retry_group(view: View, group: Optional[Dict[str, Any]], key: Dict[str, str]) -> Page:
     """The confirmation of retrying one failure group: exactly its jobs, as it is now."""
     count = 0 if group is None else group["count"]

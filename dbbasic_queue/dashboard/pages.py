@@ -239,12 +239,23 @@ def jobs(view: View, filters: Filters, rows: List[Any], total: int, per_page: in
                       'jobs&hellip;</a></p>', n=f"{retry_count:,}", type=filters.type,
                       href=url(view.base, "/actions/retry-failed", type=filters.type))
     body = join(job_row(view, row) for row in rows) or Markup(
-        '<tr><td colspan="7" class="empty">No job matches.</td></tr>')
+        '<tr><td colspan="8" class="empty">No job matches.</td></tr>')
+    verbs = [verb for verb, offer in (("retry", "retry"), ("cancel", "cancel"),
+                                      ("delete", "delete")) if view.can(offer)]
+    selection = ""
+    if verbs and not view.read_only and rows:
+        selection = render(
+            '<form id="bulk" class="filters bulk" method="post" action="{action}">'
+            '<input type="hidden" name="csrf_token" value="{token}"><label>With the selected '
+            'jobs <select name="action">{choices}</select></label> <button type="submit" '
+            'class="button">Apply&hellip;</button></form>', action=url(view.base, "/actions/bulk"),
+            token=view.token, choices=join(render('<option value="{v}">{v}</option>', v=verb)
+                                           for verb in verbs))
     content = render(JOBS, action=url(view.base, "/jobs"), options=options,
                      type=filters.type or "", search=filters.search or "", datalist=datalist,
                      clear=url(view.base, "/jobs"), total=f"{total:,}",
                      noun="job matches" if total == 1 else "jobs match", bulk=bulk,
-                     body=body, pager=pager)
+                     body=body, pager=pager, selection=selection)
     return "Jobs", content
 
 
@@ -258,7 +269,8 @@ JOBS = """<h1>Jobs</h1>
 </form>
 <p class="summary"><strong>{total}</strong> {noun}, newest first.</p>
 {bulk}
-<table class="grid jobs"><thead><tr><th>ID</th><th>Type</th><th>Status</th><th>Attempts</th><th>Created</th>
+{selection}
+<table class="grid jobs"><thead><tr><th><span class="visually-hidden">Select</span></th><th>ID</th><th>Type</th><th>Status</th><th>Attempts</th><th>Created</th>
 <th title="when it is due (pending), when its lease ends (processing), when its last attempt began (finished)">Run at</th><th>Last error</th></tr></thead>
 <tbody>{body}</tbody></table>
 <nav class="pager">{pager}</nav>
@@ -267,8 +279,10 @@ JOBS = """<h1>Jobs</h1>
 
 def job_row(view: View, row: Any) -> Markup:
     if isinstance(row, str):  # a corrupt line's message
-        return render('<tr class="corrupt"><td colspan="7">{message}</td></tr>', message=row)
-    return render('<tr><td><a class="id" href="{href}">{id}</a></td><td class="type">{type}</td>'
+        return render('<tr class="corrupt"><td colspan="8">{message}</td></tr>', message=row)
+    return render('<tr><td><input type="checkbox" name="id" value="{id}" form="bulk" '
+                  'aria-label="select {id}"></td>'
+                  '<td><a class="id" href="{href}">{id}</a></td><td class="type">{type}</td>'
                   '<td>{status}</td><td>{attempts}</td><td>{created}</td><td>{run_at}</td>'
                   '<td class="error">{error}</td></tr>',
                   href=url(view.base, "/jobs/" + row["id"]), id=row["id"], type=row["type"],
@@ -322,6 +336,44 @@ def failures(view: View, groups: List[Dict[str, Any]]) -> Page:
                      rows=rows or Markup('<tr><td colspan="6" class="empty">No failed jobs.'
                                          '</td></tr>'))
     return "Failures", content
+
+
+# --- workers --------------------------------------------------------------------------------
+
+def workers(view: View, listed: Optional[List[Dict[str, Any]]]) -> Page:
+    """The worker registry (storage/workers.py): each worker's state, last sighting, interval,
+    jobs in hand and counts; None where the backend keeps none."""
+    if listed is None:
+        return "Workers", render('<h1>Workers</h1><p>This backend keeps no worker registry: '
+                                 'its own tools list its workers (<code>rq info</code> on '
+                                 'Redis).</p>')
+    rows = join(render('<tr class="{state}"><td class="id">{name}</td><td>{kind}</td>'
+                       '<td>{badge}</td><td>{seen}</td><td class="num">{every}</td>'
+                       '<td class="num">{in_hand}</td><td class="num">{completed}</td>'
+                       '<td class="num">{failed}</td><td class="num">{retried}</td>'
+                       '<td class="type">{serves}</td></tr>',
+                       state=f"worker-{worker['state']}", name=worker["worker"],
+                       kind=worker["kind"], badge=badge(worker["state"]),
+                       seen=when(worker["last_seen"], view.now),
+                       every=f"{worker['interval']} s" if worker["interval"] else "-",
+                       in_hand=f"{worker['in_hand']:,}", completed=f"{worker['completed']:,}",
+                       failed=f"{worker['failed']:,}", retried=f"{worker['retried']:,}",
+                       serves=shorten(worker["serves"], 80))
+                for worker in listed)
+    late = sum(worker["state"] != "alive" for worker in listed)
+    summary = (render('<p class="summary problem"><strong>{n}</strong> of {total} not seen '
+                      'within twice their interval, or gone: is cron, or the loop worker, '
+                      'still running?</p>', n=f"{late:,}", total=f"{len(listed):,}")
+               if late else render('<p class="summary">Every worker seen within twice its '
+                                   'interval.</p>') if listed else "")
+    content = render('<h1>Workers</h1>{summary}<table class="grid workers"><thead><tr>'
+                     '<th>Worker</th><th>Kind</th><th>State</th><th>Last seen</th>'
+                     '<th>Every</th><th>In hand</th><th>Completed</th><th>Failed</th>'
+                     '<th>Retried</th><th>Serves</th></tr></thead><tbody>{rows}</tbody></table>',
+                     summary=summary, rows=rows or Markup(
+                         '<tr><td colspan="10" class="empty">No worker seen yet: a run writes '
+                         'its line when it ends.</td></tr>'))
+    return "Workers", content
 
 
 def no_listing(view: View, describe: str) -> Page:

@@ -122,7 +122,7 @@ LAYOUT = """<!doctype html>
 """
 
 NAV_ITEMS = (("overview", "/", "Overview"), ("jobs", "/jobs", "Jobs"),
-             ("failures", "/failures", "Failures"))
+             ("failures", "/failures", "Failures"), ("workers", "/workers", "Workers"))
 
 
 def layout(*, base: str, page: str, title: str, content: Markup, where: str,
