@@ -15,9 +15,10 @@ with ``dbbasic_queue.add_hooks(hook)`` (and ``remove_hooks``):
 
 The same hooks run on the TSV queue and on Redis, in cron runs, loop workers and Django's
 worker alike: register them where the handlers are defined, so every worker that imports
-the handlers has them. Hooks run in the order added. A hook that raises is logged with its
-traceback and changes nothing: the job's outcome is its handler's, and the other hooks
-still run. With no hook registered, a step costs one check of an empty list.
+the handlers has them. Hooks run in the order added. A hook that raises (SystemExit too) is
+logged with its traceback and changes nothing: the job's outcome is its handler's, and the
+other hooks still run; only KeyboardInterrupt goes through, as Ctrl-C would anywhere. With
+no hook registered, a step costs one check of an empty list.
 """
 
 from typing import Any, List, NamedTuple, Optional
@@ -78,6 +79,8 @@ def call(event: JobEvent) -> None:
             continue
         try:
             method(event)
-        except Exception:
+        except KeyboardInterrupt:  # Ctrl-C: the worker stops as it would anywhere else
+            raise
+        except BaseException:  # SystemExit, GeneratorExit too: a hook never ends the job
             logger().exception("hook %r raised in %s for job %s %s; the job goes on as if "
                                "it had not", hook, event.step, event.id, event.type)

@@ -8,11 +8,13 @@ Every label value is escaped as the format asks (backslash, double quote, line f
 job type or a host name can never break a line or add a metric.
 """
 
+import re
 from typing import Any, Dict, Iterable, List, Tuple
 
 from .backend import WORKERS
 
 PREFIX = "dbbasic_queue_"
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
 def prometheus_text(queue) -> str:
@@ -82,7 +84,10 @@ def _labels(labels: Dict[str, Any]) -> str:
 
 
 def _escaped(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    """A label value as the format asks (backslash, double quote, line feed), its other
+    control characters replaced by U+FFFD: the text also reaches terminals."""
+    value = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return _CONTROL.sub("\ufffd", value)
 
 
 def _number(value) -> str:

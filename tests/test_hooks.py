@@ -228,3 +228,21 @@ def test_the_opentelemetry_example_of_docs_hooks_md_gives_a_span_per_attempt(tmp
     # Then each attempt is a span: the failed one in error, with its exception recorded
     assert sorted(json.loads(done.stdout)) == [["job charge_card", "ERROR", ["exception"]],
                                                ["job send_email", "UNSET", []]]
+
+
+def test_a_hook_raising_systemexit_ends_neither_the_job_nor_the_enqueue(queue, recorder, caplog):
+    class Exiting:
+        def on_enqueue(self, event):
+            raise SystemExit(1)
+
+        def on_start(self, event):
+            raise SystemExit(1)
+    exiting = add_hooks(Exiting())
+    try:
+        job_id = queue.enqueue("send_email", EMAIL)  # written: no exception, the id returned
+        assert queue.process_jobs({"send_email": lambda payload: None}) == 1
+    finally:
+        remove_hooks(exiting)
+    assert queue.get_job(job_id)["status"] == "completed"
+    assert recorder.steps(job_id) == ["on_enqueue", "on_start", "on_success"]
+    assert len([r for r in caplog.records if "the job goes on" in r.getMessage()]) == 2

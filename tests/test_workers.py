@@ -240,3 +240,82 @@ def test_the_dashboards_workers_page_lists_them_escaped_with_their_state(queue, 
     clock.advance(3600)
     assert "status-late" in client.get("/workers").text
     assert "is cron, or the loop worker, still running?" in client.get("/workers").text
+
+
+@pytest.mark.parametrize("planted", ["fifo", "directory", "no day"])
+def test_a_planted_or_misnamed_dated_file_never_stops_a_run_nor_the_views(queue, clock, planted):
+    # Given old counts and tracebacks names that are a FIFO, a directory, or no day
+    data = queue.path.parent
+    data.mkdir(parents=True)
+    for kind in ("counts.", "tracebacks."):
+        path = data / f"queue.{kind}{'2026-13-40' if planted == 'no day' else '2020-01-01'}.tsv"
+        if planted == "fifo":
+            os.mkfifo(path)
+        elif planted == "directory":
+            path.mkdir()
+        else:
+            path.write_bytes(b"x\n")
+    # Then a run with retention still runs its job, and stats and metrics answer
+    queue.enqueue("send_email", EMAIL)
+    assert queue.process_jobs({"send_email": noop}) == 1
+    assert queue.stats()["throughput"]["last_minute"]["completed"] == 1
+    from dbbasic_queue.metrics import prometheus_text
+    assert "dbbasic_queue_jobs" in prometheus_text(queue)
+    # and an archive name planted so: the run still runs its job (stats and get_job say
+    # what is wrong with that file, as for any archive file)
+    archive = data / "queue.2020-01-01.tsv"
+    os.mkfifo(archive) if planted == "fifo" else archive.mkdir() if planted == "directory" \
+        else (data / "queue.2026-13-40.tsv").write_bytes(b"x\n")
+    queue.enqueue("send_email", EMAIL)
+    assert queue.process_jobs({"send_email": noop}) == 1
+
+
+def test_a_fifo_planted_as_the_registry_is_not_waited_on_and_a_run_goes_on(tmp_path):
+    # Given a FIFO where the worker registry should be
+    path = tmp_path / "data" / "queue.tsv"
+    queue = Queue(path)
+    queue.enqueue("send_email", EMAIL)
+    os.mkfifo(tmp_path / "data" / "queue.workers.tsv")
+    # Then the run completes its job, and the views answer at once: no registry there
+    assert queue.process_jobs({"send_email": noop}) == 1
+    for command in (["workers"], ["stats"], ["metrics"]):
+        done = subprocess.run([sys.executable, "-m", "dbbasic_queue", "--file", str(path),
+                               *command], env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                              capture_output=True, text=True, timeout=WAIT_SECONDS)
+        assert done.returncode == 0, (command, done.stderr)
+    assert queue.workers() == []
+
+
+def test_hand_edited_registry_and_counts_lines_are_left_out_and_shown_escaped(queue, clock, capsys):
+    queue.enqueue("send_email", EMAIL)
+    queue.process_jobs({"send_email": noop})
+    registry = queue.path.parent / "queue.workers.tsv"
+    [line] = registry.read_bytes().splitlines()[1:]
+    fields = line.split(b"\t")
+    evil = b"\t".join(fields[:2] + [b"18446744073709551616"] + fields[3:])  # no pid
+    odd = b"\t".join([b"odd"] + fields[1:3] + [b"lo\x1b[2Jop"] + fields[4:])
+    registry.write_bytes(registry.read_bytes() + evil + b"\n" + odd + b"\n")
+    counts = next(queue.path.parent.glob("queue.counts.*.tsv"))
+    minute = counts.read_bytes().splitlines()[1].split(b"\t")[0]
+    counts.write_bytes(counts.read_bytes() + minute + b"\tx\t-5\t0\t0\n")
+    assert sorted(w["worker"] for w in queue.workers()) == sorted([fields[0].decode(), "odd"])
+    assert queue.stats()["throughput"]["last_minute"]["completed"] == 1  # -5 left out
+    assert main(["--file", str(queue.path), "workers"]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "lo\\x1b[2Jop" in out
+
+
+def test_metrics_replace_control_characters_in_labels(queue, clock, capsys):
+    queue.enqueue("t\x1b]0;pwned\x07", EMAIL)
+    assert main(["--file", str(queue.path), "metrics"]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out
+    assert any(sample.labels.get("type") == "t\ufffd]0;pwned\ufffd"
+               for family in text_string_to_metric_families(out) for sample in family.samples)
+
+
+@pytest.mark.parametrize("period", ["0.01", "999999999"])
+def test_stats_watch_refuses_a_period_beyond_its_bounds(queue, capsys, period):
+    queue.enqueue("send_email", EMAIL)
+    assert main(["--file", str(queue.path), "stats", "--watch", period]) == 2
+    assert "--watch takes a period from 0.1 s to 3600 s" in capsys.readouterr().err

@@ -46,13 +46,17 @@ def existing(queue, job_id: str) -> Dict[str, Any]:
     return job
 
 
+WATCH_LEAST, WATCH_MOST = 0.1, 3600.0  # stats --watch's period, in seconds
+
+
 def stats_command(queue, args) -> int:
     if args.watch is None:
         return print_stats(queue, args)
     if args.json:
         raise UsageError("--watch redraws the text; for JSON, run stats --json repeatedly")
-    if args.watch <= 0:
-        raise UsageError("--watch needs a period above 0 seconds")
+    if not WATCH_LEAST <= args.watch <= WATCH_MOST:
+        raise UsageError(f"--watch takes a period from {WATCH_LEAST:g} s to {WATCH_MOST:g} s, "
+                         f"not {args.watch:g} s")
     clear = "\x1b[H\x1b[2J" if sys.stdout.isatty() else "\n"  # in place on a terminal
     try:
         while True:
@@ -135,7 +139,7 @@ def workers_command(queue, args) -> int:
     print(f"{'WORKER':<34} {'KIND':<5} {'STATE':<6} {'LAST SEEN':>10} {'EVERY':>7} "
           f"{'IN HAND':>7} {'DONE':>8} {'FAILED':>7} {'RETRIED':>8}  SERVES")
     for worker in workers:
-        print(f"{safe(shorten(worker['worker'], 34)):<34} {worker['kind']:<5} "
+        print(f"{safe(shorten(worker['worker'], 34)):<34} {safe(worker['kind']):<5} "
               f"{worker['state']:<6} {age(max(now - worker['last_seen'], 0)) + ' ago':>10} "
               f"{age(worker['interval']) if worker['interval'] else '-':>7} "
               f"{worker['in_hand']:>7} {worker['completed']:>8} {worker['failed']:>7} "

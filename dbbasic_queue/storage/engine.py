@@ -86,9 +86,12 @@ class RunStorage:
         self.rates.remove_stale(now)
         if self.options.retention_seconds is not None:
             drop_before = now - self.options.retention_seconds
-            queue.archive.remove_expired(drop_before)
-            queue.traceback_files.remove_expired(drop_before)
-            Throughput(queue.path).remove_expired(drop_before)
+            for files in (queue.archive, queue.traceback_files, Throughput(queue.path)):
+                try:
+                    files.remove_expired(drop_before)
+                except Exception:  # a file we may not delete: the jobs run all the same
+                    logger.warning("could not delete the expired files beside %s", queue.path,
+                                   exc_info=True)
         try:
             self.liveness = self.locks.hold(self.token)
         except FileNotFoundError:

@@ -56,7 +56,9 @@ class DatedFiles:
         self.directory = queue_path.parent
         self.header = header
         self.prefix = queue_path.stem + (f".{kind}" if kind else "")
-        self.name = re.compile(re.escape(self.prefix) + r"\.(\d{4}-\d{2}-\d{2})\.tsv\Z")
+        # Only a name that is a day (month 01-12, day 01-31): no writer of ours makes another.
+        self.name = re.compile(re.escape(self.prefix) +
+                               r"\.(\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01]))\.tsv\Z")
 
     def path(self, day: str) -> Path:
         return self.directory / f"{self.prefix}.{day}.tsv"
@@ -71,16 +73,30 @@ class DatedFiles:
         return [(day, self.path(day)) for day in days]
 
     def expired(self, drop_before: float) -> List[Path]:
-        """The files whose whole day ended before ``drop_before``."""
-        return [path for day, path in self.files() if day_start(day) + DAY_SECONDS <= drop_before]
+        """The files whose whole day ended before ``drop_before`` (a name that is no day,
+        ``2026-13-40``, is left alone: no writer of ours made it)."""
+        expired = []
+        for day, path in self.files():
+            try:
+                if day_start(day) + DAY_SECONDS <= drop_before:
+                    expired.append(path)
+            except (ValueError, OverflowError):
+                continue
+        return expired
 
     def unlink(self, path: Path, keep_if=None) -> bool:
         """Delete ``path`` with its flock held, unless ``keep_if(path)`` (asked under that
-        flock) says to keep it; True if it is gone."""
+        flock) says to keep it; True if it is gone. A name that is not a regular file we may
+        open (a planted FIFO or link, another user's file) is left, with a warning: no
+        deletion of a dated file ever stops a worker run."""
         try:
             fd, _ = lock_current(str(path), os.O_RDONLY)
         except FileNotFoundError:
             return True
+        except (OSError, QueueError) as error:
+            logger().warning("%s: left as it is, not deleted (%s)", path,
+                             getattr(error, "strerror", None) or error)
+            return False
         try:
             if keep_if is not None and keep_if(path):
                 return False
@@ -138,8 +154,7 @@ class DatedFiles:
         the file open must never see bytes it has read change."""
         piece = os.pread(fd, min(size - whole, 200), whole)
         logger().warning("%s: dropped its last %d bytes, a line cut short by a process killed "
-                       "while appending: %s", target, size - whole,
-                       piece.decode("utf-8", "replace"))
+                       "while appending: %r", target, size - whole, piece)
         copy, temp = temporary_file(self.directory)
         try:
             flock(copy)  # before it takes the name: an append waiting on the old file waits here

@@ -65,6 +65,8 @@ class Throughput:
                     counts = {outcome: int(fields[2 + n]) for n, outcome in enumerate(OUTCOMES)}
                 except ValueError:
                     continue  # a hand-edited line: counts are a view, not the record
+                if min(counts.values()) < 0:
+                    continue
                 if since <= minute < until:
                     yield minute, counts
 

@@ -25,12 +25,16 @@ import zlib
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from .files import keep_mode_and_owner, lock_current, temporary_file, unlock
+from ..errors import QueueError
+from ..log import logger
+from .files import check_regular, keep_mode_and_owner, lock_current, open_own, temporary_file, unlock
 
 HEARTBEAT_SECONDS = 10.0
 STALE_SECONDS = 7 * 86400
 MAX_WORKERS = 200
 GRACE_SECONDS = 60.0
+MAX_BYTES = 1 << 20  # far more than MAX_WORKERS lines: a reader reads no more
+MAX_PID = 1 << 22  # Linux's pid_max limit: a larger one is no process
 COLUMNS = ("worker", "host", "pid", "kind", "serves", "concurrency", "started", "last_run",
            "last_seen", "interval", "in_hand", "completed", "failed", "retried")
 # In the header, the counts are completed_jobs, failed_jobs, retried_jobs: a job status never
@@ -42,7 +46,8 @@ _NUMBERS = ("pid", "concurrency", "started", "last_run", "last_seen", "interval"
 
 
 def this_host() -> str:
-    return os.uname().nodename.replace("\t", " ") or "localhost"
+    name = os.uname().nodename
+    return "".join(" " if char in "\t\r\n" else char for char in name) or "localhost"
 
 
 class WorkerRecord:
@@ -87,7 +92,7 @@ class Workers:
         except FileNotFoundError:  # no directory: no queue either
             return
         try:
-            lines = _parse(os.pread(fd, os.fstat(fd).st_size, 0))
+            lines = _parse(os.pread(fd, min(os.fstat(fd).st_size, MAX_BYTES), 0))
             old = lines.get(worker.name)
             row = dict(old) if old else {
                 "worker": worker.name, "started": int(worker.started), "completed": 0,
@@ -114,10 +119,16 @@ class Workers:
         """Every worker's line as a dict, most recently seen first, with its ``state``:
         ``alive``, ``late`` or ``gone`` (see the module docstring)."""
         try:
-            with open(self.path, "rb") as file:
-                lines = _parse(file.read())
+            fd = open_own(str(self.path), os.O_RDONLY)  # never a link, never a FIFO's wait
+            check_regular(fd, str(self.path))  # closes it if not
         except (FileNotFoundError, NotADirectoryError):
             return []
+        except (OSError, QueueError) as error:  # planted, or another user's: no registry
+            logger().warning("%s: not read as the worker registry (%s)", self.path,
+                             getattr(error, "strerror", None) or error)
+            return []
+        with open(fd, "rb") as file:
+            lines = _parse(file.read(MAX_BYTES))
         host = this_host()
         listed = []
         for row in sorted(lines.values(), key=lambda line: line["last_seen"], reverse=True):
@@ -165,6 +176,8 @@ def _parse(data: bytes) -> Dict[str, Dict[str, object]]:
                 row[column] = int(row[column])
         except ValueError:
             continue
+        if not 0 < row["pid"] < MAX_PID or any(row[column] < 0 for column in _NUMBERS):
+            continue
         rows[str(row["worker"])] = row
     return rows
 
@@ -172,7 +185,7 @@ def _parse(data: bytes) -> Dict[str, Dict[str, object]]:
 def _running(pid: int) -> Optional[bool]:
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError, ValueError):
         return False
     except PermissionError:  # another user's: it exists
         return True

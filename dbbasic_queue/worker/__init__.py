@@ -33,7 +33,7 @@ def may_change_user() -> bool:
 
 
 if may_change_user():
-    for _module in ("calendar", "csv", "datetime", "hashlib", "random",
+    for _module in ("_strptime", "calendar", "csv", "ctypes", "datetime", "hashlib", "random",
                     "dbbasic_queue.storage.pauses", "dbbasic_queue.storage.tracebacks",
                     "dbbasic_queue.periodic.firing", "dbbasic_queue.worker.loop"):
         importlib.import_module(_module)
