@@ -25,12 +25,13 @@ below the faces imports a face; ``docs/architecture.md`` draws it):
 """
 
 import os
-from typing import Any, Callable, Dict, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional
 
 from .backend import (DEFAULT_LEASE_SECONDS, DEFAULT_MAX_ATTEMPTS, DEFAULT_PATH,
                       DEFAULT_RETENTION_SECONDS, PERIODIC, Backend, require)
 from .errors import CorruptLineError, QueueError, UnsupportedError
 from .hooks import JobEvent, add_hooks, remove_hooks
+from .model.checks import checked_job_type, payload_json
 from .model.options import Handlers, Retry, register
 from .queue import Queue
 from .model.transitions import retry_delay
@@ -44,7 +45,8 @@ __version__ = "2.0.0.dev0"  # 2: workers take only what they can run; RQ jobs ar
 __all__ = ["enqueue", "process_jobs", "get_job", "cancel_job", "enqueue_after",
            "enqueue_on_commit", "handler", "handlers", "periodic", "default_queue", "use_queue",
            "Queue", "Backend", "Retry", "QueueError", "CorruptLineError", "UnsupportedError",
-           "retry_delay", "add_hooks", "remove_hooks", "JobEvent", "__version__"]
+           "retry_delay", "add_hooks", "remove_hooks", "JobEvent", "enqueue_many",
+           "__version__"]
 
 _queues: Dict[Any, Any] = {}  # the queues the module-level functions built, by their settings
 
@@ -145,6 +147,33 @@ def get_job(job_id: str) -> Optional[Dict[str, Any]]:
 def cancel_job(job_id: str) -> bool:
     """Cancel a pending job; True if it was cancelled. See Queue.cancel_job."""
     return default_queue().cancel_job(job_id)
+
+
+def enqueue_many(jobs, run_at: Optional[float] = None, **options) -> List[str]:
+    """Queue many ``(job_type, payload)`` jobs in one write; see Queue.enqueue_many. Without
+    ``queue=``, each job goes to the queue its handler declares (one write per queue)."""
+    target = default_queue()
+    if "queue" in options or not handlers.queues:
+        return target.enqueue_many(jobs, run_at, **options)
+    jobs = list(jobs)
+    places: Dict[Optional[str], List[int]] = {}
+    for place, job in enumerate(jobs):
+        declared = handlers.queues.get(job[0]) if isinstance(job, tuple) and job else None
+        places.setdefault(declared, []).append(place)
+    if len(places) > 1:  # several writes: every job checked before the first
+        for place, job in enumerate(jobs):
+            try:
+                job_type, payload = job
+                checked_job_type(job_type), payload_json(payload)
+            except (TypeError, ValueError) as error:
+                raise type(error)(f"job {place} of enqueue_many: {error}") from None
+    ids: List[str] = [""] * len(jobs)
+    for declared, chosen in places.items():
+        given = dict(options, queue=declared) if declared is not None else options
+        for place, job_id in zip(chosen, target.enqueue_many([jobs[p] for p in chosen],
+                                                              run_at, **given)):
+            ids[place] = job_id
+    return ids
 
 
 def enqueue_after(register_callback: Callable[[Callable[[], Any]], Any], job_type: str,

@@ -48,6 +48,9 @@ class Backend(Protocol):
                 concurrency_limit: Optional[int] = None, rate_limit: Optional[str] = None,
                 rate_key: Optional[str] = None) -> str: ...
 
+    def enqueue_many(self, jobs, run_at: Optional[float] = None, **options) -> List[str]:
+        """Queue ``(job_type, payload)`` pairs, all checked first; returns their ids."""
+
     def enqueue_after(self, register_callback: Callable[[Callable[[], Any]], Any],
                       job_type: str, payload: dict, run_at: Optional[float] = None,
                       **options) -> str: ...

@@ -8,7 +8,7 @@ import contextlib
 import itertools
 import threading
 import time
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple
 
 from . import backend, hooks
 from .model import transitions
@@ -116,6 +116,42 @@ class Queue:
             self._announce(prepared[1], job_type, payload, queue, priority, max_attempts)
         return job_id
 
+    def enqueue_many(self, jobs: Iterable[Tuple[str, dict]], run_at: Optional[float] = None,
+                     **options) -> List[str]:
+        """Queue many jobs, ``(job_type, payload)`` pairs, in one locked append (one fsync
+        when durable); returns their ids, in order. ``run_at`` and the options (those of
+        enqueue but ``unique_key``) apply to every job. Every job is checked before anything
+        is written: one bad job raises TypeError or ValueError, naming its place, and none
+        is written. A process killed during the write may leave its first jobs written and the
+        start of one more line (a corrupt line, reported and left alone), the rest not:
+        check with get_job before enqueueing them again."""
+        if "unique_key" in options:
+            raise TypeError("enqueue_many takes no unique_key: enqueue such jobs one by one, "
+                            "so each finds its own twin")
+        pairs, ids, lines = list(jobs), [], []
+        now = self.clock()
+        created, due = int(now), checked_run_at(run_at, now)
+        kinds: Dict[str, Tuple[str, str]] = {}  # job type -> (checked type, options field)
+        for number, job in enumerate(pairs):
+            try:
+                job_type, payload = job
+                kind = kinds.get(job_type) if type(job_type) is str else None
+                if kind is None:
+                    kind = (checked_job_type(job_type), self._options_text(job_type, **options))
+                    kinds[job_type] = kind
+                ids.append(new_job_id())
+                lines.append(job_line(ids[-1], kind[0], payload_json(payload), PENDING, created,
+                                      due, 0, "", "", kind[1]))
+            except (TypeError, ValueError) as error:
+                raise type(error)(f"job {number} of enqueue_many: {error}") from None
+        if lines:
+            self.table.append(b"".join(lines), durable=self.durable)
+        if hooks.registered:
+            for (job_type, payload), line in zip(pairs, lines):
+                self._announce(line, job_type, payload, options.get("queue"),
+                               options.get("priority"), options.get("max_attempts"))
+        return ids
+
     def enqueue_after(self, register_callback: Callable[[Callable[[], Any]], Any],
                       job_type: str, payload: dict, run_at: Optional[float] = None,
                       **options) -> str:
@@ -141,18 +177,25 @@ class Queue:
                  concurrency_limit=None, rate_limit=None, rate_key=None):
         now = self.clock()
         job_id = new_job_id()
+        options = self._options_text(job_type, unique_key, max_attempts, timeout, queue,
+                                     priority, concurrency_key, concurrency_limit, rate_limit,
+                                     rate_key)
+        line = job_line(job_id, checked_job_type(job_type), payload_json(payload), PENDING,
+                        int(now), checked_run_at(run_at, now), 0, "", "", options)
+        return job_id, line, unique_key
+
+    def _options_text(self, job_type, unique_key=None, max_attempts=None, timeout=None,
+                      queue=None, priority=None, concurrency_key=None, concurrency_limit=None,
+                      rate_limit=None, rate_key=None) -> str:
+        """A new job's options field (checked): its queue is its handler's unless given."""
         if queue is None and self.handlers.queues:
             queue = self.handlers.queues.get(job_type)
         if (unique_key is None and max_attempts is None and timeout is None
                 and concurrency_key is None and concurrency_limit is None and rate_limit is None
                 and rate_key is None):
-            options = "" if queue is None and priority is None else queue_options(queue, priority)
-        else:
-            options = encode_options(unique_key, max_attempts, timeout, queue, priority,
-                                     concurrency_key, concurrency_limit, rate_limit, rate_key)
-        line = job_line(job_id, checked_job_type(job_type), payload_json(payload), PENDING,
-                        int(now), checked_run_at(run_at, now), 0, "", "", options)
-        return job_id, line, unique_key
+            return "" if queue is None and priority is None else queue_options(queue, priority)
+        return encode_options(unique_key, max_attempts, timeout, queue, priority,
+                              concurrency_key, concurrency_limit, rate_limit, rate_key)
 
     def _write(self, job_id: str, line: bytes, unique_key: Optional[str]) -> str:
         if unique_key is None:

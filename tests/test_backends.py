@@ -400,3 +400,23 @@ def test_delete_removes_any_job_but_one_its_worker_runs(backend):
     assert queue.delete(pending) is True and queue.get_job(pending) is None
     assert queue.delete(running) is True and queue.get_job(running) is None
     assert queue.delete(pending) is False and queue.delete("0" * 16) is False
+
+
+def test_enqueue_many_adds_every_job_or_none_and_returns_their_ids_in_order(backend):
+    queue = backend.queue
+    jobs = [("send_email", dict(EMAIL, n=n)) for n in range(50)] + [("sync_crm", {"id": 7})]
+    ids = queue.enqueue_many(jobs, max_attempts=2)
+    assert len(ids) == len(set(ids)) == 51 and backend.count_jobs() == 51
+    assert [queue.get_job(job_id)["payload"] for job_id in ids] == [p for _, p in jobs]
+    assert queue.job_options(ids[0])["max_attempts"] == 2
+    # one bad job: an error naming it, and nothing written
+    with pytest.raises(TypeError, match="job 2 of enqueue_many: payload must be a dict"):
+        queue.enqueue_many([("t", {}), ("t", {}), ("t", "not a dict")])
+    with pytest.raises(ValueError, match="job 1 of enqueue_many"):
+        queue.enqueue_many([("t", {}), ("", {})])
+    with pytest.raises(TypeError, match="unique_key"):
+        queue.enqueue_many([("t", {})], unique_key="k")
+    assert backend.count_jobs() == 51
+    assert queue.enqueue_many([]) == []
+    # and a worker runs them all
+    assert queue.process_jobs({"send_email": noop, "sync_crm": noop}) == 51

@@ -246,3 +246,19 @@ def test_a_hook_raising_systemexit_ends_neither_the_job_nor_the_enqueue(queue, r
     assert queue.get_job(job_id)["status"] == "completed"
     assert recorder.steps(job_id) == ["on_enqueue", "on_start", "on_success"]
     assert len([r for r in caplog.records if "the job goes on" in r.getMessage()]) == 2
+
+
+def test_enqueue_many_through_the_module_tells_the_hooks_and_keeps_declared_queues(
+        queue, recorder, monkeypatch):
+    from dbbasic_queue.testing import using_queue
+    monkeypatch.setattr(dbbasic_queue, "handlers", dbbasic_queue.model.options.Handlers())
+    dbbasic_queue.handler("send_email", queue="emails")(lambda payload: None)
+    with using_queue(queue):
+        ids = dbbasic_queue.enqueue_many([("send_email", {"n": 1}), ("sync_crm", {}),
+                                          ("send_email", {"n": 2})])
+        with pytest.raises(TypeError, match="job 1 of enqueue_many"):
+            dbbasic_queue.enqueue_many([("send_email", {}), ("sync_crm", [])])
+    assert [event.id for event, _ in recorder.events] == [ids[0], ids[2], ids[1]]
+    assert [queue.job_options(job_id).get("queue", "default") for job_id in ids] == [
+        "emails", "default", "emails"]
+    assert len(list(queue.jobs())) == 3  # the refused batch wrote nothing

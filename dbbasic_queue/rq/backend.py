@@ -109,6 +109,25 @@ class RQQueue:
         with self._reaching():
             return self._add(*prepared)
 
+    def enqueue_many(self, jobs, run_at: Optional[float] = None, **options) -> List[str]:
+        """As Queue.enqueue_many: every job checked before any is added; then one Redis
+        enqueue each (RQ adds jobs one by one), so a lost connection midway leaves the
+        first ones added."""
+        if "unique_key" in options:
+            raise TypeError("enqueue_many takes no unique_key: enqueue such jobs one by one")
+        if {"concurrency_key", "concurrency_limit", "rate_limit", "rate_key"} & set(options):
+            raise UnsupportedError(f"concurrency_key and rate_limit are not supported on the RQ "
+                                   f"backend ({self.describe()}): RQ counts no starts by key")
+        prepared = []
+        for number, job in enumerate(list(jobs)):
+            try:
+                job_type, payload = job
+                prepared.append(self._prepare(job_type, payload, run_at, **options))
+            except (TypeError, ValueError) as error:
+                raise type(error)(f"job {number} of enqueue_many: {error}") from None
+        with self._reaching():
+            return [self._add(*job) for job in prepared]
+
     def enqueue_after(self, register_callback: Callable[[Callable[[], Any]], Any],
                       job_type: str, payload: dict, run_at: Optional[float] = None,
                       **options) -> str:
