@@ -40,13 +40,13 @@ FULL = dict(prefill=(0, 10_000, 100_000), process=(1_000, 10_000, 100_000), samp
             kept=(0, 100_000, 500_000), due=(10, 10_000), lookup_kept=500_000, lookups=300,
             lookup_seconds=10, sleepy={1: 1_000, 4: 10_000, 16: 10_000}, limited=1_000,
             busy_kept=(200_000,), busy_due=(0, 10), busy_pending=(10_000, 100_000),
-            startups=21)
+            startups=21, bulk=10_000)
 QUICK = dict(prefill=(0, 1_000), process=(200, 1_000), samples=300,
              v1_process=(50, 100), rss=1_000, load=1_000, pickups=5, idle_seconds=1, repeats=1,
              rq_process=100,
              kept=(0, 2_000), due=(10, 200), lookup_kept=2_000, lookups=20, lookup_seconds=2,
              sleepy={1: 10, 4: 40, 16: 160}, limited=160,
-             busy_kept=(2_000,), busy_due=(0, 10), busy_pending=(1_000,), startups=3)
+             busy_kept=(2_000,), busy_due=(0, 10), busy_pending=(1_000,), startups=3, bulk=1_000)
 LITEQUEUE_MOST = 10_000  # litequeue's processing: 0.5 ms a job at 1,000, 1.4 ms at 10,000
 SECTIONS = ("main", "history", "concurrency", "busy", "startup")
 SLEEP_SECONDS = 0.02  # the concurrency rows' handler: a network call's wait, roughly
@@ -225,6 +225,8 @@ def child(measure, subject, arg, extra):
         return FLOORS[subject](int(arg))
     if measure == "enqueue-unique":
         return unique_enqueues(int(arg))
+    if measure == "enqueue-many":
+        return enqueue_many(int(arg))
     if measure == "durable-vs-floor":
         return durable_versus_floor(int(arg))
     if measure == "loop-worker":
@@ -245,6 +247,22 @@ def child(measure, subject, arg, extra):
     if measure == "sleepy":
         return SLEEPY[subject](int(arg), int(extra))
     raise SystemExit(f"unknown measure {measure!r}")
+
+
+def enqueue_many(jobs, rounds=5):
+    """Ours: the median time of one enqueue_many of ``jobs`` jobs, in a file that holds the
+    earlier rounds' jobs."""
+    import statistics
+    from dbbasic_queue import Queue
+    queue = Queue("data/queue.tsv")
+    batch = [("send_email", dict(PAYLOAD, n=n)) for n in range(jobs)]
+    queue.enqueue_many(batch[:10])  # the file and the kept descriptors exist
+    times = []
+    for _ in range(rounds):
+        before = time.perf_counter()
+        queue.enqueue_many(batch)
+        times.append(time.perf_counter() - before)
+    return {"seconds": statistics.median(times)}
 
 
 def process_run(subject, expected=None, started_flag=None):
@@ -950,6 +968,9 @@ def measure_main(runner, sizes, log, figures):
                 continue
             log(f"process {jobs} jobs with {subject} ({repeats} runs)")
             figures[("process", subject, jobs)] = runner.process(subject, jobs, repeats)
+    log(f"enqueue_many of {sizes['bulk']:,} jobs")
+    figures["enqueue-many"] = runner.run("enqueue-many", "ours", sizes["bulk"],
+                                         cwd=runner.fresh_dir())
     log("enqueue and process with queues, priorities and paused types")
     figures[("enqueue", "ours-queues", 0)] = runner.enqueue("ours-queues", 0, sizes["samples"],
                                                             sizes["repeats"])
@@ -1087,6 +1108,11 @@ def table(figures, sizes):
                     f"{' (extrapolated)' if jobs in capped else ''} | {cell(per_job('huey-nofsync'))} | "
                     f"{cell(per_job('huey'))} | csv rewrite of the file: {floor * 1000:.0f} ms | "
                     f"{ours_total / floor:.1f} rewrites |")
+    bulk = figures["enqueue-many"]["seconds"]
+    single = figures[("enqueue", "ours", 0)]["p50_us"]
+    rows.append(f"| enqueue_many of {sizes['bulk']:,} jobs, ms (one enqueue each, at the p50: "
+                f"{single * sizes['bulk'] / 1000:.0f} ms) | {bulk * 1000:.1f} "
+                f"({bulk / sizes['bulk'] * 1e6:.1f} µs/job) | — | — | — | — | — |")
     queued = figures[("enqueue", "ours-queues", 0)]
     rows.append(f"| enqueue p50 / p99 µs with queue= and priority=, 0 jobs in file | "
                 f"{cell(queued['p50_us'])} / {cell(queued['p99_us'])} | — | — | — | — | — |")
