@@ -821,3 +821,27 @@ def test_bulk_actions_on_ticked_jobs_ask_with_the_count_then_change_only_those(q
     assert 'form id="bulk"' not in read_only.get("/jobs").text
     assert read_only.post("/actions/bulk", action="delete", sure="yes", id=failed).status == 403
     assert queue.get_job(failed[2])["status"] == "failed"
+
+
+def test_the_scheduled_and_retries_tabs_show_only_their_pending_jobs(queue, client, clock):
+    later = queue.enqueue("report", {}, run_at=clock() + 3600)
+    due = queue.enqueue("report", {})
+    flaky = queue.enqueue("flaky", {}, max_attempts=3)
+    queue.process_jobs({"flaky": fail_with("RuntimeError", "x")})  # retried in 2 min
+    queue.enqueue("report", {"n": 2})  # due: neither scheduled nor a retry
+
+    def listed(tab):
+        return set(re.findall(r'class="id" href="/jobs/([0-9a-f]+)"', client.get(
+            "/jobs", tab=tab).text))
+    assert listed("scheduled") == {later, flaky}  # due later: by its run_at or its retry
+    assert listed("retries") == {flaky}
+    assert due in listed(None) and 'aria-current="page">Retries' in client.get(
+        "/jobs", tab="retries").text
+
+
+def test_every_page_names_the_favicon_it_serves(queue, client):
+    page = client.get("/").text
+    assert '<link rel="icon" type="image/svg+xml" href="/static/favicon.svg?v=' in page
+    icon = client.get("/static/favicon.svg")
+    assert icon.status == 200 and icon.headers["Content-Type"] == "image/svg+xml"
+    assert icon.body.startswith(b"<svg")

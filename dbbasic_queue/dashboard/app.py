@@ -21,6 +21,7 @@ from ..errors import QueueError, UnsupportedError
 from ..metrics import prometheus_text
 from ..model.job import STATUSES
 from . import actions, detail, pages
+from .reading import TABS
 from .sources import reader_for
 from .security import (SECURITY_HEADERS, AllowedHosts, Credentials, Csrf, basic_auth_matches,
                        is_direct_local_request)
@@ -30,7 +31,8 @@ logger = logging.getLogger("dbbasic_queue")
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 STATIC_TYPES = {"dashboard.css": "text/css; charset=utf-8",
-                "dashboard.js": "text/javascript; charset=utf-8"}
+                "dashboard.js": "text/javascript; charset=utf-8",
+                "favicon.svg": "image/svg+xml"}
 MAX_FORM_BYTES = 16 * 1024
 PER_PAGE = 50
 
@@ -206,8 +208,11 @@ class DashboardApp:
             number = max(1, min(int(request.arg("page") or 1), 100_000))
         except ValueError:
             number = 1
-        filters = pages.Filters(status, request.arg("type"), search, number)
-        records, total = self.reader.page(status, filters.type, search, number, PER_PAGE)
+        tab = request.arg("tab")
+        tab = tab if tab in TABS else None
+        filters = pages.Filters(None if tab else status, request.arg("type"), search, number, tab)
+        records, total = self.reader.page(filters.status, filters.type, search, number, PER_PAGE,
+                                          tab)
         rows = []
         for record in records:
             try:

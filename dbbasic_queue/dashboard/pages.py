@@ -215,6 +215,7 @@ class Filters(NamedTuple):
     type: Optional[str]
     search: Optional[str]
     page: int
+    tab: Optional[str] = None  # scheduled or retries (see reading.TABS)
 
 
 def jobs(view: View, filters: Filters, rows: List[Any], total: int, per_page: int,
@@ -227,12 +228,17 @@ def jobs(view: View, filters: Filters, rows: List[Any], total: int, per_page: in
     pager = join([
         render('<a href="{href}">&larr; Newer</a>', href=url(
             view.base, "/jobs", status=filters.status, type=filters.type, q=filters.search,
-            page=filters.page - 1)) if filters.page > 1 else "",
+            tab=filters.tab, page=filters.page - 1)) if filters.page > 1 else "",
         render('<span>Page {page} of {last}</span>', page=f"{filters.page:,}",
                last=f"{last_page:,}"),
         render('<a href="{href}">Older &rarr;</a>', href=url(
             view.base, "/jobs", status=filters.status, type=filters.type, q=filters.search,
-            page=filters.page + 1)) if filters.page < last_page else ""], " ")
+            tab=filters.tab, page=filters.page + 1)) if filters.page < last_page else ""], " ")
+    tabs = join(render('<a href="{href}"{current}>{label}</a>',
+                       href=url(view.base, "/jobs", tab=name, type=filters.type), label=label,
+                       current=Markup(' aria-current="page"') if name == filters.tab else "")
+                for name, label in ((None, "All"), ("scheduled", "Scheduled"),
+                                    ("retries", "Retries")))
     bulk = ""
     if retry_count and view.can("retry"):
         bulk = render('<p><a class="button" href="{href}">Retry all {n} failed {type} '
@@ -251,7 +257,10 @@ def jobs(view: View, filters: Filters, rows: List[Any], total: int, per_page: in
             'class="button">Apply&hellip;</button></form>', action=url(view.base, "/actions/bulk"),
             token=view.token, choices=join(render('<option value="{v}">{v}</option>', v=verb)
                                            for verb in verbs))
-    content = render(JOBS, action=url(view.base, "/jobs"), options=options,
+    tab_field = render('<input type="hidden" name="tab" value="{tab}">', tab=filters.tab) \
+        if filters.tab else ""
+    content = render(JOBS, action=url(view.base, "/jobs"), options=options, tabs=tabs,
+                     tab_field=tab_field,
                      type=filters.type or "", search=filters.search or "", datalist=datalist,
                      clear=url(view.base, "/jobs"), total=f"{total:,}",
                      noun="job matches" if total == 1 else "jobs match", bulk=bulk,
@@ -260,7 +269,8 @@ def jobs(view: View, filters: Filters, rows: List[Any], total: int, per_page: in
 
 
 JOBS = """<h1>Jobs</h1>
-<form class="filters" method="get" action="{action}">
+<nav class="tabs">{tabs}</nav>
+<form class="filters" method="get" action="{action}">{tab_field}
 <label>Status <select name="status"><option value="">any</option>{options}</select></label>
 <label>Type <input name="type" value="{type}" list="types" autocomplete="off"></label>
 <datalist id="types">{datalist}</datalist>

@@ -16,6 +16,7 @@ from ..model.job import STATUSES
 from ..model.queues import DEFAULT_QUEUE, WAITING_FOR_HANDLER, peek_queue_and_priority, queue_and_priority
 
 HOUR = 3600
+TABS = ("scheduled", "retries")  # the jobs page's views of pending jobs
 CHART_HOURS = 24
 NEXT_RUNS = 10
 SUMMARY_MAX_AGE = 30  # seconds a summary is reused while the file has not changed
@@ -196,12 +197,21 @@ class Reader:
         return queue_and_priority(options)[0] if isinstance(options, dict) else DEFAULT_QUEUE
 
     def page(self, status: Optional[str], job_type: Optional[str], search: Optional[str],
-             number: int, per_page: int) -> Tuple[List[Record], int]:
-        """Page ``number`` (from 1) of the jobs that match, newest first; and how many match."""
+             number: int, per_page: int, tab: Optional[str] = None) -> Tuple[List[Record], int]:
+        """Page ``number`` (from 1) of the jobs that match, newest first; and how many match.
+        ``tab``: ``scheduled`` (pending, due later) or ``retries`` (pending after a failed
+        attempt) narrows them."""
         keep = number * per_page
         newest: List[Tuple[int, int, Record]] = []  # a heap of the newest ``keep``
         total = 0
+        if tab in TABS:
+            status = "pending"
+        now = self.clock()
         for record in self.records(status, job_type, search):
+            if tab == "scheduled" and record.run_at <= now:
+                continue
+            if tab == "retries" and not self.attempts_of(record):
+                continue
             total += 1
             item = (record.created_at, record.number, record)  # numbers differ: no Record compared
             if len(newest) < keep:
@@ -210,6 +220,14 @@ class Reader:
                 heapq.heapreplace(newest, item)
         ordered = sorted(newest, reverse=True)[(number - 1) * per_page:]
         return [record for _, _, record in ordered], total
+
+    @staticmethod
+    def attempts_of(record: Record) -> int:
+        """The attempts a listed job has had (its raw line's field, or its dict's)."""
+        if isinstance(record.source, bytes):
+            field = record.source.split(b"\t", 7)[6]
+            return int(field) if field.isdigit() else 0
+        return int(record.source.get("attempts") or 0)
 
     def failure_groups(self) -> List[Dict[str, Any]]:
         """Failed jobs grouped by type, exception class and the frame that raised it (from

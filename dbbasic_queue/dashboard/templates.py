@@ -104,6 +104,7 @@ LAYOUT = """<!doctype html>
 <meta name="referrer" content="no-referrer">
 <title>{title} \u00b7 dbbasic-queue</title>
 <link rel="stylesheet" href="{css}">
+<link rel="icon" type="image/svg+xml" href="{icon}">
 <script src="{js}" defer></script>
 </head>
 <body data-page="{page}" data-base="{base}" data-refresh="{refresh}">
@@ -136,6 +137,7 @@ def layout(*, base: str, page: str, title: str, content: Markup, where: str,
                for name, path, label in items)
     mode = Markup(' <span class="mode">read-only</span>') if read_only else Markup("")
     return render(LAYOUT, title=title, css=url(base, "/static/dashboard.css", v=version),
+                  icon=url(base, "/static/favicon.svg", v=version),
                   js=url(base, "/static/dashboard.js", v=version), page=page, base=url(base, ""),
                   refresh=refresh, home=url(base), nav=nav, where=where, mode=mode,
                   flash=flash, content=content, footer=footer)
