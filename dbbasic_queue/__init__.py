@@ -19,7 +19,9 @@ below the faces imports a face; ``docs/architecture.md`` draws it):
 - ``periodic/``: cron expressions, schedules, the record of fired slots, firing;
 - the API, here: ``queue.py`` the TSV queue, ``backend.py`` the interface every backend
   implements, ``rq/`` the Redis backend, ``testing.py`` and ``pytest_plugin.py`` for an app's
-  tests, ``errors.py``, ``hooks.py`` the app's hooks at each step of a job (``add_hooks``);
+  tests, ``errors.py``, ``hooks.py`` the app's hooks at each step of a job (``add_hooks``),
+  ``metrics.py`` the figures in Prometheus's text format, ``log.py`` the logger that loads
+  ``logging`` at the first message;
 - faces: ``cli/`` the command line, ``dashboard/`` the web page, ``django/`` Django's tasks,
   ``family/`` and ``admin.py`` the names the other dbbasic packages call (``_read_tsv`` too).
 """
