@@ -186,21 +186,24 @@ def enqueue_command(queue, args) -> int:
     return EXIT_OK
 
 
-def cancel_command(queue, args) -> int:
-    job = existing(queue, args.id)
-    if not queue.cancel_job(args.id):
-        raise NotApplicable(f"job {args.id} is {job['status']}; only pending jobs can be cancelled")
-    print(f"cancelled {safe(args.id)}")
+def one_job(queue, job_id: str, change, done: str, refusal: str) -> int:
+    """``change(job_id)`` on a job that exists: prints ``done ID``, or NotApplicable says
+    the job's status and ``refusal``."""
+    job = existing(queue, job_id)
+    if not change(job_id):
+        raise NotApplicable(f"job {job_id} is {job['status']}; {refusal}")
+    print(f"{done} {safe(job_id)}")
     return EXIT_OK
+
+
+def cancel_command(queue, args) -> int:
+    return one_job(queue, args.id, queue.cancel_job, "cancelled",
+                   "only pending jobs can be cancelled")
 
 
 def delete_command(queue, args) -> int:
-    job = existing(queue, args.id)
-    if not queue.delete(args.id):
-        raise NotApplicable(f"job {args.id} is {job['status']}; a processing job is its "
-                            f"worker's: wait for its result, or run-now --force it first")
-    print(f"deleted {safe(args.id)}")
-    return EXIT_OK
+    return one_job(queue, args.id, queue.delete, "deleted", "a processing job is its worker's: "
+                   "wait for its result, or run-now --force it first")
 
 
 def retry_command(queue, args) -> int:
@@ -209,12 +212,8 @@ def retry_command(queue, args) -> int:
         return EXIT_OK
     if args.type:
         raise UsageError("--type goes with --failed; to retry one job, give its id alone")
-    job = existing(queue, args.id)
-    if not queue.retry_job(args.id):
-        raise NotApplicable(f"job {args.id} is {job['status']}; only failed or cancelled jobs "
-                            f"can be retried")
-    print(f"retrying {safe(args.id)}")
-    return EXIT_OK
+    return one_job(queue, args.id, queue.retry_job, "retrying",
+                   "only failed or cancelled jobs can be retried")
 
 
 def run_now_command(queue, args) -> int:
