@@ -14,11 +14,12 @@ from . import backend, hooks
 from .model import transitions
 from .backend import (DEFAULT_LEASE_SECONDS, DEFAULT_MAX_ATTEMPTS, DEFAULT_PATH,
                       DEFAULT_RETENTION_SECONDS)
-from .model.checks import check_duration, check_path, checked_job_type, checked_run_at, payload_json
+from .model.checks import (check_duration, check_path, checked_job_type, checked_purge,
+                           checked_run_at, payload_json)
 from .storage.archive import ARCHIVE_AFTER_SECONDS, Archive
 from .storage.edits import DROP, EachJob, bring_back, purge_archives
 from .errors import CorruptLineError, QueueError
-from .model.job import (FAILED, FINISHED, PENDING, PROCESSING, RETAINED, as_dict, corrupt_message, job_line,
+from .model.job import (FAILED, PENDING, PROCESSING, RETAINED, as_dict, corrupt_message, job_line,
                         job_with_id_prefix, line_id, new_job_id, parse_line)
 from .model.options import (WORKER_KEY, Handlers, decode_options, encode_options, queue_options,
                             register)
@@ -336,15 +337,7 @@ class Queue:
     def purge(self, older_than: float, statuses=RETAINED) -> int:
         """Remove finished jobs (of ``statuses``) whose last activity, the later of
         created_at and run_at, is more than ``older_than`` seconds ago; returns how many."""
-        check_duration("older_than", older_than, zero_allowed=True)
-        if isinstance(statuses, (str, bytes)) or not hasattr(statuses, "__iter__"):
-            raise TypeError(f"statuses must be a list of finished statuses such as "
-                            f"['completed', 'cancelled'], not {type(statuses).__name__}")
-        statuses = tuple(statuses)
-        unknown = [s for s in statuses if s not in FINISHED]
-        if not statuses or unknown:
-            raise ValueError(f"purge removes finished jobs only: statuses must be among "
-                             f"{', '.join(FINISHED)}, not {', '.join(unknown) or 'nothing'}")
+        statuses = checked_purge(older_than, statuses)
         before = self.clock() - older_than
 
         def change(job):

@@ -549,7 +549,10 @@ def test_on_redis_the_dashboard_lists_counts_and_shows_jobs(redis_url):
     assert later in client.get("/jobs").text and failed in client.get("/failures").text
     assert json.loads(client.get("/api/overview").body)["by_status"]["failed"] == 1
     page = client.get(f"/jobs/{failed}").text
-    assert "RuntimeError: ffmpeg not found" in page and "/retry" not in page
+    assert "RuntimeError: ffmpeg not found" in page and f"/jobs/{failed}/retry" in page
+    # and its Retry button puts it back, due now, on Redis too
+    client.post(f"/jobs/{failed}/retry")
+    assert rq_queue.get_job(failed)["status"] == "pending"
 
 
 def test_on_redis_a_queue_is_paused_with_its_button_and_a_type_pause_is_refused(redis_url):

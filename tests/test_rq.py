@@ -114,8 +114,8 @@ def test_dbbasic_queue_url_moves_the_published_functions_and_the_worker_to_redis
     assert main(["work", "--handlers", "app_jobs_redis:handlers"]) == 0
     assert dbbasic_queue.get_job(job_id)["result"] == "sent"
     capsys.readouterr()
-    assert main(["purge", "--older-than", "7d"]) == 2  # a verb RQ has no counterpart for
-    assert f"dbbasic-queue purge is not supported on {redis_url}" in capsys.readouterr().err
+    assert main(["pause", "--type", "send_email"]) == 2  # a pause by type: RQ has none
+    assert f"not supported on the RQ backend ({redis_url})" in capsys.readouterr().err
 
 
 def start_loop_worker(children, tmp_path, url: str):
@@ -183,3 +183,43 @@ def test_the_example_cron_worker_runs_unchanged_on_redis_with_one_setting(tmp_pa
     job = queue.get_job(job_id)
     assert job["status"] == "completed" and isinstance(job["result"]["sent_at"], float)
     assert not (tmp_path / "data").exists()  # nothing went to a TSV file
+
+
+def test_failed_jobs_are_retried_and_finished_ones_purged_on_redis(redis_url, capsys,
+                                                                  monkeypatch, tmp_path):
+    from redis import Redis
+
+    from dbbasic_queue.cli import main
+    from dbbasic_queue.rq.backend import RQQueue
+    url = f"{redis_url.rsplit('/', 1)[0]}/8"  # the command line's default queue: its own db
+    Redis.from_url(url).flushdb()
+    queue = RQQueue(url)
+    broken = [queue.enqueue("charge_card", {"n": n}, max_attempts=1) for n in range(2)]
+    other = queue.enqueue("sync_crm", {}, max_attempts=1)
+    done = queue.enqueue("send_email", EMAIL)
+
+    def decline(payload):
+        raise ValueError("card declined")
+    queue.process_jobs({"charge_card": decline, "sync_crm": decline,
+                        "send_email": lambda p: "ok"})
+    assert [queue.get_job(i)["status"] for i in broken + [other]] == ["failed"] * 3
+    # One job retried: pending again, fresh attempts, its traceback kept
+    assert queue.retry_job(broken[0]) is True and queue.retry_job(done) is False
+    job = queue.get_job(broken[0])
+    assert (job["status"], job["attempts"], job["error"]) == ("pending", 0, "ValueError: card declined")
+    assert len(queue.tracebacks(broken[0])) == 1
+    # the failed jobs of one type, from the command line
+    monkeypatch.setenv("DBBASIC_QUEUE_URL", url)
+    monkeypatch.chdir(tmp_path)
+    assert main(["retry", "--failed", "--type", "charge_card"]) == 0
+    assert "retrying 1 failed job" in capsys.readouterr().out
+    assert queue.get_job(other)["status"] == "failed"
+    # and a worker now completes them, with their own options
+    assert queue.process_jobs({"charge_card": lambda p: "charged"}) == 2
+    assert [queue.get_job(i)["result"] for i in broken] == ["charged", "charged"]
+    # purge: finished jobs older than the age given go; pending and failed-for-good the
+    # statuses not named stay
+    assert queue.purge(3600, ["completed"]) == 0  # none that old
+    assert main(["purge", "--older-than", "0s", "--status", "completed"]) == 0
+    assert [queue.get_job(i) for i in broken + [done]] == [None, None, None]
+    assert queue.get_job(other)["status"] == "failed"

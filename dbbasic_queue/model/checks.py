@@ -13,7 +13,7 @@ import sys
 from typing import Mapping, Optional
 
 from .job import one_line
-from .job import MAX_DEPTH, nests_within, to_json
+from .job import FINISHED, MAX_DEPTH, nests_within, to_json
 
 LAST_TIMESTAMP = 253402300799  # 9999-12-31 23:59:59 UTC
 LONGEST_SECONDS = 3_155_760_000  # 100 years of 365.25 days
@@ -149,3 +149,18 @@ def check_handlers(handlers) -> None:
         if not callable(handler):
             raise TypeError(f"the handler for {job_type!r} is not callable "
                             f"({type(handler).__name__}); pass the function itself")
+
+
+def checked_purge(older_than, statuses) -> tuple:
+    """A purge's arguments, checked: ``older_than`` a duration (0 allowed), ``statuses`` a
+    non-empty list of finished statuses; returns the statuses as a tuple."""
+    check_duration("older_than", older_than, zero_allowed=True)
+    if isinstance(statuses, (str, bytes)) or not hasattr(statuses, "__iter__"):
+        raise TypeError(f"statuses must be a list of finished statuses such as "
+                        f"['completed', 'cancelled'], not {type(statuses).__name__}")
+    statuses = tuple(statuses)
+    unknown = [s for s in statuses if s not in FINISHED]
+    if not statuses or unknown:
+        raise ValueError(f"purge removes finished jobs only: statuses must be among "
+                         f"{', '.join(FINISHED)}, not {', '.join(unknown) or 'nothing'}")
+    return statuses

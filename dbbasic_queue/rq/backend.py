@@ -28,7 +28,8 @@ from rq.exceptions import InvalidJobOperation, NoSuchJobError
 
 from .. import backend, hooks
 from ..backend import DEFAULT_LEASE_SECONDS, DEFAULT_MAX_ATTEMPTS, DEFAULT_RETENTION_SECONDS
-from ..model.checks import check_attempts, check_duration, checked_job_type, checked_run_at, payload_json
+from ..model.checks import (check_attempts, check_duration, checked_job_type, checked_purge,
+                            checked_run_at, payload_json)
 from ..errors import CorruptLineError, UnsupportedError
 from ..model.job import Job, parse_line
 from ..model.options import decode_options, register
@@ -41,7 +42,7 @@ from .queues import Pair, QueueMap, rq_queue_name
 from .worker import DispatchWorker, dispatch, refuse_options
 from ..model.options import Handlers, schedules_of
 from ..periodic.schedules import WITHOUT_PERIODIC
-from ..model.transitions import retry_delay
+from ..model.transitions import is_purged, retry_delay
 from ..worker.settings import Bounds
 
 __all__ = ["RQQueue", "migrate", "dispatch", "ForeignJobError"]
@@ -59,7 +60,7 @@ _ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")  # RQ reads "a:b" as an execution of 
 class RQQueue:
     """A queue on RQ (``redis://host:port/db``) behind the same interface as the TSV Queue."""
 
-    capabilities = frozenset({backend.LISTING, backend.QUEUES})
+    capabilities = frozenset({backend.LISTING, backend.QUEUES, backend.RETRY, backend.PURGE})
 
     def __init__(self, url: str, *, name: str = DEFAULT_NAME) -> None:
         self.url = url
@@ -159,10 +160,10 @@ class RQQueue:
                 timeout, pair)
 
     def _add(self, job_id, job_type, payload_json, run_at, created_at, attempts, max_attempts,
-             timeout, pair: Pair = (DEFAULT_QUEUE, 0)) -> str:
+             timeout, pair: Pair = (DEFAULT_QUEUE, 0), kept: Optional[dict] = None) -> str:
         left = max_attempts - attempts - 1
         meta = {"created_at": created_at, "run_at": run_at, "attempts": attempts,
-                "max_attempts": max_attempts, "timeout": timeout}
+                "max_attempts": max_attempts, "timeout": timeout, **(kept or {})}
         if pair[0] != DEFAULT_QUEUE:  # kept as the TSV queue keeps them: only when not the default
             meta["queue"] = pair[0]
         if pair[1]:
@@ -254,10 +255,31 @@ class RQQueue:
             return True
 
     def retry_job(self, job_id: str) -> bool:
-        raise self._unsupported("retry_job")
+        """As Queue.retry_job: a failed or cancelled job goes back to pending, due now, with
+        fresh attempts (its last error and its tracebacks kept). In Redis it is added again,
+        under its id, with its type, payload and options; False for any other job."""
+        with self._reaching():
+            job = self._fetch(job_id)
+            try:
+                shown = None if job is None else read_job(job, self._schedule_of(job))
+            except InvalidJobOperation:
+                return False
+            if shown is None or shown["status"] not in ("failed", "cancelled"):
+                return False
+            meta = job.meta
+            kept = {key: meta[key] for key in ("error", "tracebacks") if key in meta}
+            pair = (meta.get("queue", DEFAULT_QUEUE), meta.get("priority", 0))
+            job.delete()
+            self._add(job_id, shown["type"], job.args[1], int(time.time()),
+                      meta.get("created_at", 0), 0, meta.get("max_attempts", DEFAULT_MAX_ATTEMPTS),
+                      meta.get("timeout"), pair, kept)
+            return True
 
     def retry_failed(self, job_type: Optional[str] = None) -> int:
-        raise self._unsupported("retry_failed")
+        """As Queue.retry_failed: every failed job (of ``job_type``) retried; how many."""
+        failed = [job["id"] for job in self.jobs()
+                  if job["status"] == "failed" and job_type in (None, job["type"])]
+        return sum(1 for job_id in failed if self.retry_job(job_id))
 
     def run_now(self, job_id: str, force: bool = False) -> bool:
         """As Queue.run_now for a pending job: one waiting for its run_at or a retry is
@@ -283,7 +305,20 @@ class RQQueue:
         return sum(1 for job_id in waiting if self.run_now(job_id))
 
     def purge(self, older_than: float, statuses=("completed", "cancelled")) -> int:
-        raise self._unsupported("purge")
+        """As Queue.purge: the finished jobs of ``statuses`` whose last activity is more than
+        ``older_than`` seconds ago, deleted from Redis (where RQ's TTLs have not already);
+        how many. A pending or processing job is never purged."""
+        statuses = checked_purge(older_than, statuses)
+        before = time.time() - older_than
+        doomed = [job["id"] for job in self.jobs() if is_purged(job, statuses, before)]
+        purged = 0
+        with self._reaching():
+            for job_id in doomed:
+                job = self._fetch(job_id)
+                if job is not None:
+                    job.delete()
+                    purged += 1
+        return purged
 
     def _unsupported(self, what: str) -> UnsupportedError:
         return UnsupportedError(f"{what} is not supported on the RQ backend ({self.describe()}); "
