@@ -90,6 +90,70 @@ def test_the_migrate_command_prints_what_moves_and_moves_it_once(tmp_path, redis
     assert main(["--file", str(source.path), "migrate", "--to", "mysql://x"]) == 2
 
 
+# --- moving back, from Redis to a TSV file ------------------------------------------------
+
+def test_migrate_back_moves_redis_pending_jobs_into_a_file_once_with_what_they_were(
+        tmp_path, redis_url):
+    from dbbasic_queue.rq.backend import migrate_back
+    source = rq_queue(redis_url)
+    target = Queue(tmp_path / "data" / "queue.tsv")
+    done = source.enqueue("send_email", {"key": "done"})
+    source.process_jobs({"send_email": lambda p: None})  # finished: it stays in Redis
+    waiting = [source.enqueue("send_email", {"key": n}, max_attempts=4) for n in range(3)]
+    later = source.enqueue("report", {"key": "later"}, run_at=time.time() + 3600,
+                           queue="reports", priority=10)
+    before = source.get_job(waiting[0])
+    assert sorted(job["id"] for job in migrate_back(source, target, dry_run=True)) == sorted(
+        waiting + [later])
+    assert not target.path.exists()
+
+    moved = migrate_back(source, target)
+
+    assert sorted(job["id"] for job in moved) == sorted(waiting + [later])
+    back = target.get_job(waiting[0])
+    assert (back["type"], back["payload"], back["status"], back["run_at"], back["attempts"]) == (
+        "send_email", {"key": 0}, "pending", before["run_at"], 0)
+    assert target.job_options(waiting[0])["max_attempts"] == 4
+    assert target.job_options(later) == {"queue": "reports", "priority": 10, "max_attempts": 3}
+    assert target.get_job(later)["run_at"] == source.get_job(later)["run_at"]
+    for job_id in waiting + [later]:
+        there = source.get_job(job_id)
+        assert (there["status"], there["error"]) == ("cancelled", f"moved to {target.path}")
+    assert source.get_job(done)["status"] == "completed" and target.get_job(done) is None
+    # a second run moves nothing, and the file's worker runs them
+    assert migrate_back(source, target) == []
+    assert target.process_jobs({"send_email": lambda p: p["key"]}) == 3
+    assert [target.get_job(job_id)["result"] for job_id in waiting] == [0, 1, 2]
+
+
+def test_migrate_back_killed_midway_then_run_again_moves_every_job_once(tmp_path, redis_url,
+                                                                        children):
+    from dbbasic_queue.rq.backend import RQQueue
+    url = f"{redis_url.rsplit('/', 1)[0]}/7"
+    from redis import Redis
+    Redis.from_url(url).flushdb()
+    source = RQQueue(url)
+    ids = source.enqueue_many([("send_email", {"n": n}) for n in range(1500)])
+    path = tmp_path / "data" / "queue.tsv"
+    script = (f"from dbbasic_queue import Queue\nfrom dbbasic_queue.rq.backend import "
+              f"RQQueue, migrate_back\nmigrate_back(RQQueue({url!r}), Queue({str(path)!r}))\n")
+    mover = children.start([sys.executable, "-c", script],
+                           env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    # When it is SIGKILLed once it has moved some jobs, but not all
+    wait_for(lambda: path.exists() and len(path.read_bytes().splitlines()) > 20,
+             what="the first jobs moved")
+    mover.send_signal(signal.SIGKILL)
+    mover.wait()
+    # Then a second run moves the rest, and every job is in the file once, cancelled in Redis
+    from dbbasic_queue.rq.backend import migrate_back
+    migrate_back(source, Queue(path))
+    lines = path.read_bytes().splitlines()[1:]
+    moved = [line.split(b"\t")[0].decode() for line in lines]
+    assert sorted(moved) == sorted(ids)  # each once: none lost, none twice
+    assert all(source.get_job(job_id)["status"] == "cancelled" for job_id in ids[::50])
+    assert Queue(path).stats()["corrupt_lines"] == 0
+
+
 # --- RQ's own settings --------------------------------------------------------------------
 
 def test_rq_keeps_results_7_days_and_failures_10_years(redis_url):
@@ -223,3 +287,27 @@ def test_failed_jobs_are_retried_and_finished_ones_purged_on_redis(redis_url, ca
     assert main(["purge", "--older-than", "0s", "--status", "completed"]) == 0
     assert [queue.get_job(i) for i in broken + [done]] == [None, None, None]
     assert queue.get_job(other)["status"] == "failed"
+
+
+def test_the_migrate_command_moves_back_from_the_redis_of_dbbasic_queue_url(
+        tmp_path, redis_url, capsys, monkeypatch):
+    from redis import Redis
+
+    from dbbasic_queue.cli import main
+    from dbbasic_queue.rq.backend import RQQueue
+    url = f"{redis_url.rsplit('/', 1)[0]}/6"
+    Redis.from_url(url).flushdb()
+    ids = [RQQueue(url).enqueue("send_email", {"key": n}) for n in range(2)]
+    monkeypatch.setenv("DBBASIC_QUEUE_URL", url)
+    monkeypatch.chdir(tmp_path)
+    assert main(["migrate", "--to", "data/queue.tsv", "--dry-run"]) == 0
+    file = tmp_path / "data" / "queue.tsv"
+    assert capsys.readouterr().out.endswith(f"would move 2 pending jobs to {file}\n")
+    assert main(["migrate", "--to", "data/queue.tsv"]) == 0
+    assert capsys.readouterr().out.endswith(f"moved 2 pending jobs to {file}\n")
+    assert [Queue("data/queue.tsv").get_job(i)["status"] for i in ids] == ["pending"] * 2
+    assert main(["migrate", "--to", "data/queue.tsv"]) == 0
+    assert capsys.readouterr().out == f"moved 0 pending jobs to {file}\n"
+    monkeypatch.delenv("DBBASIC_QUEUE_URL")  # back from where? the command says
+    assert main(["migrate", "--to", "data/queue.tsv"]) == 2
+    assert "DBBASIC_QUEUE_URL naming that Redis" in capsys.readouterr().err

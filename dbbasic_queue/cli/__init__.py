@@ -35,6 +35,7 @@ from .display import SafeFormatter, safe, shorten, utc
 from ..model.words import age
 from ..model.words import duration_text, plural
 from ..errors import QueueError, UnsupportedError
+from ..model.checks import check_path
 from ..model.job import FINISHED
 from ..model.job import MAX_DEPTH, nests_within
 from ..queue import Queue
@@ -84,9 +85,10 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 def _queue(args):
-    """The TSV queue of --file, or with $DBBASIC_QUEUE_URL the RQ queue it names."""
+    """The TSV queue of --file, or with $DBBASIC_QUEUE_URL the RQ queue it names (``migrate
+    --to redis://...`` moves the file's jobs: its queue is the file's, whatever the URL)."""
     url = os.environ.get("DBBASIC_QUEUE_URL")
-    if not url or args.name == "migrate":
+    if not url or (args.name == "migrate" and is_redis_url(args.to)):
         return Queue(args.file)
     try:
         from ..rq.backend import RQQueue
@@ -267,17 +269,31 @@ def purge_command(queue, args) -> int:
     return EXIT_OK
 
 
-def migrate_command(queue: Queue, args) -> int:
-    if not args.to.startswith(("redis://", "rediss://", "unix://")):
-        raise UsageError(f"--to {args.to!r} must be a Redis URL, such as redis://localhost:6379/0")
+def is_redis_url(text: str) -> bool:
+    return text.startswith(("redis://", "rediss://", "unix://"))
+
+
+def migrate_command(queue, args) -> int:
+    to_redis = is_redis_url(args.to)
     try:
-        from ..rq.backend import RQQueue, migrate
+        from ..rq.backend import RQQueue, migrate, migrate_back
     except ImportError as error:
         raise UsageError(f"migrate needs the rq extra: pip install 'dbbasic-queue[rq]' ({error})") from None
-    target = RQQueue(args.to)
-    jobs = migrate(queue, target, dry_run=args.dry_run)
-    for job in jobs:
-        print(f"{job.id}  {safe(job.type):<20} run_at {utc(job.run_at)} UTC  attempts {job.attempts}")
+    if not to_redis and not isinstance(queue, RQQueue):
+        raise UsageError(f"--to {args.to!r}: a Redis URL (redis://localhost:6379/0) moves the "
+                         f"file's jobs there; a file's path moves Redis's jobs back, with "
+                         f"DBBASIC_QUEUE_URL naming that Redis")
+    if to_redis:
+        target = RQQueue(args.to)
+        jobs = [(job.id, job.type, job.run_at, job.attempts)
+                for job in migrate(queue, target, dry_run=args.dry_run)]
+    else:
+        check_path(args.to)
+        target = Queue(args.to)
+        jobs = [(job["id"], job["type"], job["run_at"], job["attempts"])
+                for job in migrate_back(queue, target, dry_run=args.dry_run)]
+    for job_id, job_type, run_at, attempts in jobs:
+        print(f"{job_id}  {safe(job_type):<20} run_at {utc(run_at)} UTC  attempts {attempts}")
     print(f"{'would move' if args.dry_run else 'moved'} {plural(len(jobs), 'pending job')} to "
           f"{safe(target.describe())}")
     return EXIT_OK

@@ -317,10 +317,15 @@ def parser() -> argparse.ArgumentParser:
                        help="only count what would go, by status; delete nothing")
     purge.set_defaults(needs=PURGE)
 
-    migrate = command("migrate", "move pending jobs into Redis (RQ)",
-                      "Move the pending jobs of the file into Redis for the RQ backend; they "
-                      "are marked cancelled in the file once Redis has them.")
-    migrate.add_argument("--to", required=True, metavar="URL", help="redis://host:port/db")
+    migrate = command("migrate", "move pending jobs into Redis (RQ), or back to a file",
+                      "Move the pending jobs of the file into Redis for the RQ backend (--to "
+                      "redis://...), or those of Redis (DBBASIC_QUEUE_URL) back into a file "
+                      "(--to data/queue.tsv). A job is marked cancelled where it was once the "
+                      "other side has it; a second run moves nothing.")
+    migrate.add_argument("--to", required=True, metavar="URL_OR_PATH",
+                         help="redis://host:port/db (the file's jobs go there), or a file's "
+                              "path, data/queue.tsv (Redis's jobs come back, with "
+                              "DBBASIC_QUEUE_URL naming that Redis)")
     migrate.add_argument("--dry-run", action="store_true", help="only print what would move")
 
     work = command("work", "run jobs: once (for cron) or --loop",

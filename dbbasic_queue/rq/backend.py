@@ -31,13 +31,14 @@ from ..backend import DEFAULT_LEASE_SECONDS, DEFAULT_MAX_ATTEMPTS, DEFAULT_RETEN
 from ..model.checks import (check_attempts, check_duration, checked_job_type, checked_purge,
                             checked_run_at, payload_json)
 from ..errors import CorruptLineError, UnsupportedError
-from ..model.job import Job, parse_line
-from ..model.options import decode_options, register
+from ..model.job import PENDING, Job, job_line, one_line, parse_line
+from ..storage.edits import has_line
+from ..model.options import decode_options, encode_options, register
 from ..model.queues import (DEFAULT_QUEUE, QueueChoice, Scope, check_priority, check_queue_name,
                             queue_and_priority)
 from ..queue import Queue
 from .jobs import DISPATCHER, SERIALIZER, ForeignJobError, SafeJob, read_job, read_options
-from .listing import job_dicts, summary
+from .listing import job_dicts, read_all, summary
 from .queues import Pair, QueueMap, rq_queue_name
 from .worker import DispatchWorker, dispatch, refuse_options
 from ..model.options import Handlers, schedules_of
@@ -489,3 +490,45 @@ def migrate(source: Queue, target: RQQueue, dry_run: bool = False) -> List[Job]:
     source.update_each(lambda job: job.evolve(status="cancelled", error=note)
                        if job.id in moved and job.status == "pending" else None)
     return pending
+
+
+def migrate_back(source: RQQueue, target: Queue, dry_run: bool = False) -> List[Dict[str, Any]]:
+    """Move the pending jobs of Redis (queued and scheduled) into a TSV queue, keeping their
+    ids, type, payload, run_at, attempts, max_attempts, timeout, queue and priority. A job
+    is appended to the file unless the file has its id already, and only then cancelled in
+    Redis (its error saying where it went): an interrupted migration loses nothing, and a
+    second run moves nothing. Returns the jobs moved (or, with ``dry_run``, that would be),
+    as get_job dicts."""
+    with source._reaching():
+        waiting = []
+        for rq_job, schedule in read_all(source.all_rq_queues()):
+            try:
+                shown = read_job(rq_job, schedule, refresh=False)
+            except ForeignJobError as error:
+                logger.warning("%s; left in Redis", error)
+                continue
+            if shown["status"] == "pending":
+                waiting.append((rq_job, shown))
+    if dry_run:
+        return [shown for _, shown in waiting]
+    note = f"moved to {target.describe()}"
+    for rq_job, shown in waiting:
+        meta = rq_job.meta
+        options = encode_options(None, meta.get("max_attempts"), meta.get("timeout"),
+                                 meta.get("queue"), meta.get("priority") or None)
+        try:  # as the file's own enqueue checks them: anyone may have written Redis
+            line = job_line(shown["id"], checked_job_type(shown["type"]),
+                            payload_json(shown["payload"]), PENDING, int(shown["created_at"]),
+                            int(shown["run_at"]), int(shown["attempts"]),
+                            one_line(shown["error"] or ""), "", options)
+        except (TypeError, ValueError) as error:
+            logger.warning("job %s in Redis: %s; left there", shown["id"], error)
+            continue
+        prefix = shown["id"].encode() + b"\t"
+        target.table.append(line, durable=target.durable,
+                            unless=lambda fd: "there" if has_line(fd, prefix) else None)
+        with source._reaching():
+            rq_job.meta["error"] = note
+            rq_job.save_meta()
+            rq_job.cancel()
+    return [shown for _, shown in waiting]
