@@ -311,3 +311,26 @@ def test_the_migrate_command_moves_back_from_the_redis_of_dbbasic_queue_url(
     monkeypatch.delenv("DBBASIC_QUEUE_URL")  # back from where? the command says
     assert main(["migrate", "--to", "data/queue.tsv"]) == 2
     assert "DBBASIC_QUEUE_URL naming that Redis" in capsys.readouterr().err
+
+
+def test_a_run_on_redis_logs_one_line_per_failure_and_one_summary_line(redis_url, caplog):
+    import logging
+    queue = rq_queue(redis_url)
+    queue.enqueue("send_email", EMAIL)
+    broken = queue.enqueue("charge_card", {}, max_attempts=1)
+    retried = queue.enqueue("charge_card", {}, max_attempts=2)
+
+    def decline(payload):
+        raise ValueError("card declined")
+    with caplog.at_level(logging.INFO):
+        assert queue.process_jobs({"send_email": lambda p: None, "charge_card": decline}) == 3
+    # One WARNING a failed attempt, no traceback printed by RQ's own handler
+    failures = [r for r in caplog.records if "card declined" in r.getMessage()]
+    assert len(failures) == 2 and all(r.name == "dbbasic_queue" for r in failures)
+    assert not [r for r in caplog.records if r.name.startswith("rq") and r.levelno >= logging.ERROR]
+    assert not any("Traceback" in r.getMessage() for r in caplog.records)
+    # and one summary line, as on the file
+    [summary] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("ran ")]
+    assert summary.startswith("ran 3 jobs in ") and summary.endswith(
+        "1 completed, 1 failed, 1 to retry")
+    assert len(queue.tracebacks(broken)) == 1 and queue.get_job(retried)["attempts"] == 1

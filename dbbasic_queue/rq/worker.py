@@ -11,7 +11,7 @@ import json
 import logging
 import math
 import time
-from typing import Any, Callable, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 from rq import SimpleWorker, get_current_job
 from rq.scheduler import RQScheduler
@@ -201,9 +201,30 @@ class DispatchWorker(SimpleWorker):
         else:
             logger.error("%s", foreign_message(job.id, reason))
             job.retries_left = None  # failed for good: never retried
-        return super().perform_job(job, queue)
+        done = super().perform_job(job, queue)
+        if reason is None:
+            status = job.get_status(refresh=False)
+            outcome = {"finished": "completed", "failed": "failed"}.get(
+                getattr(status, "value", status), "to retry")
+            self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+        return done
+
+    def handle_exception(self, job, *exc_info) -> None:
+        """Nothing: dispatch logged the failure in one line and kept its traceback in the
+        job's meta (``tracebacks``, ``show``), as the TSV worker does; RQ's own ERROR, with
+        the whole traceback, would say it again."""
 
     def run(self, burst: bool) -> int:
-        """Work (until no job is due, with ``burst``); returns how many jobs ran."""
+        """Work (until no job is due, with ``burst``); returns how many jobs ran, and logs
+        one summary line, as the TSV worker does."""
+        self.outcomes: Dict[str, int] = {}
+        began = time.perf_counter()
         self.work(burst=burst, with_scheduler=False, logging_level="WARNING")
+        if self.ran:
+            logger.info("ran %s in %.2f s: %s", plural(self.ran, "job"),
+                        time.perf_counter() - began,
+                        ", ".join(f"{count} {what}" for what, count in
+                                  sorted(self.outcomes.items())))
+        else:
+            logger.debug("ran 0 jobs in %.2f s", time.perf_counter() - began)
         return self.ran
