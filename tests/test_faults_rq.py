@@ -438,3 +438,43 @@ def test_the_dashboard_answers_on_redis_and_counts_a_planted_job_without_loading
                                              "failed": 1, "cancelled": 0}
     assert b"ZeroDivisionError" in get(f"/jobs/{failed}")[1]
     assert not marker.exists()
+
+
+def test_rq_requeue_on_our_failed_jobs_leaves_them_ours_and_our_worker_completes_them(
+        rq_queue, redis_url):
+    rq_queue, _ = rq_queue
+    # Given two of our jobs failed for good
+    ids = [rq_queue.enqueue("charge_card", {"n": n}, max_attempts=1) for n in range(2)]
+
+    def decline(payload):
+        raise ValueError("card declined")
+    rq_queue.process_jobs({"charge_card": decline})
+    assert [rq_queue.get_job(i)["status"] for i in ids] == ["failed", "failed"]
+    # When RQ's own command requeues them, with its default serializer (pickle), which
+    # re-saves their meta as a pickled {"unserialized": <our JSON>}
+    rq = os.path.join(os.path.dirname(sys.executable), "rq")
+    subprocess.run([rq, "requeue", "--all", "--queue", rq_queue.rq.name, "-u", redis_url],
+                   check=True, capture_output=True, timeout=60)
+    assert rq_queue.redis.hget(f"rq:job:{ids[0]}", "meta").startswith(b"\x80")
+    # Then they are still ours, read without unpickling, and our worker completes them
+    assert [rq_queue.get_job(i)["status"] for i in ids] == ["pending", "pending"]
+    assert rq_queue.process_jobs({"charge_card": lambda payload: "charged"}) == 2
+    assert [rq_queue.get_job(i)["result"] for i in ids] == ["charged", "charged"]
+
+
+def test_a_pickled_meta_that_is_more_than_rqs_wrapper_is_refused_and_never_loaded(
+        rq_queue, tmp_path):
+    import pickle
+    rq_queue, _ = rq_queue
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+    job_id = rq_queue.enqueue("t", {})
+    for meta in ({"unserialized": Payload()}, {"unserialized": b"{}", "more": Payload()},
+                 {"unserialized": b"not json"}):
+        rq_queue.redis.hset(f"rq:job:{job_id}", "meta", pickle.dumps(meta))
+        with pytest.raises(QueueError, match="its meta is not JSON"):
+            rq_queue.get_job(job_id)
+    assert not marker.exists()

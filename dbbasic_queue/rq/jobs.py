@@ -55,6 +55,12 @@ class SafeJob(RQJob):
         except Exception as error:  # a field RQ cannot parse: refuse the job, do not crash
             self.unreadable = f"its fields cannot be read ({type(error).__name__}: {error})"
             self.data = b""  # so that reading its function fails as undecodable data does
+            return
+        meta = self.meta
+        if isinstance(meta, dict) and set(meta) == {"unserialized"}:
+            recovered = meta_wrapped_by_rq(meta["unserialized"])
+            if recovered is not None:
+                self.meta = recovered
 
     @property
     def func(self) -> Callable:
@@ -94,6 +100,43 @@ def refusal(job: RQJob) -> Optional[str]:
     if not isinstance(meta.get("queue", ""), str):
         return "its meta is not dbbasic-queue's (its queue must be a string)"
     return None
+
+
+# What a pickle of RQ's {"unserialized": b"..."} holds, and nothing else (see
+# meta_wrapped_by_rq); pickletools only names these, it never builds or imports anything.
+_WRAPPER_OPCODES = frozenset({"PROTO", "FRAME", "EMPTY_DICT", "MEMOIZE", "PUT", "BINPUT",
+                              "LONG_BINPUT", "SHORT_BINUNICODE", "BINUNICODE", "SHORT_BINBYTES",
+                              "BINBYTES", "BINBYTES8", "SETITEM", "STOP"})
+
+
+def meta_wrapped_by_rq(raw) -> Optional[Dict[str, Any]]:
+    """Our JSON meta back from what RQ's own tools (``rq requeue``, RQ's dashboard) save when
+    they read it with their default serializer: pickle fails to load JSON, RQ keeps the raw
+    bytes as ``{"unserialized": raw}``, and saves that dict pickled. Read here opcode by opcode
+    (``pickletools.genops``), never loaded: only that exact shape, a dict of one key holding
+    bytes, gives the bytes back, as our meta if they are its JSON; anything else gives None
+    (and the job is refused)."""
+    import pickletools
+    if not isinstance(raw, bytes) or not raw.startswith(b"\x80"):
+        return None
+    strings, blobs = [], []
+    try:
+        for opcode, argument, _ in pickletools.genops(raw):
+            if opcode.name not in _WRAPPER_OPCODES:
+                return None
+            if isinstance(argument, str) and "UNICODE" in opcode.name:
+                strings.append(argument)
+            elif isinstance(argument, bytes):
+                blobs.append(argument)
+    except Exception:  # not a pickle at all, or cut short
+        return None
+    if strings != ["unserialized"] or len(blobs) != 1:
+        return None
+    try:
+        meta = json.loads(blobs[0])
+    except ValueError:
+        return None
+    return meta if isinstance(meta, dict) and "unserialized" not in meta else None
 
 
 def foreign_message(job_id: str, reason: str) -> str:
