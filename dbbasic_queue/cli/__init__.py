@@ -60,8 +60,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             return _fail(EXIT_STORAGE, missing)
         if args.needs is not None:
             require(queue, args.needs, f"dbbasic-queue {args.name}",
-                    "unset DBBASIC_QUEUE_URL to use the TSV file, or see the README's table "
-                    "of what each backend does")
+                    "unset DBBASIC_QUEUE_URL to use the TSV file, or see 'What works where' in "
+                    "the README")
         return SUBCOMMANDS[args.name](queue, args)
     except (UsageError, UnsupportedError) as error:
         return _fail(EXIT_USAGE, error)
