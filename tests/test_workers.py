@@ -319,3 +319,20 @@ def test_stats_watch_refuses_a_period_beyond_its_bounds(queue, capsys, period):
     queue.enqueue("send_email", EMAIL)
     assert main(["--file", str(queue.path), "stats", "--watch", period]) == 2
     assert "--watch takes a period from 0.1 s to 3600 s" in capsys.readouterr().err
+
+
+def test_cron_runs_at_once_lose_no_count_in_the_registry_nor_in_the_throughput(tmp_path,
+                                                                             children):
+    # Given 200 jobs and four cron runs of one host serving the same, started together
+    path = tmp_path / "data" / "queue.tsv"
+    queue = Queue(path)
+    queue.enqueue_many([("send_email", {"key": n}) for n in range(200)])
+    runs = [children.cli("--file", path, "work", "--handlers", "jobs_for_cli:handlers",
+                         RUNS_LOG=str(tmp_path / "runs")) for _ in range(4)]
+    for run in runs:
+        run.communicate(timeout=WAIT_SECONDS)
+        assert run.returncode == 0
+    # Then their one shared line counts every job once, and so do the minutes' counts
+    [worker] = queue.workers()
+    assert (worker["completed"], worker["failed"], worker["retried"]) == (200, 0, 0)
+    assert queue.stats()["throughput"]["last_hour"]["completed"] == 200

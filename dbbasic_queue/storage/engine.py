@@ -13,6 +13,8 @@ asks of the files goes through one ``RunStorage``:
 - ``started(job_id)``: record that a handler starts, so a death from here on counts the
   attempt (see liveness.py);
 - ``release_slots(ids)``: the concurrency slots of jobs whose handlers are done;
+- ``report(record, in_hand, minutes)``: the worker's registry line and its jobs finished
+  per minute (workers.py, throughput.py);
 - ``close()``: give back every slot and the liveness lock.
 
 Which lines a rewrite claims is decided in ``claim.py`` (the editor), and, where ranks
@@ -33,6 +35,7 @@ from .liveness import RunLock, WorkerLocks, new_token
 from .rates import Rates
 from .slots import Slot, Slots
 from .throughput import Throughput
+from .workers import WorkerRecord, Workers
 
 logger = logging.getLogger("dbbasic_queue")
 
@@ -110,6 +113,17 @@ class RunStorage:
             slot = self.slot_of.pop(job_id, None)
             if slot is not None:
                 slot.release()
+
+    def report(self, record: WorkerRecord, in_hand: int, minutes) -> None:
+        """Write the worker's line in the registry (workers.py) and its jobs finished by
+        minute (throughput.py); a failure to is logged and changes nothing else. Also
+        between runs (a loop worker's heartbeat): it needs no open run."""
+        try:
+            Workers(self.queue.path).record(record, self.queue.clock(), in_hand)
+            Throughput(self.queue.path).add(record.name, minutes)
+        except Exception:
+            logger.warning("could not write this worker's line or counts beside %s",
+                           self.queue.path, exc_info=True)
 
     def close(self) -> None:
         self.release_slots(list(self.slot_of))

@@ -26,8 +26,7 @@ from ..model.options import Retry, schedules_of
 from ..model.words import plural
 from ..storage.claim import Held
 from ..storage.engine import Exchange, RunStorage
-from ..storage.throughput import Throughput
-from ..storage.workers import HEARTBEAT_SECONDS, WorkerRecord, Workers
+from ..storage.workers import HEARTBEAT_SECONDS, WorkerRecord
 from .running import RunningJob, running
 from .timelimit import JobTimeout, Watchdog, call_with_time_limit
 from .settings import Bounds, WorkerOptions
@@ -346,12 +345,7 @@ class WorkerRun:
         with self.state_lock:
             in_hand = len(self.held)
             minutes = self.record.take_minutes()
-        try:
-            Workers(self.queue.path).record(self.record, self.queue.clock(), in_hand)
-            Throughput(self.queue.path).add(self.record.name, minutes)
-        except Exception:
-            logger.warning("could not write this worker's line or counts beside %s",
-                           self.queue.path, exc_info=True)
+        self.storage.report(self.record, in_hand, minutes)
 
     def _keep(self) -> None:
         while not self.stopping.wait(KEEPER_TICK_SECONDS):
