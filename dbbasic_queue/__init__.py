@@ -47,8 +47,8 @@ __version__ = "2.0.0.dev0"  # 2: workers take only what they can run; RQ jobs ar
 __all__ = ["enqueue", "process_jobs", "get_job", "cancel_job", "enqueue_after",
            "enqueue_on_commit", "handler", "handlers", "periodic", "default_queue", "use_queue",
            "Queue", "Backend", "Retry", "QueueError", "CorruptLineError", "UnsupportedError",
-           "retry_delay", "add_hooks", "remove_hooks", "JobEvent", "enqueue_many",
-           "__version__"]
+           "retry_delay", "add_hooks", "remove_hooks", "JobEvent", "enqueue_many", "chain",
+           "batch", "__version__"]
 
 _queues: Dict[Any, Any] = {}  # the queues the module-level functions built, by their settings
 
@@ -110,12 +110,15 @@ def enqueue(job_type: str, payload: dict, run_at: Optional[float] = None, *,
             timeout: Optional[float] = None, queue: Optional[str] = None,
             priority: Optional[int] = None, concurrency_key: Optional[str] = None,
             concurrency_limit: Optional[int] = None, rate_limit: Optional[str] = None,
-            rate_key: Optional[str] = None) -> str:
+            rate_key: Optional[str] = None, depends_on=None, allow_failure: bool = False) -> str:
     """Queue a job; return its id. See Queue.enqueue (the queue a handler registered with
     ``@dbbasic_queue.handler(..., queue=...)`` declares is the default for its type)."""
     if queue is None and handlers.queues:
         queue = handlers.queues.get(job_type)
-    if (queue is None and priority is None and concurrency_key is None and rate_limit is None
+    extra = {}
+    if depends_on is not None or allow_failure:
+        extra = dict(depends_on=depends_on, allow_failure=allow_failure)
+    elif (queue is None and priority is None and concurrency_key is None and rate_limit is None
             and concurrency_limit is None and rate_key is None):  # the usual call, kept short
         return default_queue().enqueue(job_type, payload, run_at, unique_key=unique_key,
                                        max_attempts=max_attempts, timeout=timeout)
@@ -123,7 +126,18 @@ def enqueue(job_type: str, payload: dict, run_at: Optional[float] = None, *,
                  concurrency_limit=concurrency_limit, rate_limit=rate_limit, rate_key=rate_key)
     options = {name: value for name, value in given.items() if value is not None}
     return default_queue().enqueue(job_type, payload, run_at, unique_key=unique_key,
-                                   max_attempts=max_attempts, timeout=timeout, **options)
+                                   max_attempts=max_attempts, timeout=timeout, **options,
+                                   **extra)
+
+
+def chain(*steps, **options) -> List[str]:
+    """Queue jobs that run one after another; see Queue.chain."""
+    return default_queue().chain(*steps, **options)
+
+
+def batch(on_complete=None, **options):
+    """Jobs written together, with a job run once all have ended; see Queue.batch."""
+    return default_queue().batch(on_complete, **options)
 
 
 def process_jobs(handlers: Mapping[str, Callable[[dict], Any]],

@@ -28,6 +28,7 @@ FILE = "file"  # the jobs live in a file readable with cat and grep
 PERIODIC = "periodic"  # @queue.periodic(...): schedules fired exactly once per slot by its workers
 QUEUES = "queues"  # named queues, priorities and pauses (enqueue(queue=, priority=), pause())
 WORKERS = "workers"  # workers(): who works the queue, when each was last seen, its counts
+WORKFLOWS = "workflows"  # enqueue(depends_on=...), chain(...), batch(on_complete=...)
 
 Handlers = Mapping[str, Callable[[dict], Any]]
 
@@ -46,10 +47,18 @@ class Backend(Protocol):
                 timeout: Optional[float] = None, queue: Optional[str] = None,
                 priority: Optional[int] = None, concurrency_key: Optional[str] = None,
                 concurrency_limit: Optional[int] = None, rate_limit: Optional[str] = None,
-                rate_key: Optional[str] = None) -> str: ...
+                rate_key: Optional[str] = None, depends_on=None,
+                allow_failure: bool = False) -> str: ...
 
     def enqueue_many(self, jobs, run_at: Optional[float] = None, **options) -> List[str]:
         """Queue ``(job_type, payload)`` pairs, all checked first; returns their ids."""
+
+    def chain(self, *steps, run_at: Optional[float] = None, allow_failure: bool = False,
+              **options) -> List[str]:
+        """Queue jobs that run one after another (WORKFLOWS); returns their ids."""
+
+    def batch(self, on_complete=None, **options):
+        """Jobs written together, with a job run once all have ended (WORKFLOWS)."""
 
     def enqueue_after(self, register_callback: Callable[[Callable[[], Any]], Any],
                       job_type: str, payload: dict, run_at: Optional[float] = None,

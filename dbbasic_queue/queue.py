@@ -8,7 +8,8 @@ import contextlib
 import itertools
 import threading
 import time
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple
+from typing import (TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, List, Mapping,
+                    Optional, Tuple)
 
 from . import backend, hooks
 from .model import transitions
@@ -28,7 +29,11 @@ from .storage.table import Table
 from .storage.unique import UniqueKeys
 from .log import logger
 
-# The worker, periodic jobs, pauses, tracebacks and the counts are imported where first used:
+if TYPE_CHECKING:
+    from .workflows import Batch
+
+# The worker, periodic jobs, pauses, tracebacks, the counts and the links between jobs
+# (dependencies.py, dependents.py) are imported where first used:
 # a process that only enqueues and looks jobs up (a web app, a hook) never loads them.
 
 
@@ -45,7 +50,7 @@ class Queue:
     capabilities = frozenset({backend.UNIQUE_KEYS, backend.LEASES, backend.RETRY_KEEPS_ATTEMPTS,
                               backend.WORKER_MAX_ATTEMPTS, backend.LISTING, backend.PURGE,
                               backend.RETRY, backend.FILE, backend.PERIODIC, backend.QUEUES,
-                              backend.WORKERS})
+                              backend.WORKERS, backend.WORKFLOWS})
 
     def __init__(self, path=DEFAULT_PATH, *, durable: bool = False,
                  clock: Callable[[], float] = time.time,
@@ -94,7 +99,8 @@ class Queue:
                 timeout: Optional[float] = None, queue: Optional[str] = None,
                 priority: Optional[int] = None, concurrency_key: Optional[str] = None,
                 concurrency_limit: Optional[int] = None, rate_limit: Optional[str] = None,
-                rate_key: Optional[str] = None) -> str:
+                rate_key: Optional[str] = None, depends_on=None,
+                allow_failure: bool = False) -> str:
         """Queue a job for the handler of ``job_type``; return its id.
 
         ``run_at`` is a Unix timestamp; the job runs at the first worker run after it
@@ -107,11 +113,19 @@ class Queue:
         ``concurrency_limit`` jobs of that key run at once on the machine (default: the limit
         its handler declares, else 1; see storage/slots.py). With ``rate_limit='100/m'``, at
         most that many jobs of its ``rate_key`` (default: its type) start in any minute (see
-        storage/rates.py). Raises TypeError or ValueError, writing nothing, on bad arguments.
+        storage/rates.py). With ``depends_on`` (a job id, a get_job dict, or a list of them),
+        the job waits until every one of them has completed; if one fails for good, is
+        cancelled or deleted, this job is cancelled, saying why, unless ``allow_failure``
+        (then it runs once they have all ended). That enqueue is a rewrite of the file,
+        not an append (see storage/dependents.py). Raises TypeError or ValueError, writing
+        nothing, on bad arguments (a job depends_on names that no file holds, too).
         """
         prepared = self._prepare(job_type, payload, run_at, unique_key, max_attempts, timeout,
                                  queue, priority, concurrency_key, concurrency_limit, rate_limit,
                                  rate_key)
+        if depends_on is not None or allow_failure:
+            return self._enqueue_depending(prepared, depends_on, allow_failure, job_type,
+                                           payload, queue, priority, max_attempts)
         job_id = self._write(*prepared)
         if hooks.registered and job_id == prepared[0]:  # added, not a unique key's twin
             self._announce(prepared[1], job_type, payload, queue, priority, max_attempts)
@@ -152,6 +166,113 @@ class Queue:
                 self._announce(line, job_type, payload, options.get("queue"),
                                options.get("priority"), options.get("max_attempts"))
         return ids
+
+    def _enqueue_depending(self, prepared, depends_on, allow_failure: bool, job_type, payload,
+                           queue, priority, max_attempts) -> str:
+        if depends_on is None:
+            raise TypeError("allow_failure goes with depends_on, such as depends_on=[job_id], "
+                            "allow_failure=True")
+        if prepared[2] is not None:
+            raise TypeError("a job with depends_on takes no unique_key")
+        if not isinstance(allow_failure, bool):
+            raise TypeError(f"allow_failure must be True or False, not {allow_failure!r}")
+        from .model.dependencies import checked_dependencies
+        from .storage.dependents import DependentEnqueue
+        ids = checked_dependencies(depends_on)
+        job = parse_line(prepared[1])
+        edit = self.table.rewrite(lambda: DependentEnqueue(job, ids, allow_failure,
+                                                           self._how_archived_ended))
+        if edit is None:
+            raise ValueError(f"depends_on names job {ids[0]}, but {self.path} does not exist; "
+                             f"nothing was enqueued")
+        if hooks.registered:
+            self._announce(edit.line, job_type, payload, queue, priority, max_attempts)
+        return job.id
+
+    def _how_archived_ended(self, job_id: str) -> Optional[str]:
+        """The status of job ``job_id`` in the archive files, or None if none holds it."""
+        found = self.archive.find(job_with_id_prefix(job_id))
+        return None if found is None else parse_line(found[2]).status
+
+    def chain(self, *steps, run_at: Optional[float] = None, allow_failure: bool = False,
+              **options) -> List[str]:
+        """Queue jobs that run one after another, in one append: each step, a
+        ``(job_type, payload)`` or ``(job_type, payload, {options})``, waits until the step
+        before it has completed; if a step fails for good or is cancelled, the steps after
+        it are cancelled (with ``allow_failure``, they run all the same). ``run_at`` and
+        ``options`` (those of enqueue but unique_key and depends_on) apply to every step,
+        its own options over them. Returns the ids, in order."""
+        if not steps:
+            raise ValueError("chain takes at least one step, such as ('charge', {'order': 7})")
+        if not isinstance(allow_failure, bool):
+            raise TypeError(f"allow_failure must be True or False, not {allow_failure!r}")
+        ids = [new_job_id() for _ in steps]
+        now = self.clock()
+        lines = []
+        for number, step in enumerate(steps):
+            try:
+                job_type, payload, own = _step(step, "chain")
+                links = dict(then=ids[number + 1:number + 2], after=ids[number - 1:number] if number else None,
+                             allow_failure=allow_failure and number > 0 or None)
+                lines.append(self._new_line(ids[number], job_type, payload, run_at, now,
+                                            {**options, **own}, links))
+            except (TypeError, ValueError) as error:
+                raise type(error)(f"step {number} of chain: {error}") from None
+        self.table.append(b"".join(lines), durable=self.durable)
+        return ids
+
+    def batch(self, on_complete=None, **options) -> "Batch":
+        """A batch of jobs written in one append, with a job to run once all have ended::
+
+            with queue.batch(on_complete=("album_ready", {"album": 7})) as batch:
+                for image in images:
+                    batch.enqueue("resize", {"image": image})
+
+        ``on_complete`` is ``(job_type, payload)`` or ``(job_type, payload, {options})``: it
+        runs once, when every job of the batch has completed, failed for good or been
+        cancelled, with ``payload["batch"]`` holding the counts (id, size, completed,
+        failed, cancelled). ``batch.id`` is its id; ``dbbasic-queue show`` it for progress.
+        ``options`` apply to every job of the batch. Nothing is written if the block
+        raises. See workflows.py."""
+        from .workflows import Batch
+        return Batch(self._write_batch, on_complete, options)
+
+    def _write_batch(self, members, on_complete, callback_id: Optional[str]) -> None:
+        """Write a batch's jobs, ``(id, job_type, payload, run_at, options)``, each telling
+        ``callback_id``, and its ``on_complete`` job (see Batch)."""
+        now = self.clock()
+        then = [callback_id] if callback_id is not None else None
+        lines = []
+        for number, (job_id, job_type, payload, run_at, options) in enumerate(members):
+            try:
+                lines.append(self._new_line(job_id, job_type, payload, run_at, now, options,
+                                            {"then": then}))
+            except (TypeError, ValueError) as error:
+                raise type(error)(f"job {number} of the batch: {error}") from None
+        if callback_id is not None:
+            job_type, payload, own = _step(on_complete, "on_complete")
+            counts = {"size": len(members), "completed": 0, "failed": 0, "cancelled": 0}
+            if members:
+                lines.append(self._new_line(callback_id, job_type, payload, None, now, own,
+                                            {"batch": counts}))
+            else:  # nothing to wait for: due now, with the counts
+                lines.append(self._new_line(callback_id, job_type, {
+                    **payload, "batch": {"id": callback_id, **counts}}, None, now, own, {}))
+        if lines:
+            self.table.append(b"".join(lines), durable=self.durable)
+
+    def _new_line(self, job_id: str, job_type, payload, run_at, now: float, options,
+                  links) -> bytes:
+        """A new pending job's line, its options checked, with ``links`` (see
+        model/dependencies.py)."""
+        if "unique_key" in options or "depends_on" in options:
+            raise TypeError("jobs of a chain or batch take no unique_key or depends_on")
+        text = self._options_text(job_type, **options)
+        if any(links.values()):
+            from .model.dependencies import linked
+            text = linked(text, **links)
+        return job_line(job_id, checked_job_type(job_type), payload_json(payload), PENDING,
+                        int(now), checked_run_at(run_at, now), 0, "", "", text)
 
     def enqueue_after(self, register_callback: Callable[[Callable[[], Any]], Any],
                       job_type: str, payload: dict, run_at: Optional[float] = None,
@@ -494,6 +615,17 @@ class Queue:
         stop = stop or threading.Event()
         with stop_on_signals(stop) if handle_signals else contextlib.nullcontext():
             return work_loop(self, options, bounds, stop)
+
+
+def _step(step, what: str) -> Tuple[str, dict, dict]:
+    """(job_type, payload, options) of a chain's step or an on_complete job."""
+    if not isinstance(step, tuple) or len(step) not in (2, 3):
+        raise TypeError(f"{what} takes (job_type, payload) or (job_type, payload, {{options}}), "
+                        f"not {step!r}")
+    own = step[2] if len(step) == 3 else {}
+    if not isinstance(own, dict):
+        raise TypeError(f"the options of {what} must be a dict, not {type(own).__name__}")
+    return step[0], step[1], own
 
 
 def _pause_target(queue: Optional[str], job_type: Optional[str]):

@@ -1,9 +1,11 @@
 """Roles that the real-process tests start with ``python helpers.py ROLE QUEUE ARG ...``.
 
 work QUEUE RUNS_LOG [--lease S] [--sleep S] [--max-attempts N] [--stop-file F | --until T]
+    [--skip TYPE ...]
     run process_jobs (again and again until file F exists, or time.time() passes T, if
     given); every handler call appends payload["key"] to RUNS_LOG, then sleeps
-    payload["sleep"] or --sleep seconds.
+    payload["sleep"] or --sleep seconds. Handlers: send_email and callback, and fail (which
+    then raises); --skip leaves a type out.
     --lease and --max-attempts reach the worker where the backend declares them.
 enqueue QUEUE COUNT [--unique-key K]
     enqueue COUNT jobs (all with unique key K, if given) and print their ids, one a line
@@ -25,11 +27,14 @@ from dbbasic_queue.backend import LEASES, WORKER_MAX_ATTEMPTS  # noqa: E402
 from support import EMAIL, append_line, wait_at_start_line  # noqa: E402
 
 
-def record_key(runs_log: str, sleep: float):
-    """A handler that logs the payload's 'key' to RUNS_LOG each time it runs."""
+def record_key(runs_log: str, sleep: float, then_raise: bool = False):
+    """A handler that logs the payload's 'key' to RUNS_LOG each time it runs (and then
+    raises ValueError, with ``then_raise``)."""
     def handler(payload):
         append_line(runs_log, str(payload["key"]))
         time.sleep(payload.get("sleep", sleep))  # the handler's work
+        if then_raise:
+            raise ValueError(f"job {payload['key']} fails")
         return {"ok": True}
     return handler
 
@@ -54,6 +59,7 @@ def main() -> None:
     parser.add_argument("--until", type=float, default=0.0)
     parser.add_argument("--stop-file")
     parser.add_argument("--unique-key")
+    parser.add_argument("--skip", action="append", default=[], help="a job type not handled")
     parser.add_argument("--start-line")
     parser.add_argument("--start-at", type=float, default=0.0)
     args = parser.parse_args()
@@ -68,7 +74,11 @@ def main() -> None:
                for n in range(int(args.arg))]
         print("\n".join(ids))
         return
-    handlers = {"send_email": record_key(args.arg, args.sleep)}
+    handlers = {"send_email": record_key(args.arg, args.sleep),
+                "fail": record_key(args.arg, args.sleep, then_raise=True),
+                "callback": record_key(args.arg, args.sleep)}
+    for job_type in args.skip:
+        handlers.pop(job_type)
     options = {}
     if LEASES in queue.capabilities:
         options["lease_seconds"] = args.lease

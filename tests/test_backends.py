@@ -18,11 +18,11 @@ import pytest
 from dbbasic_queue import QueueError, Retry, UnsupportedError
 from dbbasic_queue.backend import (FILE, LEASES, LISTING, PERIODIC, PURGE, QUEUES, RETRY,
                                    RETRY_KEEPS_ATTEMPTS, UNIQUE_KEYS, WORKER_MAX_ATTEMPTS,
-                                   WORKERS)
+                                   WORKERS, WORKFLOWS)
 from support import EMAIL, FAIL_ERROR, StartLine, fail, finish, kill, noop, runs, wait_for
 
 CAPABILITIES = {UNIQUE_KEYS, LEASES, RETRY_KEEPS_ATTEMPTS, WORKER_MAX_ATTEMPTS, LISTING, PURGE,
-                RETRY, FILE, PERIODIC, QUEUES, WORKERS}
+                RETRY, FILE, PERIODIC, QUEUES, WORKERS, WORKFLOWS}
 JOB_KEYS = {"id", "type", "payload", "status", "created_at", "run_at", "attempts", "error",
             "result"}
 
@@ -198,6 +198,38 @@ def test_without_unique_keys_a_unique_key_is_refused_and_adds_nothing(backend):
     with pytest.raises(QueueError, match="not supported"):
         backend.queue.enqueue("t", {}, unique_key="k")
     assert backend.count_jobs() == 0
+
+
+@declares(WORKFLOWS)
+def test_dependencies_chains_and_batches_run_in_order_and_release_once(backend):
+    queue, order = backend.queue, []
+
+    def note(payload):
+        order.append(payload["key"])
+    first = queue.enqueue("t", {"key": "first"})
+    queue.enqueue("t", {"key": "after first"}, depends_on=first)
+    queue.chain(("t", {"key": "step 1"}), ("t", {"key": "step 2"}))
+    with queue.batch(on_complete=("t", {"key": "album"})) as batch:
+        batch.enqueue("t", {"key": "image"})
+    while queue.process_jobs({"t": note}):
+        pass
+    assert sorted(order) == sorted(["first", "after first", "step 1", "step 2", "image", "album"])
+    assert order.index("first") < order.index("after first")
+    assert order.index("step 1") < order.index("step 2")
+    assert order.index("image") < order.index("album")
+    assert queue.get_job(batch.id)["payload"]["batch"]["completed"] == 1
+
+
+@lacks(WORKFLOWS)
+def test_without_workflows_depends_on_chain_and_batch_are_refused_and_add_nothing(backend):
+    queue = backend.queue
+    first = queue.enqueue("t", {})
+    for attempt in (lambda: queue.enqueue("t", {}, depends_on=first),
+                    lambda: queue.chain(("t", {}), ("t", {})),
+                    lambda: queue.batch(on_complete=("t", {}))):
+        with pytest.raises(UnsupportedError, match="not supported"):
+            attempt()
+    assert backend.count_jobs() == 1
 
 
 # --- Retry from a handler -------------------------------------------------------------------

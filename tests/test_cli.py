@@ -215,6 +215,20 @@ def test_show_prints_the_whole_job(queue, capsys):
     assert {key: shown[key] for key in queue.get_job(job_id)} == queue.get_job(job_id)
 
 
+def test_show_says_what_a_waiting_job_waits_for_and_a_batch_how_far_it_got(queue, capsys):
+    first = queue.enqueue("send_email", {"key": 1})
+    waiting = queue.enqueue("send_email", {"key": 2}, depends_on=first)
+    with queue.batch(on_complete=("send_email", {"key": "album"})) as batch:
+        for n in range(3):
+            batch.enqueue("fail" if n == 0 else "t", {"key": n}, max_attempts=1)
+    assert f"waiting     for 1 job: {first}" in run(capsys, "show", waiting)[1]
+    queue.process_jobs({"fail": __import__("jobs_for_cli").handlers["fail"]})
+    out = run(capsys, "show", batch.id)[1]
+    assert "waiting     for its batch: 1 of 3 finished (0 completed, 1 failed, 0 cancelled)" in out
+    assert not [line for line in run(capsys, "show", first)[1].splitlines()
+                if line.startswith("waiting ")]
+
+
 def test_the_file_option_and_the_environment_choose_the_queue(queue, capsys, tmp_path, monkeypatch):
     other = tmp_path / "other" / "jobs.tsv"
     _, out, _ = run(capsys, "--file", str(other), "enqueue", "t", "{}")

@@ -221,6 +221,19 @@ def test_a_job_page_shows_payload_result_error_tracebacks_options_and_times(queu
     assert "None kept" in done
 
 
+def test_a_job_page_says_what_a_waiting_job_waits_for_and_a_batch_how_far_it_got(queue, client):
+    with queue.batch(on_complete=("album", {})) as batch:
+        first = batch.enqueue("resize_image", {})
+        batch.enqueue("resize_image", {})
+    waiting = queue.enqueue("greet", {}, depends_on=first)
+    assert f"for 1 job: {first}" in client.get("/jobs/" + waiting).text
+    queue.process_jobs({"resize_image": lambda payload: None}, max_jobs=1)
+    page = client.get("/jobs/" + batch.id).text
+    assert "<dt>Waiting</dt><dd>for its batch: 1 of 2 finished (1 completed" in page
+    queue.process_jobs({"resize_image": lambda payload: None})
+    assert "<dt>Waiting</dt>" not in client.get("/jobs/" + batch.id).text
+
+
 def test_failures_are_grouped_by_type_and_error_with_count_and_latest(queue, client, clock):
     for n in range(3):
         queue.enqueue("resize_image", {"n": n})

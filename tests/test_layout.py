@@ -16,7 +16,7 @@ LAYERS = [  # lowest first
     {"storage"},
     {"periodic"},
     {"worker"},
-    {"queue", "testing", "pytest_plugin", "metrics", "__init__"},
+    {"queue", "workflows", "testing", "pytest_plugin", "metrics", "__init__"},
     {"rq"},
     {"cli", "dashboard", "django", "family", "admin", "__main__"},
 ]

@@ -17,6 +17,7 @@ from ..backend import FILE
 from .args import NotApplicable, UsageError
 from .handlers import load_handlers
 from .display import safe, safe_json, shorten, size, utc, when
+from ..model.dependencies import waiting_for
 from ..model.words import age
 from ..model.words import plural
 from ..model.job import STATUSES
@@ -196,6 +197,9 @@ def show_command(queue, args) -> int:
         return 0
     for key in ("id", "type", "status"):
         print(f"{key:<11} {safe(job[key])}")
+    waiting = waiting_for(options) if job["status"] == "pending" else None
+    if waiting is not None:  # the jobs it depends on, or its batch's progress
+        print(f"{'waiting':<11} {safe(waiting)}")
     most = options.get("max_attempts")
     print(f"{'attempts':<11} {job['attempts']}" + (f" of {most}" if most else ""))
     for key in ("created_at", "run_at"):

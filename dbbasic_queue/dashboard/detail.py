@@ -9,6 +9,7 @@ inventing one.
 
 from typing import Any, Dict, List, Optional, Sequence
 
+from ..model.dependencies import waiting_for
 from ..model.job import FINISHED
 from .pages import Page, View, action_form, attempts_of_max, purge_form
 from .templates import Markup, badge, join, pretty_json, render, url, utc, when
@@ -26,7 +27,7 @@ def job(view: View, shown: Dict[str, Any]) -> Page:
         ("Created", when(shown["created_at"], view.now)),
         (RUN_AT_MEANING.get(shown["status"], "Run at"), when(shown["run_at"], view.now)),
         ("Options", options_text(shown.get("options"))),
-    ))
+    ) + waiting_row(shown))
     content = render(JOB, id=job_id, badge=badge(shown["status"]), facts=facts,
                      jobs=url(view.base, "/jobs"), actions=job_actions(view, shown),
                      payload=pretty_json(shown["payload"]),
@@ -45,6 +46,13 @@ JOB = """<p class="crumbs"><a href="{jobs}">Jobs</a> / <span class="id">{id}</sp
 <section class="panel"><h2>Error</h2>{error}</section>
 <section class="panel"><h2>Tracebacks</h2>{tracebacks}</section>
 """
+
+
+def waiting_row(shown: Dict[str, Any]):
+    """The "Waiting for" fact of a pending job that waits for others (model/dependencies.py):
+    the jobs it depends on, or its batch's progress; none for any other job."""
+    waiting = waiting_for(shown.get("options") or {}) if shown["status"] == "pending" else None
+    return () if waiting is None else (("Waiting", waiting),)
 
 
 def options_text(options: Optional[Dict[str, Any]]) -> Markup:

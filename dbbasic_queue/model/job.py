@@ -298,6 +298,17 @@ def _check_options(options: Dict[str, Any]) -> None:
     limit = options.get("concurrency_limit")
     if limit is not None and not (type(limit) is int and 1 <= limit <= 1000):
         raise CorruptLineError(f"its concurrency_limit {limit!r} is not a whole number from 1 to 1000")
+    for name in ("then", "after"):  # see dependencies.py
+        ids = options.get(name)
+        if ids is not None and not (isinstance(ids, list) and all(
+                isinstance(job_id, str) and job_id for job_id in ids)):
+            raise CorruptLineError(f"its {name} {str(ids)[:80]!r} is not a list of job ids")
+    counts = options.get("batch")
+    if counts is not None and not (isinstance(counts, dict) and all(
+            type(counts.get(name)) is int and counts[name] >= 0
+            for name in ("size", "completed", "failed", "cancelled"))):
+        raise CorruptLineError(f"its batch {str(counts)[:80]!r} is not the counts of a batch "
+                               f"(size, completed, failed, cancelled)")
 
 
 def peek_listing(line: bytes, judged: bool = False) -> Optional[Tuple[str, str, int, int]]:

@@ -97,11 +97,14 @@ class RQQueue:
                 timeout: Optional[float] = None, queue: Optional[str] = None,
                 priority: Optional[int] = None, concurrency_key: Optional[str] = None,
                 concurrency_limit: Optional[int] = None, rate_limit: Optional[str] = None,
-                rate_key: Optional[str] = None) -> str:
+                rate_key: Optional[str] = None, depends_on=None,
+                allow_failure: bool = False) -> str:
         """As Queue.enqueue. The attempts (and their backoff) are fixed here, at enqueue:
         the job's ``max_attempts``, else 3. A ``timeout`` is rounded up to whole seconds.
         ``queue`` and ``priority`` choose the job's RQ queue; concurrency keys and rate
-        limits are refused (UnsupportedError)."""
+        limits are refused (UnsupportedError), and so is ``depends_on`` (see chain)."""
+        if depends_on is not None or allow_failure:
+            self.chain()
         if (concurrency_key, concurrency_limit, rate_limit, rate_key) != (None,) * 4:
             raise UnsupportedError(f"concurrency_key and rate_limit are not supported on the RQ "
                                    f"backend ({self.describe()}): RQ counts no starts by key; "
@@ -129,6 +132,18 @@ class RQQueue:
                 raise type(error)(f"job {number} of enqueue_many: {error}") from None
         with self._reaching():
             return [self._add(*job) for job in prepared]
+
+    def chain(self, *steps, **options) -> List[str]:
+        """Refused (UnsupportedError), as are depends_on and batch: RQ leaves the
+        dependents of a failed job deferred for ever, where the TSV queue cancels them."""
+        raise UnsupportedError(f"depends_on, chain and batch are not supported on the RQ "
+                               f"backend ({self.describe()}) yet: RQ keeps the dependents of a "
+                               f"failed job deferred for ever, where the TSV queue cancels "
+                               f"them; use the TSV queue for jobs that wait for jobs")
+
+    def batch(self, on_complete=None, **options):
+        """Refused (UnsupportedError): see chain."""
+        self.chain()
 
     def enqueue_after(self, register_callback: Callable[[Callable[[], Any]], Any],
                       job_type: str, payload: dict, run_at: Optional[float] = None,

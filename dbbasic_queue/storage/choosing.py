@@ -17,6 +17,7 @@ from typing import Callable, Iterable, List, NamedTuple, Optional, Tuple
 from .archive import ARCHIVE_MIN_LINES
 from ..model.job import (CLAIMABLE_WORDS, PENDING_WORD, PROCESSING_WORD, line_id,
                          peek_status_and_run_at)
+from ..model.dependencies import peek_waiting
 from ..model.transitions import finished_at
 from ..model.queues import Candidates, Scope, peek_queue_and_priority, waiting_message
 
@@ -100,6 +101,8 @@ def judge(line: bytes, now: float, scope: Scope):
         return None
     status, run_at, created_at = peek
     if status in CLAIMABLE_WORDS:
+        if status == PENDING_WORD and peek_waiting(line):
+            return _OTHER  # a job waiting for others: due once they end (dependents.py)
         choice = peek_choice(line)
         if choice is None:
             return None

@@ -25,11 +25,13 @@ from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 from ..model import transitions
 from .archive import RetiringEditor
 from .choosing import peek_choice
+from .dependents import Dependents
+from ..model.dependencies import is_waiting, linked, peek_waiting, then_of, unlinked_then
 from ..model.words import duration_text, plural
 from ..errors import CorruptLineError
-from ..model.job import (CLAIMABLE_WORDS, PENDING_WORD, PROCESSING, PROCESSING_WORD,
-                         RETAINED_WORDS, Job, line_id, parse_line, peek_status_and_run_at,
-                         same_job)
+from ..model.job import (CLAIMABLE_WORDS, FAILED, PENDING, PENDING_WORD, PROCESSING,
+                         PROCESSING_WORD, RETAINED_WORDS, STATUSES, Job, line_id, parse_line,
+                         peek_status_and_run_at, same_job)
 from ..model.options import WORKER_KEY, decode_options, with_worker, without_worker
 from ..model.queues import (Scope, concurrency_of, queue_and_priority, rate_of,
                             waiting_message)
@@ -39,23 +41,26 @@ logger = logging.getLogger("dbbasic_queue")
 # The worker's token in a line's options field as with_worker writes it (quotes doubled by
 # the file's quoting): a cheap first look, confirmed by parse_line before a job is taken.
 _TOKEN_IN_OPTIONS = re.compile(rb'""worker""\s*:\s*""([0-9a-f]{16})""')
+_STATUS_OF = {status.encode(): status for status in STATUSES}
 
 
 class Held:
     """A job a worker has claimed and whose final state is not on disk yet: ``original`` as
     it was before the claim (to put back if it never starts), its ``max_attempts`` (the
     job's own, or the worker's), ``claimed_options`` (the options field while held: the
-    job's own and the worker's token)."""
+    job's own and the worker's token). ``linked_later``: jobs enqueued with
+    ``depends_on`` it since it was claimed were added to its ``then`` (see dependents.py)."""
 
     __slots__ = ("original", "claimed_at", "lease_until", "max_attempts", "timeout",
-                 "claimed_options", "queue", "priority", "written")
+                 "claimed_options", "queue", "priority", "written", "linked_later")
 
     def __init__(self, original: Job, claimed_at: float, lease_until: float,
                  max_attempts: int, timeout: Optional[float], claimed_options: str,
-                 queue: str, priority: int) -> None:
+                 queue: str, priority: int, linked_later: bool = False) -> None:
         self.original, self.claimed_at, self.lease_until = original, claimed_at, lease_until
         self.max_attempts, self.timeout = max_attempts, timeout
         self.claimed_options, self.queue, self.priority = claimed_options, queue, priority
+        self.linked_later = linked_later
         # The line for this lease, made once: compared at every rewrite while held.
         self.written = transitions.claim(original, lease_until, claimed_options).to_line()
 
@@ -73,7 +78,32 @@ class Held:
 
     def renewed(self, lease_until: float) -> "Held":
         return Held(self.original, self.claimed_at, lease_until, self.max_attempts, self.timeout,
-                    self.claimed_options, self.queue, self.priority)
+                    self.claimed_options, self.queue, self.priority, self.linked_later)
+
+    def adopting(self, line: bytes) -> Optional["Held"]:
+        """This job held with the ``then`` of ``line``, if ``line`` is this worker's line
+        for it but for jobs added to its ``then`` since (an enqueue with ``depends_on``);
+        None if ``line`` is another's (the job was lost)."""
+        try:
+            theirs, mine = parse_line(line), parse_line(self.written)
+        except CorruptLineError:
+            return None
+        if theirs.evolve(options=unlinked_then(theirs.options)) != mine.evolve(
+                options=unlinked_then(mine.options)):
+            return None
+        then = then_of(decode_options(theirs.options))
+        return Held(self.original.evolve(options=linked(self.original.options, then=then)),
+                    self.claimed_at, self.lease_until, self.max_attempts, self.timeout,
+                    linked(self.claimed_options, then=then), self.queue, self.priority, True)
+
+    def final_line(self, final: bytes) -> bytes:
+        """A final line the handler's thread made from this job as it was claimed, with
+        the ``then`` added since (see ``linked_later``)."""
+        if not self.linked_later:
+            return final
+        job = parse_line(final)
+        then = then_of(decode_options(self.original.options))
+        return job.evolve(options=linked(job.options, then=then)).to_line()
 
 
 class ClaimOutcome:
@@ -101,6 +131,8 @@ class ClaimOutcome:
         self.rated: Dict[str, int] = {}  # due jobs put off by a rate limit
         self.starts: List[Tuple[str, float]] = []  # counted by rate limits
         self.slots: Dict[bytes, Any] = {}  # the slots taken for jobs claimed
+        self.adopted: Dict[bytes, Held] = {}  # held jobs others now wait for (Held.adopting)
+        self.released: List[str] = []  # waiting jobs now due (see dependents.py)
 
     def log(self, path, edit_changed: bool, retention_seconds: Optional[float],
             reported: Set[bytes]) -> None:
@@ -167,10 +199,11 @@ class ClaimEditor(RetiringEditor):
         self.drop_before = drop_before  # retention: finished jobs older than this go
         self.outcome = ClaimOutcome()
         self.held_seen = 0
+        self.dependents = Dependents(None if thorough else self.only)
 
     @property
     def done(self) -> bool:
-        if self.held_seen != len(self.held):
+        if self.held_seen != len(self.held) or self.dependents.owed:
             return False
         if self.thorough:
             return len(self.outcome.claimed) >= self.claim
@@ -179,6 +212,12 @@ class ClaimEditor(RetiringEditor):
 
     def __call__(self, line: bytes) -> Optional[bytes]:
         job_id = line_id(line)
+        if job_id in self.dependents.owed:
+            told = self.dependents.tell(job_id, line)
+            if told is not line:  # claimed (or moved, if cancelled) by a later rewrite
+                self.changed = True
+                self._look_again_from_here()
+                return told
         mine = self.held.get(job_id)
         if mine is None:
             if not self.thorough:
@@ -192,9 +231,12 @@ class ClaimEditor(RetiringEditor):
         self.held_seen += 1
         outcome = self.outcome
         if not same_job(line, mine.line()):
-            outcome.lost.append(job_id)
-            outcome.settled.add(job_id)
-            return line
+            adopted = mine.adopting(line)
+            if adopted is None:
+                outcome.lost.append(job_id)
+                outcome.settled.add(job_id)
+                return line
+            mine = outcome.adopted[job_id] = adopted
         self.changed = True
         if job_id in self.finished:
             outcome.settled.add(job_id)
@@ -203,8 +245,10 @@ class ClaimEditor(RetiringEditor):
             # line the next move appends (and skips). Moved now, a kill before the rename
             # would leave an archived result of a run the file never recorded, and the job,
             # run again, archived twice.
-            final = self.finished[job_id]
+            final = mine.final_line(self.finished[job_id])
             peek = peek_status_and_run_at(final)
+            if peek is not None and peek[0] != PENDING_WORD:
+                self.dependents.ended(mine.original, _STATUS_OF[peek[0]])
             if peek is not None and peek[0] in RETAINED_WORDS:
                 outcome.recorded.add(final)
                 self._look_again_from_here()
@@ -230,6 +274,8 @@ class ClaimEditor(RetiringEditor):
             return self._claim(job_id, line) if claiming else line  # parses it to report it
         status, run_at, created_at = peek
         if status in CLAIMABLE_WORDS:
+            if status == PENDING_WORD and peek_waiting(line):
+                return line  # told when the jobs it waits for end (see dependents.py)
             choice = peek_choice(line)
             if choice is None:  # only a full parse can tell its type or queue
                 return self._claim(job_id, line) if claiming else line
@@ -281,6 +327,8 @@ class ClaimEditor(RetiringEditor):
             self.outcome.corrupt.append((line, str(error)))
             return line
         options = decode_options(job.options)
+        if job.status == PENDING and is_waiting(options):
+            return line
         queue, priority = queue_and_priority(options)
         if not self.scope.takes(job.type, queue):
             return self._passed_over(line, job.status.encode(), job.run_at, job.type, queue)
@@ -304,6 +352,7 @@ class ClaimEditor(RetiringEditor):
                 if failed is not None:
                     failed = failed.evolve(options=without_worker(failed.options))
                     self.outcome.abandoned.append(failed)
+                    self.dependents.ended(failed, FAILED)
                     return failed.to_line()
                 self.outcome.retaken.append(job)
             job = job.evolve(options=without_worker(job.options))

@@ -7,7 +7,7 @@ import os
 from typing import Any, Callable, Optional
 
 from ..errors import CorruptLineError
-from ..model.job import Job, parse_line
+from ..model.job import Job, line_id, parse_line
 from .table import Editor
 
 DROP = object()  # what an EachJob change returns to remove the job
@@ -16,28 +16,46 @@ DROP = object()  # what an EachJob change returns to remove the job
 class EachJob(Editor):
     """The rewrite behind cancel, retry and purge: ``change(job)`` returns the job's new
     version, DROP, or None to leave it. Corrupt lines are left alone. With ``only_id``,
-    only that job is looked at, and the rest is copied once it is found."""
+    only that job is looked at, and the rest is copied once it is found and the jobs
+    waiting for a job it ended are told (see dependents.py)."""
 
     def __init__(self, change: Callable[[Job], Any], only_id: Optional[str] = None) -> None:
         self.change = change
         self.prefix = None if only_id is None else only_id.encode() + b"\t"
         self.count = 0
+        self.found = False
+        self.dependents = None  # made for the first job changed that others may wait for
+
+    @property
+    def done(self) -> bool:
+        return self.found and not (self.dependents and self.dependents.owed)
 
     def __call__(self, line: bytes) -> Optional[bytes]:
+        if self.dependents is not None and self.dependents.owed:
+            job_id = line_id(line)
+            if job_id in self.dependents.owed:
+                told = self.dependents.tell(job_id, line)
+                self.changed = self.changed or told is not line
+                return told
         if self.prefix is not None and not line.startswith(self.prefix):
             return line
         try:
-            new = self.change(parse_line(line))
+            job = parse_line(line)
+            new = self.change(job)
         except CorruptLineError:
             return line
         if self.prefix is not None:
-            self.done = True
+            self.found = True
         if new is None:
             return line
         self.count += 1
         self.changed = True
+        if '"then"' in job.options:  # jobs wait for it: tell them if this ends it
+            if self.dependents is None:
+                from .dependents import Dependents  # here: most processes never need it
+                self.dependents = Dependents()
+            self.dependents.changed(job, None if new is DROP else new)
         return None if new is DROP else new.to_line()
-
 
 
 def purge_archives(queue, change: Callable) -> int:

@@ -46,13 +46,15 @@ class Exchange(NamedTuple):
     """What one ``RunStorage.exchange`` did, for the run to apply to the jobs it holds:
     ``claimed`` (the new jobs, and ``order``, the order to run them in), ``settled`` (final
     state written, put back, or taken by another worker: no longer held), ``renewed`` (held,
-    with the lease ``lease_until``)."""
+    with the lease ``lease_until``), ``adopted`` (held jobs that jobs enqueued since now wait
+    for: the run holds these versions from now on)."""
 
     claimed: Dict[bytes, Held]
     order: List[bytes]
     settled: Set[bytes]
     renewed: Set[bytes]
     lease_until: float
+    adopted: Dict[bytes, Held]
 
 
 class RunStorage:
@@ -174,6 +176,8 @@ class RunStorage:
         if edit is None:
             return None
         outcome = edit.outcome
+        if edit.dependents.told:
+            remembered = None  # jobs it released are due, and no look has seen them
         if remembered is not None and (outcome.claimed if claim else self.remembered):
             self.remembered = self._remember(remembered, edit, finished)
         if edit.changed:
@@ -190,7 +194,7 @@ class RunStorage:
         self.slot_of.update(outcome.slots)
         self.release_slots(outcome.settled)
         exchange = Exchange(outcome.claimed, order, outcome.settled, outcome.renewed,
-                            edit.lease_until)
+                            edit.lease_until, outcome.adopted)
         apply(exchange)
         if edit.bookmark is not None or edit.changed:
             # After the run knows the jobs claimed (a Ctrl-C from here on lets it put them
@@ -201,6 +205,9 @@ class RunStorage:
                 old.close()
         outcome.dropped, outcome.archived = edit.dropped, edit.archived
         outcome.log(queue.path, edit.changed, retention, self.reported)
+        for job_id in edit.dependents.unpaid():
+            logger.warning("job %s, told that a job it waits for ended, is not in %s (deleted?)",
+                           job_id, queue.path)
         self._log_passed_over(outcome)
         return exchange
 

@@ -70,6 +70,11 @@ class Editor:
     def abandon(self) -> None:
         """Called when this editor's rewrite will not be renamed into place."""
 
+    def tail(self) -> bytes:
+        """Called once, with the lock held, after the last line: lines to add at the end of
+        the new file (a job enqueued by the rewrite itself, see dependents.py)."""
+        return b""
+
 
 def same_file(fd: int, current: os.stat_result) -> bool:
     """Whether ``current`` describes the file open at ``fd``. Comparing inode numbers is
@@ -137,7 +142,7 @@ def edit_only_lines(source, out, edit: Editor, limit: Optional[int]) -> int:
     # One width for every id (the usual case): a line's first bytes are enough to pass it
     # over (an id has no tab, so a shorter one never matches); a longer id sharing them is
     # shown to the editor, which judges it by its whole id.
-    width = widths.pop() if len(widths) == 1 else None
+    width = next(iter(widths)) if len(widths) == 1 else None
     consumed, written, carry = 0, out.tell(), b""
     while not edit.done:
         budget = None if limit is None else limit - consumed - len(carry)
@@ -154,17 +159,19 @@ def edit_only_lines(source, out, edit: Editor, limit: Optional[int]) -> int:
         pieces.pop()  # after the last newline
         # The lines to show the editor, found in comprehensions, and where each one ends
         # (its newline included), in C: the loop below runs once per line shown.
-        shown = ([number for number, piece in enumerate(pieces) if piece[:width] in only]
-                 if width else
-                 [number for number, piece in enumerate(pieces) if piece[:piece.find(b"\t")] in only])
+        shown = _shown(pieces, only, width, 0)
         ends = list(itertools.accumulate(map(len, pieces))) if shown else ()
         run = 0  # where the run of lines not written yet starts in data
         offset = end
-        for number in shown:
+        index = 0
+        while index < len(shown):
+            number = shown[index]
+            index += 1
             start = (ends[number - 1] + number) if number else 0
             after = ends[number] + number + 1
             written += out.write(data[run:start])
             edit.position = written
+            seen = len(only)
             new = edit(data[start:after])
             if new is not None:
                 written += out.write(new)
@@ -172,12 +179,25 @@ def edit_only_lines(source, out, edit: Editor, limit: Optional[int]) -> int:
             if edit.done:
                 offset = after
                 break
+            if len(only) != seen:  # the editor asked to see more lines (dependents.py)
+                widths.update(len(job_id) for job_id in only)
+                width = next(iter(widths)) if len(widths) == 1 else None
+                shown, index = _shown(pieces, only, width, number + 1), 0
         out.write(data[run:offset])
         written += offset - run
         consumed += offset
         carry = data[offset:]  # what follows the last line looked at (all of it, when done)
     return consumed + copy_verbatim(source, out, carry, None if limit is None else limit - consumed,
                                     edit.ends_torn_line)
+
+
+def _shown(pieces, only: Set[bytes], width: Optional[int], first: int):
+    """The numbers of the lines among ``pieces`` from ``first`` on whose id is in ``only``
+    (found by their first ``width`` bytes when every id has that width)."""
+    rest = enumerate(pieces[first:] if first else pieces, first)
+    if width:
+        return [number for number, piece in rest if piece[:width] in only]
+    return [number for number, piece in rest if piece[:piece.find(b"\t")] in only]
 
 
 def copy_verbatim(source, out, data: bytes, budget: Optional[int], end_torn: bool = True) -> int:
@@ -462,12 +482,16 @@ class Table:
         the file ``source`` (``before`` its stat) and nothing was renamed."""
         # The table's own flock: no writer of this queue appends to it or renames it now.
         flock(source.fileno())
+        tail = None
         try:
             while True:
                 if not is_at(self._file, before):
                     return False
                 source.seek(consumed)
                 consumed += edit_lines(source, out, edit, None)
+                if tail is None:
+                    tail = edit.tail()
+                    out.write(tail)
                 out.flush()
                 keep_mode_and_owner(out.fileno(), before, self._file, source.fileno())
                 os.fsync(out.fileno())

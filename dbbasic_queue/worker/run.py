@@ -386,7 +386,8 @@ class WorkerRun:
                 self.held.pop(job_id, None)
                 self.finished.pop(job_id, None)
             for job_id in exchange.renewed:
-                self.held[job_id] = self.held[job_id].renewed(exchange.lease_until)
+                held = exchange.adopted.get(job_id) or self.held[job_id]
+                self.held[job_id] = held.renewed(exchange.lease_until)
             self.held.update(exchange.claimed)
             self.to_run.extend(exchange.order)
             if release:
