@@ -115,6 +115,43 @@ class LimitedOurs(Ours):
                            concurrency_limit=2)
 
 
+class BatchedOurs(Ours):
+    """The jobs enqueued are one batch, with an on_complete job (written by ``flush``); the
+    worker runs them and then the callback."""
+
+    def __init__(self, durable=False):
+        super().__init__(durable)
+        self.batch = self.queue.batch(on_complete=("album_ready", {"album": 1}))
+
+    def enqueue(self):
+        self.batch.enqueue("send_email", PAYLOAD)
+
+    def flush(self):
+        self.batch.write()
+
+    def process(self):
+        ran = self.queue.process_jobs({"send_email": noop, "album_ready": noop})
+        return ran - 1  # the callback, counted apart: the benchmark checks the jobs it ran
+
+
+class ChainedOurs(Ours):
+    """The jobs enqueued are chains of 3 (each written by one chain() call)."""
+
+    def __init__(self, durable=False):
+        super().__init__(durable)
+        self.steps = []
+
+    def enqueue(self):
+        self.steps.append(("send_email", PAYLOAD))
+        if len(self.steps) == 3:
+            self.flush()
+
+    def flush(self):
+        if self.steps:
+            self.queue.chain(*self.steps)
+        self.steps = []
+
+
 class OnRedis:
     """Our RQ backend, on the redis-server this benchmark started (one queue per directory)."""
 
@@ -192,6 +229,7 @@ SUBJECTS = {
     "v1": lambda: Original(), "huey": lambda: Huey(), "huey-nofsync": lambda: Huey(durable=False),
     "rq": lambda: OnRedis(), "ours-queues": lambda: OursWithQueues(),
     "ours-limited": lambda: LimitedOurs(), "litequeue": lambda: LiteQueuePeer(),
+    "ours-batch": lambda: BatchedOurs(), "ours-chains": lambda: ChainedOurs(),
 }
 FAST_PREFILL = {"ours-durable": "ours", "huey": "huey-nofsync"}  # same file, faster writer
 
@@ -203,6 +241,8 @@ def child(measure, subject, arg, extra):
         make = SUBJECTS[FAST_PREFILL.get(subject, subject)]()
         for _ in range(int(arg)):
             make.enqueue()
+        if hasattr(make, "flush"):  # a batch, a chain: written whole
+            make.flush()
         return {}
     if measure == "enqueue":
         return latencies(SUBJECTS[subject]().enqueue, int(arg))
@@ -227,6 +267,8 @@ def child(measure, subject, arg, extra):
         return unique_enqueues(int(arg))
     if measure == "enqueue-many":
         return enqueue_many(int(arg))
+    if measure == "enqueue-batch":
+        return enqueue_many(int(arg), as_batch=True)
     if measure == "durable-vs-floor":
         return durable_versus_floor(int(arg))
     if measure == "loop-worker":
@@ -249,9 +291,10 @@ def child(measure, subject, arg, extra):
     raise SystemExit(f"unknown measure {measure!r}")
 
 
-def enqueue_many(jobs, rounds=5):
-    """Ours: the median time of one enqueue_many of ``jobs`` jobs, in a file that holds the
-    earlier rounds' jobs."""
+def enqueue_many(jobs, rounds=5, as_batch=False):
+    """Ours: the median time of one enqueue_many of ``jobs`` jobs (or, ``as_batch``, of a
+    batch of them with an on_complete job, from its making to its write), in a file that
+    holds the earlier rounds' jobs."""
     import statistics
     from dbbasic_queue import Queue
     queue = Queue("data/queue.tsv")
@@ -260,7 +303,12 @@ def enqueue_many(jobs, rounds=5):
     times = []
     for _ in range(rounds):
         before = time.perf_counter()
-        queue.enqueue_many(batch)
+        if as_batch:
+            with queue.batch(on_complete=("album_ready", {"album": 1})) as written:
+                for job_type, payload in batch:
+                    written.enqueue(job_type, payload)
+        else:
+            queue.enqueue_many(batch)
         times.append(time.perf_counter() - before)
     return {"seconds": statistics.median(times)}
 
@@ -971,6 +1019,16 @@ def measure_main(runner, sizes, log, figures):
     log(f"enqueue_many of {sizes['bulk']:,} jobs")
     figures["enqueue-many"] = runner.run("enqueue-many", "ours", sizes["bulk"],
                                          cwd=runner.fresh_dir())
+    log(f"a batch of {sizes['bulk']:,} jobs: its enqueue, and its run against plain jobs'")
+    figures["enqueue-batch"] = runner.run("enqueue-batch", "ours", sizes["bulk"],
+                                          cwd=runner.fresh_dir())
+    for subject in ("ours", "ours-batch"):
+        figures[("workflow", subject)] = runner.process(subject, sizes["bulk"],
+                                                        sizes["repeats"])
+    chained = 3 * (sizes["bulk"] // 10)
+    log(f"{chained // 3:,} chains of 3 against {chained:,} plain jobs")
+    for subject in ("ours", "ours-chains"):
+        figures[("chains", subject)] = runner.process(subject, chained, sizes["repeats"])
     log("enqueue and process with queues, priorities and paused types")
     figures[("enqueue", "ours-queues", 0)] = runner.enqueue("ours-queues", 0, sizes["samples"],
                                                             sizes["repeats"])
@@ -1113,6 +1171,19 @@ def table(figures, sizes):
     rows.append(f"| enqueue_many of {sizes['bulk']:,} jobs, ms (one enqueue each, at the p50: "
                 f"{single * sizes['bulk'] / 1000:.0f} ms) | {bulk * 1000:.1f} "
                 f"({bulk / sizes['bulk'] * 1e6:.1f} µs/job) | — | — | — | — | — |")
+    if "enqueue-batch" in figures:
+        jobs, chained = sizes["bulk"], 3 * (sizes["bulk"] // 10)
+        batch = figures["enqueue-batch"]["seconds"]
+        rows.append(f"| a batch of {jobs:,} jobs with an on_complete job, enqueue ms "
+                    f"(enqueue_many: {bulk * 1000:.1f}) | {batch * 1000:.1f} | — | — | — | — | — |")
+        plain, batched = (figures[("workflow", name)]["seconds"] / jobs * 1e6
+                          for name in ("ours", "ours-batch"))
+        rows.append(f"| a batch of {jobs:,} and its callback run, µs/job (plain jobs: "
+                    f"{plain:.1f}, {batched / plain:.2f}x) | {batched:.1f} | — | — | — | — | — |")
+        plain, chains = (figures[("chains", name)]["seconds"] / chained * 1e6
+                         for name in ("ours", "ours-chains"))
+        rows.append(f"| {chained // 3:,} chains of 3 run, µs/job (plain jobs: {plain:.1f}, "
+                    f"{chains / plain:.2f}x) | {chains:.1f} | — | — | — | — | — |")
     queued = figures[("enqueue", "ours-queues", 0)]
     rows.append(f"| enqueue p50 / p99 µs with queue= and priority=, 0 jobs in file | "
                 f"{cell(queued['p50_us'])} / {cell(queued['p99_us'])} | — | — | — | — | — |")

@@ -241,12 +241,26 @@ class Queue:
         """Write a batch's jobs, ``(id, job_type, payload, run_at, options)``, each telling
         ``callback_id``, and its ``on_complete`` job (see Batch)."""
         now = self.clock()
-        then = [callback_id] if callback_id is not None else None
-        lines = []
+        created, due_now = int(now), checked_run_at(None, now)
+        links = {"then": [callback_id] if callback_id is not None else None}
+        lines: List[bytes] = []
+        made: Dict[str, str] = {}  # a member's options field -> with its then: made once
+        kinds: Dict[Any, Tuple[str, str]] = {}  # (type, options) -> checked type, field
         for number, (job_id, job_type, payload, run_at, options) in enumerate(members):
             try:
-                lines.append(self._new_line(job_id, job_type, payload, run_at, now, options,
-                                            {"then": then}))
+                try:
+                    key = (job_type, tuple(options.items()))
+                    kind = kinds.get(key)
+                except TypeError:  # an unhashable value: checked below, and refused there
+                    key, kind = None, None
+                if kind is None:
+                    kind = (checked_job_type(job_type),
+                            self._linked_options(job_type, options, links, made))
+                    if key is not None:
+                        kinds[key] = kind
+                lines.append(job_line(job_id, kind[0], payload_json(payload), PENDING, created,
+                                      due_now if run_at is None else checked_run_at(run_at, now),
+                                      0, "", "", kind[1]))
             except (TypeError, ValueError) as error:
                 raise type(error)(f"job {number} of the batch: {error}") from None
         if callback_id is not None:
@@ -265,14 +279,26 @@ class Queue:
                   links) -> bytes:
         """A new pending job's line, its options checked, with ``links`` (see
         model/dependencies.py)."""
+        return job_line(job_id, checked_job_type(job_type), payload_json(payload), PENDING,
+                        int(now), checked_run_at(run_at, now), 0, "", "",
+                        self._linked_options(job_type, options, links))
+
+    def _linked_options(self, job_type, options, links,
+                        made: Optional[Dict[str, str]] = None) -> str:
+        """A new job's options field (checked) with ``links``; ``made`` keeps the fields
+        made with the same links, by the field without them."""
         if "unique_key" in options or "depends_on" in options:
             raise TypeError("jobs of a chain or batch take no unique_key or depends_on")
         text = self._options_text(job_type, **options)
-        if any(links.values()):
+        if not any(links.values()):
+            return text
+        known = None if made is None else made.get(text)
+        if known is None:
             from .model.dependencies import linked
-            text = linked(text, **links)
-        return job_line(job_id, checked_job_type(job_type), payload_json(payload), PENDING,
-                        int(now), checked_run_at(run_at, now), 0, "", "", text)
+            known = linked(text, **links)
+            if made is not None:
+                made[text] = known
+        return known
 
     def enqueue_after(self, register_callback: Callable[[Callable[[], Any]], Any],
                       job_type: str, payload: dict, run_at: Optional[float] = None,

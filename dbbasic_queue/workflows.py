@@ -41,7 +41,8 @@ class Batch:
         if self.written:
             raise RuntimeError("this batch is written already: start a new one")
         job_id = new_job_id()
-        self.members.append((job_id, job_type, payload, run_at, {**self.options, **options}))
+        self.members.append((job_id, job_type, payload, run_at,
+                             {**self.options, **options} if options else self.options))
         return job_id
 
     def write(self) -> None:

@@ -56,7 +56,9 @@ def test_the_quick_benchmark_completes_and_prints_every_table_with_every_peer():
     for expected in ("enqueue p50 µs, 0 jobs in file", "enqueue p50 µs with fsync, 0 jobs in file",
                      "processing µs/job, 1,000 jobs", "worker peak RSS MB, 1,000 jobs",
                      "enqueue p99 µs while a worker runs 1,000 jobs",
-                     "pickup ms, enqueue to handler start", "idle loop worker, % of a core"):
+                     "pickup ms, enqueue to handler start", "idle loop worker, % of a core",
+                     "a batch of 1,000 jobs with an on_complete job, enqueue ms",
+                     "a batch of 1,000 and its callback run, µs/job", "100 chains of 3 run, µs/job"):
         assert any(figure.startswith(expected) for figure in figures), expected
     for row in main[1:]:
         assert row[1] and row[1] != "—", row  # every row has our figure

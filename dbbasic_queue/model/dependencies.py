@@ -122,29 +122,38 @@ def notified(job: Job, ends: Iterable[Tuple[str, str]]) -> Job:
     hand meanwhile, or told already) is returned as it is."""
     if job.status != PENDING or not job.options:
         return job
-    options = dict(json.loads(job.options))
-    if not is_waiting(options):
+    options = json.loads(job.options)  # a fresh dict: changed here, then written once
+    if not isinstance(options, dict) or not is_waiting(options):
         return job
     ends = list(ends)
     counts = options.get(BATCH)
     if isinstance(counts, dict):
-        counts = dict(counts)
         for _, how in ends:
             name = how if how in BATCH_COUNTS else CANCELLED
             counts[name] = counts.get(name, 0) + 1
         if sum(counts.get(name, 0) for name in BATCH_COUNTS) < counts.get("size", 0):
-            return job.evolve(options=linked(job.options, batch=counts))
+            return job.evolve(options=to_json(options))
+        del options[BATCH]
         payload = dict(json_value(job.payload))
         payload[BATCH] = {"id": job.id, **counts}
-        return job.evolve(payload=to_json(payload), options=linked(job.options, batch=None))
-    after = [job_id for job_id in options.get(AFTER) or () if job_id not in dict(ends)]
-    failed = [(job_id, how) for job_id, how in ends if how != COMPLETED
-              and job_id in (options.get(AFTER) or ())]
+        return job.evolve(payload=to_json(payload), options=_field(options))
+    waiting = options.get(AFTER) or []
+    told = dict(ends)
+    failed = [(job_id, how) for job_id, how in ends if how != COMPLETED and job_id in waiting]
     if failed and not options.get(ALLOW_FAILURE):
-        job_id, how = failed[0]
-        return job.evolve(status=CANCELLED, options=linked(job.options, after=None),
-                          error=dependency_error(job_id, how))
-    return job.evolve(options=linked(job.options, after=after or None))
+        options.pop(AFTER, None)
+        return job.evolve(status=CANCELLED, options=_field(options),
+                          error=dependency_error(*failed[0]))
+    after = [job_id for job_id in waiting if job_id not in told]
+    if after:
+        options[AFTER] = after
+    else:
+        options.pop(AFTER, None)
+    return job.evolve(options=_field(options))
+
+
+def _field(options: Dict[str, Any]) -> str:
+    return to_json(options) if options else ""
 
 
 def dependency_error(job_id: str, how: str) -> str:

@@ -132,7 +132,6 @@ class ClaimOutcome:
         self.starts: List[Tuple[str, float]] = []  # counted by rate limits
         self.slots: Dict[bytes, Any] = {}  # the slots taken for jobs claimed
         self.adopted: Dict[bytes, Held] = {}  # held jobs others now wait for (Held.adopting)
-        self.released: List[str] = []  # waiting jobs now due (see dependents.py)
 
     def log(self, path, edit_changed: bool, retention_seconds: Optional[float],
             reported: Set[bytes]) -> None:
@@ -200,24 +199,37 @@ class ClaimEditor(RetiringEditor):
         self.outcome = ClaimOutcome()
         self.held_seen = 0
         self.dependents = Dependents(None if thorough else self.only)
+        self.telling = False  # shown only the lines of jobs to tell (see __call__)
 
     @property
     def done(self) -> bool:
         if self.held_seen != len(self.held) or self.dependents.owed:
             return False
         if self.thorough:
-            return len(self.outcome.claimed) >= self.claim
+            return self.telling or len(self.outcome.claimed) >= self.claim
         return (self.chosen_seen == len(self.chosen)
                 and self.recorded_seen == len(self.recorded_ids))
 
     def __call__(self, line: bytes) -> Optional[bytes]:
+        new = self._decide(line)
+        if (self.dependents.owed and self.only is None and self.held_seen == len(self.held)
+                and len(self.outcome.claimed) >= self.claim):
+            # All it came for is done but jobs further down wait to be told: from here on
+            # the rewrite shows it only theirs (as a finished claim copies the rest).
+            self.only = self.dependents.only = set(self.dependents.owed)
+            self.telling = True
+        return new
+
+    def _decide(self, line: bytes) -> Optional[bytes]:
         job_id = line_id(line)
         if job_id in self.dependents.owed:
             told = self.dependents.tell(job_id, line)
-            if told is not line:  # claimed (or moved, if cancelled) by a later rewrite
+            if told is not line:
                 self.changed = True
                 self._look_again_from_here()
-                return told
+                if told.split(b"\t", 4)[3] != PENDING_WORD:
+                    return told  # cancelled: moved by a later rewrite, once the file holds it
+                line = told  # released, or waiting still: this rewrite may claim it
         mine = self.held.get(job_id)
         if mine is None:
             if not self.thorough:

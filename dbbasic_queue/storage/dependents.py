@@ -18,8 +18,7 @@ import logging
 from typing import Callable, Dict, List, Optional, Set, Tuple
 
 from ..errors import CorruptLineError
-from ..model.dependencies import (AFTER, dependency_error, ended, linked, may_tell, notified,
-                                  then_of)
+from ..model.dependencies import dependency_error, ended, linked, may_tell, notified, then_of
 from ..model.job import ACTIVE, CANCELLED, COMPLETED, Job, line_id, parse_line
 from ..model.options import decode_options
 from .table import Editor
@@ -36,7 +35,6 @@ class Dependents:
         self.owed: Dict[bytes, List[Tuple[str, str]]] = {}
         self.only = only
         self.told = 0  # waiting jobs changed
-        self.released: List[str] = []  # waiting jobs now due
 
     def ended(self, job: Job, how: str) -> None:
         """``job`` (its line as the file held it, or its final version) ends ``how``."""
@@ -78,8 +76,6 @@ class Dependents:
         if new.status == CANCELLED:
             logger.info("job %s %s: %s", new.id, new.type, new.error)
             self.ended(new, CANCELLED)
-        elif AFTER not in decode_options(new.options) and new.options != job.options:
-            self.released.append(new.id)
         return new.to_line()
 
     def unpaid(self) -> List[str]:

@@ -129,6 +129,10 @@ def edit_lines(source, out, edit: Editor, limit: Optional[int]) -> int:
             if new is not None:
                 written += out.write(new)
             done = edit.done
+            if edit.only is not None and not done:  # from here on it sees only these lines
+                consumed += size
+                return consumed + edit_only_lines(source, out, edit, None if limit is None
+                                                  else limit - consumed)
         consumed += size
     return consumed
 
