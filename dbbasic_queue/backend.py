@@ -29,6 +29,8 @@ PERIODIC = "periodic"  # @queue.periodic(...): schedules fired exactly once per 
 QUEUES = "queues"  # named queues, priorities and pauses (enqueue(queue=, priority=), pause())
 WORKERS = "workers"  # workers(): who works the queue, when each was last seen, its counts
 WORKFLOWS = "workflows"  # enqueue(depends_on=...), chain(...), batch(on_complete=...)
+JOB_CONTROL = "job_control"  # current_job().progress(...), stop(id), job_info()'s progress
+DEFAULT_STOP_GRACE = 10.0  # seconds a handler asked to stop has before it is interrupted
 
 Handlers = Mapping[str, Callable[[dict], Any]]
 
@@ -71,6 +73,13 @@ class Backend(Protocol):
         None if there is no such job."""
 
     def cancel_job(self, job_id: str) -> bool: ...
+
+    def job_info(self, job_id: str) -> Optional[Dict[str, Any]]:
+        """The get_job keys, and options, waiting, progress and stop_requested (see
+        Queue.job_info), or None if there is no such job."""
+
+    def stop(self, job_id: str, by: Optional[str] = None) -> bool:
+        """Ask the worker running a job to stop it (JOB_CONTROL); True if asked."""
 
     def delete(self, job_id: str) -> bool:
         """Remove a job for good, whatever its status but processing; True if it is gone."""

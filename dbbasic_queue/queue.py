@@ -50,7 +50,7 @@ class Queue:
     capabilities = frozenset({backend.UNIQUE_KEYS, backend.LEASES, backend.RETRY_KEEPS_ATTEMPTS,
                               backend.WORKER_MAX_ATTEMPTS, backend.LISTING, backend.PURGE,
                               backend.RETRY, backend.FILE, backend.PERIODIC, backend.QUEUES,
-                              backend.WORKERS, backend.WORKFLOWS})
+                              backend.WORKERS, backend.WORKFLOWS, backend.JOB_CONTROL})
 
     def __init__(self, path=DEFAULT_PATH, *, durable: bool = False,
                  clock: Callable[[], float] = time.time,
@@ -410,6 +410,53 @@ class Queue:
             raise CorruptLineError(corrupt_message(path, number, error)) from None
         return {key: value for key, value in options.items() if key != WORKER_KEY}
 
+    def job_info(self, job_id: str) -> Optional[Dict[str, Any]]:
+        """Everything known of a job, as a dict, or None if there is no such job: the
+        get_job keys, and ``options`` (as job_options gives them), ``waiting`` (what a
+        pending job waits for, in words, or None: see docs/workflows.md), ``progress``
+        (a running job's latest report: done, from 0 to 1, note and at; or None) and
+        ``stop_requested`` (who asked a running job to stop, or None)."""
+        found = self._find(job_id)
+        if found is None:
+            return None
+        from .model.dependencies import waiting_for
+        job, number, path = found
+        try:
+            info, options = as_dict(job), decode_options(job.options)
+        except ValueError as error:
+            number = number or self.archive.line_number(path, job.to_line())
+            raise CorruptLineError(corrupt_message(path, number, error)) from None
+        token = options.pop(WORKER_KEY, None)
+        info.update(options=options, progress=None, stop_requested=None,
+                    waiting=waiting_for(options) if job.status == PENDING else None)
+        if job.status == PROCESSING and isinstance(token, str):
+            from .storage.notes import RunNotes
+            notes = RunNotes(self.path)
+            progress = notes.progress_of(token, job.id)
+            if progress is not None:
+                info["progress"] = progress._asdict()
+            info["stop_requested"] = notes.stop_request_for(token, job.id, job.attempts)
+        return info
+
+    def stop(self, job_id: str, by: Optional[str] = None) -> bool:
+        """Ask the worker running a job to stop it: its handler sees
+        ``current_job().stop_requested`` within a second, and one still running the
+        worker's ``stop_grace`` seconds later (10 by default) is interrupted; the job ends
+        ``cancelled``, its error ``Stopped by <by>`` (default: this process's user). True if
+        the job is processing and the request is recorded. A pending job is cancel_job's."""
+        from .storage.notes import RunNotes, StopRequest, checked_note
+        from .storage.liveness import is_token
+        by = checked_note(by if by is not None else _user(), "by") or "someone"
+        found = self._find(job_id)
+        if found is None or found[0].status != PROCESSING:
+            return False
+        token = decode_options(found[0].options).get(WORKER_KEY)
+        if not is_token(token):
+            return False  # a worker of another kind holds it (or a line edited by hand)
+        RunNotes(self.path).ask_stop(token, StopRequest(job_id, found[0].attempts, by,
+                                                        self.clock()))
+        return True
+
     def tracebacks(self, job_id: str) -> List[Dict[str, Any]]:
         """The tracebacks of a job's failed attempts kept in the last retention period,
         oldest first: dicts of attempt, failed_at, error, exception (its class path) and
@@ -569,14 +616,15 @@ class Queue:
         bounds = {name: options.pop(name) for name in ("max_jobs", "max_seconds") if name in options}
         defaults = dict(lease_seconds=DEFAULT_LEASE_SECONDS,
                         retention_seconds=DEFAULT_RETENTION_SECONDS, timeout=None, concurrency=1,
-                        queues=None)
+                        queues=None, stop_grace=backend.DEFAULT_STOP_GRACE)
         unknown = set(options) - set(defaults)
         if unknown:
             raise TypeError(f"unknown worker options: {', '.join(sorted(unknown))}")
         chosen = {**defaults, **options}
         from .worker.settings import Bounds, WorkerOptions
         WorkerOptions(handlers, max_attempts, chosen["lease_seconds"], chosen["retention_seconds"],
-                      chosen["timeout"], chosen["concurrency"], chosen["queues"])
+                      chosen["timeout"], chosen["concurrency"], chosen["queues"],
+                      chosen["stop_grace"])
         Bounds(bounds.get("max_jobs"), bounds.get("max_seconds"), self.monotonic)
 
     def process_jobs(self, handlers: Mapping[str, Callable[[dict], Any]],
@@ -585,7 +633,8 @@ class Queue:
                      max_jobs: Optional[int] = None, max_seconds: Optional[float] = None,
                      retention_seconds: Optional[float] = DEFAULT_RETENTION_SECONDS,
                      timeout: Optional[float] = None, concurrency: int = 1,
-                     queues: QueueChoice = None) -> int:
+                     queues: QueueChoice = None,
+                     stop_grace: float = backend.DEFAULT_STOP_GRACE) -> int:
         """Run the due jobs with ``handlers`` (job type -> callable taking the payload dict).
 
         It takes only jobs of the types it has handlers for (others stay pending for a
@@ -600,7 +649,8 @@ class Queue:
         keep them) are dropped from the lines the run rewrites anyway. A handler running
         longer than ``timeout`` seconds (or its job's own timeout) is stopped and counts as a
         failed attempt. ``concurrency`` runs up to that many handlers at once, in threads
-        (handlers must then be thread-safe). Returns how many jobs it ran.
+        (handlers must then be thread-safe). A handler asked to stop (``stop``) and still
+        running ``stop_grace`` seconds later is interrupted. Returns how many jobs it ran.
 
         Called from the main thread of a process whose SIGTERM has its default action, a
         SIGTERM lets the job in hand finish and puts the jobs claimed but not started back
@@ -610,7 +660,7 @@ class Queue:
         from .worker.run import WorkerRun
         from .worker.settings import Bounds, WorkerOptions
         options = WorkerOptions(handlers, max_attempts, lease_seconds, retention_seconds, timeout,
-                                concurrency, queues)
+                                concurrency, queues, stop_grace)
         bounds = Bounds(max_jobs, max_seconds, self.monotonic)
         with stop_on_sigterm() as stop:
             return WorkerRun(self, options, bounds, stop).run()
@@ -622,9 +672,10 @@ class Queue:
              retention_seconds: Optional[float] = DEFAULT_RETENTION_SECONDS,
              timeout: Optional[float] = None, concurrency: int = 1,
              stop: Optional[threading.Event] = None, handle_signals: bool = True,
-             queues: QueueChoice = None) -> int:
+             queues: QueueChoice = None,
+             stop_grace: float = backend.DEFAULT_STOP_GRACE) -> int:
         """Run jobs as they come, until stopped; returns how many ran. It takes what
-        process_jobs takes (``queues`` included).
+        process_jobs takes (``queues`` and ``stop_grace`` included).
 
         Between runs it watches the file's size and mtime (a cheap stat every 50 ms) and
         wakes for the next scheduled job, so a new job starts within about 50 ms and an idle
@@ -636,11 +687,21 @@ class Queue:
         from .worker.loop import stop_on_signals, work_loop
         from .worker.settings import Bounds, WorkerOptions
         options = WorkerOptions(handlers, max_attempts, lease_seconds, retention_seconds, timeout,
-                                concurrency, queues)
+                                concurrency, queues, stop_grace)
         bounds = Bounds(max_jobs, max_seconds, self.monotonic)
         stop = stop or threading.Event()
         with stop_on_signals(stop) if handle_signals else contextlib.nullcontext():
             return work_loop(self, options, bounds, stop)
+
+
+def _user() -> str:
+    """This process's user name, for a stop request's ``by``."""
+    import getpass
+    try:
+        return getpass.getuser()
+    except Exception:  # no name for this uid (a container): its number
+        import os
+        return f"uid {os.getuid()}"
 
 
 def _step(step, what: str) -> Tuple[str, dict, dict]:

@@ -26,13 +26,14 @@ from support import Children, FakeClock, wait_for
 
 # The fast core (``pytest -m "not slow"``, under 20 s) leaves out what starts processes,
 # servers, browsers or installs: these modules whole, and any test asking for a fixture that
-# starts something, or run on Redis.
+# starts something or waits on real time (a worker's keeper thread: ``real_queue``), or run
+# on Redis.
 SLOW_MODULES = {"test_bench", "test_install_kinds", "test_family_packages", "test_dashboard_browser",
                 "test_django_tasks", "test_processes", "test_readme", "test_published",
                 "test_concurrency", "test_faults_dashboard", "test_rq", "test_faults_rq",
                 "test_ctrl_c", "test_testing_helpers", "test_faults_cli", "test_faults_storage",
                 "test_faults_archive"}
-SLOW_FIXTURES = {"children", "redis_url", "spawn"}
+SLOW_FIXTURES = {"children", "redis_url", "spawn", "real_queue"}
 
 
 def pytest_collection_modifyitems(config, items):
@@ -83,6 +84,13 @@ def clock():
 def monotonic():
     """The monotonic clock of the ``queue`` fixture: a worker's max_seconds and result window."""
     return FakeClock(1000.0)
+
+
+@pytest.fixture
+def real_queue(tmp_path):
+    """A TSV queue on a fresh file and the real clocks, for tests that wait on a worker's
+    keeper thread, which ticks in real time (progress, stop requests)."""
+    return Queue(tmp_path / "data" / "queue.tsv")
 
 
 @pytest.fixture(params=["tsv"])

@@ -28,3 +28,19 @@ class Registry:
 
 
 registry = Registry()
+
+
+def report_until_stopped(payload):
+    """Report progress every 20 ms until asked to stop (or payload["steps"] steps)."""
+    from dbbasic_queue.worker.running import current_job
+    job = current_job()
+    steps = payload.get("steps", 3000)
+    for step in range(steps):
+        job.progress(step / steps, note=f"{step} of {steps}")
+        if job.stop_requested:
+            return {"stopped_at": step}
+        time.sleep(0.02)
+    return {"done": steps}
+
+
+stoppable = {"report_until_stopped": report_until_stopped}  # --handlers jobs_for_cli:stoppable

@@ -64,6 +64,17 @@ def runs(runs_log: Path) -> Counter[str]:
     return collections.Counter(text.split())
 
 
+def in_background(queue, handlers, **options):
+    """process_jobs in a daemon thread; returns the thread and a dict that gets its result
+    (``ran``) when it ends."""
+    import threading
+    outcome = {}
+    thread = threading.Thread(target=lambda: outcome.setdefault(
+        "ran", queue.process_jobs(handlers, **options)), daemon=True)
+    thread.start()
+    return thread, outcome
+
+
 # --- child processes ------------------------------------------------------------------------
 
 class Children:

@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 
 from dbbasic_queue import QueueError, Retry, UnsupportedError
-from dbbasic_queue.backend import (FILE, LEASES, LISTING, PERIODIC, PURGE, QUEUES, RETRY,
-                                   RETRY_KEEPS_ATTEMPTS, UNIQUE_KEYS, WORKER_MAX_ATTEMPTS,
+from dbbasic_queue.backend import (FILE, JOB_CONTROL, LEASES, LISTING, PERIODIC, PURGE, QUEUES,
+                                   RETRY, RETRY_KEEPS_ATTEMPTS, UNIQUE_KEYS, WORKER_MAX_ATTEMPTS,
                                    WORKERS, WORKFLOWS)
 from support import EMAIL, FAIL_ERROR, StartLine, fail, finish, kill, noop, runs, wait_for
 
 CAPABILITIES = {UNIQUE_KEYS, LEASES, RETRY_KEEPS_ATTEMPTS, WORKER_MAX_ATTEMPTS, LISTING, PURGE,
-                RETRY, FILE, PERIODIC, QUEUES, WORKERS, WORKFLOWS}
+                RETRY, FILE, PERIODIC, QUEUES, WORKERS, WORKFLOWS, JOB_CONTROL}
 JOB_KEYS = {"id", "type", "payload", "status", "created_at", "run_at", "attempts", "error",
             "result"}
 

@@ -16,6 +16,7 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -30,6 +31,7 @@ from dbbasic_queue.dashboard import DashboardApp, mount
 from dbbasic_queue.dashboard.security import load_credentials
 from dbbasic_queue.errors import CorruptLineError
 from dbbasic_queue.model.job import job_line, parse_line, peek_listing
+from support import in_background, wait_for
 
 EVIL_TYPE = "<script>document.title='pwned'</script>"
 EVIL_PAYLOAD = {"note": "<img src=x onerror=\"window.pwned=1\">", "q": "\"quoted\" & 'single'"}
@@ -232,6 +234,32 @@ def test_a_job_page_says_what_a_waiting_job_waits_for_and_a_batch_how_far_it_got
     assert "<dt>Waiting</dt><dd>for its batch: 1 of 2 finished (1 completed" in page
     queue.process_jobs({"resize_image": lambda payload: None})
     assert "<dt>Waiting</dt>" not in client.get("/jobs/" + batch.id).text
+
+
+def test_a_running_job_s_page_shows_its_progress_and_a_stop_button_that_stops_it(real_queue):
+    # Given a job whose handler reports progress until asked to stop
+    from dbbasic_queue.worker.running import current_job
+
+    def export(payload):
+        job = current_job()
+        while not job.stop_requested:
+            job.progress(0.25, note="a quarter")
+            stopped.wait(0.01)
+    stopped = threading.Event()
+    job_id = real_queue.enqueue("export", {})
+    thread, _ = in_background(real_queue, {"export": export})
+    client = Client(DashboardApp(real_queue))
+    # When the dashboard shows it while it runs
+    page = wait_for(lambda: (lambda text: text if "<dt>Progress</dt>" in text else None)(
+        client.get("/jobs/" + job_id).text), what="the progress on the job page")
+    # Then it shows how far it got, and a Stop button that stops it
+    assert '<progress max="1" value="0.25"></progress> 25%, a quarter, reported' in page
+    assert f'action="/jobs/{job_id}/stop"' in page
+    answer = client.post(f"/jobs/{job_id}/stop")
+    assert answer.status == 303 and "done=stop-asked" in answer.headers["Location"]
+    thread.join(30)
+    job = real_queue.get_job(job_id)
+    assert (job["status"], job["error"]) == ("cancelled", "Stopped by the dashboard")
 
 
 def test_failures_are_grouped_by_type_and_error_with_count_and_latest(queue, client, clock):

@@ -203,6 +203,12 @@ def cancel_command(queue, args) -> int:
                    "only pending jobs can be cancelled")
 
 
+def stop_command(queue, args) -> int:
+    return one_job(queue, args.id, lambda job_id: queue.stop(job_id, by=args.by),
+                   "asked to stop", "only a processing job can be stopped (cancel a pending "
+                                    "one)")
+
+
 def delete_command(queue, args) -> int:
     return one_job(queue, args.id, queue.delete, "deleted", "a processing job is its worker's: "
                    "wait for its result, or run-now --force it first")
@@ -305,6 +311,8 @@ def work_command(queue, args) -> int:
                                    timeout=args.timeout)
     if args.lease is not None:  # given: a backend without leases refuses it
         options["lease_seconds"] = args.lease
+    if args.stop_grace is not None:
+        options["stop_grace"] = args.stop_grace
     if args.retention is not None:
         options["retention_seconds"] = None if args.retention == NO_RETENTION else args.retention
     if args.concurrency != 1:  # given: a backend without threads refuses it
@@ -390,7 +398,7 @@ def _log_to_terminal(level: str) -> None:
 # dbbasic-queue's commands; COMMANDS, the name dbbasic-cli looks for, is its own (below).
 SUBCOMMANDS = {"stats": stats_command, "list": list_command, "show": show_command,
                "enqueue": enqueue_command, "cancel": cancel_command, "retry": retry_command,
-               "delete": delete_command,
+               "delete": delete_command, "stop": stop_command,
                "run-now": run_now_command, "purge": purge_command, "migrate": migrate_command,
                "work": work_command, "schedules": schedules_command, "dashboard": dashboard_command,
                "pause": pause_command, "resume": pause_command, "workers": workers_command,

@@ -279,6 +279,15 @@ def parser() -> argparse.ArgumentParser:
                      "Cancel a pending job; it stays in the file as cancelled.")
     cancel.add_argument("id", help=ID_HELP)
 
+    stop = command("stop", "ask the worker running a job to stop it",
+                   "Ask the worker running a job to stop it: its handler sees "
+                   "current_job().stop_requested within a second, and one still running the "
+                   "worker's --stop-grace later is interrupted; the job ends cancelled, its "
+                   "error 'Stopped by NAME'. A pending job is cancel's.")
+    stop.add_argument("id", help=ID_HELP)
+    stop.add_argument("--by", metavar="NAME", help="who asks, for the job's error (default: "
+                                                   "your user name)")
+
     delete = command("delete", "remove a job for good",
                      "Remove a job for good, from the queue file or its archive file, whatever "
                      "its status but processing (its worker holds it).")
@@ -355,6 +364,9 @@ def parser() -> argparse.ArgumentParser:
                            f"while the worker lives)")
     work.add_argument("--timeout", type=duration, metavar="DURATION",
                       help="stop a handler running longer (default: no limit)")
+    work.add_argument("--stop-grace", type=duration, metavar="DURATION",
+                      help="how long a handler asked to stop (dbbasic-queue stop) has before "
+                           "it is interrupted (default 10s)")
     work.add_argument("--concurrency", type=whole_number, default=1, metavar="N",
                       help="run up to N handlers at once, in threads (default 1)")
     work.add_argument("--retention", type=retention, metavar="DURATION",

@@ -17,7 +17,6 @@ from ..backend import FILE
 from .args import NotApplicable, UsageError
 from .handlers import load_handlers
 from .display import safe, safe_json, shorten, size, utc, when
-from ..model.dependencies import waiting_for
 from ..model.words import age
 from ..model.words import plural
 from ..model.job import STATUSES
@@ -189,17 +188,24 @@ def list_command(queue, args) -> int:
 
 
 def show_command(queue, args) -> int:
-    job = existing(queue, args.id)
-    options = queue.job_options(args.id) or {}
+    existing(queue, args.id)
+    job = queue.job_info(args.id)
+    options = job.pop("options")
     tracebacks = queue.tracebacks(args.id)
     if args.json:
         print(safe_json(dict(job, options=options, tracebacks=tracebacks), indent=2))
         return 0
     for key in ("id", "type", "status"):
         print(f"{key:<11} {safe(job[key])}")
-    waiting = waiting_for(options) if job["status"] == "pending" else None
-    if waiting is not None:  # the jobs it depends on, or its batch's progress
-        print(f"{'waiting':<11} {safe(waiting)}")
+    if job["waiting"] is not None:  # the jobs it depends on, or its batch's progress
+        print(f"{'waiting':<11} {safe(job['waiting'])}")
+    progress = job["progress"]
+    if progress is not None:
+        note = f", {progress['note']}" if progress["note"] else ""
+        print(f"{'progress':<11} {progress['done']:.0%}{safe(note)} "
+              f"({age(max(0.0, time.time() - progress['at']))} ago)")
+    if job["stop_requested"] is not None:
+        print(f"{'stop':<11} asked by {safe(job['stop_requested'])}")
     most = options.get("max_attempts")
     print(f"{'attempts':<11} {job['attempts']}" + (f" of {most}" if most else ""))
     for key in ("created_at", "run_at"):

@@ -1,4 +1,4 @@
-"""The actions: retry, cancel and run now on one job, retry all failed (of a type), purge,
+"""The actions: retry, cancel, stop and run now on one job, retry all failed (of a type), purge,
 pause and resume a queue or a job type.
 
 Each is a POST carrying the CSRF token, answered by a redirect (303) to a page whose
@@ -29,6 +29,9 @@ DONE = {"retried": "The job is pending again, due now.",
         "resumed": "Resumed: workers take its jobs again from their next claim.",
         "already": "Nothing changed: it was already so.",
         "deleted": "The job is deleted.",
+        "stop-asked": "Its worker is asked to stop it: its handler sees the request within a "
+                      "second, and is interrupted if it is still running after the worker's "
+                      "grace period. The job then ends cancelled.",
         "bulk-retry": "{n} of the selected jobs are pending again, due now (only failed or "
                       "cancelled ones can be retried).",
         "bulk-cancel": "{n} of the selected jobs are cancelled (only pending ones can be).",
@@ -39,13 +42,15 @@ PROBLEMS = {"not-retryable": "Only a failed or cancelled job can be retried; thi
                             "this one is neither (any more).",
             "not-deletable": "A processing job cannot be deleted: its worker holds it. Wait for "
                              "its result, or put it back first.",
+            "not-stoppable": "Only a processing job can be stopped; this one is not (any more).",
             "not-sure": "Tick the box to delete the job: it cannot be undone.",
             "none-selected": "Select the jobs first, with the boxes of their rows.",
             "unsupported": "This backend does not offer that action.",
             "bad-pause": "Only a queue name or a job type the file can hold can be paused."}
-JOB_PATH = re.compile(r"/jobs/([^/]+)(?:/(retry|cancel|run-now|delete))?")  # a job, or an action
+JOB_PATH = re.compile(r"/jobs/([^/]+)(?:/(retry|cancel|stop|run-now|delete))?")  # a job, or an action
 _JOB_VERBS = {"retry": ("retry", "retried", "not-retryable"),
               "cancel": ("cancel", "cancelled", "not-cancellable"),
+              "stop": ("stop", "stop-asked", "not-stoppable"),
               "run-now": ("run_now", "run-now", "not-runnable"),
               "delete": ("delete", "deleted", "not-deletable")}
 
@@ -118,6 +123,8 @@ def job_action(app: "DashboardApp", request: "Request", job_id: str, action: str
         changed = app.backend.retry_job(job_id)
     elif verb == "cancel":
         changed = app.backend.cancel_job(job_id)
+    elif verb == "stop":
+        changed = app.backend.stop(job_id, by="the dashboard")
     else:
         changed = app.backend.run_now(job_id, force=request.arg("force", request.form) == "yes")
     if changed:

@@ -16,7 +16,8 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 from urllib.parse import parse_qs
 
 from .. import __version__
-from ..backend import DEFAULT_MAX_ATTEMPTS, LISTING, PURGE, QUEUES, RETRY, WORKERS
+from ..backend import (DEFAULT_MAX_ATTEMPTS, JOB_CONTROL, LISTING, PURGE, QUEUES, RETRY,
+                       WORKERS)
 from ..errors import QueueError, UnsupportedError
 from ..metrics import prometheus_text
 from ..model.job import STATUSES
@@ -233,6 +234,10 @@ class DashboardApp:
                                                      url(request.base, "/jobs")), "404 Not Found")
         if self.reader is not None:
             shown = dict(shown, options=self.reader.options_of(job_id))
+        if JOB_CONTROL in getattr(self.backend, "capabilities", ()):
+            info = self.backend.job_info(job_id) or {}
+            shown = dict(shown, progress=info.get("progress"),
+                         stop_requested=info.get("stop_requested"))
         if callable(getattr(self.backend, "tracebacks", None)):
             try:
                 shown = dict(shown, tracebacks=self.backend.tracebacks(job_id))
@@ -303,6 +308,8 @@ def offered_verbs(backend, listing: bool) -> frozenset:
         verbs.add("run_now")
     if QUEUES in capabilities:
         verbs.add("pause")
+    if JOB_CONTROL in capabilities:
+        verbs.add("stop")
     return frozenset(verbs)
 
 

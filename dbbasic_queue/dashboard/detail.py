@@ -27,7 +27,7 @@ def job(view: View, shown: Dict[str, Any]) -> Page:
         ("Created", when(shown["created_at"], view.now)),
         (RUN_AT_MEANING.get(shown["status"], "Run at"), when(shown["run_at"], view.now)),
         ("Options", options_text(shown.get("options"))),
-    ) + waiting_row(shown))
+    ) + waiting_row(shown) + running_rows(view, shown))
     content = render(JOB, id=job_id, badge=badge(shown["status"]), facts=facts,
                      jobs=url(view.base, "/jobs"), actions=job_actions(view, shown),
                      payload=pretty_json(shown["payload"]),
@@ -53,6 +53,21 @@ def waiting_row(shown: Dict[str, Any]):
     the jobs it depends on, or its batch's progress; none for any other job."""
     waiting = waiting_for(shown.get("options") or {}) if shown["status"] == "pending" else None
     return () if waiting is None else (("Waiting", waiting),)
+
+
+def running_rows(view: View, shown: Dict[str, Any]):
+    """The "Progress" and "Stop asked by" facts of a running job, where known."""
+    rows = []
+    progress = shown.get("progress")
+    if progress:
+        note = f", {progress['note']}" if progress.get("note") else ""
+        rows.append(("Progress", render(
+            '<progress max="1" value="{done}"></progress> {text}, reported {at}',
+            done=f"{progress['done']:.4g}", text=f"{progress['done']:.0%}{note}",
+            at=when(progress["at"], view.now))))
+    if shown.get("stop_requested"):
+        rows.append(("Stop asked by", shown["stop_requested"]))
+    return tuple(rows)
 
 
 def options_text(options: Optional[Dict[str, Any]]) -> Markup:
@@ -102,6 +117,8 @@ def job_actions(view: View, shown: Dict[str, Any]) -> Markup:
         buttons.append(action_form(view, f"/jobs/{job_id}/run-now", "Run now"))
     if status == "pending" and view.can("cancel"):
         buttons.append(action_form(view, f"/jobs/{job_id}/cancel", "Cancel", css="button danger"))
+    if status == "processing" and view.can("stop") and not shown.get("stop_requested"):
+        buttons.append(action_form(view, f"/jobs/{job_id}/stop", "Stop", css="button danger"))
     if status == "processing" and view.can("run_now"):
         buttons.append(render('<a class="button danger" href="{href}">Put back now&hellip;</a>',
                               href=url(view.base, f"/jobs/{job_id}/run-now")))

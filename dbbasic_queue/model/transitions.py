@@ -86,6 +86,13 @@ def fail(job: Job, error: str, now: float, started_at: float, max_attempts: int,
     return job.evolve(status=PENDING, attempts=attempt, run_at=retry_at, error=error)
 
 
+def stopped(job: Job, started_at: float, by: str, result: str = "") -> Job:
+    """``job`` (as it was before its claim) after its handler ended because ``by`` asked it
+    to stop (``Queue.stop``): cancelled, the attempt counted, the result kept if it gave one."""
+    return job.evolve(status=CANCELLED, attempts=job.attempts + 1, run_at=int(started_at),
+                      error=f"Stopped by {by}", result=result)
+
+
 def reschedule(job: Job, run_at: int) -> Job:
     """``job`` (as it was before its claim) after its handler asked to run again at
     ``run_at`` (``Retry``): pending, and the attempt is not counted."""

@@ -246,6 +246,22 @@ class RQQueue:
             job = self._fetch(job_id)
             return None if job is None else read_options(job)
 
+    def job_info(self, job_id: str) -> Optional[Dict[str, Any]]:
+        """As Queue.job_info, without progress or stop requests (None: see stop)."""
+        job = self.get_job(job_id)
+        if job is None:
+            return None
+        return dict(job, options=self.job_options(job_id) or {}, waiting=None, progress=None,
+                    stop_requested=None)
+
+    def stop(self, job_id: str, by: Optional[str] = None) -> bool:
+        """Refused (UnsupportedError): RQ's stop command kills the work horse, which our
+        jobs' outcome cannot yet tell from a crash; stop a job on the TSV queue."""
+        backend.require(self, backend.JOB_CONTROL, "stopping a running job (stop)",
+                        "RQ's own `rq` stop command kills its work horse; on the TSV queue, "
+                        "Queue.stop asks the handler first")
+        return False
+
     def cancel_job(self, job_id: str) -> bool:
         """As Queue.cancel_job: only a pending job is cancelled."""
         with self._reaching():
@@ -407,11 +423,12 @@ class RQQueue:
                      max_attempts: int = DEFAULT_MAX_ATTEMPTS, *, max_jobs=None, max_seconds=None,
                      lease_seconds: float = DEFAULT_LEASE_SECONDS,
                      retention_seconds: Optional[float] = DEFAULT_RETENTION_SECONDS,
-                     timeout: Optional[float] = None, concurrency: int = 1, queues=None) -> None:
+                     timeout: Optional[float] = None, concurrency: int = 1, queues=None,
+                     stop_grace: float = backend.DEFAULT_STOP_GRACE) -> None:
         """Raise as process_jobs and work would for these settings, touching nothing."""
         check_attempts("max_attempts", max_attempts)
         refuse_options(self.describe(), lease_seconds, retention_seconds, concurrency,
-                       queues=queues)
+                       queues=queues, stop_grace=stop_grace)
         Bounds(max_jobs, max_seconds)
         if schedules_of(handlers):
             backend.require(self, backend.PERIODIC, "@periodic (periodic jobs)", WITHOUT_PERIODIC)
@@ -421,7 +438,8 @@ class RQQueue:
                      lease_seconds: float = DEFAULT_LEASE_SECONDS,
                      max_jobs: Optional[int] = None, max_seconds: Optional[float] = None,
                      retention_seconds: Optional[float] = DEFAULT_RETENTION_SECONDS,
-                     timeout: Optional[float] = None, concurrency: int = 1, queues=None) -> int:
+                     timeout: Optional[float] = None, concurrency: int = 1, queues=None,
+                     stop_grace: float = backend.DEFAULT_STOP_GRACE) -> int:
         """Run the due jobs as RQ's burst worker (with its scheduler), as cron would; returns
         how many ran. ``max_jobs``, ``max_seconds`` (the job in hand finishes) and ``timeout``
         (for jobs without their own, rounded up to whole seconds) are honoured;
@@ -431,7 +449,7 @@ class RQQueue:
         weights, raises UnsupportedError."""
         check_attempts("max_attempts", max_attempts)
         refuse_options(self.describe(), lease_seconds, retention_seconds, concurrency,
-                       queues=queues)
+                       queues=queues, stop_grace=stop_grace)
         return self._work(handlers, True, max_jobs, max_seconds, timeout, queues)
 
     def work(self, handlers: Mapping[str, Callable[[dict], Any]],
@@ -440,13 +458,14 @@ class RQQueue:
              max_jobs: Optional[int] = None, max_seconds: Optional[float] = None,
              retention_seconds: Optional[float] = DEFAULT_RETENTION_SECONDS,
              timeout: Optional[float] = None, concurrency: int = 1, stop=None,
-             handle_signals: bool = True, queues=None) -> int:
+             handle_signals: bool = True, queues=None,
+             stop_grace: float = backend.DEFAULT_STOP_GRACE) -> int:
         """Run jobs as they come: a long-running RQ worker with its scheduler, options as
         process_jobs. SIGTERM lets the job in hand finish (RQ's warm shutdown); ``stop`` and
         ``handle_signals`` are not supported."""
         check_attempts("max_attempts", max_attempts)
         refuse_options(self.describe(), lease_seconds, retention_seconds, concurrency, stop,
-                       handle_signals, queues)
+                       handle_signals, queues, stop_grace)
         return self._work(handlers, False, max_jobs, max_seconds, timeout, queues)
 
     def _work(self, handlers, burst: bool, max_jobs, max_seconds, timeout,

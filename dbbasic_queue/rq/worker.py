@@ -18,7 +18,8 @@ from rq.scheduler import RQScheduler
 from rq.timeouts import JobTimeoutException
 
 from .. import hooks
-from ..backend import DEFAULT_LEASE_SECONDS, DEFAULT_MAX_ATTEMPTS, DEFAULT_RETENTION_SECONDS
+from ..backend import (DEFAULT_LEASE_SECONDS, DEFAULT_MAX_ATTEMPTS, DEFAULT_RETENTION_SECONDS,
+                       DEFAULT_STOP_GRACE)
 from ..model.checks import check_handlers, check_number
 from ..errors import UnsupportedError
 from ..model.job import error_text
@@ -97,7 +98,8 @@ def event(step: str, job: RunningJob, payload, **details) -> hooks.JobEvent:
 
 
 def refuse_options(where: str, lease_seconds, retention_seconds, concurrency: int = 1,
-                   stop=None, handle_signals: bool = True, queues=None) -> None:
+                   stop=None, handle_signals: bool = True, queues=None,
+                   stop_grace: float = DEFAULT_STOP_GRACE) -> None:
     """UnsupportedError for a TSV worker option RQ cannot honour (TypeError or ValueError for
     a bad ``queues``); the defaults pass."""
     if lease_seconds != DEFAULT_LEASE_SECONDS:
@@ -113,6 +115,8 @@ def refuse_options(where: str, lease_seconds, retention_seconds, concurrency: in
         refused, why = "queues with weights", ("RQ's worker on Redis takes from its queues in "
                                                "order, with no weighted draw; list them in the "
                                                "order to serve them")
+    elif stop_grace != DEFAULT_STOP_GRACE:
+        refused, why = "stop_grace", "stopping a running job is not supported on Redis yet"
     elif stop is not None or not handle_signals:
         refused, why = "stop and handle_signals", ("RQ's worker on Redis stops at SIGTERM or "
                                                    "SIGINT; bound it with max_jobs or max_seconds")

@@ -15,6 +15,8 @@ asks of the files goes through one ``RunStorage``:
 - ``release_slots(ids)``: the concurrency slots of jobs whose handlers are done;
 - ``report(record, in_hand, minutes)``: the worker's registry line and its jobs finished
   per minute (workers.py, throughput.py);
+- ``write_progress(entries)``, ``stop_requests(offset)``: its running jobs' progress, and
+  the requests to stop them (notes.py);
 - ``close()``: give back every slot and the liveness lock.
 
 Which lines a rewrite claims is decided in ``claim.py`` (the editor), and, where ranks
@@ -25,6 +27,7 @@ what it has logged already.
 """
 
 import logging
+import os
 from typing import Callable, Dict, Iterable, List, NamedTuple, Optional, Set
 
 from ..model.job import PENDING_WORD, peek_status_and_run_at
@@ -32,6 +35,7 @@ from ..model.words import plural
 from .choosing import look, take_remembered
 from .claim import ClaimEditor, ClaimOutcome, Held
 from .liveness import RunLock, WorkerLocks, new_token
+from .notes import RunNotes
 from .rates import Rates
 from .slots import Slot, Slots
 from .throughput import Throughput
@@ -68,6 +72,7 @@ class RunStorage:
         self.queue, self.options = queue, options
         self.token = new_token()
         self.locks = WorkerLocks(queue.path)
+        self.notes = RunNotes(queue.path)
         self.slots = Slots(queue.path)
         self.rates = Rates(queue.path)
         self.liveness: Optional[RunLock] = None  # held while the run serves
@@ -87,6 +92,9 @@ class RunStorage:
         queue, now = self.queue, self.queue.clock()
         queue.table.remove_stale_temporary_files(older_than=STALE_TEMPORARY_SECONDS, now=now)
         self.locks.remove_dead(now)
+        for token in self.notes.tokens():  # the progress and stop requests of runs gone
+            if self.locks.owner(token).alive is not True and token != self.token:
+                self.notes.remove(token)
         self.slots.remove_stale(now)
         self.rates.remove_stale(now)
         if self.options.retention_seconds is not None:
@@ -127,7 +135,21 @@ class RunStorage:
             logger.warning("could not write this worker's line or counts beside %s",
                            self.queue.path, exc_info=True)
 
+    def write_progress(self, entries) -> None:
+        self.notes.write_progress(self.token, entries)
+
+    def stops_waiting(self, offset: int) -> bool:
+        """Whether requests to stop this run's jobs were appended beyond ``offset``."""
+        try:
+            return os.stat(self.notes.stops_path(self.token)).st_size > offset
+        except FileNotFoundError:
+            return False
+
+    def stop_requests(self, offset: int):
+        return self.notes.stop_requests(self.token, offset)
+
     def close(self) -> None:
+        self.notes.remove(self.token)
         self.release_slots(list(self.slot_of))
         if self.liveness is not None:
             self.liveness.release()

@@ -27,6 +27,7 @@ from ..model.words import plural
 from ..storage.claim import Held
 from ..storage.engine import Exchange, RunStorage
 from ..storage.workers import HEARTBEAT_SECONDS, WorkerRecord
+from .control import JobControl, JobStopped
 from .running import RunningJob, running
 from .timelimit import JobTimeout, Watchdog, call_with_time_limit
 from .settings import Bounds, WorkerOptions
@@ -67,6 +68,7 @@ class WorkerRun:
         self.started_at_claim = 0
         self.claim_seconds = 0.0  # what the last claim took itself
         self.storage = RunStorage(queue, options)
+        self.control = JobControl(self.storage, queue.monotonic, queue.clock, options.stop_grace)
         self.held: Dict[bytes, Held] = {}
         self.to_run: deque = deque()  # ids of held jobs not started yet, in claim order
         self.finished: Dict[bytes, bytes] = {}  # final lines waiting to be written
@@ -251,38 +253,69 @@ class WorkerRun:
                                   f"given to process_jobs")
             payload = json.loads(job.payload)
             with running(RunningJob(job.id, job.type, job.created_at, held.attempt,
-                                    held.max_attempts, held.queue, held.priority)):
+                                    held.max_attempts, held.queue, held.priority), self.control):
                 self.storage.started(job.id)  # from here on, a death counts the attempt
                 if hooks.registered:
                     hooks.call(self._event("on_start", held, payload))
                 started = time.perf_counter()
-                result = call_with_time_limit(handler, payload, limit, self.watchdog)
-        except Retry as retry:  # asked for, not a failure: the attempt is not counted
-            run_at = retry.run_at(self.queue.clock())
+                result = self.control.call(job.id, held.attempt, lambda: call_with_time_limit(
+                    handler, payload, limit, self.watchdog))
+        except JobStopped as error:
+            if not self._stopped(held):
+                self._ended_badly(held, payload, error, limit, started)
+        except BaseException as error:
+            if self.control.asked and self._stopped(held):
+                if isinstance(error, KeyboardInterrupt):
+                    raise
+            else:
+                self._ended_badly(held, payload, error, limit, started)
+        else:
+            if not (self.control.asked and self._stopped(held, result)):
+                self._completed(held, payload, result, started)
+        finally:
+            if self.control.asked or self.control.progress:
+                self.control.forget(job.id)
+
+    def _stopped(self, held: Held, result=None) -> bool:
+        """Record the job as stopped, if someone asked it to (see control.py); whether so."""
+        job = held.original
+        by = self.control.stopped_by(job.id)
+        if by is None:
+            return False
+        self._record(held, transitions.stopped(job, self.queue.clock(), by,
+                                               result_json(result, job.id, job.type)))
+        logger.warning("job %s %s stopped, as %s asked", job.id, job.type, by)
+        return True
+
+    def _ended_badly(self, held: Held, payload, error: BaseException, limit,
+                     started: float) -> None:
+        """A handler that raised: Retry, a time limit, a failure, or an exit."""
+        job = held.original
+        if isinstance(error, Retry):  # asked for, not a failure: the attempt is not counted
+            run_at = error.run_at(self.queue.clock())
             self._record(held, transitions.reschedule(job, run_at))
             logger.info("job %s %s will run again at %s, as it asked (%s)", job.id, job.type,
-                        utc(run_at), retry)
+                        utc(run_at), error)
             if hooks.registered:
                 hooks.call(self._event("on_retry", held, payload, run_at=run_at,
                                        duration=time.perf_counter() - started))
-        except JobTimeout as error:
-            self._failed(held, payload, f"timed out after {limit:g} s", error, started)
-        except Exception as error:
-            self._failed(held, payload, error_text(error), error, started)
-        except BaseException as error:
-            # SystemExit (a handler calling sys.exit), KeyboardInterrupt, GeneratorExit: a
-            # failed attempt like any other, so a handler that exits cannot loop forever.
-            self._failed(held, payload, error_text(error), error, started)
-            if isinstance(error, KeyboardInterrupt):
-                raise
-        else:
-            duration = time.perf_counter() - started
-            self._record(held, transitions.complete(job, held.claimed_at,
-                                                    result_json(result, job.id, job.type)))
-            logger.debug("job %s %s completed in %.1f ms", job.id, job.type, duration * 1000)
-            if hooks.registered:
-                hooks.call(self._event("on_success", held, payload, result=result,
-                                       duration=duration))
+            return
+        # SystemExit (a handler calling sys.exit), KeyboardInterrupt, GeneratorExit: a
+        # failed attempt like any other, so a handler that exits cannot loop forever.
+        text = f"timed out after {limit:g} s" if isinstance(error, JobTimeout) else error_text(error)
+        self._failed(held, payload, text, error, started)
+        if isinstance(error, KeyboardInterrupt):
+            raise error
+
+    def _completed(self, held: Held, payload, result, started: float) -> None:
+        job = held.original
+        duration = time.perf_counter() - started
+        self._record(held, transitions.complete(job, held.claimed_at,
+                                                result_json(result, job.id, job.type)))
+        logger.debug("job %s %s completed in %.1f ms", job.id, job.type, duration * 1000)
+        if hooks.registered:
+            hooks.call(self._event("on_success", held, payload, result=result,
+                                   duration=duration))
 
     def _failed(self, held: Held, payload, text: str, error: BaseException,
                 started: float) -> None:
@@ -349,6 +382,10 @@ class WorkerRun:
 
     def _keep(self) -> None:
         while not self.stopping.wait(KEEPER_TICK_SECONDS):
+            try:
+                self.control.tick()  # stop requests, and progress to write
+            except Exception:
+                logger.exception("could not read stop requests or write progress; trying again")
             if self.firing is not None and self.firing.due(self.queue.clock()):
                 self.firing.fire()  # a slot falling due while handlers run
             if self.queue.monotonic() - self.last_report >= HEARTBEAT_SECONDS:

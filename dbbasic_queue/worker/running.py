@@ -2,7 +2,9 @@
 
 A handler is called with the payload alone (the published contract); ``current_job()`` tells
 it, or anything it calls, which job and which attempt it is running, for logs, or to know
-whether a failure is the job's last. The worker sets it around each handler call.
+whether a failure is the job's last; through it the handler reports its progress
+(``progress``) and learns that someone asked it to stop (``stop_requested``; see
+control.py). The worker sets it around each handler call.
 """
 
 import contextlib
@@ -21,8 +23,26 @@ class RunningJob(NamedTuple):
     queue: str = "default"  # see model/queues.py
     priority: int = 0
 
+    def progress(self, done: float, note: str = "") -> None:
+        """Report how far the job got: ``done`` from 0 to 1, and a note (``'12 of 30'``).
+        Cheap: the latest value reaches ``Queue.job_info``, ``show`` and the dashboard
+        within about a second, without a write per call."""
+        control = _control.get()
+        if control is None:
+            raise RuntimeError("progress() is for a handler the worker is running")
+        control.report(self.id, done, note)
+
+    @property
+    def stop_requested(self) -> bool:
+        """Whether someone asked this job to stop (``Queue.stop``): a handler that checks
+        it stops cleanly; one that does not is interrupted after a grace period. Either
+        way the job ends cancelled."""
+        control = _control.get()
+        return control is not None and control.stopped_by(self.id) is not None
+
 
 _running_job: contextvars.ContextVar = contextvars.ContextVar("dbbasic_queue_job", default=None)
+_control: contextvars.ContextVar = contextvars.ContextVar("dbbasic_queue_control", default=None)
 
 
 def current_job() -> Optional[RunningJob]:
@@ -31,10 +51,12 @@ def current_job() -> Optional[RunningJob]:
 
 
 @contextlib.contextmanager
-def running(job: RunningJob):
-    """``current_job()`` is ``job`` inside the block."""
-    token = _running_job.set(job)
+def running(job: RunningJob, control=None):
+    """``current_job()`` is ``job`` inside the block; ``control`` (control.JobControl)
+    takes its progress and tells it of stop requests."""
+    token, controlled = _running_job.set(job), _control.set(control)
     try:
         yield
     finally:
+        _control.reset(controlled)
         _running_job.reset(token)

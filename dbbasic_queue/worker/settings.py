@@ -4,6 +4,7 @@
 import time
 from typing import Any, Callable, Mapping, Optional
 
+from ..backend import DEFAULT_STOP_GRACE
 from ..model.checks import check_attempts, check_duration, check_handlers, check_number
 from ..model.queues import QueueChoice, Scope
 
@@ -17,8 +18,10 @@ class WorkerOptions:
     def __init__(self, handlers: Mapping[str, Callable[[dict], Any]], max_attempts: int,
                  lease_seconds: float, retention_seconds: Optional[float],
                  timeout: Optional[float], concurrency: int = 1,
-                 queues: QueueChoice = None) -> None:
+                 queues: QueueChoice = None, stop_grace: float = DEFAULT_STOP_GRACE) -> None:
         self.handlers, self.max_attempts = handlers, max_attempts
+        self.stop_grace = stop_grace
+        check_duration("stop_grace", stop_grace, zero_allowed=True)
         self.lease_seconds, self.retention_seconds = lease_seconds, retention_seconds
         self.timeout, self.concurrency, self.queues = timeout, concurrency, queues
         check_handlers(self.handlers)

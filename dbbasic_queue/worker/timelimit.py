@@ -125,6 +125,12 @@ class Watchdog:
         self.thread.join()
 
 
+def interrupt(thread_id: int, error: Optional[BaseException]) -> None:
+    """Make ``error`` raise in the thread at its next Python instruction (None: cancel one
+    still pending): a stop request's interruption (see control.py)."""
+    _raise_in_thread(thread_id, error)
+
+
 def _raise_in_thread(thread_id: int, error: Optional[BaseException]) -> None:
     """Make ``error`` raise in the thread at its next Python instruction (None: cancel)."""
     import ctypes  # here: only a worker with threads and a time limit needs it (about 1 MB)

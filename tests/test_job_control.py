@@ -1,0 +1,227 @@
+"""A running job's progress and stopping it (worker/control.py, storage/notes.py): what a
+handler reports through current_job(), what Queue.job_info, show and the dashboard see, and
+Queue.stop, cooperative and forced, in the main thread and in threads; then real processes:
+the command line against a cron worker, and a SIGKILLed worker's files."""
+
+import threading
+
+import pytest
+
+from dbbasic_queue import Queue
+from dbbasic_queue.storage.notes import StopRequest
+from dbbasic_queue.worker.running import current_job
+from support import FakeClock, in_background, kill, wait_for
+
+
+
+
+def cooperative(log):
+    def handler(payload):
+        job = current_job()
+        step = 0
+        while not job.stop_requested:
+            job.progress(min(step / 1000, 1), note=f"{step} done")
+            step += 1
+            stop_seen.wait(0.01)
+        log.append(step)
+        return {"stopped_at": step}
+    return handler
+
+
+stop_seen = threading.Event()  # never set: its wait is a sleep the test does not time
+
+
+def stubborn(payload):
+    while True:  # ignores stop requests: only the interruption ends it
+        sum(range(100))
+
+
+# --- progress ---------------------------------------------------------------------------
+
+def test_progress_reaches_job_info_within_a_second_without_writing_the_queue_file(real_queue):
+    # Given a handler that reports its progress many times, then waits to be released
+    release, reported = threading.Event(), threading.Event()
+
+    def handler(payload):
+        for step in range(1, 501):
+            current_job().progress(step / 1000, note=f"{step} of 1000")
+        reported.set()
+        release.wait(30)
+        return "done"
+    job_id = real_queue.enqueue("export", {})
+    thread, _ = in_background(real_queue, {"export": handler})
+    reported.wait(30)
+    before = real_queue.path.stat()
+    # When a reader asks while it runs
+    info = wait_for(lambda: (real_queue.job_info(job_id) or {}).get("progress"),
+                    seconds=5, what="the progress to be visible")
+    # Then it sees the latest report, and the queue file was not rewritten for it
+    assert (info["done"], info["note"]) == (0.5, "500 of 1000")
+    after = real_queue.path.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    release.set()
+    thread.join(30)
+    # And once the job ended, its progress file is gone with its run
+    assert real_queue.job_info(job_id)["progress"] is None
+    assert not list(real_queue.path.parent.glob("*.progress"))
+
+
+@pytest.mark.parametrize("done", [1.5, -0.1, "half", True, None])
+def test_progress_takes_a_fraction_from_0_to_1(real_queue, done):
+    job_id = real_queue.enqueue("export", {})
+    real_queue.process_jobs({"export": lambda payload: current_job().progress(done)},
+                            max_attempts=1)
+    assert real_queue.get_job(job_id)["error"].startswith("ValueError: progress takes a "
+                                                          "fraction done from 0 to 1")
+
+
+def test_job_info_has_the_published_keys_and_what_else_is_known(real_queue):
+    first = real_queue.enqueue("charge", {"order": 7}, max_attempts=2)
+    waiting = real_queue.enqueue("receipt", {}, depends_on=first)
+    info = real_queue.job_info(first)
+    assert {key: info[key] for key in real_queue.get_job(first)} == real_queue.get_job(first)
+    assert (info["options"], info["progress"], info["stop_requested"], info["waiting"]) == (
+        {"max_attempts": 2, "then": [waiting]}, None, None, None)
+    assert real_queue.job_info(waiting)["waiting"] == f"for 1 job: {first}"
+    assert real_queue.job_info("0123456789abcdef") is None
+
+
+# --- stop ---------------------------------------------------------------------------------
+
+def test_a_cooperative_handler_sees_the_stop_and_its_job_ends_cancelled_naming_who_asked(
+        real_queue):
+    log = []
+    job_id = real_queue.enqueue("export", {})
+    after = real_queue.enqueue("email_export", {}, depends_on=job_id)
+    thread, outcome = in_background(real_queue, {"export": cooperative(log),
+                                                 "email_export": lambda payload: None})
+    wait_for(lambda: (real_queue.job_info(job_id) or {}).get("progress"), what="the job to run")
+    assert real_queue.stop(job_id, by="ann") is True
+    assert real_queue.job_info(job_id)["stop_requested"] == "ann"
+    thread.join(30)
+    job = real_queue.get_job(job_id)
+    assert (job["status"], job["error"], job["attempts"]) == ("cancelled", "Stopped by ann", 1)
+    assert job["result"] == {"stopped_at": log[0]}
+    assert real_queue.get_job(after)["status"] == "cancelled"  # a stopped job did not complete
+    assert not list(real_queue.path.parent.glob("*.stops"))
+
+
+@pytest.mark.parametrize("concurrency", [1, 3])
+def test_a_handler_that_ignores_the_stop_is_interrupted_after_the_grace(real_queue, concurrency):
+    # Given a stubborn handler among quick ones, in the main thread or in threads
+    stuck = real_queue.enqueue("stubborn", {})
+    quick = [real_queue.enqueue("quick", {"n": n}) for n in range(5)]
+    thread, outcome = in_background(real_queue, {"stubborn": stubborn,
+                                                 "quick": lambda payload: payload["n"]},
+                                    stop_grace=0.2, concurrency=concurrency)
+    wait_for(lambda: real_queue.get_job(stuck)["status"] == "processing", what="it to start")
+    # When it is asked to stop and does not
+    assert real_queue.stop(stuck) is True
+    thread.join(30)
+    # Then it is interrupted, ends cancelled, and nothing else is touched
+    assert not thread.is_alive()
+    job = real_queue.get_job(stuck)
+    assert job["status"] == "cancelled" and job["error"].startswith("Stopped by ")
+    assert [real_queue.get_job(job_id)["status"] for job_id in quick] == ["completed"] * 5
+    assert outcome["ran"] == 6
+
+
+def test_stop_is_for_running_jobs_only(real_queue):
+    pending = real_queue.enqueue("export", {})
+    done = real_queue.enqueue("other", {})
+    real_queue.process_jobs({"other": lambda payload: None})
+    assert real_queue.stop(pending) is False and real_queue.get_job(pending)["status"] == "pending"
+    assert real_queue.stop(done) is False
+    assert real_queue.stop("0123456789abcdef") is False
+    with pytest.raises(TypeError):
+        real_queue.stop(pending, by=7)
+
+
+class FakeStorage:
+    """The two verbs JobControl asks of its run's storage, with the requests given."""
+
+    def __init__(self, *requests):
+        self.requests, self.written = list(requests), []
+
+    def stops_waiting(self, offset):
+        return offset < len(self.requests)
+
+    def stop_requests(self, offset):
+        return self.requests[offset:], len(self.requests)
+
+    def write_progress(self, entries):
+        self.written.append(entries)
+
+
+def test_a_stop_request_applies_to_the_attempt_it_names_also_before_that_attempt_starts():
+    from dbbasic_queue.worker.control import JobControl
+    clock = FakeClock(100.0)
+    storage = FakeStorage(StopRequest("a", 7, "old", 0.0), StopRequest("b", 2, "ann", 0.0))
+    control = JobControl(storage, clock, clock, grace=5)
+    control.tick()  # neither runs yet: both kept for their start
+    seen = {}
+    for job_id, attempt in (("a", 8), ("b", 2)):
+        control.call(job_id, attempt, lambda: seen.setdefault(job_id, current_stop(control, job_id)))
+    assert seen == {"a": None, "b": "ann"}
+
+
+def current_stop(control, job_id):
+    return control.stopped_by(job_id)
+
+
+def test_progress_is_written_at_most_every_half_second_however_often_it_is_reported():
+    from dbbasic_queue.worker.control import JobControl
+    clock = FakeClock(100.0)
+    storage = FakeStorage()
+    control = JobControl(storage, clock, clock, grace=5)
+    for step in range(100):
+        control.report("a", step / 100)
+        control.tick()
+    assert len(storage.written) == 1
+    clock.advance(0.5)
+    control.tick()
+    assert len(storage.written) == 2 and storage.written[-1]["a"].done == 0.99
+    control.forget("a")
+    clock.advance(0.5)
+    control.tick()
+    assert storage.written[-1] == {}
+
+
+# --- real processes ---------------------------------------------------------------------
+
+def test_the_command_line_shows_progress_and_stops_a_cron_worker_s_job(tmp_path, children):
+    queue_file = tmp_path / "queue.tsv"
+    queue = Queue(queue_file)
+    job_id = queue.enqueue("report_until_stopped", {})
+    env = {"DBBASIC_QUEUE_FILE": str(queue_file), "RUNS_LOG": str(tmp_path / "runs.log")}
+    worker = children.cli("work", "--handlers", "jobs_for_cli:stoppable", **env)
+
+    def shown():
+        out = children.cli("show", job_id, **env).communicate(timeout=60)[0]
+        return out if "\nprogress " in out else None
+    out = wait_for(shown, what="show to print the job's progress")
+    assert " of 3000 (" in out and "status      processing" in out
+    stopping = children.cli("stop", job_id, "--by", "ops", **env)
+    assert stopping.communicate(timeout=60)[0].strip() == f"asked to stop {job_id}"
+    worker.communicate(timeout=60)
+    assert worker.returncode == 0
+    job = queue.get_job(job_id)
+    assert (job["status"], job["error"]) == ("cancelled", "Stopped by ops")
+    again = children.cli("stop", job_id, **env)
+    again.communicate(timeout=60)
+    assert again.returncode != 0  # not running any more: refused, saying why
+
+
+def test_a_killed_worker_s_progress_file_is_removed_by_the_next_run(tmp_path, children):
+    queue_file = tmp_path / "queue.tsv"
+    queue = Queue(queue_file)
+    job_id = queue.enqueue("report_until_stopped", {})
+    env = {"DBBASIC_QUEUE_FILE": str(queue_file), "RUNS_LOG": str(tmp_path / "runs.log")}
+    worker = children.cli("work", "--handlers", "jobs_for_cli:stoppable", **env)
+    wait_for(lambda: list(tmp_path.glob("*.progress")), what="the progress file")
+    queue.stop(job_id)  # a stops file too, never read: its worker is killed
+    kill(worker)
+    assert list(tmp_path.glob("*.progress")) and list(tmp_path.glob("*.stops"))
+    queue.process_jobs({"report_until_stopped": lambda payload: None})
+    assert not list(tmp_path.glob("*.progress")) and not list(tmp_path.glob("*.stops"))
+    assert queue.get_job(job_id)["status"] == "completed"  # taken again, as its worker died
