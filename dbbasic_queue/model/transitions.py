@@ -6,6 +6,7 @@ these, so a rule changes in one place. Nothing here reads a clock or touches a f
     pending --claim--> processing --complete--> completed
        ^                   |  \\--fail, attempts left--> pending (run_at = retry time)
        |                   |   \\--fail, no attempts left--> failed
+       |                   |\\--asked to stop (Queue.stop)--> cancelled, "Stopped by ..."
        |                   \\--its worker died (or its lease ran out)--> claimed again, or failed
        |                         if it was the last attempt; if that worker never started
        |                         it, the claim's attempt is taken back first (hand_back)
