@@ -10,6 +10,8 @@ import sys
 import time
 import uuid
 
+import pytest
+
 import dbbasic_queue
 from dbbasic_queue import Queue
 from support import EMAIL, ROOT, fail, finish, wait_for
@@ -334,3 +336,27 @@ def test_a_run_on_redis_logs_one_line_per_failure_and_one_summary_line(redis_url
     assert summary.startswith("ran 3 jobs in ") and summary.endswith(
         "1 completed, 1 failed, 1 to retry")
     assert len(queue.tracebacks(broken)) == 1 and queue.get_job(retried)["attempts"] == 1
+
+
+def test_a_handler_s_progress_on_redis_is_in_its_meta_and_job_info_shows_it(redis_url):
+    from dbbasic_queue import UnsupportedError
+    from dbbasic_queue.worker.running import current_job
+    queue, seen = rq_queue(redis_url), {}
+
+    def export(payload):
+        current_job().progress(0.3, note="3 of 10")
+        seen["info"] = rq_queue_named(redis_url, queue).job_info(current_job().id)
+        return "done"
+    job_id = queue.enqueue("export", {})
+    assert queue.process_jobs({"export": export}) == 1
+    assert seen["info"]["status"] == "processing"
+    assert (seen["info"]["progress"]["done"], seen["info"]["progress"]["note"]) == (0.3, "3 of 10")
+    assert queue.job_info(job_id)["progress"] is None  # it ended
+    with pytest.raises(UnsupportedError, match="not supported"):
+        queue.stop(job_id)
+
+
+def rq_queue_named(redis_url, queue):
+    """Another RQQueue on the same Redis queue (as a web process would have)."""
+    from dbbasic_queue.rq.backend import RQQueue
+    return RQQueue(redis_url, name=queue.name)

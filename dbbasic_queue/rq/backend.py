@@ -247,11 +247,18 @@ class RQQueue:
             return None if job is None else read_options(job)
 
     def job_info(self, job_id: str) -> Optional[Dict[str, Any]]:
-        """As Queue.job_info, without progress or stop requests (None: see stop)."""
+        """As Queue.job_info: a running job's progress is in its meta (saved at most every
+        half second); no stop requests (see stop), no waiting (see chain)."""
         job = self.get_job(job_id)
         if job is None:
             return None
-        return dict(job, options=self.job_options(job_id) or {}, waiting=None, progress=None,
+        progress = None
+        if job["status"] == "processing":
+            with self._reaching():
+                found = self._fetch(job_id)
+                progress = None if found is None else found.meta.get("progress")
+        return dict(job, options=self.job_options(job_id) or {}, waiting=None,
+                    progress=progress if isinstance(progress, dict) else None,
                     stop_requested=None)
 
     def stop(self, job_id: str, by: Optional[str] = None) -> bool:

@@ -28,6 +28,8 @@ from ..model.queues import DEFAULT_QUEUE, Scope
 from ..model.words import plural
 from .jobs import SERIALIZER, SafeJob, foreign_message, refusal
 from .queues import Pair, QueueMap, claim_order
+from ..storage.notes import checked_progress
+from ..worker.control import PROGRESS_SECONDS
 from ..worker.running import RunningJob, running
 from ..storage.tracebacks import class_path, format_traceback
 from ..worker.settings import Bounds
@@ -36,6 +38,25 @@ logger = logging.getLogger("dbbasic_queue")
 
 KEPT_TRACEBACKS = 10  # of a job's last failed attempts, in its meta
 LOOK_SECONDS = 1  # how often a worker looks for new queues, pauses and due scheduled jobs
+
+
+class MetaProgress:
+    """current_job()'s progress on RQ: kept in the job's meta (``progress``), saved at most
+    every PROGRESS_SECONDS, so a handler may report as often as it likes. Stop requests are
+    not supported on RQ: ``stopped_by`` is always None."""
+
+    def __init__(self, job) -> None:
+        self.job, self.saved_at = job, -math.inf
+
+    def report(self, job_id: str, done, note: str = "") -> None:
+        progress = checked_progress(done, note, time.time())
+        self.job.meta["progress"] = progress._asdict()
+        if time.monotonic() - self.saved_at >= PROGRESS_SECONDS:
+            self.saved_at = time.monotonic()
+            self.job.save_meta()
+
+    def stopped_by(self, job_id: str) -> None:
+        return None
 
 
 def dispatch(job_type: str, payload_json: str) -> Any:
@@ -59,7 +80,7 @@ def dispatch(job_type: str, payload_json: str) -> Any:
             raise LookupError(f"no handler for job type {job_type!r}; add one to the handlers "
                               f"given to process_jobs")
         payload = json.loads(payload_json)
-        with running(this):
+        with running(this, MetaProgress(job)):
             if hooks.registered:
                 hooks.call(event("on_start", this, payload))
             started = time.perf_counter()

@@ -47,6 +47,15 @@ class StopRequest(NamedTuple):
     at: float
 
 
+def checked_progress(done, note: str, at: float) -> Progress:
+    """A handler's progress report, checked: ``done`` from 0 to 1, a note (ValueError or
+    TypeError saying what is wrong)."""
+    if isinstance(done, bool) or not isinstance(done, (int, float)) or not 0 <= done <= 1:
+        raise ValueError(f"progress takes a fraction done from 0 to 1, such as 0.4, not "
+                         f"{done!r}")
+    return Progress(float(done), checked_note(note), at)
+
+
 def checked_note(text, what: str = "note") -> str:
     """A note or a name as a file keeps it: one line, at most NOTE_CHARS characters."""
     if not isinstance(text, str):

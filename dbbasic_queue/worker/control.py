@@ -20,7 +20,7 @@ import math
 import threading
 from typing import Callable, Dict, Optional, Set, Tuple
 
-from ..storage.notes import Progress, checked_note
+from ..storage.notes import Progress, checked_progress
 from .timelimit import interrupt
 
 logger = logging.getLogger("dbbasic_queue")
@@ -80,10 +80,7 @@ class JobControl:
 
     def report(self, job_id: str, done, note: str = "") -> None:
         """A handler's progress: ``done`` from 0 to 1, and a note."""
-        if isinstance(done, bool) or not isinstance(done, (int, float)) or not 0 <= done <= 1:
-            raise ValueError(f"progress takes a fraction done from 0 to 1, such as 0.4, not "
-                             f"{done!r}")
-        self.progress[job_id] = Progress(float(done), checked_note(note), self.clock())
+        self.progress[job_id] = checked_progress(done, note, self.clock())
         self.unwritten = True
 
     def forget(self, job_id: str) -> None:
