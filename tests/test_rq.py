@@ -59,6 +59,23 @@ def test_migrate_moves_pending_jobs_once_with_their_ids_run_at_and_attempts(tmp_
     assert target.get_job(retrying)["result"] == "retrying"
 
 
+def test_migrate_leaves_jobs_that_wait_or_are_waited_for_in_the_file(tmp_path, redis_url,
+                                                                      caplog):
+    # RQ has no dependencies here: moving either side would run a job too early, or never
+    from dbbasic_queue.rq.backend import migrate
+    source, target = Queue(tmp_path / "queue.tsv"), rq_queue(redis_url)
+    first = source.enqueue("send_email", {"key": "charge"})
+    waiting = source.enqueue("send_email", {"key": "receipt"}, depends_on=first)
+    with source.batch(on_complete=("send_email", {"key": "album"})) as batch:
+        batch.enqueue("send_email", {"key": "image"})
+    plain = source.enqueue("send_email", {"key": "plain"})
+    assert [job.id for job in migrate(source, target)] == [plain]
+    assert "left 4 pending jobs" in caplog.text
+    assert [source.get_job(job_id)["status"] for job_id in (first, waiting, batch.id)] == [
+        "pending"] * 3
+    assert source.process_jobs({"send_email": lambda payload: None}) == 4
+
+
 def test_migrate_keeps_run_at_and_attempts(tmp_path, redis_url):
     from dbbasic_queue.rq.backend import migrate
     source = Queue(tmp_path / "queue.tsv")

@@ -207,6 +207,78 @@ def test_a_dependent_far_down_the_file_is_told_by_a_claim_that_takes_few_jobs(qu
         assert queue.get_job(last)["status"] == "completed"
 
 
+def test_a_job_whose_options_merely_name_batch_or_after_is_no_waiting_job(queue):
+    # "batch" and "after" as values (a queue, a key) must not read as the links' keys
+    ids = [queue.enqueue("other", {"key": 1}, queue="batch"),
+           queue.enqueue("other", {"key": 2}, concurrency_key="after"),
+           queue.enqueue("other", {"key": 3}, unique_key="batch"),
+           queue.enqueue("other", {"key": 4}, rate_limit="100/m", rate_key="after")]
+    assert queue.process_jobs(recorder([])) == 4
+    assert all(queue.get_job(job_id)["status"] == "completed" for job_id in ids)
+
+
+def test_a_waiting_job_cancelled_then_retried_runs_and_is_not_stuck(queue):
+    first = queue.enqueue("charge", {"key": 1})
+    waiting = queue.enqueue("receipt", {"key": 2}, depends_on=first)
+    with queue.batch(on_complete=("album", {"key": "album"})) as batch:
+        batch.enqueue("resize", {"key": 3})
+    assert queue.cancel_job(waiting) and queue.cancel_job(batch.id)
+    queue.process_jobs(recorder([]))  # the dependency and the batch's job end meanwhile
+    assert queue.retry_job(waiting) and queue.retry_job(batch.id)
+    log = []
+    assert queue.process_jobs(recorder(log)) == 2
+    assert sorted(log) == [("album", "album"), ("receipt", 2)]
+
+
+def test_a_batch_job_retried_by_hand_is_counted_once(queue):
+    with queue.batch(on_complete=("album", {"key": "album"})) as batch:
+        first = batch.enqueue("charge", {"key": 1}, max_attempts=1)
+        second = batch.enqueue("resize", {"key": 2}, run_at=queue.clock() + 3600)
+    log = []
+    queue.process_jobs(recorder(log, fail={"charge"}))
+    assert queue.retry_job(first)
+    queue.process_jobs(recorder(log, fail={"charge"}))  # fails again: no second count
+    assert queue.get_job(batch.id)["status"] == "pending"
+    assert queue.job_options(batch.id)["batch"]["failed"] == 1
+    queue.run_now(second)
+    queue.process_jobs(recorder(log))
+    assert queue.get_job(batch.id)["payload"]["batch"]["completed"] == 1
+    assert log.count(("album", "album")) == 1
+
+
+def test_an_edit_of_many_jobs_applies_its_change_to_the_waiting_ones_it_also_tells(queue):
+    first = queue.enqueue("charge", {})
+    waiting = queue.enqueue("receipt", {}, depends_on=first)
+    moved = queue.update_each(lambda job: job.evolve(status="cancelled", error="moved away")
+                              if job.status == "pending" else None)
+    assert moved == 2
+    assert queue.get_job(waiting)["error"] == "moved away"
+
+
+def test_a_running_job_with_options_in_another_spelling_keeps_its_worker(queue):
+    # Options written by other hands, valid but compact: the worker still sees that only
+    # `then` was added, keeps its job, and runs it once
+    runs, ids = [], {}
+
+    def charge(payload):
+        runs.append("charge")
+        ids["receipt"] = queue.enqueue("receipt", {}, depends_on=current_job().id)
+    charge_id = queue.enqueue("charge", {}, max_attempts=3)
+    queue.update_each(lambda job: job.evolve(options='{"max_attempts":3}'))
+    queue.process_jobs({"charge": charge, "receipt": lambda payload: runs.append("receipt")})
+    assert runs == ["charge", "receipt"]
+    assert queue.get_job(charge_id)["status"] == "completed"
+
+
+@pytest.mark.parametrize("depends_on, error", [(b"ab", TypeError), ("a\ud800b", ValueError)])
+def test_depends_on_refuses_bytes_and_ids_no_file_can_hold(queue, depends_on, error):
+    queue.enqueue("charge", {})
+    before = queue.path.read_bytes()
+    with pytest.raises(error):
+        queue.enqueue("receipt", {}, depends_on=depends_on)
+    assert queue.path.read_bytes() == before
+
+
 # --- chain ------------------------------------------------------------------------------
 
 def test_a_chain_runs_its_steps_in_order_and_a_failing_step_cancels_the_rest(queue):

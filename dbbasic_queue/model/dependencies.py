@@ -19,25 +19,30 @@ unless it is retried by hand (a retried batch member is counted again: see docs/
 """
 
 import json
+import re
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from .job import CANCELLED, COMPLETED, FAILED, PENDING, Job, json_value, to_json
 
 THEN, AFTER, BATCH, ALLOW_FAILURE = "then", "after", "batch", "allow_failure"
+LINKS = frozenset({THEN, AFTER, BATCH})  # the keys that tie a job to others
 DELETED = "deleted"  # how a job deleted by hand ends, for the jobs waiting for it
 ENDINGS = (COMPLETED, FAILED, CANCELLED, DELETED)
 MAX_DEPENDENCIES = 100  # ids in one depends_on: each is a lookup in the enqueue's rewrite
 BATCH_COUNTS = (COMPLETED, FAILED, CANCELLED)
-# The marks of a waiting job in its options field, as the file's quoting writes them.
-_WAITING_MARKS = (b'""after""', b'""batch""')
+# A waiting job's keys in its options field, as json and the file's quoting write them: a
+# key, since it follows "{" or ", " (a quote inside a JSON string is escaped, so no value
+# can hold these), and a list that is not empty.
+_WAITING_KEY = re.compile(rb'(?:\{|, )""(?:after"": \[(?!\])|batch"": \{)')
 _THEN_MARK = b'""then""'
 
 
 def peek_waiting(line: bytes) -> bool:
     """Whether a plainly written line's options say it waits for other jobs (a cheap look
-    at its last field, for the claim; a line written by other hands is parsed there)."""
+    at its last field, for the claim). Options written by other hands in another spelling
+    are not seen here: the claim's full parse of the line (``is_waiting``) decides those."""
     options = line[line.rfind(b"\t") + 1:]
-    return len(options) > 20 and (_WAITING_MARKS[0] in options or _WAITING_MARKS[1] in options)
+    return len(options) > 20 and _WAITING_KEY.search(options) is not None
 
 
 def may_tell(line: bytes) -> bool:
@@ -64,6 +69,19 @@ def waiting_for(options: Dict[str, Any]) -> Optional[str]:
     return None
 
 
+def unlinked(options_text: str, *keys: str) -> str:
+    """An options field without the link ``keys`` (all of them if none given)."""
+    keys = keys or (THEN, AFTER, BATCH, ALLOW_FAILURE)
+    if not options_text or not any(f'"{key}"' in options_text for key in keys):
+        return options_text
+    options = json.loads(options_text)
+    if not isinstance(options, dict):
+        return options_text
+    for key in keys:
+        options.pop(key, None)
+    return _field(options)
+
+
 def then_of(options: Dict[str, Any]) -> List[str]:
     """The ids of the jobs waiting for a job with these options."""
     return list(options.get(THEN) or ())
@@ -72,6 +90,8 @@ def then_of(options: Dict[str, Any]) -> List[str]:
 def checked_dependencies(depends_on) -> List[str]:
     """The ids in a ``depends_on`` argument: a job id, a get_job dict, or a list of them.
     Raises TypeError or ValueError saying what is wrong."""
+    if isinstance(depends_on, (bytes, bytearray)):
+        raise TypeError("depends_on takes job ids as str (as enqueue returns them), not bytes")
     items = [depends_on] if isinstance(depends_on, (str, dict)) else depends_on
     try:
         items = list(items)
@@ -81,7 +101,8 @@ def checked_dependencies(depends_on) -> List[str]:
     ids: List[str] = []
     for item in items:
         job_id = item.get("id") if isinstance(item, dict) else item
-        if not isinstance(job_id, str) or not job_id or any(c in job_id for c in '\t\r\n"'):
+        if (not isinstance(job_id, str) or not job_id or any(c in job_id for c in '\t\r\n"')
+                or not job_id.isprintable() or not _encodable(job_id)):
             raise ValueError(f"depends_on holds {item!r}, which is not a job id (the str "
                              f"enqueue returned) or a get_job dict")
         if job_id not in ids:
@@ -92,6 +113,14 @@ def checked_dependencies(depends_on) -> List[str]:
         raise ValueError(f"depends_on names {len(ids)} jobs; at most {MAX_DEPENDENCIES} (for "
                          f"more, enqueue them as a batch with an on_complete job)")
     return ids
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:  # a lone surrogate
+        return False
 
 
 def linked(options_text: str, **links: Any) -> str:
@@ -107,13 +136,6 @@ def linked(options_text: str, **links: Any) -> str:
         else:
             options[key] = value
     return to_json(options) if options else ""
-
-
-def unlinked_then(options_text: str) -> str:
-    """An options field without its ``then`` (to compare two versions of one job)."""
-    if not options_text or THEN not in options_text:
-        return options_text
-    return linked(options_text, then=None) if THEN in json.loads(options_text) else options_text
 
 
 def notified(job: Job, ends: Iterable[Tuple[str, str]]) -> Job:

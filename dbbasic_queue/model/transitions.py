@@ -101,18 +101,32 @@ def reschedule(job: Job, run_at: int) -> Job:
 
 
 def cancel(job: Job) -> Optional[Job]:
-    """The job cancelled, or None if it is not pending."""
+    """The job cancelled, or None if it is not pending. A job waiting for others stops
+    waiting (its ``after`` or ``batch`` goes), so a retry runs it."""
     if job.status != PENDING:
         return None
-    return job.evolve(status=CANCELLED, error=CANCELLED_BY_USER, result="")
+    return job.evolve(status=CANCELLED, error=CANCELLED_BY_USER, result="",
+                      options=_without(job.options, "after", "batch"))
 
 
 def retry(job: Job, now: float) -> Optional[Job]:
     """A failed or cancelled job back to pending, due now, with fresh attempts (its last
-    error stays until it runs); None for a job in any other state."""
+    error stays until it runs); None for a job in any other state. The jobs that waited
+    for it were told of its end already: its ``then`` goes, so it is not told twice (a
+    batch counts each job once)."""
     if job.status not in (FAILED, CANCELLED):
         return None
-    return job.evolve(status=PENDING, run_at=int(now), attempts=0, result="")
+    return job.evolve(status=PENDING, run_at=int(now), attempts=0, result="",
+                      options=_without(job.options, "then"))
+
+
+def _without(options: str, *links: str) -> str:
+    """``options`` without the links named (see dependencies.py, loaded only for a job
+    that has one)."""
+    if not any(f'"{link}"' in options for link in links):
+        return options
+    from .dependencies import unlinked
+    return unlinked(options, *links)
 
 
 def run_now(job: Job, now: float, force: bool = False) -> Optional[Job]:

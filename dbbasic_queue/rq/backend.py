@@ -43,7 +43,9 @@ from .queues import Pair, QueueMap, rq_queue_name
 from .worker import DispatchWorker, dispatch, refuse_options
 from ..model.options import Handlers, schedules_of
 from ..periodic.schedules import WITHOUT_PERIODIC
+from ..model.dependencies import LINKS
 from ..model.transitions import is_purged, retry_delay
+from ..model.words import plural
 from ..worker.settings import Bounds
 
 __all__ = ["RQQueue", "migrate", "dispatch", "ForeignJobError"]
@@ -509,14 +511,20 @@ def migrate(source: Queue, target: RQQueue, dry_run: bool = False) -> List[Job]:
     error ``moved to redis://...``) only once Redis has it, and a job Redis has already is
     not added again: an interrupted migration loses nothing, and a second run duplicates
     nothing. Returns the jobs moved (or, with ``dry_run``, that would be)."""
-    pending = []
+    pending, linked = [], 0
     for _, line in source.table.lines():
         try:
             job = parse_line(line)
         except CorruptLineError:
             continue  # reported by the TSV worker; stays in the file
-        if job.status == "pending":
+        if job.status == "pending" and set(decode_options(job.options)) & LINKS:
+            linked += 1  # RQ has no dependencies here: it stays, to run with its links
+        elif job.status == "pending":
             pending.append(job)
+    if linked:
+        logger.warning("left %s in %s: they wait for other jobs, or others wait for them "
+                       "(depends_on, chain, batch), which the RQ backend has not; let them run "
+                       "there", plural(linked, "pending job"), source.path)
     if dry_run:
         return pending
     with target._reaching():

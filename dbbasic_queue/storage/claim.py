@@ -26,7 +26,7 @@ from ..model import transitions
 from .archive import RetiringEditor
 from .choosing import peek_choice
 from .dependents import Dependents
-from ..model.dependencies import is_waiting, linked, peek_waiting, then_of, unlinked_then
+from ..model.dependencies import THEN, is_waiting, linked, peek_waiting, then_of
 from ..model.words import duration_text, plural
 from ..errors import CorruptLineError
 from ..model.job import (CLAIMABLE_WORDS, FAILED, PENDING, PENDING_WORD, PROCESSING,
@@ -86,12 +86,14 @@ class Held:
         None if ``line`` is another's (the job was lost)."""
         try:
             theirs, mine = parse_line(line), parse_line(self.written)
-        except CorruptLineError:
+            their_options, my_options = (dict(decode_options(job.options)) for job in (theirs, mine))
+        except (CorruptLineError, ValueError):
             return None
-        if theirs.evolve(options=unlinked_then(theirs.options)) != mine.evolve(
-                options=unlinked_then(mine.options)):
+        then = their_options.pop(THEN, None)
+        my_options.pop(THEN, None)
+        if not then or their_options != my_options or theirs.evolve(options="") != mine.evolve(
+                options=""):
             return None
-        then = then_of(decode_options(theirs.options))
         return Held(self.original.evolve(options=linked(self.original.options, then=then)),
                     self.claimed_at, self.lease_until, self.max_attempts, self.timeout,
                     linked(self.claimed_options, then=then), self.queue, self.priority, True)

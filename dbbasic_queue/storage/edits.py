@@ -31,12 +31,18 @@ class EachJob(Editor):
         return self.found and not (self.dependents and self.dependents.owed)
 
     def __call__(self, line: bytes) -> Optional[bytes]:
-        if self.dependents is not None and self.dependents.owed:
-            job_id = line_id(line)
+        new = self._change(line)
+        if self.dependents is not None and self.dependents.owed and new is not None:
+            # Told after its own change: what the edit asked of it holds (a job moved away
+            # stays "moved"), and a change that ended it leaves nothing to tell.
+            job_id = line_id(new)
             if job_id in self.dependents.owed:
-                told = self.dependents.tell(job_id, line)
-                self.changed = self.changed or told is not line
-                return told
+                told = self.dependents.tell(job_id, new)
+                if told is not new:
+                    self.changed, new = True, told
+        return new
+
+    def _change(self, line: bytes) -> Optional[bytes]:
         if self.prefix is not None and not line.startswith(self.prefix):
             return line
         try:
