@@ -202,6 +202,7 @@ class ClaimEditor(RetiringEditor):
         self.held_seen = 0
         self.dependents = Dependents(None if thorough else self.only)
         self.telling = False  # shown only the lines of jobs to tell (see __call__)
+        self.parsed = None  # (line, its Job): the last line told, for its claim
 
     @property
     def done(self) -> bool:
@@ -229,9 +230,10 @@ class ClaimEditor(RetiringEditor):
             if told is not line:
                 self.changed = True
                 self._look_again_from_here()
-                if told.split(b"\t", 4)[3] != PENDING_WORD:
+                if self.dependents.last.status != PENDING:
                     return told  # cancelled: moved by a later rewrite, once the file holds it
                 line = told  # released, or waiting still: this rewrite may claim it
+                self.parsed = (told, self.dependents.last)
         mine = self.held.get(job_id)
         if mine is None:
             if not self.thorough:
@@ -335,11 +337,14 @@ class ClaimEditor(RetiringEditor):
         return job.evolve(error=waiting_message(job_type)).to_line()
 
     def _claim(self, job_id: bytes, line: bytes) -> bytes:
-        try:
-            job = parse_line(line)  # the one judgement of a line: payload, options, numbers
-        except CorruptLineError as error:
-            self.outcome.corrupt.append((line, str(error)))
-            return line
+        if self.parsed is not None and self.parsed[0] is line:
+            job = self.parsed[1]  # a line this rewrite made (told), from a parsed one
+        else:
+            try:
+                job = parse_line(line)  # the one judgement of a line: payload, options, numbers
+            except CorruptLineError as error:
+                self.outcome.corrupt.append((line, str(error)))
+                return line
         options = decode_options(job.options)
         if job.status == PENDING and is_waiting(options):
             return line

@@ -35,6 +35,7 @@ class Dependents:
         self.owed: Dict[bytes, List[Tuple[str, str]]] = {}
         self.only = only
         self.told = 0  # waiting jobs changed
+        self.last: Optional[Job] = None  # the job of the last line tell() changed
 
     def ended(self, job: Job, how: str) -> None:
         """``job`` (its line as the file held it, or its final version) ends ``how``."""
@@ -73,6 +74,7 @@ class Dependents:
         if new is job:
             return line
         self.told += 1
+        self.last = new
         if new.status == CANCELLED:
             logger.info("job %s %s: %s", new.id, new.type, new.error)
             self.ended(new, CANCELLED)
