@@ -78,6 +78,7 @@ def test_falsy_results_are_kept_and_none_reads_back_as_none(backend):
     assert [queue.get_job(ids[v])["result"] for v in (0, "", None)] == [0, "", None]
 
 
+@pytest.mark.slow  # waits two seconds of the real clock, the only one RQ has
 def test_a_delayed_job_waits_for_its_run_at(backend):
     queue = backend.queue
     ran_at = []

@@ -403,6 +403,7 @@ def test_the_admin_badge_counts_failed_jobs_and_follows_the_file(tmp_path, monke
     assert entry["badge"] == 0
 
 
+@pytest.mark.slow  # waits a second of the real clock
 def test_the_admin_badge_is_counted_at_most_once_a_second(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     entry = admin.JobsEntry()
