@@ -9,7 +9,8 @@ with ``dbbasic_queue.add_hooks(hook)`` (and ``remove_hooks``):
 - ``on_start``: a worker is about to call the job's handler, in the thread that will;
 - ``on_success``: the handler returned (``event.result``);
 - ``on_failure``: an attempt failed (``event.error``, ``event.exception``): a raise, a time
-  limit, no handler; ``event.final`` says whether that was the job's last attempt;
+  limit, no handler, or a stop (``Queue.stop``, always final); ``event.final`` says whether
+  that was the job's last attempt;
 - ``on_retry``: the job will run again at ``event.run_at``: after a failed attempt that was
   not its last (just after ``on_failure``), or because its handler raised ``Retry``.
 

@@ -453,6 +453,9 @@ class Queue:
         token = decode_options(found[0].options).get(WORKER_KEY)
         if not is_token(token):
             return False  # a worker of another kind holds it (or a line edited by hand)
+        from .storage.liveness import WorkerLocks
+        if WorkerLocks(self.path).owner(token).alive is False:
+            return False  # its worker died: the job is taken again as any dead worker's
         RunNotes(self.path).ask_stop(token, StopRequest(job_id, found[0].attempts, by,
                                                         self.clock()))
         return True

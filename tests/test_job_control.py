@@ -106,6 +106,37 @@ def test_a_cooperative_handler_sees_the_stop_and_its_job_ends_cancelled_naming_w
     assert not list(real_queue.path.parent.glob("*.stops"))
 
 
+def test_a_stopped_job_is_a_last_failure_for_hooks_and_counts(real_queue):
+    from dbbasic_queue import add_hooks, remove_hooks
+
+    class Ends:
+        events = []
+
+        def on_failure(self, event):
+            self.events.append((event.id, event.final, event.error))
+    hook = Ends()
+    add_hooks(hook)
+    try:
+        job_id = real_queue.enqueue("export", {})
+        thread, _ = in_background(real_queue, {"export": cooperative([])})
+        wait_for(lambda: (real_queue.job_info(job_id) or {}).get("progress"), what="it to run")
+        real_queue.stop(job_id, by="ann")
+        thread.join(30)
+    finally:
+        remove_hooks(hook)
+    assert hook.events == [(job_id, True, "Stopped by ann")]
+    assert real_queue.workers()[0]["failed"] == 1
+
+
+def test_a_directory_planted_at_a_run_s_file_name_stops_no_worker(queue, caplog):
+    for name in ("queue.worker-0123456789abcdef.progress", "queue.worker-x.stops"):
+        (queue.path.parent / name).mkdir(parents=True)
+    job_id = queue.enqueue("export", {})
+    assert queue.process_jobs({"export": lambda payload: None}) == 1
+    assert queue.get_job(job_id)["status"] == "completed"
+    assert "could not delete" in caplog.text  # said, once per run, and left
+
+
 @pytest.mark.parametrize("concurrency", [1, 3])
 def test_a_handler_that_ignores_the_stop_is_interrupted_after_the_grace(real_queue, concurrency):
     # Given a stubborn handler among quick ones, in the main thread or in threads
@@ -154,19 +185,23 @@ class FakeStorage:
 
 
 def test_a_stop_request_applies_to_the_attempt_it_names_also_before_that_attempt_starts():
-    from dbbasic_queue.worker.control import JobControl
+    from dbbasic_queue.worker.control import JobControl, JobStopped
     clock = FakeClock(100.0)
     storage = FakeStorage(StopRequest("a", 7, "old", 0.0), StopRequest("b", 2, "ann", 0.0))
     control = JobControl(storage, clock, clock, grace=5)
     control.tick()  # neither runs yet: both kept for their start
-    seen = {}
-    for job_id, attempt in (("a", 8), ("b", 2)):
-        control.call(job_id, attempt, lambda: seen.setdefault(job_id, current_stop(control, job_id)))
-    assert seen == {"a": None, "b": "ann"}
+    called = []
+    control.stoppable("a", 8, called.append)({"job": "a"})  # asked for attempt 7 only: runs
+    with pytest.raises(JobStopped):  # asked before it started: its handler is never called
+        control.stoppable("b", 2, called.append)({"job": "b"})
+    assert called == [{"job": "a"}]
+    assert (control.stopped_by("a"), control.stopped_by("b")) == (None, "ann")
 
 
-def current_stop(control, job_id):
-    return control.stopped_by(job_id)
+def report_a_hundred_times(control):
+    for step in range(100):
+        control.report("a", step / 100)
+        control.tick()
 
 
 def test_progress_is_written_at_most_every_half_second_however_often_it_is_reported():
@@ -174,9 +209,7 @@ def test_progress_is_written_at_most_every_half_second_however_often_it_is_repor
     clock = FakeClock(100.0)
     storage = FakeStorage()
     control = JobControl(storage, clock, clock, grace=5)
-    for step in range(100):
-        control.report("a", step / 100)
-        control.tick()
+    control.stoppable("a", 1, lambda payload: report_a_hundred_times(control))({})
     assert len(storage.written) == 1
     clock.advance(0.5)
     control.tick()
@@ -222,6 +255,7 @@ def test_a_killed_worker_s_progress_file_is_removed_by_the_next_run(tmp_path, ch
     queue.stop(job_id)  # a stops file too, never read: its worker is killed
     kill(worker)
     assert list(tmp_path.glob("*.progress")) and list(tmp_path.glob("*.stops"))
+    assert queue.stop(job_id) is False  # its worker is dead: nobody to ask
     queue.process_jobs({"report_until_stopped": lambda payload: None})
     assert not list(tmp_path.glob("*.progress")) and not list(tmp_path.glob("*.stops"))
     assert queue.get_job(job_id)["status"] == "completed"  # taken again, as its worker died

@@ -53,7 +53,10 @@ class MetaProgress:
         self.job.meta["progress"] = progress._asdict()
         if time.monotonic() - self.saved_at >= PROGRESS_SECONDS:
             self.saved_at = time.monotonic()
-            self.job.save_meta()
+            try:
+                self.job.save_meta()
+            except Exception:  # Redis out of reach a moment: the job runs on all the same
+                logger.warning("job %s: could not save its progress", job_id, exc_info=True)
 
     def stopped_by(self, job_id: str) -> None:
         return None

@@ -28,6 +28,7 @@ what it has logged already.
 
 import logging
 import os
+import stat
 from typing import Callable, Dict, Iterable, List, NamedTuple, Optional, Set
 
 from ..model.job import PENDING_WORD, peek_status_and_run_at
@@ -139,22 +140,24 @@ class RunStorage:
         self.notes.write_progress(self.token, entries)
 
     def stops_waiting(self, offset: int) -> bool:
-        """Whether requests to stop this run's jobs were appended beyond ``offset``."""
+        """Whether requests to stop this run's jobs were appended beyond ``offset`` (a cheap
+        look, never through a link; stop_requests reads them)."""
         try:
-            return os.stat(self.notes.stops_path(self.token)).st_size > offset
+            status = os.lstat(self.notes.stops_path(self.token))
         except FileNotFoundError:
             return False
+        return stat.S_ISREG(status.st_mode) and status.st_size > offset
 
     def stop_requests(self, offset: int):
         return self.notes.stop_requests(self.token, offset)
 
     def close(self) -> None:
-        self.notes.remove(self.token)
         self.release_slots(list(self.slot_of))
         if self.liveness is not None:
             self.liveness.release()
         if self.bookmark is not None:
             self.bookmark.close()
+        self.notes.remove(self.token)
 
     def exchange(self, held: Dict[bytes, Held], finished: Dict[bytes, bytes],
                  unstarted: Set[bytes], claim: int = 0, full: bool = False,

@@ -22,8 +22,10 @@ from pathlib import Path
 from typing import Dict, List, NamedTuple, Optional, Tuple
 
 from ..errors import QueueError
+from ..log import logger
 from ..model.job import one_line, quote_field, unquote_field
 from .files import check_regular, open_own, temporary_file
+from .liveness import is_token
 
 NOTE_CHARS = 200
 MAX_BYTES = 1 << 20  # a reader reads no more of either file
@@ -90,9 +92,11 @@ class RunNotes:
             .encode("utf-8", "backslashreplace") for job_id, entry in entries.items()]
         fd, temp = temporary_file(self.directory)
         try:
-            os.write(fd, b"".join(lines))
-            os.fchmod(fd, 0o644)  # as the liveness lock: readable by whoever reads the queue
-            os.close(fd)
+            try:
+                os.write(fd, b"".join(lines))
+                os.fchmod(fd, 0o644)  # as the liveness lock: readable by whoever reads the queue
+            finally:
+                os.close(fd)
             os.replace(temp, path)
         except BaseException:
             with contextlib.suppress(OSError):
@@ -121,12 +125,11 @@ class RunNotes:
             line = STOPS_HEADER + line
         except FileExistsError:
             fd = open_own(path, os.O_WRONLY | os.O_APPEND)
+        check_regular(fd, path)  # closes it if it is not a regular file
         try:
-            check_regular(fd, path)
             os.write(fd, line)
         finally:
-            with contextlib.suppress(OSError):
-                os.close(fd)
+            os.close(fd)
 
     def stop_requests(self, token: str, offset: int) -> Tuple[List[StopRequest], int]:
         """The requests appended to run ``token``'s stops file from ``offset`` on, and the
@@ -136,14 +139,13 @@ class RunNotes:
             fd = open_own(path, os.O_RDONLY)
         except FileNotFoundError:
             return [], offset
+        size = check_regular(fd, path).st_size  # closes it if it is not a regular file
         try:
-            size = check_regular(fd, path).st_size
             if size <= offset:
                 return [], offset
             data = os.pread(fd, min(size - offset, MAX_BYTES), offset)
         finally:
-            with contextlib.suppress(OSError):
-                os.close(fd)
+            os.close(fd)
         whole = data.rfind(b"\n") + 1  # a line being appended is read next time
         requests = []
         for line in data[:whole].splitlines():
@@ -163,13 +165,20 @@ class RunNotes:
     # --- both --------------------------------------------------------------------------------
 
     def remove(self, token: str) -> None:
-        """Delete run ``token``'s files (it has ended)."""
+        """Delete run ``token``'s files (it has ended); what cannot be deleted (a directory
+        planted at the name, say) is left, and never stops a run."""
         for kind in ("progress", "stops"):
-            with contextlib.suppress(FileNotFoundError):
+            try:
                 os.unlink(self._path(token, kind))
+            except FileNotFoundError:
+                pass
+            except OSError as error:
+                logger().warning("could not delete %s (%s)", self._path(token, kind),
+                               error.strerror or error)
 
     def tokens(self) -> List[str]:
-        """The runs that have a progress or stops file."""
+        """The runs that have a progress or stops file (a name with no run's token is no
+        run's, and left alone)."""
         try:
             names = os.listdir(self.directory)
         except FileNotFoundError:
@@ -177,8 +186,9 @@ class RunNotes:
         found = set()
         for name in names:
             stem, dot, kind = name.rpartition(".")
-            if name.startswith(self.prefix) and kind in ("progress", "stops"):
-                found.add(stem[len(self.prefix):])
+            token = stem[len(self.prefix):]
+            if name.startswith(self.prefix) and kind in ("progress", "stops") and is_token(token):
+                found.add(token)
         return sorted(found)
 
     def _rows(self, path: str, width: int) -> List[List[str]]:

@@ -10,9 +10,11 @@ interrupted with JobStopped at its next Python instruction, as a time limit inte
 in a thread (a handler blocked in one C call is interrupted when that call returns). Either
 way the job ends ``cancelled``, its error naming who asked (``transitions.stopped``).
 
-The interruption lands only inside the handler's call: it is raised, once, under ``lock``,
-only while ``running`` holds the job, and the call leaves ``running`` under the same lock,
-clearing one raised too late to land before it.
+The interruption lands only inside the handler's call: it is raised, once, under ``lock``
+(a plain Lock: see timelimit.Watchdog), only while ``running`` holds the job, and the call
+leaves ``running`` under the same lock, clearing one raised too late to land before it.
+``stoppable`` wraps the handler alone, inside the time limit's machinery, so neither
+interruption can land in the other's, and a time limit's verdict stays exact.
 """
 
 import logging
@@ -21,7 +23,7 @@ import threading
 from typing import Callable, Dict, Optional, Set, Tuple
 
 from ..storage.notes import Progress, checked_progress
-from .timelimit import interrupt
+from .timelimit import JobTimeout, interrupt
 
 logger = logging.getLogger("dbbasic_queue")
 
@@ -49,23 +51,36 @@ class JobControl:
         self.unwritten = False
         self.written_at = -math.inf
         self.offset = 0  # read so far of the run's stops file
+        self.unreadable = False  # that file could not be read (logged once)
 
-    def call(self, job_id: str, attempt: int, handler_call: Callable[[], object]):
-        """``handler_call()``, the handler of attempt ``attempt`` of job ``job_id``, which
-        a stop request may interrupt (see the module docstring)."""
-        with self.lock:
-            self.running[job_id] = (threading.get_ident(), attempt)
-            request = self.requests.pop(job_id, None)
-            if request is not None and request[0] == attempt:  # asked before it started
-                self.asked[job_id] = (request[1], self.monotonic())
-        try:
-            try:
-                return handler_call()
-            finally:
+    def stoppable(self, job_id: str, attempt: int, handler: Callable[[dict], object]):
+        """``handler`` as attempt ``attempt`` of job ``job_id`` runs it: a stop request may
+        interrupt it, and only it (see the module docstring). A job asked to stop before it
+        started never calls the handler."""
+        def call(payload):
+            with self.lock:
+                self.running[job_id] = (threading.get_ident(), attempt)
+                request = self.requests.pop(job_id, None)
+                if request is not None and request[0] == attempt:  # asked before it started
+                    self.asked[job_id] = (request[1], self.monotonic())
+            if job_id in self.asked:
                 self._leave(job_id)
-        except JobStopped:
-            self._leave(job_id)  # landed inside the first leave: nothing is pending now
-            raise
+                raise JobStopped(f"stopped by {self.asked[job_id][0]} before it started")
+            returned: list = []
+            try:
+                try:
+                    returned.extend(map(handler, (payload,)))  # stored by C: see timelimit.py
+                finally:
+                    self._leave(job_id)
+            except JobStopped:
+                self._leave(job_id)  # landed inside the first leave: nothing is pending now
+                raise
+            except JobTimeout:
+                if not returned:
+                    raise  # the handler's own: it was interrupted
+                # else it landed here, after the handler returned: the handler's verdict holds
+            return returned[0]
+        return call
 
     def _leave(self, job_id: str) -> None:
         with self.lock:
@@ -79,9 +94,12 @@ class JobControl:
         return None if asked is None else asked[0]
 
     def report(self, job_id: str, done, note: str = "") -> None:
-        """A handler's progress: ``done`` from 0 to 1, and a note."""
-        self.progress[job_id] = checked_progress(done, note, self.clock())
-        self.unwritten = True
+        """A handler's progress: ``done`` from 0 to 1, and a note (a report after the
+        handler returned is checked, and dropped)."""
+        progress = checked_progress(done, note, self.clock())
+        if job_id in self.running:
+            self.progress[job_id] = progress
+            self.unwritten = True
 
     def forget(self, job_id: str) -> None:
         """The job has ended here: its progress and stop request go."""
@@ -95,8 +113,15 @@ class JobControl:
         """From the keeper thread: read new stop requests, interrupt handlers past their
         grace, write the progress reported since the last write."""
         now = self.monotonic()
-        if self.storage.stops_waiting(self.offset):
-            requests, self.offset = self.storage.stop_requests(self.offset)
+        requests = []
+        try:
+            if self.storage.stops_waiting(self.offset):
+                requests, self.offset = self.storage.stop_requests(self.offset)
+        except Exception as error:  # planted, unreadable: no stop requests, the rest goes on
+            if not self.unreadable:
+                self.unreadable = True
+                logger.warning("cannot read the requests to stop this run's jobs (%s)", error)
+        if requests:
             with self.lock:
                 for request in requests:
                     entry = self.running.get(request.job_id)

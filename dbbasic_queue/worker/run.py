@@ -21,7 +21,7 @@ from typing import Dict, List, Optional
 
 from .. import hooks
 from ..model import transitions
-from ..model.job import FAILED, PENDING, Job, error_text, result_json, utc_text
+from ..model.job import CANCELLED, FAILED, PENDING, Job, error_text, result_json, utc_text
 from ..model.options import Retry, schedules_of
 from ..model.words import plural
 from ..storage.claim import Held
@@ -258,33 +258,40 @@ class WorkerRun:
                 if hooks.registered:
                     hooks.call(self._event("on_start", held, payload))
                 started = time.perf_counter()
-                result = self.control.call(job.id, held.attempt, lambda: call_with_time_limit(
-                    handler, payload, limit, self.watchdog))
+                # The stop's interruption wraps the handler alone, inside the time limit's
+                # machinery, so it can land nowhere else (see control.py).
+                result = call_with_time_limit(self.control.stoppable(job.id, held.attempt, handler),
+                                              payload, limit, self.watchdog)
         except JobStopped as error:
-            if not self._stopped(held):
+            if not self._stopped(held, payload):
                 self._ended_badly(held, payload, error, limit, started)
         except BaseException as error:
-            if self.control.asked and self._stopped(held):
+            if self.control.asked and self._stopped(held, payload):
                 if isinstance(error, KeyboardInterrupt):
                     raise
             else:
                 self._ended_badly(held, payload, error, limit, started)
         else:
-            if not (self.control.asked and self._stopped(held, result)):
+            if not (self.control.asked and self._stopped(held, payload, result)):
                 self._completed(held, payload, result, started)
         finally:
             if self.control.asked or self.control.progress:
                 self.control.forget(job.id)
 
-    def _stopped(self, held: Held, result=None) -> bool:
+    def _stopped(self, held: Held, payload, result=None) -> bool:
         """Record the job as stopped, if someone asked it to (see control.py); whether so."""
         job = held.original
         by = self.control.stopped_by(job.id)
         if by is None:
             return False
-        self._record(held, transitions.stopped(job, self.queue.clock(), by,
-                                               result_json(result, job.id, job.type)))
+        stopped = transitions.stopped(job, self.queue.clock(), by,
+                                      result_json(result, job.id, job.type))
+        self._record(held, stopped)
         logger.warning("job %s %s stopped, as %s asked", job.id, job.type, by)
+        if hooks.registered:  # an end without success, for good: as a last failure
+            hooks.call(self._event("on_failure", held, payload, error=stopped.error,
+                                   exception=JobStopped(stopped.error), final=True,
+                                   duration=0.0))
         return True
 
     def _ended_badly(self, held: Held, payload, error: BaseException, limit,
@@ -364,8 +371,10 @@ class WorkerRun:
             else:
                 outcome = "rescheduled"  # by Retry: the attempt was not counted
             self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
-            self.record.count(outcome if outcome in ("completed", "failed") else "retried",
-                              self.queue.clock())
+            # The registry counts completed, failed (a stopped job too: it ended without
+            # success) and retried jobs.
+            self.record.count(outcome if outcome in ("completed", "failed") else
+                              "failed" if outcome == CANCELLED else "retried", self.queue.clock())
             self.finished[held.original.id.encode()] = final.to_line()
             self.storage.release_slots((held.original.id.encode(),))  # its handler is done
             if self.oldest_unwritten is None:

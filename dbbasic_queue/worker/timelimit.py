@@ -75,7 +75,12 @@ class Watchdog:
 
     def __init__(self, monotonic: Callable[[], float]) -> None:
         self.monotonic = monotonic
-        self.lock = threading.Condition()
+        # A plain Lock, never a Condition: an interruption raised while the handler's
+        # thread waits for this lock lands as that thread returns from acquiring it, and
+        # only a lock whose acquiring is one C call is then released by its with-block
+        # (a Condition's __enter__ is Python code, where it would land holding the lock).
+        self.lock = threading.Lock()
+        self.woken = threading.Event()  # the watching thread looks again
         self.deadlines: list = []  # heap of (when, sequence number, _Deadline)
         self.numbers = itertools.count()
         self.closed = False
@@ -88,7 +93,7 @@ class Watchdog:
         deadline = _Deadline(threading.get_ident(), seconds)
         with self.lock:
             heapq.heappush(self.deadlines, (self.monotonic() + seconds, next(self.numbers), deadline))
-            self.lock.notify()
+        self.woken.set()
         try:
             try:
                 returned.extend(map(function, (argument,)))
@@ -106,8 +111,10 @@ class Watchdog:
             _raise_in_thread(deadline.thread_id, None)  # clears one still pending
 
     def _watch(self) -> None:
-        with self.lock:
-            while not self.closed:
+        while True:
+            with self.lock:
+                if self.closed:
+                    return
                 now = self.monotonic()
                 while self.deadlines and (self.deadlines[0][2].done or self.deadlines[0][0] <= now):
                     _, _, deadline = heapq.heappop(self.deadlines)
@@ -115,13 +122,14 @@ class Watchdog:
                         deadline.done = True
                         _raise_in_thread(deadline.thread_id, JobTimeout(
                             f"timed out after {deadline.seconds:g} s"))
-                wait = None if not self.deadlines else max(0.0, self.deadlines[0][0] - now)
-                self.lock.wait(timeout=wait if wait is None else min(wait, 0.05))
+                wait = None if not self.deadlines else min(0.05, max(0.0, self.deadlines[0][0] - now))
+            self.woken.wait(wait)
+            self.woken.clear()
 
     def close(self) -> None:
         with self.lock:
             self.closed = True
-            self.lock.notify()
+        self.woken.set()
         self.thread.join()
 
 
