@@ -222,12 +222,18 @@ def test_progress_is_written_at_most_every_half_second_however_often_it_is_repor
 
 # --- real processes ---------------------------------------------------------------------
 
-def test_the_command_line_shows_progress_and_stops_a_cron_worker_s_job(tmp_path, children):
-    queue_file = tmp_path / "queue.tsv"
-    queue = Queue(queue_file)
+def cron_worker_reporting(tmp_path, children):
+    """A queue with one job whose handler reports progress until asked to stop, and a
+    ``dbbasic-queue work`` process running it: (queue, job id, worker, its environment)."""
+    queue = Queue(tmp_path / "queue.tsv")
     job_id = queue.enqueue("report_until_stopped", {})
-    env = {"DBBASIC_QUEUE_FILE": str(queue_file), "RUNS_LOG": str(tmp_path / "runs.log")}
+    env = {"DBBASIC_QUEUE_FILE": str(queue.path), "RUNS_LOG": str(tmp_path / "runs.log")}
     worker = children.cli("work", "--handlers", "jobs_for_cli:stoppable", **env)
+    return queue, job_id, worker, env
+
+
+def test_the_command_line_shows_progress_and_stops_a_cron_worker_s_job(tmp_path, children):
+    queue, job_id, worker, env = cron_worker_reporting(tmp_path, children)
 
     def shown():
         out = children.cli("show", job_id, **env).communicate(timeout=60)[0]
@@ -246,11 +252,7 @@ def test_the_command_line_shows_progress_and_stops_a_cron_worker_s_job(tmp_path,
 
 
 def test_a_killed_worker_s_progress_file_is_removed_by_the_next_run(tmp_path, children):
-    queue_file = tmp_path / "queue.tsv"
-    queue = Queue(queue_file)
-    job_id = queue.enqueue("report_until_stopped", {})
-    env = {"DBBASIC_QUEUE_FILE": str(queue_file), "RUNS_LOG": str(tmp_path / "runs.log")}
-    worker = children.cli("work", "--handlers", "jobs_for_cli:stoppable", **env)
+    queue, job_id, worker, _ = cron_worker_reporting(tmp_path, children)
     wait_for(lambda: list(tmp_path.glob("*.progress")), what="the progress file")
     queue.stop(job_id)  # a stops file too, never read: its worker is killed
     kill(worker)
