@@ -449,3 +449,21 @@ def test_a_dependency_failing_while_workers_claim_never_lets_its_dependent_run(
             assert queue.get_job(second)["status"] == "cancelled"
         else:
             assert order.count(f"b{n}") == 1 and order.index(f"a{n}") < order.index(f"b{n}")
+
+
+def test_a_job_another_process_runs_can_be_depended_on_and_runs_once(tmp_path, children):
+    # Given a job running in a cron worker process (its handler sleeps a second)
+    queue = Queue(tmp_path / "queue.tsv")
+    first = queue.enqueue("send_email", {"key": "first", "sleep": 1.0})
+    runs_log, stop_file = tmp_path / "runs.log", tmp_path / "stop"
+    child = worker(children, queue, runs_log, stop_file)
+    wait_for(lambda: runs(runs_log)["first"], what="the job to start")
+    # When this process enqueues a job depending on it, while it runs
+    second = queue.enqueue("send_email", {"key": "second"}, depends_on=first)
+    # Then the worker keeps its job (the line changed under it: only its then), and the
+    # dependent runs after it, each once
+    wait_for(lambda: queue.get_job(second)["status"] == "completed", what="the dependent")
+    stop_file.touch()
+    child.communicate(timeout=60)
+    assert queue.get_job(first)["status"] == "completed"
+    assert runs_log.read_text().split() == ["first", "second"]

@@ -41,9 +41,13 @@ def existing(queue, job_id: str) -> Dict[str, Any]:
     """The job, or NotApplicable naming the queue."""
     job = queue.get_job(job_id)
     if job is None:
-        raise NotApplicable(f"no job {job_id!r} in {queue.describe()} (ids are 16 hex "
-                            f"characters; see dbbasic-queue list)")
+        raise missing(queue, job_id)
     return job
+
+
+def missing(queue, job_id: str) -> NotApplicable:
+    return NotApplicable(f"no job {job_id!r} in {queue.describe()} (ids are 16 hex "
+                         f"characters; see dbbasic-queue list)")
 
 
 WATCH_LEAST, WATCH_MOST = 0.1, 3600.0  # stats --watch's period, in seconds
@@ -188,8 +192,9 @@ def list_command(queue, args) -> int:
 
 
 def show_command(queue, args) -> int:
-    existing(queue, args.id)
-    job = queue.job_info(args.id)
+    job = queue.job_info(args.id)  # one look at the files: the job and what else is known
+    if job is None:
+        raise missing(queue, args.id)
     options = job.pop("options")
     tracebacks = queue.tracebacks(args.id)
     if args.json:

@@ -227,17 +227,16 @@ class DashboardApp:
                           retry_count)
 
     def job_page(self, request: Request, view: pages.View, job_id: str, force: bool) -> Response:
-        shown = self.backend.get_job(job_id)
+        # job_info, where the backend has it, is get_job's dict with the options, progress and
+        # stop request: one look at the files for all of it.
+        informed = JOB_CONTROL in getattr(self.backend, "capabilities", ())
+        shown = (self.backend.job_info if informed else self.backend.get_job)(job_id)
         if shown is None:
             return self.page(request, detail.message("No such job", f"There is no job {job_id} "
                                                      f"in {self.where}.",
                                                      url(request.base, "/jobs")), "404 Not Found")
-        if self.reader is not None:
+        if not informed and self.reader is not None:
             shown = dict(shown, options=self.reader.options_of(job_id))
-        if JOB_CONTROL in getattr(self.backend, "capabilities", ()):
-            info = self.backend.job_info(job_id) or {}
-            shown = dict(shown, progress=info.get("progress"),
-                         stop_requested=info.get("stop_requested"))
         if callable(getattr(self.backend, "tracebacks", None)):
             try:
                 shown = dict(shown, tracebacks=self.backend.tracebacks(job_id))

@@ -129,7 +129,7 @@ _INT_COLUMNS = ("created_at", "run_at", "attempts")
 MAX_INT_DIGITS = 19  # an integer field is plain ASCII digits, fewer than 2**63 could need
 _FIELD_COUNTS = (len(COLUMNS), len(PUBLISHED_COLUMNS))
 _STATUS_WORDS = frozenset(status.encode() for status in STATUSES)
-_STATUS_NAMES = {status.encode(): status for status in STATUSES}
+STATUS_OF_WORD = {status.encode(): status for status in STATUSES}  # b"pending" -> "pending"
 
 
 class Job(NamedTuple):
@@ -326,7 +326,7 @@ def peek_listing(line: bytes, judged: bool = False) -> Optional[Tuple[str, str, 
         fields = line.rstrip(b"\n").rstrip(b"\r").split(b"\t")
         if len(fields) not in _FIELD_COUNTS or not fields[0] or b'"' in fields[0] + fields[1]:
             return None
-    status = _STATUS_NAMES.get(fields[3])
+    status = STATUS_OF_WORD.get(fields[3])
     if status is None or not all(field.isdigit() and len(field) <= MAX_INT_DIGITS
                                  for field in fields[4:7]):
         return None

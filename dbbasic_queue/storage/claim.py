@@ -30,8 +30,8 @@ from ..model.dependencies import THEN, is_waiting, linked, peek_waiting, then_of
 from ..model.words import duration_text, plural
 from ..errors import CorruptLineError
 from ..model.job import (CLAIMABLE_WORDS, FAILED, PENDING, PENDING_WORD, PROCESSING,
-                         PROCESSING_WORD, RETAINED_WORDS, STATUSES, Job, line_id, parse_line,
-                         peek_status_and_run_at, same_job)
+                         PROCESSING_WORD, RETAINED_WORDS, STATUS_OF_WORD, Job, line_id,
+                         parse_line, peek_status_and_run_at, same_job)
 from ..model.options import WORKER_KEY, decode_options, with_worker, without_worker
 from ..model.queues import (Scope, concurrency_of, queue_and_priority, rate_of,
                             waiting_message)
@@ -41,7 +41,6 @@ logger = logging.getLogger("dbbasic_queue")
 # The worker's token in a line's options field as with_worker writes it (quotes doubled by
 # the file's quoting): a cheap first look, confirmed by parse_line before a job is taken.
 _TOKEN_IN_OPTIONS = re.compile(rb'""worker""\s*:\s*""([0-9a-f]{16})""')
-_STATUS_OF = {status.encode(): status for status in STATUSES}
 
 
 class Held:
@@ -264,7 +263,7 @@ class ClaimEditor(RetiringEditor):
             final = mine.final_line(self.finished[job_id])
             peek = peek_status_and_run_at(final)
             if peek is not None and peek[0] != PENDING_WORD:
-                self.dependents.ended(mine.original, _STATUS_OF[peek[0]])
+                self.dependents.ended(mine.original, STATUS_OF_WORD[peek[0]])
             if peek is not None and peek[0] in RETAINED_WORDS:
                 outcome.recorded.add(final)
                 self._look_again_from_here()
