@@ -63,7 +63,7 @@ class Queue:
         self.table = Table(path)
         self.path = self.table.path
         self.archive = Archive(self.table)
-        self._traceback_files = self._pauses = None
+        self._traceback_files = self._pauses = self._throughput = None
         self.archive_after = archive_after
         self.durable = durable
         self.clock = clock
@@ -591,6 +591,23 @@ class Queue:
             logger().warning("%s", error)
             stats["schedules"] = None
         return stats
+
+    def throughput(self, step: int = 60, steps: int = 60) -> Dict[str, Any]:
+        """How many jobs the workers completed, failed for good and retried in each of the
+        last ``steps`` spans of ``step`` seconds (by default each minute of the last hour;
+        ``step=3600, steps=168``: each hour of a week), the current span last:
+        {"starts", "step", "completed", "failed", "retried"}. From the counts the workers
+        keep beside the queue (storage/throughput.py), never a scan of the jobs; this queue
+        object keeps what it read, so asking again reads only what was written since."""
+        if not (type(step) is int and step > 0 and step % 60 == 0):
+            raise ValueError(f"step must be a whole number of minutes in seconds (60, 3600), "
+                             f"not {step!r}")
+        if not (type(steps) is int and 1 <= steps <= 10_000):
+            raise ValueError(f"steps must be a whole number from 1 to 10000, not {steps!r}")
+        if self._throughput is None:
+            from .storage.throughput import Throughput
+            self._throughput = Throughput(self.path)
+        return self._throughput.series(self.clock(), step, steps)
 
     def workers(self) -> List[Dict[str, Any]]:
         """The workers seen working this queue (storage/workers.py), most recently seen

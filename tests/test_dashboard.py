@@ -297,6 +297,52 @@ def test_jobs_moved_to_archive_files_are_counted_listed_and_shown_once(queue, cl
     assert figures["by_status"]["cancelled"] == 0
 
 
+def test_an_open_dashboard_counts_as_a_fresh_one_reading_only_what_changed(queue, clock,
+                                                                           monkeypatch):
+    from dbbasic_queue.dashboard import sources
+    judged = []
+    real_peek = sources.peek_listing
+    monkeypatch.setattr(sources, "peek_listing", lambda line: judged.append(line) or real_peek(line))
+    # Given 300 finished jobs moved to an archive file, and a dashboard that has shown them
+    queue.enqueue_many([("send_email", {"n": n}) for n in range(300)])
+    queue.process_jobs({"send_email": noop_handler})
+    clock.advance(2 * 3600)
+    queue.enqueue("sync_crm", {"account": 0})
+    queue.process_jobs({"sync_crm": noop_handler})  # the run that moves them
+    assert queue.archive.files()
+    kept = Client(DashboardApp(queue))
+
+    def figures(client):
+        shown = json.loads(client.get("/api/overview").body)
+        return {key: shown[key] for key in ("jobs", "by_status", "by_type", "chart",
+                                            "corrupt_lines", "queues")}
+    first = figures(kept)
+    assert first["by_status"]["completed"] == 301
+    # When one more job runs and moves there, the open dashboard reads its line, not the 300
+    queue.enqueue("sync_crm", {"account": 1})
+    queue.process_jobs({"sync_crm": noop_handler})
+    fresh = figures(Client(DashboardApp(queue)))
+    del judged[:]
+    assert figures(kept) == fresh
+    assert 0 < len(judged) < 10
+    # And it still counts as a fresh dashboard after a retry moves a job back, a corrupt
+    # line is appended to the archive, a purge rewrites it, and a cancel
+    archived = next(job for job in queue.jobs() if job["status"] == "completed")
+    steps = [lambda: queue.update_each(lambda job: job.evolve(status="failed")
+                                       if job.id == archived["id"] else None),
+             lambda: queue.retry_job(archived["id"]),
+             lambda: open(queue.archive.files()[-1][1], "ab").write(b"garbage\n"),
+             lambda: queue.purge(3600),
+             lambda: queue.cancel_job(queue.enqueue("send_email", {"n": -1}))]
+    for step in steps:
+        step()
+        assert figures(kept) == figures(Client(DashboardApp(queue)))
+
+
+def noop_handler(payload):
+    return None
+
+
 def test_a_corrupt_line_is_counted_as_stats_counts_it_and_the_other_jobs_show(queue, client):
     ids = seed(queue)
     with open(queue.path, "ab") as file:

@@ -227,6 +227,53 @@ def test_throughput_counts_each_minute_s_finished_jobs_once_and_goes_with_retent
     assert list(queue.path.parent.glob("queue.counts.*.tsv")) == []
 
 
+def test_throughput_by_minute_and_hour_reads_only_what_was_appended_since_it_last_looked(
+        queue, clock):
+    # Given jobs finished now and two hours ago
+    queue.enqueue("send_email", EMAIL)
+    queue.process_jobs({"send_email": noop})
+    clock.advance(2 * 3600)
+    for n in range(3):
+        queue.enqueue("send_email", {"n": n})
+    queue.process_jobs({"send_email": noop})
+    # Then the minutes of the last hour hold the three, the current minute last
+    minutes = queue.throughput()
+    assert minutes["step"] == 60 and len(minutes["starts"]) == 60
+    assert minutes["starts"][-1] <= clock() < minutes["starts"][-1] + 60
+    assert minutes["completed"][-1] == 3 and sum(minutes["completed"]) == 3
+    # and the hours of a week all four, in their hours
+    hours = queue.throughput(step=3600, steps=168)
+    assert hours["completed"][-1] == 3 and hours["completed"][-3] == 1
+    assert sum(hours["failed"]) == sum(hours["retried"]) == 0
+    # When another process appends a line, the queue object (kept, as the dashboard keeps it)
+    # reads it; and when the file is replaced whole, it reads the new one from its start
+    counts = next(queue.path.parent.glob("queue.counts.*.tsv"))
+    minute = int(clock()) // 60 * 60
+    with open(counts, "ab") as file:
+        file.write(f"{minute}\tother:loop:1\t2\t1\t0\n".encode())
+    assert queue.throughput()["completed"][-1] == 5
+    assert queue.throughput()["failed"][-1] == 1  # asked again: counted once
+    replacement = counts.with_name("replacement")
+    replacement.write_bytes(counts.read_bytes().splitlines(keepends=True)[0] +
+                            f"{minute}\tw\t7\t0\t0\n".encode())
+    os.replace(replacement, counts)
+    assert queue.throughput()["completed"][-1] == 7
+    # A piece of a line still being appended is not read until it is whole
+    with open(counts, "ab") as file:
+        file.write(f"{minute}\tw\t1".encode())
+    assert queue.throughput()["completed"][-1] == 7
+    with open(counts, "ab") as file:
+        file.write(b"0\t0\t0\n")
+    assert queue.throughput()["completed"][-1] == 17
+
+
+@pytest.mark.parametrize("step, steps", [(0, 60), (30, 60), (61, 10), (60.0, 60), (60, 0),
+                                          (60, 10_001), ("60", 60)])
+def test_throughput_refuses_a_span_that_is_no_whole_minutes(queue, step, steps):
+    with pytest.raises(ValueError, match="step|steps"):
+        queue.throughput(step, steps)
+
+
 def test_the_dashboards_workers_page_lists_them_escaped_with_their_state(queue, clock):
     from dbbasic_queue.dashboard import DashboardApp
     from test_dashboard import Client

@@ -8,7 +8,7 @@ import json
 import re
 from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
-from ..backend import PERIODIC, QUEUES
+from ..backend import PERIODIC, QUEUES, WORKERS
 from ..errors import CorruptLineError, QueueError
 from ..periodic.firing import listing
 from ..storage.tracebacks import raising_frame
@@ -18,6 +18,7 @@ from ..model.queues import DEFAULT_QUEUE, WAITING_FOR_HANDLER, peek_queue_and_pr
 HOUR = 3600
 TABS = ("scheduled", "retries")  # the jobs page's views of pending jobs
 CHART_HOURS = 24
+THROUGHPUT_DAYS = 7  # the per-hour chart's span, the default retention
 NEXT_RUNS = 10
 SUMMARY_MAX_AGE = 30  # seconds a summary is reused while the file has not changed
 
@@ -31,6 +32,78 @@ class Record(NamedTuple):
     number: int  # its place in the listing, to keep the newest of one second in order
     source: Any  # the raw line (FileReader) or the job's dict (ListingReader)
     where: Any = None  # (file, line number) of a raw line, for a corrupt line's message
+
+
+class Tally:
+    """The counts of every job of a stream that a time does not change: by status, by type,
+    and the completed and failed jobs by the hour their last attempt began. Tallies add up,
+    so a reader may keep one for a file that did not change and add the rest to it."""
+
+    def __init__(self) -> None:
+        self.by_status = dict.fromkeys(STATUSES, 0)
+        self.by_type: Dict[str, Dict[str, int]] = {}
+        self.hours: Dict[int, List[int]] = {}  # hour start -> [completed, failed]
+        self.corrupt = 0
+
+    def add(self, record: Record) -> None:
+        status = record.status
+        self.by_status[status] += 1
+        counts = self.by_type.get(record.type)
+        if counts is None:
+            counts = self.by_type[record.type] = dict.fromkeys(STATUSES, 0)
+        counts[status] += 1
+        if status in ("completed", "failed"):
+            hour = record.run_at - record.run_at % HOUR
+            pair = self.hours.get(hour)
+            if pair is None:
+                pair = self.hours[hour] = [0, 0]
+            pair[status == "failed"] += 1
+
+    def add_tally(self, other: "Tally") -> None:
+        for status, count in other.by_status.items():
+            self.by_status[status] += count
+        for job_type, counts in other.by_type.items():
+            mine = self.by_type.setdefault(job_type, dict.fromkeys(STATUSES, 0))
+            for status, count in counts.items():
+                mine[status] += count
+        for hour, (done, lost) in other.hours.items():
+            pair = self.hours.setdefault(hour, [0, 0])
+            pair[0] += done
+            pair[1] += lost
+        self.corrupt += other.corrupt
+
+
+class Active:
+    """What the overview shows of the jobs to run and running, which depends on the time:
+    the oldest due job, the next scheduled runs, the jobs waiting for a worker with their
+    handler, and the counts by queue."""
+
+    def __init__(self, now: float, reader: "Reader") -> None:
+        self.now = now
+        self.reader = reader
+        self.oldest_due: Optional[int] = None
+        self.upcoming: List[Tuple[int, int, Record]] = []  # a heap of the next NEXT_RUNS
+        self.waiting: Dict[str, Dict[str, Any]] = {}
+        self.by_queue: Dict[str, Dict[str, int]] = {}
+
+    def add(self, record: Record) -> None:
+        status = record.status
+        queue = self.by_queue.setdefault(self.reader.queue_of(record),
+                                         {"pending": 0, "processing": 0})
+        queue[status] += 1
+        if status != "pending":
+            return
+        if record.run_at <= self.now:
+            if self.oldest_due is None or record.run_at < self.oldest_due:
+                self.oldest_due = record.run_at
+            if waits_for_a_handler(record.source):
+                entry = self.waiting.setdefault(record.type, {"jobs": 0, "oldest_run_at": self.now})
+                entry["jobs"] += 1
+                entry["oldest_run_at"] = min(entry["oldest_run_at"], record.run_at)
+        elif len(self.upcoming) < NEXT_RUNS:
+            heapq.heappush(self.upcoming, (-record.run_at, -record.number, record))
+        elif -record.run_at > self.upcoming[0][0]:
+            heapq.heapreplace(self.upcoming, (-record.run_at, -record.number, record))
 
 
 def search_fragments(term: str) -> List[bytes]:
@@ -108,7 +181,21 @@ class Reader:
         figures["latency_seconds"] = None if oldest is None else max(0.0, now - oldest)
         figures["schedules"] = self.schedules()
         figures["paused"] = self.paused()
+        figures["throughput"] = self.throughput()
         return figures
+
+    def throughput(self) -> Optional[Dict[str, Any]]:
+        """What the workers finished per minute over the last hour and per hour over the
+        last THROUGHPUT_DAYS (Queue.throughput: counts kept beside the queue, read only as
+        far as they grew since the last look), or None where the backend keeps none."""
+        if WORKERS not in self.backend.capabilities or not callable(
+                getattr(self.backend, "throughput", None)):
+            return None
+        try:
+            return {"minutes": self.backend.throughput(60, 60),
+                    "hours": self.backend.throughput(HOUR, THROUGHPUT_DAYS * 24)}
+        except (QueueError, OSError):
+            return None
 
     def paused(self) -> List[Dict[str, Any]]:
         """The paused queues and types (a small file, read each time)."""
@@ -134,55 +221,40 @@ class Reader:
         return None if self._summary is None else list(self._summary[2]["by_type"])
 
     def _count(self, now: float) -> Dict[str, Any]:
-        by_status = dict.fromkeys(STATUSES, 0)
-        by_type: Dict[str, Dict[str, int]] = {}
-        first_hour = (int(now) // HOUR - (CHART_HOURS - 1)) * HOUR
-        completed, failed = [0] * CHART_HOURS, [0] * CHART_HOURS
-        oldest_due: Optional[int] = None
-        upcoming: List[Tuple[int, int, Record]] = []
+        tally = Tally()
         corrupt: List[Any] = []
-        waiting: Dict[str, Dict[str, Any]] = {}  # due jobs no worker that looked could run
-        by_queue: Dict[str, Dict[str, int]] = {}  # of the jobs to run and running
+        active = Active(now, self)
         for record in self.records(corrupt=corrupt):
-            status = record.status
-            by_status[status] += 1
-            if status in ("pending", "processing"):
-                queue = by_queue.setdefault(self.queue_of(record), {"pending": 0, "processing": 0})
-                queue[status] += 1
-            counts = by_type.get(record.type)
-            if counts is None:
-                counts = by_type[record.type] = dict.fromkeys(STATUSES, 0)
-            counts[status] += 1
-            if status == "pending":
-                if record.run_at <= now:
-                    if oldest_due is None or record.run_at < oldest_due:
-                        oldest_due = record.run_at
-                    if waits_for_a_handler(record.source):
-                        entry = waiting.setdefault(record.type, {"jobs": 0, "oldest_run_at": now})
-                        entry["jobs"] += 1
-                        entry["oldest_run_at"] = min(entry["oldest_run_at"], record.run_at)
-                elif len(upcoming) < NEXT_RUNS:
-                    heapq.heappush(upcoming, (-record.run_at, -record.number, record))
-                elif -record.run_at > upcoming[0][0]:
-                    heapq.heapreplace(upcoming, (-record.run_at, -record.number, record))
-            elif status in ("completed", "failed") and first_hour <= record.run_at <= now:
-                hour = (record.run_at - first_hour) // HOUR
-                (completed if status == "completed" else failed)[hour] += 1
+            tally.add(record)
+            if record.status in ("pending", "processing"):
+                active.add(record)
+        tally.corrupt += len(corrupt)
+        return self._figures(now, tally, active)
+
+    def _figures(self, now: float, tally: "Tally", active: "Active") -> Dict[str, Any]:
+        """The overview's figures from the counts of every job and of the active ones."""
         next_runs = []
-        for _, _, record in sorted(upcoming, reverse=True):
+        for _, _, record in sorted(active.upcoming, reverse=True):
             try:
                 job_id = self.load(record)["id"]
             except CorruptLineError:
                 continue
             next_runs.append({"id": job_id, "type": record.type, "run_at": record.run_at})
-        return {"jobs": sum(by_status.values()),
-                "by_status": by_status, "by_type": dict(sorted(by_type.items())),
-                "oldest_due_run_at": oldest_due, "next_runs": next_runs,
+        first_hour = (int(now) // HOUR - (CHART_HOURS - 1)) * HOUR
+        completed, failed = [0] * CHART_HOURS, [0] * CHART_HOURS
+        for hour, (done, lost) in tally.hours.items():
+            if first_hour <= hour <= now:
+                completed[(hour - first_hour) // HOUR] += done
+                failed[(hour - first_hour) // HOUR] += lost
+        return {"jobs": sum(tally.by_status.values()),
+                "by_status": tally.by_status, "by_type": dict(sorted(tally.by_type.items())),
+                "oldest_due_run_at": active.oldest_due, "next_runs": next_runs,
                 "chart": {"hour_starts": [first_hour + n * HOUR for n in range(CHART_HOURS)],
                           "completed": completed, "failed": failed},
                 "completed_24h": sum(completed), "failed_24h": sum(failed),
-                "corrupt_lines": len(corrupt), "waiting_for_handler": dict(sorted(waiting.items())),
-                "queues": dict(sorted(by_queue.items()))}
+                "corrupt_lines": tally.corrupt,
+                "waiting_for_handler": dict(sorted(active.waiting.items())),
+                "queues": dict(sorted(active.by_queue.items()))}
 
     def queue_of(self, record: Record) -> str:
         """The queue of a job to run or running: a cheap look at its line, else its options."""

@@ -7,15 +7,17 @@ in full. ``ListingReader`` uses ``jobs()`` of any backend declaring ``listing``.
 with neither has no reader: the dashboard then looks its jobs up by id.
 """
 
+import itertools
 import json
 import os
+import threading
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from .. import backend as interface
 from ..errors import CorruptLineError
 from ..model.job import as_dict, corrupt_message, job_with_id_prefix, line_id, parse_line, peek_listing
 from ..model.options import decode_options
-from .reading import Reader, Record, matches, search_fragments
+from .reading import Active, Reader, Record, Tally, matches, search_fragments
 
 
 class FileReader(Reader):
@@ -26,6 +28,8 @@ class FileReader(Reader):
         super().__init__(queue, clock)
         self.table = queue.table
         self.archive = getattr(queue, "archive", None)  # finished jobs, in files of their day
+        self._archived: Dict[Any, tuple] = {}  # path -> (place, tally, ids, usable)
+        self._tallying = threading.Lock()  # one count at a time brings the kept tallies up
 
     def archive_files(self) -> List[Any]:
         return [path for _, path in self.archive.files()] if self.archive is not None else []
@@ -55,42 +59,97 @@ class FileReader(Reader):
         yield self.table.path, iter(live), None
 
     def records(self, status=None, job_type=None, search=None, corrupt=None):
+        order = itertools.count(1)
+        for path, lines, skip in self.sources():
+            yield from self.records_in(path, lines, skip, order, status, job_type, search, corrupt)
+
+    def records_in(self, path, lines, skip, order, status=None, job_type=None, search=None,
+                   corrupt=None) -> Iterator[Record]:
+        """The records of one file's ``lines`` that match, numbered from ``order``; a line
+        whose id is in ``skip`` is left out, a corrupt one added to ``corrupt``."""
         # Byte searches first: a line lacking the status word, the type or a search fragment
         # cannot match, and skipping it costs a fraction of a parse.
         status_word = status.encode() if status else None
         type_word = job_type.replace('"', '""').encode() if job_type else None
         fragments = search_fragments(search) if search else []
-        order = 0
-        for path, lines, skip in self.sources():
-            judged = False  # archive lines too get the one judgement: a hand edit may break one
-            for number, line in lines:
-                order += 1
-                if ((status_word is not None and status_word not in line)
-                        or (type_word is not None and type_word not in line)):
+        for number, line in lines:
+            place = next(order)
+            if ((status_word is not None and status_word not in line)
+                    or (type_word is not None and type_word not in line)):
+                continue
+            if skip and line[:line.find(b"\t")] in skip:
+                continue
+            if fragments:
+                lower = line.lower()
+                if not all(fragment in lower for fragment in fragments):
                     continue
-                if skip and line[:line.find(b"\t")] in skip:
+            record = judged(line, path, number, place, corrupt)
+            if record is None:
+                continue
+            if (status and record.status != status) or (job_type and record.type != job_type):
+                continue
+            if search:
+                job = parse_line(line)
+                if not matches(search, job.id, job.payload, job.error):
                     continue
-                if fragments:
-                    lower = line.lower()
-                    if not all(fragment in lower for fragment in fragments):
-                        continue
-                peek = peek_listing(line, judged)
-                job = None
-                if peek is None:
-                    try:
-                        job = parse_line(line)
-                    except CorruptLineError:
-                        if corrupt is not None:
-                            corrupt.append((path, number))
-                        continue
-                    peek = (job.type, job.status, job.created_at, job.run_at)
-                if (status and peek[1] != status) or (job_type and peek[0] != job_type):
+            yield record
+
+    def _count(self, now: float) -> Dict[str, Any]:
+        """As Reader._count, with each archive file's tally kept between calls: a file read
+        before costs only the lines appended to it since (archive files only grow, or are
+        replaced whole), so an overview refreshed every few seconds costs the live file and
+        what moved into the archive, not the archive's week."""
+        files = self.archive_files()
+        if not files:
+            return super()._count(now)
+        with self._tallying:
+            live = list(self.table.lines())
+            current = {line_id(line) for _, line in live}
+            tally, active, corrupt, order = Tally(), Active(now, self), [], itertools.count(1)
+            for gone in set(self._archived) - set(files):
+                del self._archived[gone]
+            for path in files:
+                kept = self._archived_tally(path, current)
+                if kept is not None:
+                    tally.add_tally(kept)
                     continue
-                if search:
-                    job = job or parse_line(line)
-                    if not matches(search, job.id, job.payload, job.error):
-                        continue
-                yield Record(peek[0], peek[1], peek[2], peek[3], order, line, (path, number))
+                for record in self.records_in(path, self.archive.table_of(path).lines(),
+                                              current, order, corrupt=corrupt):
+                    tally.add(record)
+                    if record.status in ("pending", "processing"):
+                        active.add(record)
+            for record in self.records_in(self.table.path, iter(live), None, order,
+                                          corrupt=corrupt):
+                tally.add(record)
+                if record.status in ("pending", "processing"):
+                    active.add(record)
+            tally.corrupt += len(corrupt)
+        return self._figures(now, tally, active)
+
+    def _archived_tally(self, path, current: set) -> Optional[Tally]:
+        """The tally of an archive file, brought up to date with the lines appended since it
+        was kept; None when it cannot stand for the file: it holds a job to run or running
+        (no writer of ours puts one there), or a job the live file holds too (a retry moves
+        a job back: only its live line counts)."""
+        place, tally, ids, usable = self._archived.get(path, (None, None, None, True))
+        followed = self.archive.table_of(path).follow(place)
+        if followed is None:
+            self._archived.pop(path, None)
+            return Tally()
+        again, lines, place = followed
+        if again or tally is None:
+            tally, ids, usable = Tally(), set(), True
+        corrupt: List[Any] = []
+        for number, line in lines:
+            ids.add(line[:line.find(b"\t")])
+            record = judged(line, path, number, 0, corrupt)
+            if record is None:
+                continue
+            usable = usable and record.status not in ("pending", "processing")
+            tally.add(record)
+        tally.corrupt += len(corrupt)
+        self._archived[path] = (place, tally, ids, usable)
+        return tally if usable and ids.isdisjoint(current) else None
 
     def load(self, record: Record) -> Dict[str, Any]:
         job = parse_line(record.source)
@@ -135,6 +194,22 @@ class ListingReader(Reader):
 
     def load(self, record: Record) -> Dict[str, Any]:
         return dict(record.source, options=record.source.get("options"))
+
+
+def judged(line: bytes, path, number: int, order: int, corrupt: Optional[List[Any]]
+           ) -> Optional[Record]:
+    """A line as a Record, judged as parse_line judges it (peek_listing where it can tell,
+    parse_line where only it can); None for a corrupt line, then added to ``corrupt``."""
+    peek = peek_listing(line)
+    if peek is None:
+        try:
+            job = parse_line(line)
+        except CorruptLineError:
+            if corrupt is not None:
+                corrupt.append((path, number))
+            return None
+        peek = (job.type, job.status, job.created_at, job.run_at)
+    return Record(peek[0], peek[1], peek[2], peek[3], order, line, (path, number))
 
 
 def reader_for(backend, clock: Callable[[], float]) -> Optional[Reader]:

@@ -327,28 +327,39 @@ def peek_listing(line: bytes, judged: bool = False) -> Optional[Tuple[str, str, 
         if len(fields) not in _FIELD_COUNTS or not fields[0] or b'"' in fields[0] + fields[1]:
             return None
     status = STATUS_OF_WORD.get(fields[3])
-    if status is None or not all(field.isdigit() and len(field) <= MAX_INT_DIGITS
-                                 for field in fields[4:7]):
+    created, run_at, attempts = fields[4], fields[5], fields[6]
+    if (status is None or not (created.isdigit() and run_at.isdigit() and attempts.isdigit())
+            or max(len(created), len(run_at), len(attempts)) > MAX_INT_DIGITS):
         return None
-    if not judged:
-        for field in fields[2:]:
-            if b'"' in field and (len(field) < 2 or field[0] != 34 or field[-1] != 34
-                                  or b'"' in field[1:-1].replace(b'""', b"")):
-                return None
+    if judged:
+        try:
+            return fields[1].decode("utf-8"), status, int(created), int(run_at)
+        except UnicodeDecodeError:
+            return None
+    # Fields 3 to 6 hold no quote (a status word, digits); the others are read unquoted.
+    payload, result = _unquoted(fields[2]), _unquoted(fields[8])
+    options = _unquoted(fields[9]) if len(fields) > 9 else b""
+    if payload is None or result is None or options is None or _unquoted(fields[7]) is None:
+        return None
     try:
-        job_type = fields[1].decode("utf-8")
-        if not judged:
-            line.decode("utf-8")
-            _check_json_fields(_field_text(fields[2]), _field_text(fields[9]) if len(fields) > 9
-                               else "", _field_text(fields[8]))
+        line.decode("utf-8")
+        _check_json_fields(payload.decode("utf-8"), options.decode("utf-8"),
+                           result.decode("utf-8"))
     except (UnicodeDecodeError, CorruptLineError):
         return None
-    return job_type, status, int(fields[4]), int(fields[5])
+    return fields[1].decode("utf-8"), status, int(created), int(run_at)
 
 
-def _field_text(field: bytes) -> str:
-    """A field's text, unquoted (its quoting already checked)."""
-    return (field[1:-1].replace(b'""', b'"') if field[:1] == b'"' else field).decode("utf-8")
+def _unquoted(field: bytes) -> Optional[bytes]:
+    """A field's bytes with its quoting undone, or None if it is not quoted as the file
+    quotes (whole field in quotes, every quote inside doubled): only parse_line can tell."""
+    if b'"' not in field:
+        return field
+    if len(field) < 2 or field[0] != 34 or field[-1] != 34:
+        return None
+    inner = field[1:-1]
+    text = inner.replace(b'""', b'"')
+    return text if 2 * text.count(b'"') == inner.count(b'"') else None
 
 
 _fresh_ids: List[str] = []  # drawn ahead: one system call per 64 ids

@@ -28,7 +28,7 @@ from typing import Dict, Iterator, List, Optional, Tuple
 
 from ..model.job import HEADER, reads
 from .files import check_regular, open_own, temporary_file
-from .history import BLOCK, DatedFiles, day_of
+from .history import BLOCK, DatedFiles, Place, day_of, follow
 from .table import Editor, Table
 
 ARCHIVE_AFTER_SECONDS = 0  # a finished job leaves queue.tsv in the next rewrite after its result
@@ -145,6 +145,11 @@ class ArchiveTable(Table):
                 if not line.endswith(b"\n"):
                     return
                 yield number, line
+
+    def follow(self, place: Optional[Place]):
+        """The whole job lines a reader at ``place`` has not read (see history.follow): an
+        archive file only grows by appends, or is replaced whole."""
+        return follow(self.path, place, self._check_header)
 
     def rewrite(self, start_edit, resume=None):
         """Table.rewrite, dropping a last line cut short instead of ending it: its job is

@@ -20,7 +20,7 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import Iterable, Iterator, List, Optional, Tuple
+from typing import Callable, Iterable, Iterator, List, NamedTuple, Optional, Tuple
 
 from ..errors import QueueError
 from .files import (check_regular, flock, fsync_directory, keep_mode_and_owner, lock_current,
@@ -191,6 +191,47 @@ def whole_lines(path: Path) -> Iterator[bytes]:
             if not line.endswith(b"\n"):
                 return
             yield line
+
+
+class Place(NamedTuple):
+    """How far a reader has read one dated file: its inode, the end of the whole lines read
+    (a byte offset) and the number of the next line."""
+    inode: int
+    end: int
+    next_number: int
+
+
+def follow(path: Path, place: Optional[Place],
+           check_header: Callable[[bytes], None] = lambda header: None):
+    """The whole lines of a dated file a reader at ``place`` has not read: (whether it read
+    from the start, [(line number, line)], its new place, None to start over), or None if
+    the file is missing or not a regular file. Since such a file only grows by appends or is replaced whole by a
+    rename, the same inode grown means the lines read are still there: only the ones after
+    ``place`` are read. A new inode, or a file shorter than ``place``, is read from its
+    start. ``check_header`` may raise on a first line that is no header of the file's kind."""
+    try:
+        fd = open_own(str(path), os.O_RDONLY)
+        status = check_regular(fd, str(path))
+    except (OSError, QueueError):
+        return None
+    with open(fd, "rb") as file:
+        again = place is None or place.inode != status.st_ino or place.end > status.st_size
+        if again:
+            header = file.readline()
+            if not header.endswith(b"\n"):
+                return True, [], None  # a header still being written: read it from the start
+            check_header(header)
+            place = Place(status.st_ino, len(header), 2)
+        else:
+            file.seek(place.end)
+        found, end, number = [], place.end, place.next_number
+        for line in file:
+            if not line.endswith(b"\n"):
+                break  # being appended, or cut short by a kill: not a line yet
+            found.append((number, line))
+            number += 1
+            end += len(line)
+    return again, found, Place(status.st_ino, end, number)
 
 
 def whole_lines_end(fd: int, size: int) -> int:

@@ -8,14 +8,18 @@ failed and retried counts. A worker appends its minutes when it writes its regis
 (when a run ends, and every 10 s while a loop worker or a long run goes on), so a minute may
 have several lines; readers add them up. A minute without a finished job writes nothing,
 so the cost follows the minutes worked, not the jobs: at most one line per worker report.
+
+A reader kept alive (the dashboard's) keeps each day's counts by minute and, at its next
+look, reads only the lines appended since (history.follow): a chart of a week costs the
+lines written since the last refresh, not the week's.
 """
 
 import contextlib
 import os
 from pathlib import Path
-from typing import Dict, Iterable, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
-from .history import DatedFiles, day_of, day_start, whole_lines
+from .history import DatedFiles, Place, day_of, day_start, follow
 
 COLUMNS = ("minute", "worker", "completed", "failed", "retried")
 OUTCOMES = COLUMNS[2:]
@@ -32,6 +36,7 @@ class Throughput:
     def __init__(self, queue_path: Path) -> None:
         self.queue_path = queue_path
         self.dated = DatedFiles(queue_path, HEADER, kind="counts")
+        self._read: Dict[Any, Tuple[Optional[Place], Optional[Dict[int, Counts]]]] = {}
 
     def add(self, worker: str, minutes: Dict[int, Counts]) -> None:
         """Append ``worker``'s counts of each of ``minutes`` (minute start -> counts)."""
@@ -51,24 +56,62 @@ class Throughput:
                               durable=False)
 
     def minutes(self, since: float, until: float) -> Iterable[Tuple[int, Counts]]:
-        """(minute, counts) of every line whose minute starts in [since, until)."""
-        for day, path in self.dated.files():
+        """(minute, counts) of every minute starting in [since, until) with counts, each
+        minute's lines added up, in no particular order."""
+        files = self.dated.files()
+        for gone in set(self._read) - {path for _, path in files}:
+            del self._read[gone]
+        for day, path in files:
             start = day_start(day)
             if start + 86400 <= since or start >= until:
                 continue
-            for line in whole_lines(path):
-                fields = line.rstrip(b"\r\n").split(b"\t")
-                if len(fields) != len(COLUMNS):
-                    continue
-                try:
-                    minute = int(fields[0])
-                    counts = {outcome: int(fields[2 + n]) for n, outcome in enumerate(OUTCOMES)}
-                except ValueError:
-                    continue  # a hand-edited line: counts are a view, not the record
-                if min(counts.values()) < 0:
-                    continue
+            for minute, counts in self._day(path).items():
                 if since <= minute < until:
                     yield minute, counts
+
+    def _day(self, path) -> Dict[int, Counts]:
+        """A day file's counts by minute, kept with the place read up to: read again, the
+        file costs only the lines appended since."""
+        place, by_minute = self._read.get(path, (None, None))
+        followed = follow(path, place)
+        if followed is None:
+            self._read.pop(path, None)
+            return {}
+        again, lines, place = followed
+        if again or by_minute is None:
+            by_minute = {}
+        for _, line in lines:
+            fields = line.rstrip(b"\r\n").split(b"\t")
+            if len(fields) != len(COLUMNS):
+                continue
+            try:
+                minute = int(fields[0])
+                counts = [int(field) for field in fields[2:]]
+            except ValueError:
+                continue  # a hand-edited line: counts are a view, not the record
+            if min(counts) < 0:
+                continue
+            kept = by_minute.get(minute)
+            if kept is None:
+                by_minute[minute] = dict(zip(OUTCOMES, counts))
+            else:
+                for outcome, count in zip(OUTCOMES, counts):
+                    kept[outcome] += count
+        self._read[path] = (place, by_minute)
+        return by_minute
+
+    def series(self, now: float, step: int, steps: int) -> Dict[str, Any]:
+        """The counts of each of the last ``steps`` spans of ``step`` seconds (60: minutes,
+        3600: hours), the span holding ``now`` last: {"starts": [their starts], "step",
+        "completed": [...], "failed": [...], "retried": [...]}."""
+        current = int(now) // step * step
+        first = current - (steps - 1) * step
+        series: Dict[str, List[int]] = {outcome: [0] * steps for outcome in OUTCOMES}
+        for minute, counts in self.minutes(first, current + step):
+            at = (minute - first) // step
+            for outcome, count in counts.items():
+                series[outcome][at] += count
+        return dict(series, starts=[first + n * step for n in range(steps)], step=step)
 
     def totals(self, now: float) -> Dict[str, Counts]:
         """The counts of the last minute, hour and day before ``now``, by whole minutes:
