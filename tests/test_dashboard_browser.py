@@ -152,6 +152,11 @@ def test_the_overview_draws_its_chart_and_refreshes_without_reloading(browser, s
     assert text(browser, '[data-field="status.failed"]') == "4"
     assert "send_email" in text(browser, "#by-type") and "later@" not in browser.page_source
     assert len(css(browser, "#next-runs tbody tr")) == 1
+    # The throughput charts: per minute for the last hour, per hour for the last days
+    wait(browser, lambda d: css(d, "#chart-hours svg rect.bar.completed"), "the hours' bars")
+    assert css(browser, "#chart svg rect.bar.failed")
+    assert [text(browser, f'[data-field="throughput.hour.{kind}"]')
+            for kind in ("completed", "failed", "retried")] == ["6", "4", "0"]
     # Nothing came from anywhere but the dashboard itself
     sources = browser.execute_script(
         "return performance.getEntriesByType('resource').map(e => e.name)")
@@ -161,6 +166,8 @@ def test_the_overview_draws_its_chart_and_refreshes_without_reloading(browser, s
     browser.execute_script("window.stillTheSamePage = true")
     queue.enqueue("send_email", {"to": "new@example.com"})
     wait(browser, lambda d: text(d, '[data-field="status.pending"]') == "3", "the refreshed count")
+    # The refresh keeps each type's Pause button (a form the server made, with its token)
+    assert len(css(browser, '#by-type tbody form[action="/actions/pause"] button')) == 3
     assert browser.execute_script("return window.stillTheSamePage") is True
 
 
@@ -170,7 +177,7 @@ def test_filtering_the_jobs_and_opening_one(browser, served):
     seed(queue)
     browser.get(address + "/jobs")
     Select(css(browser, 'select[name="status"]')[0]).select_by_value("failed")
-    css(browser, 'input[name="type"]')[0].send_keys("resize_image")
+    Select(css(browser, 'select[name="type"]')[0]).select_by_value("resize_image")
     click(browser, "form.filters button")
     wait(browser, lambda d: "status=failed" in d.current_url, "the filtered page")
     badges = [element.text for element in css(browser, "table.jobs .badge")]
@@ -182,6 +189,70 @@ def test_filtering_the_jobs_and_opening_one(browser, served):
     assert '"file": "photo-2.png"' in text(browser, "pre")  # newest first: the last enqueued
     assert "ffmpeg not found" in text(browser, "pre.error")
     screenshot(browser, "job")
+
+
+def test_the_jobs_list_refreshes_in_place_keeping_the_ticked_jobs(browser, served):
+    queue, address = served
+    seed(queue)
+    failed = sorted(job["id"] for job in queue.jobs() if job["status"] == "failed")
+    browser.get(address + "/jobs")
+    assert '"to": "user5@example.com"' in text(browser, "table.jobs td.payload")  # the preview
+    for job_id in failed[:2]:
+        click(browser, f'input[type="checkbox"][value="{job_id}"]')
+    browser.execute_script("window.stillTheSamePage = true")
+    new = queue.enqueue("send_email", {"to": "newcomer@example.com"})
+    wait(browser, lambda d: css(d, f'input[type="checkbox"][value="{new}"]'), "the new job's row")
+    assert text(browser, "#jobs-count strong") == "13"
+    ticked = [box.get_attribute("value") for box in css(browser, 'input[name="id"]:checked')]
+    assert sorted(ticked) == failed[:2]
+    assert browser.execute_script("return window.stillTheSamePage") is True
+    screenshot(browser, "jobs-refreshed")
+    # Unticking the refresh stops it
+    click(browser, "#auto-refresh")
+    stamp = css(browser, "table.jobs")[0].get_attribute("data-refreshed")
+    queue.enqueue("send_email", {"to": "unseen@example.com"})
+    deadline = time.monotonic() + 3  # three refresh periods: none may come
+    while time.monotonic() < deadline:
+        assert css(browser, "table.jobs")[0].get_attribute("data-refreshed") == stamp
+        time.sleep(0.2)
+    assert "unseen@" not in browser.page_source
+
+
+def test_every_page_fits_a_phone_360_pixels_wide(browser, served):
+    queue, address = served
+    seed(queue)
+    queue.enqueue("send_weekly_newsletter_digest", {"list": "everyone"})
+    browser.set_window_size(360, 800)
+    try:
+        for name, path in (("overview-360", "/"), ("jobs-360", "/jobs"),
+                           ("failures-360", "/failures"), ("workers-360", "/workers")):
+            browser.get(address + path)
+            if path == "/":
+                wait(browser, lambda d: css(d, "#chart svg"), "the chart")
+            width = browser.execute_script("return document.documentElement.clientWidth")
+            assert width <= 400
+            assert browser.execute_script(
+                "return document.documentElement.scrollWidth") <= width, path
+            wider = browser.execute_script(
+                "var limit = arguments[0] + 0.5;"
+                " return Array.from(document.querySelectorAll('header.top, main > *, form, .panel,"
+                " .scroll, table.grid')).filter(function (node) {"
+                " return !node.closest('.scroll, .panel') || node.matches('.scroll, .panel'); })"
+                ".filter(function (node) {"
+                " return node.getBoundingClientRect().right > limit; })"
+                ".map(function (node) { return node.tagName + '.' + node.className; })", width)
+            assert wider == [], (path, wider)
+            # A type is never broken mid-word: each type cell's text is one line
+            lines = browser.execute_script(
+                "return Array.from(document.querySelectorAll('td.type')).map(function (cell) {"
+                " var range = document.createRange(); range.selectNodeContents(cell);"
+                " var tops = Array.from(range.getClientRects()).map(function (rect) {"
+                "   return Math.round(rect.bottom); });"
+                " return new Set(tops).size; })")
+            assert all(count == 1 for count in lines), (path, lines)
+            screenshot(browser, name)
+    finally:
+        browser.set_window_size(1280, 900)
 
 
 def test_retrying_a_failed_job_shows_it_pending(browser, served):

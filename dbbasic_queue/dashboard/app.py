@@ -223,8 +223,10 @@ class DashboardApp:
         retry_count = None
         if status == "failed" and filters.type and not search:
             retry_count = total
-        return pages.jobs(view, filters, rows, total, PER_PAGE, self.reader.cached_types(),
-                          retry_count)
+        types = self.reader.cached_types()  # the last overview's, else counted once now
+        if types is None:
+            types = list(self.reader.summary()["by_type"])
+        return pages.jobs(view, filters, rows, total, PER_PAGE, types, retry_count)
 
     def job_page(self, request: Request, view: pages.View, job_id: str, force: bool) -> Response:
         # job_info, where the backend has it, is get_job's dict with the options, progress and

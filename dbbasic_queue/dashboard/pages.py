@@ -6,6 +6,7 @@ overview's figures are refreshed by ``static/dashboard.js`` from the JSON endpoi
 sets text, never HTML.
 """
 
+import json
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from ..model.job import FINISHED, STATUSES
@@ -85,8 +86,48 @@ def overview(view: View, figures: Dict[str, Any]) -> Page:
                      next_runs=next_run_rows(view, figures["next_runs"]),
                      periodic=periodic_rows(view, figures.get("schedules", [])),
                      purge=purge_form(view) if view.can("purge") else "",
-                     jobs=f"{figures['jobs']:,}", api=url(view.base, "/api/overview"))
+                     jobs=f"{figures['jobs']:,}",
+                     chart=chart_panel(figures, url(view.base, "/api/overview")))
     return "Overview", content
+
+
+def chart_panel(figures: Dict[str, Any], api: str) -> Markup:
+    """The throughput charts where the backend counts what its workers finish (per minute
+    over the last hour, per hour over the last days); else the 24-hour chart of the jobs by
+    their last attempt. Drawn, and redrawn at each refresh, by the page's script."""
+    throughput = figures.get("throughput")
+    if throughput is None:
+        return render(LAST_24_HOURS, api=api, completed=f"{figures['completed_24h']:,}",
+                      failed=f"{figures['failed_24h']:,}")
+    minutes, hours = throughput["minutes"], throughput["hours"]
+    last_day = {outcome: sum(hours[outcome][-24:]) for outcome in OUTCOMES}
+    return render(THROUGHPUT, api=api, days=f"{len(hours['starts']) // 24}", **{
+        f"{span}_{outcome}": f"{counts:,}" for span, totals in (
+            ("hour", {outcome: sum(minutes[outcome]) for outcome in OUTCOMES}),
+            ("day", last_day)) for outcome, counts in totals.items()})
+
+
+OUTCOMES = ("completed", "failed", "retried")
+
+LAST_24_HOURS = """<section class="panel">
+<h2>Last 24 hours</h2>
+<p class="legend"><span class="key completed"></span> completed <strong data-field="completed_24h">{completed}</strong>
+<span class="key failed"></span> failed for good <strong data-field="failed_24h">{failed}</strong>
+<span class="hint">per hour, by the start of the job's last attempt</span></p>
+<div id="chart" class="chart" data-api="{api}"><p class="hint">The chart is drawn by the page's script.</p></div>
+</section>"""
+
+THROUGHPUT = """<section class="panel throughput">
+<h2>Throughput</h2>
+<p class="legend"><span class="key completed"></span> completed
+<span class="key failed"></span> failed for good
+<span class="key retried"></span> failed, to be retried
+<span class="hint">as the workers count them, live</span></p>
+<h3>Last hour, per minute: <strong data-field="throughput.hour.completed">{hour_completed}</strong> completed, <strong data-field="throughput.hour.failed">{hour_failed}</strong> failed, <strong data-field="throughput.hour.retried">{hour_retried}</strong> retried</h3>
+<div id="chart" class="chart" data-api="{api}" data-series="minutes"><p class="hint">The chart is drawn by the page's script.</p></div>
+<h3>Last {days} days, per hour; the last 24 hours: <strong data-field="throughput.day.completed">{day_completed}</strong> completed, <strong data-field="throughput.day.failed">{day_failed}</strong> failed, <strong data-field="throughput.day.retried">{day_retried}</strong> retried</h3>
+<div id="chart-hours" class="chart" data-series="hours"><p class="hint">The chart is drawn by the page's script.</p></div>
+</section>"""
 
 
 def corrupt_text(count: int) -> str:
@@ -99,13 +140,7 @@ OVERVIEW = """<h1>Overview</h1>
 <section class="cards">{cards}
 <div class="card latency"><span class="count" data-field="latency">{latency}</span><span class="label">latency: the oldest due job's wait</span></div>
 </section>
-<section class="panel">
-<h2>Last 24 hours</h2>
-<p class="legend"><span class="key completed"></span> completed <strong data-field="completed_24h">{completed}</strong>
-<span class="key failed"></span> failed for good <strong data-field="failed_24h">{failed}</strong>
-<span class="hint">per hour, by the start of the job's last attempt</span></p>
-<div id="chart" class="chart" data-api="{api}"><p class="hint">The chart is drawn by the page's script.</p></div>
-</section>
+{chart}
 <div class="columns">
 <section class="panel"><h2>By type</h2>
 <table class="grid" id="by-type"><thead><tr><th>Type</th><th>pending</th><th>processing</th><th>completed</th><th>failed</th><th>cancelled</th>{pause_head}</tr></thead>
@@ -223,7 +258,7 @@ def jobs(view: View, filters: Filters, rows: List[Any], total: int, per_page: in
     options = join(render('<option value="{s}"{selected}>{s}</option>', s=status,
                           selected=Markup(" selected") if status == filters.status else "")
                    for status in STATUSES)
-    datalist = join(render('<option value="{t}">', t=t) for t in types or ())
+    type_field = type_menu(filters.type, types)
     last_page = max(1, -(-total // per_page))
     pager = join([
         render('<a href="{href}">&larr; Newer</a>', href=url(
@@ -245,7 +280,7 @@ def jobs(view: View, filters: Filters, rows: List[Any], total: int, per_page: in
                       'jobs&hellip;</a></p>', n=f"{retry_count:,}", type=filters.type,
                       href=url(view.base, "/actions/retry-failed", type=filters.type))
     body = join(job_row(view, row) for row in rows) or Markup(
-        '<tr><td colspan="8" class="empty">No job matches.</td></tr>')
+        '<tr><td colspan="9" class="empty">No job matches.</td></tr>')
     verbs = [verb for verb, offer in (("retry", "retry"), ("cancel", "cancel"),
                                       ("delete", "delete")) if view.can(offer)]
     selection = ""
@@ -261,7 +296,7 @@ def jobs(view: View, filters: Filters, rows: List[Any], total: int, per_page: in
         if filters.tab else ""
     content = render(JOBS, action=url(view.base, "/jobs"), options=options, tabs=tabs,
                      tab_field=tab_field,
-                     type=filters.type or "", search=filters.search or "", datalist=datalist,
+                     type_field=type_field, search=filters.search or "",
                      clear=url(view.base, "/jobs"), total=f"{total:,}",
                      noun="job matches" if total == 1 else "jobs match", bulk=bulk,
                      body=body, pager=pager, selection=selection)
@@ -272,33 +307,56 @@ JOBS = """<h1>Jobs</h1>
 <nav class="tabs">{tabs}</nav>
 <form class="filters" method="get" action="{action}">{tab_field}
 <label>Status <select name="status"><option value="">any</option>{options}</select></label>
-<label>Type <input name="type" value="{type}" list="types" autocomplete="off"></label>
-<datalist id="types">{datalist}</datalist>
+{type_field}
 <label class="grow">Search <input type="search" name="q" value="{search}" placeholder="text in the payload, error or id"></label>
 <button type="submit" class="button">Filter</button> <a href="{clear}">Clear</a>
 </form>
-<p class="summary"><strong>{total}</strong> {noun}, newest first.</p>
+<p class="summary"><span id="jobs-count"><strong>{total}</strong> {noun}, newest first.</span> <label class="check refresh"><input type="checkbox" id="auto-refresh" checked> refresh every few seconds, keeping what is ticked</label></p>
 {bulk}
 {selection}
-<table class="grid jobs"><thead><tr><th><span class="visually-hidden">Select</span></th><th>ID</th><th>Type</th><th>Status</th><th>Attempts</th><th>Created</th>
-<th title="when it is due (pending), when its lease ends (processing), when its last attempt began (finished)">Run at</th><th>Last error</th></tr></thead>
-<tbody>{body}</tbody></table>
+<div class="scroll"><table class="grid jobs"><thead><tr><th><span class="visually-hidden">Select</span></th><th>ID</th><th>Type</th><th>Status</th><th>Attempts</th><th>Created</th>
+<th title="when it is due (pending), when its lease ends (processing), when its last attempt began (finished)">Run at</th><th>Payload</th><th>Last error</th></tr></thead>
+<tbody>{body}</tbody></table></div>
 <nav class="pager">{pager}</nav>
 """
 
 
+def type_menu(current: Optional[str], types: Optional[List[str]]) -> Markup:
+    """The Type filter: a menu of the types the queue holds (and the one filtered by, if it
+    holds none now), or a text field where the types are not known."""
+    if types is None:
+        return render('<label>Type <input name="type" value="{type}" autocomplete="off">'
+                      '</label>', type=current or "")
+    names = sorted(set(types) | ({current} if current else set()))
+    options = join(render('<option value="{t}"{selected}>{t}</option>', t=name,
+                          selected=Markup(" selected") if name == current else "")
+                   for name in names)
+    return render('<label>Type <select name="type"><option value="">any</option>{options}'
+                  '</select></label>', options=options)
+
+
+PAYLOAD_SHOWN = 60  # characters of a payload's JSON in the jobs' list; the job's page has it all
+
+
+def payload_preview(payload: Any) -> Markup:
+    """A job's payload as one line of compact JSON, cut short, the start of it on hover."""
+    text = json.dumps(payload, ensure_ascii=False, separators=(", ", ": "))
+    return render('<code title="{hint}">{short}</code>', hint=text[:500],
+                  short=text if len(text) <= PAYLOAD_SHOWN else text[:PAYLOAD_SHOWN - 1] + "\u2026")
+
+
 def job_row(view: View, row: Any) -> Markup:
     if isinstance(row, str):  # a corrupt line's message
-        return render('<tr class="corrupt"><td colspan="8">{message}</td></tr>', message=row)
+        return render('<tr class="corrupt"><td colspan="9">{message}</td></tr>', message=row)
     return render('<tr><td><input type="checkbox" name="id" value="{id}" form="bulk" '
                   'aria-label="select {id}"></td>'
                   '<td><a class="id" href="{href}">{id}</a></td><td class="type">{type}</td>'
                   '<td>{status}</td><td>{attempts}</td><td>{created}</td><td>{run_at}</td>'
-                  '<td class="error">{error}</td></tr>',
+                  '<td class="payload">{payload}</td><td class="error">{error}</td></tr>',
                   href=url(view.base, "/jobs/" + row["id"]), id=row["id"], type=row["type"],
                   status=badge(row["status"]), attempts=attempts_of_max(view, row),
                   created=when(row["created_at"], view.now), run_at=when(row["run_at"], view.now),
-                  error=shorten(row["error"], 70))
+                  payload=payload_preview(row["payload"]), error=shorten(row["error"], 70))
 
 
 # --- failures -------------------------------------------------------------------------------
@@ -340,9 +398,9 @@ def failures(view: View, groups: List[Dict[str, Any]]) -> Page:
                 for group in groups)
     content = render('<h1>Failures</h1><p class="summary">Jobs that failed for good, grouped by '
                      'type, exception and the line that raised it, most frequent first; the '
-                     'messages of a group are listed in it.</p><table class="grid failures">'
+                     'messages of a group are listed in it.</p><div class="scroll"><table class="grid failures">'
                      '<thead><tr><th>Type</th><th>Exception</th><th>Messages</th><th>Jobs</th>'
-                     '<th>Latest</th><th></th></tr></thead><tbody>{rows}</tbody></table>',
+                     '<th>Latest</th><th></th></tr></thead><tbody>{rows}</tbody></table></div>',
                      rows=rows or Markup('<tr><td colspan="6" class="empty">No failed jobs.'
                                          '</td></tr>'))
     return "Failures", content
@@ -376,10 +434,10 @@ def workers(view: View, listed: Optional[List[Dict[str, Any]]]) -> Page:
                       'still running?</p>', n=f"{late:,}", total=f"{len(listed):,}")
                if late else render('<p class="summary">Every worker seen within twice its '
                                    'interval.</p>') if listed else "")
-    content = render('<h1>Workers</h1>{summary}<table class="grid workers"><thead><tr>'
+    content = render('<h1>Workers</h1>{summary}<div class="scroll"><table class="grid workers"><thead><tr>'
                      '<th>Worker</th><th>Kind</th><th>State</th><th>Last seen</th>'
                      '<th>Every</th><th>In hand</th><th>Completed</th><th>Failed</th>'
-                     '<th>Retried</th><th>Serves</th></tr></thead><tbody>{rows}</tbody></table>',
+                     '<th>Retried</th><th>Serves</th></tr></thead><tbody>{rows}</tbody></table></div>',
                      summary=summary, rows=rows or Markup(
                          '<tr><td colspan="10" class="empty">No worker seen yet: a run writes '
                          'its line when it ends.</td></tr>'))

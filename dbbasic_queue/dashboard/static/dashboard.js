@@ -1,5 +1,5 @@
 /* dbbasic-queue dashboard: refreshes the overview from its JSON endpoint and draws the
- * 24-hour chart as SVG. Values from the queue are only ever set as text (textContent,
+ * throughput charts (or the 24-hour chart) as SVG, and keeps the jobs list fresh. Values from the queue are only ever set as text (textContent,
  * attribute values), never parsed as HTML. */
 (function () {
   "use strict";
@@ -57,48 +57,91 @@
     return nice;
   }
 
-  function drawChart(container, chart) {
-    var hours = chart.hour_starts.length;
+  /* Stacked bars, one per span of series.step seconds from series.starts; kinds are the
+   * series drawn, bottom first. A label under every labelEvery-th bar. */
+  function drawChart(container, series, kinds, labelEvery, what) {
+    var count = series.starts.length, step = series.step;
     var width = 1100, height = 230, left = 44, top = 12, bottom = 28;
-    var plot = height - top - bottom, slot = (width - left - 8) / hours;
-    var totals = chart.completed.map(function (c, i) { return c + chart.failed[i]; });
+    var plot = height - top - bottom, slot = (width - left - 8) / count;
+    var totals = series.starts.map(function (_, i) {
+      return kinds.reduce(function (sum, kind) { return sum + series[kind][i]; }, 0);
+    });
     var max = niceMax(Math.max.apply(null, totals.concat([1])));
     var scale = function (n) { return plot * n / max; };
+    var label = function (start) {
+      return step >= 3600 && labelEvery >= 24 ? utc(start).slice(5, 10) : utc(start).slice(11, 16);
+    };
     var root = svg("svg", { viewBox: "0 0 " + width + " " + height, role: "img",
-      "aria-label": "Completed and failed jobs per hour over the last 24 hours" });
+      "aria-label": what });
     [0, 0.5, 1].forEach(function (fraction) {
       var y = top + plot - plot * fraction;
       root.appendChild(svg("line", { x1: left, x2: width - 8, y1: y, y2: y, "class": "grid-line" }));
       root.appendChild(svg("text", { x: left - 6, y: y + 4, "class": "axis", "text-anchor": "end" },
         fmt(max * fraction)));
     });
-    for (var i = 0; i < hours; i++) {
-      var x = left + i * slot + 2, w = Math.max(1, slot - 4);
-      var done = scale(chart.completed[i]), failed = scale(chart.failed[i]);
+    for (var i = 0; i < count; i++) {
+      var x = left + i * slot + (slot > 6 ? 2 : 0), w = Math.max(1, slot - (slot > 6 ? 4 : 1));
+      var start = series.starts[i], y = top + plot;
       var group = svg("g", { "class": "hour" });
-      var start = chart.hour_starts[i];
-      group.appendChild(svg("title", {}, utc(start).slice(11, 16) + "\u2013" +
-        utc(start + 3600).slice(11, 16) + " UTC: " + fmt(chart.completed[i]) + " completed, " +
-        fmt(chart.failed[i]) + " failed"));
+      group.appendChild(svg("title", {}, utc(start).slice(step >= 3600 ? 5 : 11, 16) + "\u2013" +
+        utc(start + step).slice(11, 16) + " UTC: " + kinds.map(function (kind) {
+          return fmt(series[kind][i]) + " " + kind;
+        }).join(", ")));
       group.appendChild(svg("rect", { x: x, y: top, width: w, height: plot, "class": "hover" }));
-      if (done > 0) {
-        group.appendChild(svg("rect", { x: x, y: top + plot - done, width: w, height: done,
-          "class": "bar completed" }));
-      }
-      if (failed > 0) {
-        group.appendChild(svg("rect", { x: x, y: top + plot - done - failed, width: w,
-          height: failed, "class": "bar failed" }));
-      }
+      kinds.forEach(function (kind) {
+        var tall = scale(series[kind][i]);
+        if (tall > 0) {
+          y -= tall;
+          group.appendChild(svg("rect", { x: x, y: y, width: w, height: tall, "class": "bar " + kind }));
+        }
+      });
       root.appendChild(group);
-      if (i % 3 === 0) {
+      if (i % labelEvery === 0) {
         root.appendChild(svg("text", { x: x + w / 2, y: height - 8, "class": "axis",
-          "text-anchor": "middle" }, utc(start).slice(11, 16)));
+          "text-anchor": "middle" }, label(start)));
       }
     }
     container.replaceChildren(root);
   }
 
+  function sum(values) { return values.reduce(function (a, b) { return a + b; }, 0); }
+
+  function drawCharts(data, chartNode) {
+    var kinds = ["completed", "failed", "retried"];
+    var throughput = data.throughput;
+    if (!throughput || chartNode.getAttribute("data-series") !== "minutes") {
+      var chart = data.chart;
+      drawChart(chartNode, { starts: chart.hour_starts, step: 3600, completed: chart.completed,
+        failed: chart.failed }, ["completed", "failed"], 3,
+        "Completed and failed jobs per hour over the last 24 hours");
+      setField("completed_24h", fmt(data.completed_24h));
+      setField("failed_24h", fmt(data.failed_24h));
+      return;
+    }
+    drawChart(chartNode, throughput.minutes, kinds, 10,
+      "Jobs completed, failed and retried per minute over the last hour");
+    var hoursNode = document.getElementById("chart-hours");
+    if (hoursNode) {
+      drawChart(hoursNode, throughput.hours, kinds, 24,
+        "Jobs completed, failed and retried per hour over the last days");
+      hoursNode.setAttribute("data-drawn", String(data.now));
+    }
+    kinds.forEach(function (kind) {
+      setField("throughput.hour." + kind, fmt(sum(throughput.minutes[kind])));
+      setField("throughput.day." + kind, fmt(sum(throughput.hours[kind].slice(-24))));
+    });
+  }
+
   function byTypeRows(tbody, byType) {
+    // A row's Pause or Resume cell holds a form with its CSRF token, made by the server:
+    // kept from the row of the same type, not rebuilt.
+    var pauseCells = {}, withPause = false;
+    tbody.querySelectorAll("tr").forEach(function (row) {
+      var head = row.querySelector("th"), cell = row.querySelector("td form") &&
+        row.querySelector("td:last-child");
+      if (head && cell) { pauseCells[head.textContent] = cell; withPause = true; }
+    });
+    withPause = withPause || !!document.querySelector("#by-type thead th:nth-child(7)");
     var rows = Object.keys(byType).map(function (type) {
       var row = el("tr");
       var head = el("th");
@@ -110,9 +153,10 @@
           { href: jobsUrl({ type: type, status: status }) }));
         row.appendChild(cell);
       });
+      if (withPause) { row.appendChild(pauseCells[type] || el("td")); }
       return row;
     });
-    if (!rows.length) { rows = [emptyRow(6, "No jobs yet.")]; }
+    if (!rows.length) { rows = [emptyRow(withPause ? 7 : 6, "No jobs yet.")]; }
     tbody.replaceChildren.apply(tbody, rows);
   }
 
@@ -141,8 +185,6 @@
   function update(data, chartNode) {
     STATUSES.forEach(function (status) { setField("status." + status, fmt(data.by_status[status])); });
     setField("latency", data.latency_seconds === null ? "no job waiting" : age(data.latency_seconds));
-    setField("completed_24h", fmt(data.completed_24h));
-    setField("failed_24h", fmt(data.failed_24h));
     setField("jobs", fmt(data.jobs));
     var corrupt = document.querySelector('[data-field="corrupt"]');
     if (corrupt) {
@@ -152,7 +194,7 @@
     }
     byTypeRows(document.querySelector("#by-type tbody"), data.by_type);
     nextRunRows(document.querySelector("#next-runs tbody"), data.next_runs, data.now);
-    drawChart(chartNode, data.chart);
+    drawCharts(data, chartNode);
     setField("updated", "Updated at " + utc(data.now).slice(11) + " UTC; refreshes every " +
       body.getAttribute("data-refresh") + " s.");
     chartNode.setAttribute("data-drawn", String(data.now));
@@ -182,5 +224,45 @@
     window.setInterval(refresh, seconds * 1000);
   }
 
+  /* The jobs' list, fetched again as it is (same address, same filters) and its rows, count
+   * and pager put in place of the old ones; the boxes ticked stay ticked wherever their job
+   * is still listed. The new rows come from the dashboard's own escaped HTML, parsed into a
+   * separate document (DOMParser runs no script) and moved in as nodes. */
+  function startJobs() {
+    var toggle = document.getElementById("auto-refresh");
+    if (!toggle || !document.querySelector("table.jobs")) { return; }
+    var seconds = Math.max(1, Number(body.getAttribute("data-refresh")) || 5);
+    var busy = false;
+    var parts = ["table.jobs tbody", "#jobs-count", "nav.pager"];
+    function refresh() {
+      if (busy || document.hidden || !toggle.checked) { return; }
+      busy = true;
+      var ticked = {};
+      document.querySelectorAll('input[name="id"][form="bulk"]:checked').forEach(function (box) {
+        ticked[box.value] = true;
+      });
+      fetch(window.location.href, { credentials: "same-origin", cache: "no-store" })
+        .then(function (response) {
+          if (!response.ok) { throw new Error("HTTP " + response.status); }
+          return response.text();
+        })
+        .then(function (text) {
+          var fresh = new DOMParser().parseFromString(text, "text/html");
+          parts.forEach(function (selector) {
+            var now = document.querySelector(selector), next = fresh.querySelector(selector);
+            if (now && next) { now.replaceChildren.apply(now, Array.from(next.childNodes)); }
+          });
+          document.querySelectorAll('input[name="id"][form="bulk"]').forEach(function (box) {
+            box.checked = ticked[box.value] === true;
+          });
+          document.querySelector("table.jobs").setAttribute("data-refreshed", String(Date.now()));
+        })
+        .catch(function () { /* the next refresh tries again */ })
+        .then(function () { busy = false; });
+    }
+    window.setInterval(refresh, seconds * 1000);
+  }
+
   if (body.getAttribute("data-page") === "overview") { startOverview(); }
+  if (body.getAttribute("data-page") === "jobs") { startJobs(); }
 }());
