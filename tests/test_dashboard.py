@@ -339,6 +339,18 @@ def test_an_open_dashboard_counts_as_a_fresh_one_reading_only_what_changed(queue
         assert figures(kept) == figures(Client(DashboardApp(queue)))
 
 
+def test_warming_counts_the_overview_before_the_first_look(queue, caplog):
+    seed(queue)
+    app = DashboardApp(queue)
+    assert app.reader.cached_types() is None
+    app.warm()
+    assert app.reader.cached_types() == ["resize_image", "send_email", "sync_crm"]
+    # A queue that cannot be read is logged; the pages will say it
+    queue.path.write_bytes(b"not a header\n")
+    DashboardApp(queue).warm()
+    assert "could not count the queue yet" in caplog.text
+
+
 def noop_handler(payload):
     return None
 

@@ -104,6 +104,17 @@ class DashboardApp:
         self.where = describe(backend)
         self.offers = offered_verbs(backend, self.reader is not None)
 
+    def warm(self) -> None:
+        """Count the overview's figures once, so that the first look finds them kept (an
+        open dashboard then reads only what changed, see sources.FileReader._count). ``run``
+        calls it in a thread as it starts serving; a failure is logged, the pages say it."""
+        if self.reader is None:
+            return
+        try:
+            self.reader.summary()
+        except Exception as error:  # the first page will show and log it
+            logger.warning("dashboard: could not count the queue yet (%s)", error)
+
     def __call__(self, environ, start_response):
         request = Request(environ)
         try:

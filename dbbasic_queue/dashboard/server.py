@@ -154,6 +154,7 @@ def run(backend, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, read_only: 
         print(line, file=out, flush=True)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _stop)
+    threading.Thread(target=app.warm, name="dbbasic-queue-dashboard-warm", daemon=True).start()
     if ready is not None:
         ready.set()
     try:
