@@ -9,7 +9,7 @@ import pytest
 
 from dbbasic_queue import Queue
 from dbbasic_queue.storage.notes import StopRequest
-from dbbasic_queue.worker.running import current_job
+from dbbasic_queue.worker.running import current_job, with_current_job
 from support import FakeClock, in_background, kill, wait_for
 
 
@@ -64,6 +64,52 @@ def test_progress_reaches_job_info_within_a_second_without_writing_the_queue_fil
     # And once the job ended, its progress file is gone with its run
     assert real_queue.job_info(job_id)["progress"] is None
     assert not list(real_queue.path.parent.glob("*.progress"))
+
+
+def test_threads_a_handler_starts_report_progress_and_see_a_stop_through_with_current_job(
+        real_queue):
+    # Given a handler whose work runs in an executor's threads and in a thread of its own
+    from concurrent.futures import ThreadPoolExecutor
+    release, seen = threading.Event(), {}
+
+    def part(number):
+        current_job().progress(number / 4, note=f"part {number}")
+        return current_job().id
+
+    def watcher():
+        while not current_job().stop_requested:
+            release.wait(0.01)
+        seen["stop"] = True
+
+    def handler(payload):
+        assert current_job() is not None
+        with ThreadPoolExecutor(4) as pool:
+            seen["ids"] = set(pool.map(with_current_job(part), range(1, 5)))
+        current_job().progress(0.5, note="parts done")  # the handler's own, last
+        thread = threading.Thread(target=with_current_job(watcher))
+        thread.start()
+        thread.join(30)
+        seen["unwrapped"] = pool_less_current_job()
+    job_id = real_queue.enqueue("export", {})
+    thread, _ = in_background(real_queue, {"export": handler})
+    # When it runs, its parts' progress is the job's, and a stop reaches its thread
+    info = wait_for(lambda: (real_queue.job_info(job_id) or {}).get("progress"), seconds=10,
+                    what="the progress to be visible")
+    assert 0 < info["done"] <= 1
+    assert real_queue.stop(job_id, by="ann")
+    thread.join(30)
+    # Then every thread knew the job, the stop reached the watcher, and the job ended cancelled
+    assert seen == {"ids": {job_id}, "stop": True, "unwrapped": None}
+    assert real_queue.get_job(job_id)["status"] == "cancelled"
+
+
+def pool_less_current_job():
+    """current_job() in a plain thread started without with_current_job: None."""
+    found = []
+    thread = threading.Thread(target=lambda: found.append(current_job()))
+    thread.start()
+    thread.join(30)
+    return found[0]
 
 
 @pytest.mark.parametrize("done", [1.5, -0.1, "half", True, None])

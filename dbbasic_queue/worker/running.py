@@ -4,12 +4,15 @@ A handler is called with the payload alone (the published contract); ``current_j
 it, or anything it calls, which job and which attempt it is running, for logs, or to know
 whether a failure is the job's last; through it the handler reports its progress
 (``progress``) and learns that someone asked it to stop (``stop_requested``; see
-control.py). The worker sets it around each handler call.
+control.py). The worker sets it around each handler call, in context variables: a thread the
+handler starts sees it only through ``with_current_job`` (as with asyncio.to_thread, which
+copies the context itself).
 """
 
 import contextlib
 import contextvars
-from typing import NamedTuple, Optional
+import functools
+from typing import Any, Callable, NamedTuple, Optional
 
 
 class RunningJob(NamedTuple):
@@ -48,6 +51,21 @@ _control: contextvars.ContextVar = contextvars.ContextVar("dbbasic_queue_control
 def current_job() -> Optional[RunningJob]:
     """The job whose handler is running in this thread, or None outside a handler."""
     return _running_job.get()
+
+
+def with_current_job(function: Callable[..., Any]) -> Callable[..., Any]:
+    """``function``, to be called in another thread (one the handler starts, an executor's)
+    as if in the handler: ``current_job()`` there is the handler's job, whose ``progress``
+    and ``stop_requested`` work as in the handler. Each call runs in its own copy of the
+    handler's context, so an executor may run several at once. A stop's interruption after
+    the grace lands in the handler's own thread only: a thread that should stop checks
+    ``stop_requested``."""
+    context = contextvars.copy_context()
+
+    @functools.wraps(function)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return context.copy().run(function, *args, **kwargs)
+    return call
 
 
 @contextlib.contextmanager
