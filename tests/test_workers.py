@@ -267,6 +267,37 @@ def test_throughput_by_minute_and_hour_reads_only_what_was_appended_since_it_las
     assert queue.throughput()["completed"][-1] == 17
 
 
+def test_throughput_asked_from_many_threads_while_lines_are_appended_counts_each_once(
+        queue, clock):
+    # Given a queue object shared by threads (the dashboard's), and counts being appended
+    import threading
+    queue.enqueue("send_email", EMAIL)
+    queue.process_jobs({"send_email": noop})
+    counts = next(queue.path.parent.glob("queue.counts.*.tsv"))
+    minute = int(clock()) // 60 * 60
+    stop, errors = threading.Event(), []
+
+    def ask():
+        try:
+            while not stop.is_set():
+                queue.throughput()
+        except Exception as error:  # a dict changed while read, say
+            errors.append(error)
+    readers = [threading.Thread(target=ask) for _ in range(6)]
+    for reader in readers:
+        reader.start()
+    for _ in range(300):
+        with open(counts, "ab") as file:
+            file.write(f"{minute}\tother\t1\t0\t0\n".encode())
+        queue.throughput()
+    stop.set()
+    for reader in readers:
+        reader.join(30)
+    # Then every line counted once, and no reader failed
+    assert errors == []
+    assert queue.throughput()["completed"][-1] == 301
+
+
 @pytest.mark.parametrize("step, steps", [(0, 60), (30, 60), (61, 10), (60.0, 60), (60, 0),
                                           (60, 10_001), ("60", 60)])
 def test_throughput_refuses_a_span_that_is_no_whole_minutes(queue, step, steps):

@@ -16,8 +16,9 @@ lines written since the last refresh, not the week's.
 
 import contextlib
 import os
+import threading
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from .history import DatedFiles, Place, day_of, day_start, follow
 
@@ -37,6 +38,7 @@ class Throughput:
         self.queue_path = queue_path
         self.dated = DatedFiles(queue_path, HEADER, kind="counts")
         self._read: Dict[Any, Tuple[Optional[Place], Optional[Dict[int, Counts]]]] = {}
+        self._reading = threading.Lock()
 
     def add(self, worker: str, minutes: Dict[int, Counts]) -> None:
         """Append ``worker``'s counts of each of ``minutes`` (minute start -> counts)."""
@@ -55,19 +57,22 @@ class Throughput:
             self.dated.append(day, ["".join(lines).encode("utf-8", "backslashreplace")], model,
                               durable=False)
 
-    def minutes(self, since: float, until: float) -> Iterable[Tuple[int, Counts]]:
+    def minutes(self, since: float, until: float) -> List[Tuple[int, Counts]]:
         """(minute, counts) of every minute starting in [since, until) with counts, each
-        minute's lines added up, in no particular order."""
+        minute's lines added up, in no particular order. Under the reader's lock: threads
+        (the dashboard's) share what it keeps, and bringing it up to date changes it."""
         files = self.dated.files()
-        for gone in set(self._read) - {path for _, path in files}:
-            del self._read[gone]
-        for day, path in files:
-            start = day_start(day)
-            if start + 86400 <= since or start >= until:
-                continue
-            for minute, counts in self._day(path).items():
-                if since <= minute < until:
-                    yield minute, counts
+        found = []
+        with self._reading:
+            for gone in set(self._read) - {path for _, path in files}:
+                del self._read[gone]
+            for day, path in files:
+                start = day_start(day)
+                if start + 86400 <= since or start >= until:
+                    continue
+                found.extend((minute, dict(counts)) for minute, counts in self._day(path).items()
+                             if since <= minute < until)
+        return found
 
     def _day(self, path) -> Dict[int, Counts]:
         """A day file's counts by minute, kept with the place read up to: read again, the
