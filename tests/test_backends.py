@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from dbbasic_queue import QueueError, Retry, UnsupportedError
+from dbbasic_queue import Retry, UnsupportedError
 from dbbasic_queue.backend import (FILE, JOB_CONTROL, LEASES, LISTING, PERIODIC, PURGE, QUEUES,
                                    RETRY, RETRY_KEEPS_ATTEMPTS, UNIQUE_KEYS, WORKER_MAX_ATTEMPTS,
                                    WORKERS, WORKFLOWS)
@@ -194,13 +194,6 @@ def test_a_unique_key_gives_the_id_of_the_job_waiting_with_it(backend):
     assert backend.count_jobs() == 1
 
 
-@lacks(UNIQUE_KEYS)
-def test_without_unique_keys_a_unique_key_is_refused_and_adds_nothing(backend):
-    with pytest.raises(QueueError, match="not supported"):
-        backend.queue.enqueue("t", {}, unique_key="k")
-    assert backend.count_jobs() == 0
-
-
 @declares(WORKFLOWS)
 def test_dependencies_chains_and_batches_run_in_order_and_release_once(backend):
     queue, order = backend.queue, []
@@ -221,16 +214,27 @@ def test_dependencies_chains_and_batches_run_in_order_and_release_once(backend):
     assert queue.get_job(batch.id)["payload"]["batch"]["completed"] == 1
 
 
-@lacks(WORKFLOWS)
-def test_without_workflows_depends_on_chain_and_batch_are_refused_and_add_nothing(backend):
+@declares(WORKFLOWS)
+def test_a_dependency_that_fails_for_good_cancels_its_dependents_unless_allowed(backend):
     queue = backend.queue
-    first = queue.enqueue("t", {})
-    for attempt in (lambda: queue.enqueue("t", {}, depends_on=first),
-                    lambda: queue.chain(("t", {}), ("t", {})),
-                    lambda: queue.batch(on_complete=("t", {}))):
-        with pytest.raises(UnsupportedError, match="not supported"):
-            attempt()
-    assert backend.count_jobs() == 1
+    charge = queue.enqueue("bad", {}, max_attempts=1)
+    receipt = queue.enqueue("t", {}, depends_on=charge)
+    audit = queue.enqueue("t", {"key": "audit"}, depends_on=charge, allow_failure=True)
+    while queue.process_jobs({"bad": fail, "t": lambda p: p.get("key")}):
+        pass
+    assert (queue.get_job(receipt)["status"], queue.get_job(receipt)["error"]) == (
+        "cancelled", f"Cancelled: job {charge}, which it depends on, failed for good")
+    assert queue.get_job(audit)["result"] == "audit"
+
+
+@declares(JOB_CONTROL)
+def test_only_a_processing_job_can_be_asked_to_stop_and_job_info_says_who_asked(backend):
+    queue = backend.queue
+    job_id = queue.enqueue("t", {})
+    assert queue.stop(job_id) is False and queue.stop("0123456789abcdef") is False
+    info = queue.job_info(job_id)
+    assert {key: info[key] for key in JOB_KEYS} == queue.get_job(job_id)
+    assert (info["progress"], info["stop_requested"], info["waiting"]) == (None, None, None)
 
 
 # --- Retry from a handler -------------------------------------------------------------------

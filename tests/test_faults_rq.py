@@ -478,3 +478,96 @@ def test_a_pickled_meta_that_is_more_than_rqs_wrapper_is_refused_and_never_loade
         with pytest.raises(QueueError, match="its meta is not JSON"):
             rq_queue.get_job(job_id)
     assert not marker.exists()
+
+
+# --- RQ's own tools on our jobs: rq empty, a plain rq worker, RQ's dashboard -------------
+
+def rq_command(*args):
+    """RQ's own command line, as an operator runs it."""
+    rq = os.path.join(os.path.dirname(sys.executable), "rq")
+    return subprocess.run([rq, *args], capture_output=True, text=True, timeout=60,
+                          env=dict(os.environ, PYTHONPATH=str(TESTS.parent)))
+
+
+def test_after_rq_empty_our_verbs_and_worker_go_on_without_an_error(cli_url, capsys):
+    queue = RQQueue(cli_url)
+    failed = queue.enqueue("charge_card", {}, max_attempts=1)
+    queue.process_jobs({"charge_card": lambda p: 1 / 0})
+    queued = queue.enqueue("send_email", {"key": "queued"}, unique_key="welcome:1")
+    waiting = queue.enqueue("send_email", {"key": "waiting"}, depends_on=queued)
+    later = queue.enqueue("send_email", {"key": "later"}, run_at=time.time() + 3600)
+    # When RQ's own command empties our queue (its queued jobs are deleted from Redis)
+    done = rq_command("empty", "-u", cli_url, "dbbasic-queue")
+    assert done.returncode == 0, done.stderr
+    # Then stats, list and show answer, no job is counted as corrupt, the emptied job is gone
+    assert main(["stats", "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["corrupt_lines"] == 0 and stats["by_status"]["failed"] == 1
+    assert main(["list", "--json"]) == 0
+    assert queued not in {job["id"] for job in json.loads(capsys.readouterr().out)}
+    assert main(["show", queued]) == 1 and "no job" in capsys.readouterr().err
+    assert main(["show", later]) == 0 and capsys.readouterr().err == ""
+    # and the rest goes on: the unique key is free, a retry and the worker run, the job that
+    # waited for the emptied one is cancelled, saying so, at the worker's sweep
+    assert queue.enqueue("send_email", {"key": "again"}, unique_key="welcome:1") != queued
+    assert main(["retry", failed]) == 0 and queue.run_now(later)
+    assert queue.process_jobs({"charge_card": lambda p: "charged",
+                               "send_email": lambda p: p["key"]}) == 3
+    assert [queue.get_job(i)["status"] for i in (failed, later)] == ["completed"] * 2
+    assert queue.get_job(waiting)["error"] == (f"Cancelled: job {queued}, which it depends on, "
+                                               f"was deleted")
+
+
+@pytest.mark.parametrize("serializer", [None, "rq.serializers.JSONSerializer"],
+                         ids=["pickle", "json"])
+def test_a_plain_rq_worker_fails_our_jobs_saying_which_worker_to_use_and_loses_none(
+        rq_queue, redis_url, capsys, monkeypatch, serializer):
+    queue, name = rq_queue
+    once = queue.enqueue("send_email", {"key": "once"}, max_attempts=1)
+    twice = queue.enqueue("send_email", {"key": "twice"}, max_attempts=2)
+    # When RQ's own worker, which has none of our handlers, takes them
+    args = ["worker", "--burst", "-u", redis_url, name]
+    done = rq_command(*args, *(["--serializer", serializer] if serializer else []))
+    assert done.returncode == 0, done.stderr
+    # Then neither ran: one failed, saying which worker to use, the other waits for a retry
+    job = queue.get_job(once)
+    assert job["status"] == "failed" and "dbbasic-queue work" in job["error"], job
+    assert queue.get_job(twice)["status"] == "pending"
+    monkeypatch.setenv("DBBASIC_QUEUE_URL", redis_url)
+    # And nothing is lost: our retry and our worker complete both
+    assert queue.retry_job(once) and queue.run_now(twice)
+    assert queue.process_jobs({"send_email": lambda p: p["key"]}) == 2
+    assert [queue.get_job(i)["result"] for i in (once, twice)] == ["once", "twice"]
+
+
+def test_the_rq_calls_of_rq_dashboard_s_actions_leave_our_jobs_ours(rq_queue):
+    """rq-dashboard (not installed here: Flask and more) acts with these calls: Job.fetch
+    then get_meta and latest_result (its job page; with its --json, as our docs say, else
+    its page fails unpickling our JSON meta, changing nothing), requeue_job (its Requeue
+    buttons), job.delete (Delete) and queue.empty (Empty), all with RQ's default serializer;
+    and RQ's cancel_job, which its pages do not offer but RQ's API does."""
+    from rq.job import cancel_job, requeue_job
+    queue, name = rq_queue
+    failed = queue.enqueue("charge_card", {}, max_attempts=1)
+    queue.process_jobs({"charge_card": lambda p: 1 / 0})
+    deleted, cancelled = queue.enqueue("t", {}), queue.enqueue("t", {})
+    later = queue.enqueue("t", {}, run_at=time.time() + 3600)
+    connection = Redis.from_url(queue.url)
+    for job_id in (failed, deleted, later):  # the job page, with --json
+        shown = Job.fetch(job_id, connection=connection, serializer=JSONSerializer)
+        assert shown.get_meta()["attempts"] in (0, 1) and shown.get_status()
+        shown.latest_result(), shown.description
+        with pytest.raises(Exception):  # without --json: its page fails, nothing changes
+            Job.fetch(job_id, connection=connection).get_meta()
+    requeue_job(failed, connection=connection)
+    Job.fetch(deleted, connection=connection).delete()
+    cancel_job(cancelled, connection=connection)
+    assert [queue.get_job(i)["status"] for i in (failed, cancelled, later)] == [
+        "pending", "cancelled", "pending"]
+    assert queue.get_job(deleted) is None and queue.stats()["corrupt_lines"] == 0
+    assert queue.process_jobs({"charge_card": lambda p: "charged", "t": lambda p: "ran"}) == 1
+    assert queue.get_job(failed)["result"] == "charged"
+    emptied = queue.enqueue("t", {})
+    RQ(name, connection=connection).empty()
+    assert queue.get_job(emptied) is None and queue.get_job(later)["status"] == "pending"
+    assert queue.stats()["corrupt_lines"] == 0

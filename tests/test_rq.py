@@ -14,7 +14,7 @@ import pytest
 
 import dbbasic_queue
 from dbbasic_queue import Queue
-from support import EMAIL, ROOT, fail, finish, wait_for
+from support import EMAIL, ROOT, fail, finish, runs, wait_for
 
 
 def rq_queue(redis_url):
@@ -356,7 +356,6 @@ def test_a_run_on_redis_logs_one_line_per_failure_and_one_summary_line(redis_url
 
 
 def test_a_handler_s_progress_on_redis_is_in_its_meta_and_job_info_shows_it(redis_url):
-    from dbbasic_queue import UnsupportedError
     from dbbasic_queue.worker.running import current_job
     queue, seen = rq_queue(redis_url), {}
 
@@ -369,11 +368,229 @@ def test_a_handler_s_progress_on_redis_is_in_its_meta_and_job_info_shows_it(redi
     assert seen["info"]["status"] == "processing"
     assert (seen["info"]["progress"]["done"], seen["info"]["progress"]["note"]) == (0.3, "3 of 10")
     assert queue.job_info(job_id)["progress"] is None  # it ended
-    with pytest.raises(UnsupportedError, match="not supported"):
-        queue.stop(job_id)
+    assert queue.stop(job_id) is False  # only a processing job is asked to stop
 
 
 def rq_queue_named(redis_url, queue):
     """Another RQQueue on the same Redis queue (as a web process would have)."""
     from dbbasic_queue.rq.backend import RQQueue
     return RQQueue(redis_url, name=queue.name)
+
+
+# --- unique keys, kept through migrate both ways -----------------------------------------
+
+def test_a_unique_key_on_redis_is_held_until_its_job_ends(redis_url):
+    queue = rq_queue(redis_url)
+    first = queue.enqueue("welcome", {"user": 42}, unique_key="welcome:42")
+    assert queue.enqueue("welcome", {"user": 42}, unique_key="welcome:42") == first
+    assert queue.job_options(first) == {"unique_key": "welcome:42"}
+    assert queue.process_jobs({"welcome": lambda p: "sent"}) == 1
+    assert queue.redis.get(f"{queue.name}/unique/welcome:42") is None  # freed at its end
+    second = queue.enqueue("welcome", {"user": 42}, unique_key="welcome:42")
+    assert second != first and queue.cancel_job(second)
+    assert queue.enqueue("welcome", {"user": 42}, unique_key="welcome:42") not in (first, second)
+    with pytest.raises(ValueError):
+        queue.enqueue("welcome", {}, unique_key="two\nlines")
+
+
+def test_enqueues_of_one_unique_key_from_four_processes_at_once_make_one_job(redis_url,
+                                                                             children):
+    queue = rq_queue(redis_url)
+    script = (f"import sys\nfrom dbbasic_queue.rq.backend import RQQueue\n"
+              f"queue = RQQueue({redis_url!r}, name={queue.name!r})\n"
+              f"print(' '.join(queue.enqueue('t', {{}}, unique_key='k') for _ in range(50)))\n")
+    enqueuers = [children.start([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                                env=dict(os.environ, PYTHONPATH=str(ROOT))) for _ in range(4)]
+    ids = set()
+    for enqueuer in enqueuers:
+        out, _ = enqueuer.communicate(timeout=60)
+        assert enqueuer.returncode == 0
+        ids |= set(out.split())
+    assert len(ids) == 1 and count_jobs(queue) == 1
+
+
+def test_unique_keys_survive_migrate_to_redis_and_back(tmp_path, redis_url):
+    from dbbasic_queue.rq.backend import migrate, migrate_back
+    source, target = Queue(tmp_path / "queue.tsv"), rq_queue(redis_url)
+    held_there = target.enqueue("welcome", {"user": 7}, unique_key="welcome:7")
+    keyed = source.enqueue("welcome", {"user": 42}, unique_key="welcome:42")
+    twin = source.enqueue("welcome", {"user": 7}, unique_key="welcome:7")
+    # Given a migration to Redis: the key goes with its job, and a job whose key a job in
+    # Redis holds is not added (as enqueue would not add it), its error naming that job
+    assert [job.id for job in migrate(source, target)] == [keyed, twin]
+    assert target.job_options(keyed) == {"unique_key": "welcome:42"}
+    assert target.enqueue("welcome", {"user": 42}, unique_key="welcome:42") == keyed
+    assert target.get_job(twin) is None
+    assert source.get_job(twin)["error"] == (f"moved to {redis_url}: job {held_there} there "
+                                             f"has its unique key")
+    # When the jobs move back to a file, then the file's enqueue honours the keys
+    back = Queue(tmp_path / "back.tsv")
+    assert sorted(job["id"] for job in migrate_back(target, back)) == sorted([keyed, held_there])
+    assert back.job_options(keyed) == {"unique_key": "welcome:42", "max_attempts": 3}
+    assert back.enqueue("welcome", {"user": 42}, unique_key="welcome:42") == keyed
+    assert back.enqueue("welcome", {"user": 7}, unique_key="welcome:7") == held_there
+    # and the keys are free in Redis, whose jobs were cancelled
+    assert target.enqueue("welcome", {"user": 42}, unique_key="welcome:42") != keyed
+
+
+# --- jobs that wait for jobs, on Redis ----------------------------------------------------
+
+def decline(payload):
+    raise ValueError("card declined")
+
+
+def test_on_redis_a_failed_dependency_cancels_its_dependents_down_the_chain(redis_url):
+    queue = rq_queue(redis_url)
+    charge = queue.enqueue("charge", {}, max_attempts=1)
+    receipt = queue.enqueue("receipt", {}, depends_on=charge)
+    [thanks] = [queue.enqueue("thanks", {}, depends_on=receipt)]
+    audit = queue.enqueue("audit", {}, depends_on=[charge, receipt], allow_failure=True)
+    assert queue.job_info(receipt)["waiting"] == f"for 1 job: {charge}"
+    assert queue.get_job(receipt)["status"] == "pending"
+
+    while queue.process_jobs({"charge": decline, "receipt": noop_handler, "thanks": noop_handler,
+                              "audit": lambda p: "audited"}):
+        pass
+
+    assert queue.get_job(charge)["status"] == "failed"
+    assert (queue.get_job(receipt)["status"], queue.get_job(receipt)["error"]) == (
+        "cancelled", f"Cancelled: job {charge}, which it depends on, failed for good")
+    assert queue.get_job(thanks)["error"] == (f"Cancelled: job {receipt}, which it depends on, "
+                                              f"was cancelled")
+    assert queue.get_job(audit)["result"] == "audited"  # allow_failure: it ran all the same
+
+
+def noop_handler(payload):
+    return None
+
+
+def test_on_redis_cancel_and_delete_tell_the_jobs_waiting_and_a_retry_waits_for_nothing(
+        redis_url):
+    queue = rq_queue(redis_url)
+    later = queue.enqueue("t", {}, run_at=time.time() + 3600)
+    cancelled_after = queue.enqueue("t", {}, depends_on=later)
+    allowed = queue.enqueue("t", {"key": "allowed"}, depends_on=later, allow_failure=True)
+    doomed = queue.enqueue("t", {})
+    deleted_after = queue.enqueue("t", {}, depends_on=doomed)
+
+    assert queue.cancel_job(later) and queue.delete(doomed)
+
+    assert queue.get_job(cancelled_after)["error"] == (
+        f"Cancelled: job {later}, which it depends on, was cancelled")
+    assert queue.get_job(deleted_after)["error"] == (
+        f"Cancelled: job {doomed}, which it depends on, was deleted")
+    assert queue.get_job(allowed)["status"] == "pending" and queue.job_info(allowed)["waiting"] is None
+    assert queue.retry_job(cancelled_after)
+    assert queue.process_jobs({"t": lambda p: p.get("key", "ran")}) == 2
+    assert [queue.get_job(i)["result"] for i in (allowed, cancelled_after)] == ["allowed", "ran"]
+
+
+def test_on_redis_a_batch_s_callback_gets_its_counts_and_a_late_dependency_is_refused(
+        redis_url):
+    from dbbasic_queue import UnsupportedError
+    queue = rq_queue(redis_url)
+    with queue.batch(on_complete=("album", {"album": 3}), max_attempts=1) as batch:
+        for n in range(3):
+            batch.enqueue("resize", {"n": n})
+        batch.enqueue("charge", {})
+    assert queue.job_info(batch.id)["waiting"] == (
+        "for its batch: 0 of 4 finished (0 completed, 0 failed, 0 cancelled)")
+    with queue.batch(on_complete=("album", {"album": 4})) as empty:
+        pass
+    while queue.process_jobs({"resize": noop_handler, "charge": decline,
+                              "album": lambda p: p["batch"]}):
+        pass
+    assert queue.get_job(batch.id)["result"] == {"id": batch.id, "size": 4, "completed": 3,
+                                                 "failed": 1, "cancelled": 0}
+    assert queue.get_job(batch.id)["payload"]["batch"]["failed"] == 1
+    assert queue.get_job(empty.id)["result"]["size"] == 0
+    first = queue.enqueue("t", {})
+    with pytest.raises(UnsupportedError, match="run_at"):
+        queue.enqueue("t", {}, depends_on=first, run_at=time.time() + 60)
+    with pytest.raises(ValueError, match="no such job"):
+        queue.enqueue("t", {}, depends_on="0123456789abcdef")
+    assert count_jobs(queue) == 1
+
+
+def test_on_redis_three_workers_ending_a_batch_at_once_run_its_callback_once(tmp_path,
+                                                                             redis_url, children):
+    from redis import Redis
+
+    from dbbasic_queue.rq.backend import RQQueue
+    url = f"{redis_url.rsplit('/', 1)[0]}/10"
+    Redis.from_url(url).flushdb()
+    queue = RQQueue(url)
+    with queue.batch(on_complete=("send_email", {"key": "album"})) as batch:
+        for n in range(90):
+            batch.enqueue("send_email", {"key": f"image-{n}"})
+    runs_log = tmp_path / "runs.log"
+    workers = [children.cli("work", "--handlers", "jobs_for_cli:handlers",
+                            DBBASIC_QUEUE_URL=url, RUNS_LOG=str(runs_log)) for _ in range(3)]
+    for worker in workers:
+        finish(worker)
+    queue.process_jobs({"send_email": lambda p: "late"})  # in case it was queued after them
+    ran = runs(runs_log)
+    assert ran["album"] == 1 and len(ran) == 91 and set(ran.values()) == {1}
+    assert queue.get_job(batch.id)["payload"]["batch"]["completed"] == 90
+
+
+# --- stopping a running job, on Redis -----------------------------------------------------
+
+STOPPABLE = """
+import time
+from dbbasic_queue.worker.running import current_job
+
+def polite(payload):
+    while not current_job().stop_requested:
+        time.sleep(0.02)
+    return "stopped politely"
+
+def stubborn(payload):
+    while True:
+        time.sleep(0.02)
+
+handlers = {"polite": polite, "stubborn": stubborn, "quick": lambda payload: "quick"}
+"""
+
+
+def test_a_job_on_redis_is_asked_to_stop_then_interrupted_and_rq_s_own_stop_is_the_same(
+        tmp_path, redis_url, children):
+    from redis import Redis
+    from rq.command import send_stop_job_command
+    from rq import Worker
+
+    from dbbasic_queue.rq.backend import RQQueue
+    url = f"{redis_url.rsplit('/', 1)[0]}/11"
+    Redis.from_url(url).flushdb()
+    (tmp_path / "stoppable_jobs.py").write_text(STOPPABLE)
+    queue = RQQueue(url)
+    polite, stubborn, by_rq = (queue.enqueue(kind, {}) for kind in ("polite", "stubborn", "polite"))
+    after = queue.enqueue("quick", {}, depends_on=polite)
+    worker = children.start(
+        [sys.executable, "-m", "dbbasic_queue", "work", "--loop", "--handlers",
+         "stoppable_jobs:handlers", "--stop-grace", "1s"], cwd=tmp_path, stderr=subprocess.PIPE,
+        env=dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{tmp_path}", DBBASIC_QUEUE_URL=url))
+
+    def stopped(job_id, ask):
+        wait_for(lambda: queue.get_job(job_id)["status"] == "processing", what="the job to start")
+        ask()
+        wait_for(lambda: queue.get_job(job_id)["status"] == "cancelled", seconds=15,
+                 what="the job to end cancelled")
+        return queue.get_job(job_id)["error"]
+
+    # A handler that looks at stop_requested stops there; its dependents are cancelled
+    assert stopped(polite, lambda: queue.stop(polite, by="ann")) == "Stopped by ann"
+    assert queue.get_job(after)["status"] == "cancelled"
+    # One that does not is interrupted after the grace
+    started = time.monotonic()
+    assert stopped(stubborn, lambda: queue.stop(stubborn, by="bob")) == "Stopped by bob"
+    assert time.monotonic() - started >= 1
+    # RQ's own stop command asks the same, and leaves the worker running
+    assert stopped(by_rq, lambda: send_stop_job_command(queue.redis, by_rq)) == (
+        "Stopped by RQ's stop command")
+    quick = queue.enqueue("quick", {})
+    wait_for(lambda: queue.get_job(quick)["status"] == "completed", what="the worker to go on")
+    assert Worker.count(connection=queue.redis) == 1 and worker.poll() is None
+    assert queue.stop(quick) is False
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=30) == 0

@@ -5,8 +5,10 @@
 is JSON naming one function, ``dispatch``, which looks the handler up by job type; a job in
 Redis that is anything else is refused, never loaded or run (see ``rq/jobs.py``). Named
 queues and priorities are RQ queues, taken in claim order; a pause is a flag the worker reads
-before each take (``rq/queues.py``). Listing and stats read RQ's registries; the verbs and
-options RQ has no counterpart for raise UnsupportedError.
+before each take (``rq/queues.py``). Unique keys are Redis strings set with the job
+(``rq/unique.py``); jobs that wait for jobs are RQ's dependencies, ending as on the file
+(``rq/links.py``). Listing and stats read RQ's registries; the verbs and options RQ has no
+counterpart for raise UnsupportedError.
 ``dbbasic-queue migrate`` moves the pending jobs of a TSV file here. Needs the ``rq`` extra.
 """
 
@@ -25,21 +27,28 @@ import redis
 from rq import Queue as RedisJobQueue
 from rq import Retry as RQRetry
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
+from rq.job import Dependency
 
 from .. import backend, hooks
 from ..backend import DEFAULT_LEASE_SECONDS, DEFAULT_MAX_ATTEMPTS, DEFAULT_RETENTION_SECONDS
-from ..model.checks import (check_attempts, check_duration, checked_job_type, checked_purge,
-                            checked_run_at, payload_json)
+from ..model.checks import (check_attempts, check_duration, check_number, checked_job_type,
+                            checked_purge, checked_run_at, payload_json)
 from ..errors import CorruptLineError, UnsupportedError
 from ..model.job import PENDING, Job, job_line, one_line, parse_line
 from ..storage.edits import has_line
+from ..storage.notes import checked_note
 from ..model.options import decode_options, encode_options, register
+from ..model.dependencies import checked_dependencies, waiting_for
+from ..workflows import Batch
+from . import links
 from ..model.queues import (DEFAULT_QUEUE, QueueChoice, Scope, check_priority, check_queue_name,
                             queue_and_priority)
 from ..queue import Queue
 from .jobs import DISPATCHER, SERIALIZER, ForeignJobError, SafeJob, read_job, read_options
 from .listing import job_dicts, read_all, summary
 from .queues import Pair, QueueMap, rq_queue_name
+from .stops import RedisStops
+from .unique import UniqueKeys
 from .worker import DispatchWorker, dispatch, refuse_options
 from ..model.options import Handlers, schedules_of
 from ..periodic.schedules import WITHOUT_PERIODIC
@@ -63,7 +72,8 @@ _ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")  # RQ reads "a:b" as an execution of 
 class RQQueue:
     """A queue on RQ (``redis://host:port/db``) behind the same interface as the TSV Queue."""
 
-    capabilities = frozenset({backend.LISTING, backend.QUEUES, backend.RETRY, backend.PURGE})
+    capabilities = frozenset({backend.LISTING, backend.QUEUES, backend.RETRY, backend.PURGE,
+                              backend.UNIQUE_KEYS, backend.WORKFLOWS, backend.JOB_CONTROL})
 
     def __init__(self, url: str, *, name: str = DEFAULT_NAME) -> None:
         self.url = url
@@ -72,6 +82,7 @@ class RQQueue:
         self.rq_queues: Dict[Pair, RedisJobQueue] = {}
         self.rq = self.rq_queue((DEFAULT_QUEUE, 0))  # where every job was before queues
         self.queue_map = QueueMap(self.redis, name)
+        self.unique_keys = UniqueKeys(self.redis, name)
         self.handlers = Handlers()  # filled by @queue.handler(...)
 
     def rq_queue(self, pair: Pair) -> RedisJobQueue:
@@ -104,17 +115,42 @@ class RQQueue:
         """As Queue.enqueue. The attempts (and their backoff) are fixed here, at enqueue:
         the job's ``max_attempts``, else 3. A ``timeout`` is rounded up to whole seconds.
         ``queue`` and ``priority`` choose the job's RQ queue; concurrency keys and rate
-        limits are refused (UnsupportedError), and so is ``depends_on`` (see chain)."""
-        if depends_on is not None or allow_failure:
-            self.chain()
+        limits are refused (UnsupportedError). A ``unique_key`` held by a pending or
+        processing job gives that job's id. ``depends_on`` and ``allow_failure`` are the TSV
+        queue's (see rq/links.py), but for a ``run_at`` later than now (UnsupportedError)."""
         if (concurrency_key, concurrency_limit, rate_limit, rate_key) != (None,) * 4:
             raise UnsupportedError(f"concurrency_key and rate_limit are not supported on the RQ "
                                    f"backend ({self.describe()}): RQ counts no starts by key; "
                                    f"enqueue without them, or use the TSV queue")
         prepared = self._prepare(job_type, payload, run_at, unique_key, max_attempts, timeout,
                                  queue, priority)
+        if depends_on is None and not allow_failure:
+            with self._reaching():
+                return self._add(*prepared, unique_key=unique_key)
+        if depends_on is None:
+            raise TypeError("allow_failure goes with depends_on, such as depends_on=[job_id], "
+                            "allow_failure=True")
+        if unique_key is not None:
+            raise TypeError("a job with depends_on takes no unique_key")
+        if not isinstance(allow_failure, bool):
+            raise TypeError(f"allow_failure must be True or False, not {allow_failure!r}")
+        ids = checked_dependencies(depends_on)
+        self._refuse_later_run_at(prepared[3])
         with self._reaching():
-            return self._add(*prepared)
+            for other in ids:
+                found = self._fetch(other)
+                if found is None:
+                    raise ValueError(f"depends_on names job {other}, but {self.describe()} has "
+                                     f"no such job; nothing was enqueued")
+                read_job(found)  # a foreign job raises ForeignJobError: nothing is enqueued
+            return self._add(*prepared, after=ids, allow_failure=allow_failure)
+
+    def _refuse_later_run_at(self, run_at: int) -> None:
+        if run_at > time.time():
+            raise UnsupportedError(f"a job that waits for others (depends_on) with a run_at "
+                                   f"later than now is not supported on the RQ backend "
+                                   f"({self.describe()}): RQ queues it the moment its "
+                                   f"dependencies end; give the run_at to the first job")
 
     def enqueue_many(self, jobs, run_at: Optional[float] = None, **options) -> List[str]:
         """As Queue.enqueue_many: every job checked before any is added; then one Redis
@@ -135,28 +171,73 @@ class RQQueue:
         with self._reaching():
             return [self._add(*job) for job in prepared]
 
-    def chain(self, *steps, **options) -> List[str]:
-        """Refused (UnsupportedError), as are depends_on and batch: RQ leaves the
-        dependents of a failed job deferred for ever, where the TSV queue cancels them."""
-        raise UnsupportedError(f"depends_on, chain and batch are not supported on the RQ "
-                               f"backend ({self.describe()}) yet: RQ keeps the dependents of a "
-                               f"failed job deferred for ever, where the TSV queue cancels "
-                               f"them; use the TSV queue for jobs that wait for jobs")
+    def chain(self, *steps, run_at: Optional[float] = None, allow_failure: bool = False,
+              **options) -> List[str]:
+        """As Queue.chain: each step waits until the one before it has completed (RQ's
+        dependencies); a step that fails for good or is cancelled cancels the steps after it
+        (with ``allow_failure``, they run all the same). ``run_at`` is the first step's: the
+        others wait for it. Every step is checked before any is added; returns the ids."""
+        if not steps:
+            raise ValueError("chain takes at least one step, such as ('charge', {'order': 7})")
+        if not isinstance(allow_failure, bool):
+            raise TypeError(f"allow_failure must be True or False, not {allow_failure!r}")
+        prepared = []
+        for number, step in enumerate(steps):
+            try:
+                job_type, payload, own = _step(step, "chain")
+                prepared.append(self._prepare(job_type, payload, None if number else run_at,
+                                              **_step_options(options, own)))
+            except (TypeError, ValueError) as error:
+                raise type(error)(f"step {number} of chain: {error}") from None
+        with self._reaching():
+            for number, job in enumerate(prepared):
+                self._add(*job, after=[prepared[number - 1][0]] if number else None,
+                          allow_failure=allow_failure)
+        return [job[0] for job in prepared]
 
-    def batch(self, on_complete=None, **options):
-        """Refused (UnsupportedError): see chain."""
-        self.chain()
+    def batch(self, on_complete=None, **options) -> Batch:
+        """As Queue.batch: jobs added together, and ``on_complete`` run once every one has
+        ended (completed, failed for good, cancelled), with ``payload["batch"]`` holding the
+        counts. On Redis its members are added one by one, then the on_complete job,
+        depending on them all (allow_failure); see rq/links.py."""
+        return Batch(self._write_batch, on_complete, options)
+
+    def _write_batch(self, members, on_complete, callback_id: Optional[str]) -> None:
+        prepared = []
+        for number, (job_id, job_type, payload, run_at, options) in enumerate(members):
+            try:
+                prepared.append((job_id,) + self._prepare(job_type, payload, run_at,
+                                                          **_step_options(options, {}))[1:])
+            except (TypeError, ValueError) as error:
+                raise type(error)(f"job {number} of the batch: {error}") from None
+        callback = None
+        if callback_id is not None:
+            job_type, payload, own = _step(on_complete, "on_complete")
+            counts = {"size": len(members), "completed": 0, "failed": 0, "cancelled": 0}
+            if not members:  # nothing to wait for: due now, with the counts
+                payload = {**payload, "batch": {"id": callback_id, **counts}}
+            callback = (callback_id,) + self._prepare(job_type, payload, None,
+                                                      **_step_options(own, {}))[1:]
+        with self._reaching():
+            for job in prepared:
+                self._add(*job)
+            if callback is not None and members:
+                self._add(*callback, kept={"batch": {"size": len(members)}},
+                          after=[job[0] for job in prepared], allow_failure=True)
+            elif callback is not None:
+                self._add(*callback)
 
     def enqueue_after(self, register_callback: Callable[[Callable[[], Any]], Any],
                       job_type: str, payload: dict, run_at: Optional[float] = None,
                       **options) -> str:
         """As Queue.enqueue_after: checks now, adds the job when ``register_callback`` calls
-        the function it is given (at commit), and returns the id the job will have."""
+        the function it is given (at commit), and returns the id the job will have. With a
+        ``unique_key`` held at commit by a live job, nothing is added: that job stands for it."""
         prepared = self._prepare(job_type, payload, run_at, **options)
 
         def write() -> str:
             with self._reaching():
-                return self._add(*prepared)
+                return self._add(*prepared, unique_key=options.get("unique_key"))
         register_callback(write)
         return prepared[0]
 
@@ -166,8 +247,7 @@ class RQQueue:
             queue = self.handlers.queues.get(job_type, DEFAULT_QUEUE)
         pair = (check_queue_name(queue), 0 if priority is None else check_priority(priority))
         if unique_key is not None:
-            raise UnsupportedError(f"unique_key is not supported on the RQ backend "
-                                   f"({self.describe()}); see 'Graduating to Redis' in the README")
+            encode_options(unique_key)  # checked as the TSV queue checks it
         if max_attempts is not None:
             check_attempts("max_attempts", max_attempts)
         if timeout is not None:
@@ -178,10 +258,16 @@ class RQQueue:
                 timeout, pair)
 
     def _add(self, job_id, job_type, payload_json, run_at, created_at, attempts, max_attempts,
-             timeout, pair: Pair = (DEFAULT_QUEUE, 0), kept: Optional[dict] = None) -> str:
+             timeout, pair: Pair = (DEFAULT_QUEUE, 0), kept: Optional[dict] = None, *,
+             unique_key: Optional[str] = None, after: Optional[List[str]] = None,
+             allow_failure: bool = False) -> str:
+        """Add one checked job to Redis: with ``unique_key``, unless a live job holds it (its
+        id is returned); with ``after``, waiting for those jobs (RQ's depends_on)."""
         left = max_attempts - attempts - 1
         meta = {"created_at": created_at, "run_at": run_at, "attempts": attempts,
                 "max_attempts": max_attempts, "timeout": timeout, **(kept or {})}
+        if unique_key is not None:
+            meta["unique_key"] = unique_key
         if pair[0] != DEFAULT_QUEUE:  # kept as the TSV queue keeps them: only when not the default
             meta["queue"] = pair[0]
         if pair[1]:
@@ -193,14 +279,27 @@ class RQQueue:
                                               for n in range(left)]) if left > 0 else None)
         if timeout is not None:
             options["job_timeout"] = math.ceil(timeout)
+        if after:
+            options["depends_on"] = Dependency(jobs=after, allow_failure=allow_failure)
         self.queue_map.record(*pair)  # before the job, so that a worker looking finds it
         rq = self.rq_queue(pair)
-        if run_at > time.time():
-            rq.enqueue_at(datetime.fromtimestamp(run_at, timezone.utc), DISPATCHER,
-                               job_type, payload_json, **options)
+
+        def write(pipeline=None) -> None:
+            if run_at > time.time():
+                rq.enqueue_at(datetime.fromtimestamp(run_at, timezone.utc), DISPATCHER,
+                              job_type, payload_json, pipeline=pipeline, **options)
+            else:
+                rq.enqueue_call(DISPATCHER, (job_type, payload_json), pipeline=pipeline,
+                                timeout=options.get("job_timeout"),
+                                **{k: v for k, v in options.items() if k != "job_timeout"})
+        if unique_key is None:
+            write()
         else:
-            rq.enqueue_call(DISPATCHER, (job_type, payload_json),
-                                 timeout=options.pop("job_timeout", None), **options)
+            holder = self.unique_keys.add(unique_key, job_id, write)
+            if holder != job_id:
+                return holder
+        if after:  # its dependencies may have ended while it was being added
+            links.tell(self.redis, [job_id])
         if hooks.registered:
             hooks.call(hooks.JobEvent("on_enqueue", job_id, job_type, pair[0], pair[1], attempts,
                                       max_attempts, json.loads(payload_json), run_at=run_at))
@@ -249,42 +348,62 @@ class RQQueue:
             return None if job is None else read_options(job)
 
     def job_info(self, job_id: str) -> Optional[Dict[str, Any]]:
-        """As Queue.job_info: a running job's progress is in its meta (saved at most every
-        half second); no stop requests (see stop), no waiting (see chain)."""
+        """As Queue.job_info: what a waiting job waits for (its jobs not ended yet, or its
+        batch's counts so far); a running job's progress, from its meta (saved at most every
+        half second); who asked it to stop, if anyone has (see stop)."""
         job = self.get_job(job_id)
         if job is None:
             return None
-        progress = None
-        if job["status"] == "processing":
-            with self._reaching():
-                found = self._fetch(job_id)
-                progress = None if found is None else found.meta.get("progress")
-        return dict(job, options=self.job_options(job_id) or {}, waiting=None,
+        progress = waits = None
+        with self._reaching():
+            found = self._fetch(job_id)
+            if found is not None and job["status"] == "processing":
+                progress = found.meta.get("progress")
+            elif found is not None and job["status"] == "pending":
+                links_now = links.waiting(self.redis, found)
+                waits = None if links_now is None else waiting_for(links_now)
+            asked = None if found is None else RedisStops(self.redis, self.name).asked(job_id)
+        stop_requested = (asked[1] if asked is not None and job["status"] == "processing"
+                          and asked[0] == job["attempts"] else None)
+        return dict(job, options=self.job_options(job_id) or {}, waiting=waits,
                     progress=progress if isinstance(progress, dict) else None,
-                    stop_requested=None)
+                    stop_requested=stop_requested)
 
     def stop(self, job_id: str, by: Optional[str] = None) -> bool:
-        """Refused (UnsupportedError): RQ's stop command kills the work horse, which our
-        jobs' outcome cannot yet tell from a crash; stop a job on the TSV queue."""
-        backend.require(self, backend.JOB_CONTROL, "stopping a running job (stop)",
-                        "RQ's own `rq` stop command kills its work horse; on the TSV queue, "
-                        "Queue.stop asks the handler first")
-        return False
+        """As Queue.stop: ask the worker running a job to stop it. Its handler sees
+        ``current_job().stop_requested`` within a second; one still running the worker's
+        ``stop_grace`` seconds later is interrupted; the job ends ``cancelled``, its error
+        ``Stopped by <by>`` (default: this process's user). True if the job is processing
+        and the request is recorded (see rq/stops.py)."""
+        by = checked_note(by if by is not None else _user(), "by") or "someone"
+        with self._reaching():
+            job = self._fetch(job_id)
+            try:
+                if job is None or read_job(job)["status"] != "processing":
+                    return False
+            except InvalidJobOperation:
+                return False
+            RedisStops(self.redis, self.name).ask(job_id, job.meta.get("attempts", 0), by)
+            return True
 
     def cancel_job(self, job_id: str) -> bool:
-        """As Queue.cancel_job: only a pending job is cancelled."""
+        """As Queue.cancel_job: only a pending job is cancelled; the jobs waiting for it are
+        cancelled in turn (or run, with allow_failure), as on the TSV queue."""
         with self._reaching():
             job = self._fetch(job_id)
             try:
                 if job is None or read_job(job, self._schedule_of(job))["status"] != "pending":
                     return False
+                job.cancel()
             except InvalidJobOperation:
                 return False
-            job.cancel()
+            self._ended(job)  # its dependents a moment after it: RQ has no one step for both
             return True
 
     def delete(self, job_id: str) -> bool:
-        """As Queue.delete: any job but one a worker runs, removed from Redis."""
+        """As Queue.delete: any job but one a worker runs, removed from Redis; the jobs
+        waiting for it are told first (cancelled, saying it was deleted, or run, with
+        allow_failure)."""
         with self._reaching():
             job = self._fetch(job_id)
             try:
@@ -292,8 +411,15 @@ class RQQueue:
                     return False
             except InvalidJobOperation:
                 return False
+            self._ended(job, links.DELETED)
             job.delete()
             return True
+
+    def _ended(self, job, how: Optional[str] = None) -> None:
+        """A job of ours has ended: free its unique key and tell the jobs waiting for it."""
+        self.unique_keys.release(job.meta.get("unique_key"), job.id)
+        links.tell(self.redis, links.dependents_of(self.redis, job.id),
+                   {job.id: how} if how else {})
 
     def retry_job(self, job_id: str) -> bool:
         """As Queue.retry_job: a failed or cancelled job goes back to pending, due now, with
@@ -310,7 +436,10 @@ class RQQueue:
             meta = job.meta
             kept = {key: meta[key] for key in ("error", "tracebacks") if key in meta}
             pair = (meta.get("queue", DEFAULT_QUEUE), meta.get("priority", 0))
-            job.delete()
+            unique_key = meta.get("unique_key")  # kept unless another job holds it now
+            if isinstance(unique_key, str) and self.unique_keys.claim_if_free(unique_key, job_id):
+                kept["unique_key"] = unique_key
+            job.delete()  # and with it RQ's links: a retried job waits for nothing
             self._add(job_id, shown["type"], job.args[1], int(time.time()),
                       meta.get("created_at", 0), 0, meta.get("max_attempts", DEFAULT_MAX_ATTEMPTS),
                       meta.get("timeout"), pair, kept)
@@ -357,6 +486,8 @@ class RQQueue:
             for job_id in doomed:
                 job = self._fetch(job_id)
                 if job is not None:
+                    if job.get_status() == "finished":
+                        links.unlink_completed(self.redis, job_id)
                     job.delete()
                     purged += 1
         return purged
@@ -437,7 +568,8 @@ class RQQueue:
         """Raise as process_jobs and work would for these settings, touching nothing."""
         check_attempts("max_attempts", max_attempts)
         refuse_options(self.describe(), lease_seconds, retention_seconds, concurrency,
-                       queues=queues, stop_grace=stop_grace)
+                       queues=queues)
+        check_number("stop_grace", stop_grace)
         Bounds(max_jobs, max_seconds)
         if schedules_of(handlers):
             backend.require(self, backend.PERIODIC, "@periodic (periodic jobs)", WITHOUT_PERIODIC)
@@ -458,8 +590,8 @@ class RQQueue:
         weights, raises UnsupportedError."""
         check_attempts("max_attempts", max_attempts)
         refuse_options(self.describe(), lease_seconds, retention_seconds, concurrency,
-                       queues=queues, stop_grace=stop_grace)
-        return self._work(handlers, True, max_jobs, max_seconds, timeout, queues)
+                       queues=queues)
+        return self._work(handlers, True, max_jobs, max_seconds, timeout, queues, stop_grace)
 
     def work(self, handlers: Mapping[str, Callable[[dict], Any]],
              max_attempts: int = DEFAULT_MAX_ATTEMPTS, *,
@@ -474,15 +606,15 @@ class RQQueue:
         ``handle_signals`` are not supported."""
         check_attempts("max_attempts", max_attempts)
         refuse_options(self.describe(), lease_seconds, retention_seconds, concurrency, stop,
-                       handle_signals, queues, stop_grace)
-        return self._work(handlers, False, max_jobs, max_seconds, timeout, queues)
+                       handle_signals, queues)
+        return self._work(handlers, False, max_jobs, max_seconds, timeout, queues, stop_grace)
 
     def _work(self, handlers, burst: bool, max_jobs, max_seconds, timeout,
-              queues: QueueChoice) -> int:
+              queues: QueueChoice, stop_grace: float = backend.DEFAULT_STOP_GRACE) -> int:
         if schedules_of(handlers):  # declared with dbbasic_queue.periodic before the URL was set
             backend.require(self, backend.PERIODIC, "@periodic (periodic jobs)", WITHOUT_PERIODIC)
         worker = DispatchWorker(self.rq_queue, self.queue_map, Scope.of(None, queues).queues,
-                                handlers, Bounds(max_jobs, max_seconds), timeout)
+                                handlers, Bounds(max_jobs, max_seconds), timeout, stop_grace)
         with self._reaching():
             return worker.run(burst)
 
@@ -496,6 +628,38 @@ class RQQueue:
                                   f"redis-server running, and is the URL right?") from None
 
 
+def _step(step, what: str):
+    """(job_type, payload, options) of a chain's step or an on_complete job."""
+    if not isinstance(step, tuple) or len(step) not in (2, 3):
+        raise TypeError(f"{what} takes (job_type, payload) or (job_type, payload, {{options}}), "
+                        f"not {step!r}")
+    own = step[2] if len(step) == 3 else {}
+    if not isinstance(own, dict):
+        raise TypeError(f"the options of {what} must be a dict, not {type(own).__name__}")
+    return step[0], step[1], own
+
+
+def _step_options(options: Mapping[str, Any], own: Mapping[str, Any]) -> Dict[str, Any]:
+    """The enqueue options of a job of a chain or batch: its own over the group's."""
+    merged = {**options, **own}
+    if "unique_key" in merged or "depends_on" in merged:
+        raise TypeError("jobs of a chain or batch take no unique_key or depends_on")
+    if {"concurrency_key", "concurrency_limit", "rate_limit", "rate_key"} & set(merged):
+        raise UnsupportedError("concurrency_key and rate_limit are not supported on the RQ "
+                               "backend: RQ counts no starts by key")
+    return merged
+
+
+def _user() -> str:
+    """This process's user name, for a stop request's ``by``."""
+    import getpass
+    try:
+        return getpass.getuser()
+    except Exception:  # no name for this uid (a container): its number
+        import os
+        return f"uid {os.getuid()}"
+
+
 def _without_password(url: str) -> str:
     """The URL with its password masked, fit for messages and logs."""
     parts = urlsplit(url)
@@ -507,10 +671,12 @@ def _without_password(url: str) -> str:
 
 def migrate(source: Queue, target: RQQueue, dry_run: bool = False) -> List[Job]:
     """Move the pending jobs of a TSV queue (due and scheduled) into Redis, keeping their
-    ids, run_at, attempts and options. A job is marked moved in the TSV file (``cancelled``,
-    error ``moved to redis://...``) only once Redis has it, and a job Redis has already is
-    not added again: an interrupted migration loses nothing, and a second run duplicates
-    nothing. Returns the jobs moved (or, with ``dry_run``, that would be)."""
+    ids, run_at, attempts and options, unique key included (a job whose key a job in Redis
+    holds already is not added, as enqueue would not add it; its error names that job). A
+    job is marked moved in the TSV file (``cancelled``, error ``moved to redis://...``) only
+    once Redis has it, and a job Redis has already is not added again: an interrupted
+    migration loses nothing, and a second run duplicates nothing. Returns the jobs moved
+    (or, with ``dry_run``, that would be)."""
     pending, linked = [], 0
     for _, line in source.table.lines():
         try:
@@ -518,54 +684,76 @@ def migrate(source: Queue, target: RQQueue, dry_run: bool = False) -> List[Job]:
         except CorruptLineError:
             continue  # reported by the TSV worker; stays in the file
         if job.status == "pending" and set(decode_options(job.options)) & LINKS:
-            linked += 1  # RQ has no dependencies here: it stays, to run with its links
+            linked += 1  # its links are the file's: it stays, to run with them
         elif job.status == "pending":
             pending.append(job)
     if linked:
         logger.warning("left %s in %s: they wait for other jobs, or others wait for them "
-                       "(depends_on, chain, batch), which the RQ backend has not; let them run "
-                       "there", plural(linked, "pending job"), source.path)
+                       "(depends_on, chain, batch), links migrate does not carry over; let "
+                       "them run there", plural(linked, "pending job"), source.path)
     if dry_run:
         return pending
+    twins: Dict[str, str] = {}  # job id -> the job in Redis holding its unique key
     with target._reaching():
         for job in pending:
             if target._fetch(job.id) is None:
                 options = decode_options(job.options)
-                target._add(job.id, job.type, job.payload, job.run_at, job.created_at,
-                            job.attempts, max(options.get("max_attempts") or DEFAULT_MAX_ATTEMPTS,
-                                              job.attempts + 1), options.get("timeout"),
-                            queue_and_priority(options))
-    moved, note = {job.id for job in pending}, f"moved to {_without_password(target.url)}"
-    source.update_each(lambda job: job.evolve(status="cancelled", error=note)
+                unique_key = options.get("unique_key")
+                held = target._add(
+                    job.id, job.type, job.payload, job.run_at, job.created_at, job.attempts,
+                    max(options.get("max_attempts") or DEFAULT_MAX_ATTEMPTS, job.attempts + 1),
+                    options.get("timeout"), queue_and_priority(options),
+                    unique_key=unique_key if isinstance(unique_key, str) else None)
+                if held != job.id:  # as enqueue would: the job waiting there stands for it
+                    twins[job.id] = held
+    moved, where = {job.id for job in pending}, _without_password(target.url)
+
+    def note(job_id: str) -> str:
+        if job_id in twins:
+            return f"moved to {where}: job {twins[job_id]} there has its unique key"
+        return f"moved to {where}"
+    source.update_each(lambda job: job.evolve(status="cancelled", error=note(job.id))
                        if job.id in moved and job.status == "pending" else None)
     return pending
 
 
 def migrate_back(source: RQQueue, target: Queue, dry_run: bool = False) -> List[Dict[str, Any]]:
     """Move the pending jobs of Redis (queued and scheduled) into a TSV queue, keeping their
-    ids, type, payload, run_at, attempts, max_attempts, timeout, queue and priority. A job
+    ids, type, payload, run_at, attempts, max_attempts, timeout, unique key, queue and
+    priority; jobs that wait for others, or that others wait for, stay in Redis. A job
     is appended to the file unless the file has its id already, and only then cancelled in
     Redis (its error saying where it went): an interrupted migration loses nothing, and a
     second run moves nothing. Returns the jobs moved (or, with ``dry_run``, that would be),
     as get_job dicts."""
     with source._reaching():
-        waiting = []
+        waiting, linked = [], 0
         for rq_job, schedule in read_all(source.all_rq_queues()):
             try:
                 shown = read_job(rq_job, schedule, refresh=False)
             except ForeignJobError as error:
                 logger.warning("%s; left in Redis", error)
                 continue
-            if shown["status"] == "pending":
+            if shown["status"] != "pending":
+                continue
+            if (rq_job.get_status(refresh=False) == "deferred"
+                    or links.dependents_of(source.redis, rq_job.id)):
+                linked += 1  # its links are RQ's: it stays, to run with them
+            else:
                 waiting.append((rq_job, shown))
+    if linked:
+        logger.warning("left %s in Redis: they wait for other jobs, or others wait for them "
+                       "(depends_on, chain, batch), links migrate does not carry over; let "
+                       "them run there", plural(linked, "pending job"))
     if dry_run:
         return [shown for _, shown in waiting]
     note = f"moved to {target.describe()}"
     for rq_job, shown in waiting:
         meta = rq_job.meta
-        options = encode_options(None, meta.get("max_attempts"), meta.get("timeout"),
-                                 meta.get("queue"), meta.get("priority") or None)
+        unique_key = meta.get("unique_key")
         try:  # as the file's own enqueue checks them: anyone may have written Redis
+            options = encode_options(unique_key if isinstance(unique_key, str) else None,
+                                     meta.get("max_attempts"), meta.get("timeout"),
+                                     meta.get("queue"), meta.get("priority") or None)
             line = job_line(shown["id"], checked_job_type(shown["type"]),
                             payload_json(shown["payload"]), PENDING, int(shown["created_at"]),
                             int(shown["run_at"]), int(shown["attempts"]),
@@ -580,4 +768,5 @@ def migrate_back(source: RQQueue, target: Queue, dry_run: bool = False) -> List[
             rq_job.meta["error"] = note
             rq_job.save_meta()
             rq_job.cancel()
+            source.unique_keys.release(unique_key, rq_job.id)
     return [shown for _, shown in waiting]

@@ -16,9 +16,13 @@ from rq.job import Job as RQJob
 from rq.serializers import JSONSerializer
 from rq.utils import decode_redis_hash
 
+from ..backend import DEFAULT_MAX_ATTEMPTS
 from ..errors import CorruptLineError
 
 DISPATCHER = "dbbasic_queue.rq.backend.dispatch"  # the one function our jobs name
+# Where a worker that is not ours took one of our jobs (RQ's own ``rq worker``): what to use.
+OUR_WORKER = ("run it with dbbasic-queue's worker (`dbbasic-queue work --handlers "
+              "app.jobs:handlers`, or process_jobs), not a plain `rq worker`")
 # The same function under the name jobs enqueued before the package had subpackages carry:
 # they stay ours (read, run and listed), though RQ's own worker could no longer import it.
 EARLIER_DISPATCHERS = frozenset({"dbbasic_queue.rq_backend.dispatch"})
@@ -169,19 +173,41 @@ def read_job(job: RQJob, schedule=None, refresh: bool = True) -> Dict[str, Any]:
     if not isinstance(payload, dict):
         raise ForeignJobError(foreign_message(job.id, "its payload is not a JSON object"))
     error = meta.get("error")
+    if status == "failed" and not error:
+        error = _failed_elsewhere(job)
     return {"id": job.id, "type": job.args[0], "payload": payload, "status": status,
             "created_at": meta.get("created_at", 0), "run_at": run_at,
             "attempts": meta.get("attempts", 0),
             "error": error if isinstance(error, str) and error else None, "result": result}
 
 
+def _failed_elsewhere(job: RQJob) -> Optional[str]:
+    """The error of one of our jobs failed by something other than our dispatcher (which
+    keeps its error in the meta): a plain ``rq worker``, or RQ's cleanup of a dead worker's
+    job. Read from RQ's own record of the failure, which is text (never unpickled)."""
+    try:
+        latest = job.latest_result()
+        text = (latest.exc_string or "") if latest is not None else ""
+    except Exception:  # no record RQ can read: say what we know
+        text = ""
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    if "DeserializationError" in text or "only be run by dbbasic-queue" in text:
+        return f"failed in a worker that cannot run it: {OUR_WORKER}; then retry it"
+    return lines[-1].strip()[:500] if lines else None
+
+
 def read_options(job: RQJob) -> Dict[str, Any]:
-    """The options one of our jobs was enqueued with (max_attempts, timeout, and its queue and
-    priority where not the default); raises ForeignJobError for any other job."""
+    """The options one of our jobs was enqueued with (max_attempts where given, timeout,
+    unique_key, and its queue and priority where not the default); raises ForeignJobError
+    for any other job. A job's max_attempts is kept in Redis even when left at the default
+    (RQ fixes the attempts at enqueue), and shown only where it is not the default."""
     read_job(job)
     meta = job.meta
-    return {key: meta[key] for key in ("max_attempts", "timeout", "queue", "priority")
-            if meta.get(key) is not None}
+    options = {key: meta[key] for key in ("unique_key", "max_attempts", "timeout", "queue",
+                                          "priority") if meta.get(key) is not None}
+    if options.get("max_attempts") == DEFAULT_MAX_ATTEMPTS:
+        del options["max_attempts"]
+    return options
 
 
 def _scheduled_time(schedule, job: RQJob) -> Optional[int]:

@@ -14,6 +14,7 @@ import time
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 from rq import SimpleWorker, get_current_job
+from rq.exceptions import InvalidJobOperation
 from rq.scheduler import RQScheduler
 from rq.timeouts import JobTimeoutException
 
@@ -26,10 +27,13 @@ from ..model.job import error_text
 from ..model.job import result_json
 from ..model.queues import DEFAULT_QUEUE, Scope
 from ..model.words import plural
-from .jobs import SERIALIZER, SafeJob, foreign_message, refusal
+from . import links
+from .jobs import OUR_WORKER, SERIALIZER, SafeJob, foreign_message, refusal
+from .stops import Keeper, RedisStops
+from .unique import UniqueKeys
 from .queues import Pair, QueueMap, claim_order
 from ..storage.notes import checked_progress
-from ..worker.control import PROGRESS_SECONDS
+from ..worker.control import PROGRESS_SECONDS, JobControl, JobStopped
 from ..worker.running import RunningJob, running
 from ..storage.tracebacks import class_path, format_traceback
 from ..worker.settings import Bounds
@@ -38,15 +42,17 @@ logger = logging.getLogger("dbbasic_queue")
 
 KEPT_TRACEBACKS = 10  # of a job's last failed attempts, in its meta
 LOOK_SECONDS = 1  # how often a worker looks for new queues, pauses and due scheduled jobs
+SWEEP_SECONDS = 60  # how often a loop worker settles the deferred jobs (see links.sweep)
+ENDED = frozenset({"finished", "failed", "stopped", "canceled"})
 
 
 class MetaProgress:
     """current_job()'s progress on RQ: kept in the job's meta (``progress``), saved at most
-    every PROGRESS_SECONDS, so a handler may report as often as it likes. Stop requests are
-    not supported on RQ: ``stopped_by`` is always None."""
+    every PROGRESS_SECONDS, so a handler may report as often as it likes. Who asked it to
+    stop is the worker's JobControl's (see rq/stops.py)."""
 
-    def __init__(self, job) -> None:
-        self.job, self.saved_at = job, -math.inf
+    def __init__(self, job, control: Optional[JobControl] = None) -> None:
+        self.job, self.control, self.saved_at = job, control, -math.inf
 
     def report(self, job_id: str, done, note: str = "") -> None:
         progress = checked_progress(done, note, time.time())
@@ -58,8 +64,8 @@ class MetaProgress:
             except Exception:  # Redis out of reach a moment: the job runs on all the same
                 logger.warning("job %s: could not save its progress", job_id, exc_info=True)
 
-    def stopped_by(self, job_id: str) -> None:
-        return None
+    def stopped_by(self, job_id: str) -> Optional[str]:
+        return None if self.control is None else self.control.stopped_by(job_id)
 
 
 def dispatch(job_type: str, payload_json: str) -> Any:
@@ -68,6 +74,10 @@ def dispatch(job_type: str, payload_json: str) -> Any:
     attempts in the job's meta, for get_job and tracebacks, and sets ``current_job()``."""
     job = get_current_job()
     meta = job.meta
+    if getattr(job, "handlers", None) is None:  # a plain RQ worker: it has no handlers
+        meta["error"] = f"taken by a worker that has no handlers: {OUR_WORKER}"
+        job.save_meta()
+        raise RuntimeError(f"job {job.id} {job_type}: {meta['error']}")
     meta["attempts"] = attempt = meta.get("attempts", 0) + 1
     meta["started_at"] = int(time.time())
     job.save_meta()
@@ -75,7 +85,8 @@ def dispatch(job_type: str, payload_json: str) -> Any:
     this = RunningJob(job.id, job_type, meta.get("created_at", 0), attempt,
                       meta.get("max_attempts", DEFAULT_MAX_ATTEMPTS),
                       meta.get("queue", DEFAULT_QUEUE), meta.get("priority", 0))
-    payload = None
+    payload = stopped_by = None
+    control: Optional[JobControl] = getattr(job, "control", None)
     started = time.perf_counter()
     try:
         handler = job.handlers.get(job_type)
@@ -83,21 +94,34 @@ def dispatch(job_type: str, payload_json: str) -> Any:
             raise LookupError(f"no handler for job type {job_type!r}; add one to the handlers "
                               f"given to process_jobs")
         payload = json.loads(payload_json)
-        with running(this, MetaProgress(job)):
+        with running(this, MetaProgress(job, control)):
             if hooks.registered:
                 hooks.call(event("on_start", this, payload))
             started = time.perf_counter()
-            result = handler(payload)
-    except Exception as error:
+            if control is None:
+                result = handler(payload)
+            else:
+                try:
+                    result = control.stoppable(job.id, attempt, handler)(payload)
+                finally:
+                    stopped_by = control.stopped_by(job.id)
+                    control.forget(job.id)
+                if stopped_by is not None:  # it returned once asked: stopped all the same
+                    raise JobStopped(f"stopped by {stopped_by}")
+    except (Exception, JobStopped) as error:
         timed_out = isinstance(error, JobTimeoutException)
-        meta["error"] = f"timed out after {job.timeout} s" if timed_out else error_text(error)
+        if stopped_by is not None or isinstance(error, JobStopped):
+            meta["stopped_by"] = stopped_by or "someone"
+            job.retries_left = None  # a stop is an end: never retried
+        meta["error"] = (f"Stopped by {meta['stopped_by']}" if "stopped_by" in meta else
+                         f"timed out after {job.timeout} s" if timed_out else error_text(error))
         kept = [entry for entry in meta.get("tracebacks", []) if isinstance(entry, dict)]
         meta["tracebacks"] = (kept + [{
             "attempt": attempt, "failed_at": int(time.time()), "error": meta["error"],
             "exception": class_path(error), "traceback": format_traceback(error)}])[-KEPT_TRACEBACKS:]
         job.save_meta()
-        logger.warning("job %s %s failed (attempt %d): %s", job.id, job_type, attempt,
-                       meta["error"])
+        logger.warning("job %s %s %s (attempt %d): %s", job.id, job_type,
+                       "stopped" if "stopped_by" in meta else "failed", attempt, meta["error"])
         if hooks.registered:
             duration = time.perf_counter() - started
             again = bool(job.retries_left)  # RQ retries it after this raise
@@ -107,6 +131,8 @@ def dispatch(job_type: str, payload_json: str) -> Any:
                 hooks.call(event("on_retry", this, payload, error=meta["error"],
                                  exception=error, duration=duration,
                                  run_at=time.time() + job.get_retry_interval()))
+        if isinstance(error, JobStopped):  # RQ fails it; the worker then cancels it
+            raise StoppedOnRedis(meta["error"]) from None
         raise
     duration = time.perf_counter() - started
     logger.debug("job %s %s completed in %.1f ms", job.id, job_type, duration * 1000)
@@ -116,14 +142,17 @@ def dispatch(job_type: str, payload_json: str) -> Any:
     return None if not text else json.loads(text)
 
 
+class StoppedOnRedis(Exception):
+    """A job asked to stop has ended: RQ records it failed, then the worker cancels it."""
+
+
 def event(step: str, job: RunningJob, payload, **details) -> hooks.JobEvent:
     return hooks.JobEvent(step, job.id, job.type, job.queue, job.priority, job.attempt,
                           job.max_attempts, payload, **details)
 
 
 def refuse_options(where: str, lease_seconds, retention_seconds, concurrency: int = 1,
-                   stop=None, handle_signals: bool = True, queues=None,
-                   stop_grace: float = DEFAULT_STOP_GRACE) -> None:
+                   stop=None, handle_signals: bool = True, queues=None) -> None:
     """UnsupportedError for a TSV worker option RQ cannot honour (TypeError or ValueError for
     a bad ``queues``); the defaults pass."""
     if lease_seconds != DEFAULT_LEASE_SECONDS:
@@ -139,8 +168,6 @@ def refuse_options(where: str, lease_seconds, retention_seconds, concurrency: in
         refused, why = "queues with weights", ("RQ's worker on Redis takes from its queues in "
                                                "order, with no weighted draw; list them in the "
                                                "order to serve them")
-    elif stop_grace != DEFAULT_STOP_GRACE:
-        refused, why = "stop_grace", "stopping a running job is not supported on Redis yet"
     elif stop is not None or not handle_signals:
         refused, why = "stop and handle_signals", ("RQ's worker on Redis stops at SIGTERM or "
                                                    "SIGINT; bound it with max_jobs or max_seconds")
@@ -157,10 +184,12 @@ class DispatchWorker(SimpleWorker):
 
     def __init__(self, rq_queue_for: Callable[[Pair], Any], queue_map: QueueMap,
                  served: Optional[Sequence[str]], handlers: Mapping[str, Callable[[dict], Any]],
-                 bounds: Bounds, timeout: Optional[float]) -> None:
+                 bounds: Bounds, timeout: Optional[float],
+                 stop_grace: float = DEFAULT_STOP_GRACE) -> None:
         check_handlers(handlers)
         if timeout is not None:
             check_number("timeout", timeout)
+        check_number("stop_grace", stop_grace)
         first = rq_queue_for((DEFAULT_QUEUE, 0))  # until the first look lists them all
         super().__init__([first], connection=first.connection, job_class=SafeJob,
                          serializer=SERIALIZER)
@@ -171,6 +200,11 @@ class DispatchWorker(SimpleWorker):
         self.mover: Optional[RQScheduler] = None  # not RQ's self.scheduler, which RQ would fork
         self.mover_names: List[str] = []
         self.skipped: frozenset = frozenset()
+        self.next_sweep = 0.0
+        self.unique_keys = UniqueKeys(first.connection, queue_map.base)
+        self.stops = RedisStops(first.connection, queue_map.base)
+        self.control = JobControl(self.stops, time.monotonic, time.time, stop_grace)
+        self.stops.running = lambda: list(self.control.running)
 
     def dequeue_job_and_maintain_ttl(self, timeout, max_idle_time=None):
         # The bounds are checked before each job is taken: the job in hand always finishes.
@@ -197,6 +231,9 @@ class DispatchWorker(SimpleWorker):
             self.pairs = claim_order(self.queue_map.pairs(), self.served)
             self.queue_due_scheduled_jobs()
             self.next_look = time.monotonic() + LOOK_SECONDS
+            if time.monotonic() >= self.next_sweep:
+                links.sweep(self.rq_queue_for(pair) for pair in self.pairs)
+                self.next_sweep = time.monotonic() + SWEEP_SECONDS
         paused = frozenset(self.queue_map.paused_queues())
         skipped = frozenset(name for name, _ in self.pairs) & paused
         if skipped != self.skipped and skipped:
@@ -222,7 +259,9 @@ class DispatchWorker(SimpleWorker):
     def perform_job(self, job, queue) -> bool:
         reason = refusal(job)
         if reason is None:
-            job.run_by, job.handlers = dispatch, self.handlers
+            if isinstance(job.meta.get("batch"), dict):  # a batch's on_complete job
+                links.put_batch_counts(self.connection, job)
+            job.run_by, job.handlers, job.control = dispatch, self.handlers, self.control
             if job.meta.get("timeout") is None and self.timeout is not None:
                 job.timeout = math.ceil(self.timeout)  # the job's own timeout comes first
             self.ran += 1
@@ -232,10 +271,38 @@ class DispatchWorker(SimpleWorker):
         done = super().perform_job(job, queue)
         if reason is None:
             status = job.get_status(refresh=False)
-            outcome = {"finished": "completed", "failed": "failed"}.get(
-                getattr(status, "value", status), "to retry")
+            status = getattr(status, "value", status)
+            outcome = {"finished": "completed", "failed": "failed", "stopped": "failed"}.get(
+                status, "to retry")  # a stopped job counts as failed, as on the file
             self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+            if status in ENDED:
+                self.ended(job)
         return done
+
+    def ended(self, job) -> None:
+        """A job of ours has ended: a stopped one is cancelled; its unique key is freed, and
+        the jobs waiting for it told (RQ has queued those whose dependencies all completed;
+        see links.py for the rest)."""
+        stopped = job.meta.get("stopped_by") is not None
+        self.unique_keys.release(job.meta.get("unique_key"), job.id)
+        links.tell(self.connection, links.dependents_of(self.connection, job.id),
+                   {job.id: "canceled"} if stopped else {})
+        if stopped:  # after its dependents: once it reads cancelled, so do they
+            self.stops.forget(job.id)
+            try:
+                job.cancel()
+            except InvalidJobOperation:  # cancelled already
+                pass
+
+    def kill_horse(self, sig=None) -> None:
+        """RQ's stop command (``send_stop_job_command``) for the job in hand: asked to stop as
+        ``RQQueue.stop`` asks. RQ's in-process worker has no horse, and would kill its own
+        process group."""
+        job_id = self.get_current_job_id()
+        job = self.get_current_job()
+        if job_id is not None and job is not None:
+            logger.info("job %s: RQ's stop command received; asking it to stop", job_id)
+            self.stops.ask(job_id, job.meta.get("attempts", 0), "RQ's stop command")
 
     def handle_exception(self, job, *exc_info) -> None:
         """Nothing: dispatch logged the failure in one line and kept its traceback in the
@@ -247,7 +314,8 @@ class DispatchWorker(SimpleWorker):
         one summary line, as the TSV worker does."""
         self.outcomes: Dict[str, int] = {}
         began = time.perf_counter()
-        self.work(burst=burst, with_scheduler=False, logging_level="WARNING")
+        with Keeper(self.control):
+            self.work(burst=burst, with_scheduler=False, logging_level="WARNING")
         if self.ran:
             logger.info("ran %s in %.2f s: %s", plural(self.ran, "job"),
                         time.perf_counter() - began,
