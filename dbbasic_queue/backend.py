@@ -108,6 +108,11 @@ class Backend(Protocol):
         kind, serves, concurrency, started, last_run, last_seen, interval, in_hand, completed,
         failed, retried, and state (alive, late or gone; see storage/workers.py)."""
 
+    def throughput(self, step: int = 60, steps: int = 60) -> Dict[str, Any]:
+        """The jobs the workers completed, failed and retried in each of the last ``steps``
+        spans of ``step`` seconds, the current one last: starts, step, completed, failed,
+        retried (WORKERS)."""
+
     def handler(self, job_type: str, *, queue: Optional[str] = None,
                 limit: Optional[int] = None, rate_limit: Optional[str] = None) -> Callable: ...
 

@@ -457,3 +457,23 @@ def test_enqueue_many_adds_every_job_or_none_and_returns_their_ids_in_order(back
     assert queue.enqueue_many([]) == []
     # and a worker runs them all
     assert queue.process_jobs({"send_email": noop, "sync_crm": noop}) == 51
+
+
+# --- what an operator sees ------------------------------------------------------------------
+
+@declares(WORKERS)
+def test_the_workers_and_their_throughput_are_listed(backend):
+    queue = backend.queue
+    for _ in range(3):
+        queue.enqueue("send_email", EMAIL)
+    queue.process_jobs({"send_email": noop})
+
+    assert queue.workers() and queue.workers()[0]["completed"] == 3
+    assert sum(queue.throughput()["completed"]) == 3
+
+
+@lacks(WORKERS)
+def test_without_a_registry_workers_and_throughput_are_refused_saying_where_to_look(backend):
+    for verb in (backend.queue.workers, backend.queue.throughput):
+        with pytest.raises(UnsupportedError, match="rq info"):
+            verb()

@@ -510,6 +510,13 @@ class RQQueue:
                         "see RQ's workers with `rq info --url URL`")
         return []
 
+    def throughput(self, step: int = 60, steps: int = 60) -> Dict[str, Any]:
+        """Refused: the Redis backend keeps no counts per minute (RQ's workers count their
+        jobs in all, shown by ``rq info``)."""
+        backend.require(self, backend.WORKERS, "the jobs finished per minute (throughput)",
+                        "see each RQ worker's totals with `rq info --url URL`")
+        return {}
+
     def stats(self) -> Dict[str, Any]:
         """As Queue.stats, from RQ's registries (``queue`` in place of the file and its size),
         with the jobs to run by queue and the pauses; ``corrupt_lines`` counts foreign jobs."""
