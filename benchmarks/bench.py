@@ -42,9 +42,9 @@ FULL = dict(prefill=(0, 10_000, 100_000), process=(1_000, 10_000, 100_000), samp
             busy_kept=(200_000,), busy_due=(0, 10), busy_pending=(10_000, 100_000),
             startups=21, bulk=10_000)
 QUICK = dict(prefill=(0, 1_000), process=(200, 1_000), samples=300,
-             v1_process=(50, 100), rss=1_000, load=1_000, pickups=5, idle_seconds=1, repeats=1,
+             v1_process=(50, 100), rss=1_000, load=1_000, pickups=3, idle_seconds=0.5, repeats=1,
              rq_process=100,
-             kept=(0, 2_000), due=(10, 200), lookup_kept=2_000, lookups=20, lookup_seconds=2,
+             kept=(0, 2_000), due=(10, 200), lookup_kept=2_000, lookups=20, lookup_seconds=1,
              sleepy={1: 10, 4: 40, 16: 160}, limited=160,
              busy_kept=(2_000,), busy_due=(0, 10), busy_pending=(1_000,), startups=3, bulk=1_000)
 LITEQUEUE_MOST = 10_000  # litequeue's processing: 0.5 ms a job at 1,000, 1.4 ms at 10,000

@@ -339,6 +339,71 @@ def test_an_open_dashboard_counts_as_a_fresh_one_reading_only_what_changed(queue
         assert figures(kept) == figures(Client(DashboardApp(queue)))
 
 
+def test_an_archive_file_emptied_in_place_and_grown_again_is_read_again(queue, clock):
+    # Given an open dashboard that counted an archive file
+    queue.enqueue_many([("old_type", {"n": n}) for n in range(20)])
+    queue.process_jobs({"old_type": noop_handler})
+    clock.advance(2 * 3600)
+    queue.enqueue("sync_crm", {"account": 0})
+    queue.process_jobs({"sync_crm": noop_handler})  # the run that moves them
+    kept = Client(DashboardApp(queue))
+    assert json.loads(kept.get("/api/overview").body)["by_type"]["old_type"]["completed"] == 20
+    # When the file is emptied in place (the same inode, as a reused one would be) and
+    # holds other, longer lines than before
+    [(_, archived)] = queue.archive.files()
+    lines = archived.read_bytes().splitlines(keepends=True)
+    with open(archived, "r+b") as file:
+        file.truncate(len(lines[0]))
+        file.seek(0, os.SEEK_END)
+        for line in lines[1:]:
+            file.write(line.replace(b"old_type", b"a_newer_type"))
+    # Then the open dashboard counts as a fresh one
+    figures = json.loads(kept.get("/api/overview").body)
+    assert figures == json.loads(Client(DashboardApp(queue)).get("/api/overview").body)
+    assert "old_type" not in figures["by_type"]
+
+
+def test_a_payload_with_a_lone_surrogate_shows_on_every_page(queue, client):
+    job_id = queue.enqueue("send_email", {"note": "\ud800 broken"})
+    for path in ("/jobs", "/jobs/" + job_id, "/"):
+        page = client.get(path)
+        assert page.status == 200, path
+    assert "\\ud800 broken" in client.get("/jobs").text
+
+
+def test_the_jobs_page_of_a_fresh_dashboard_judges_only_the_lines_it_may_show(queue, clock,
+                                                                           monkeypatch):
+    from dbbasic_queue.dashboard import sources
+    judged = []
+    real_peek = sources.peek_listing
+    monkeypatch.setattr(sources, "peek_listing", lambda line: judged.append(line) or real_peek(line))
+    # Given 200 completed jobs and 3 failed ones, and an overview counted long ago
+    queue.enqueue_many([("send_email", {"n": n}) for n in range(200)])
+    queue.process_jobs({"send_email": noop_handler})
+    app = DashboardApp(queue)
+    app.warm()
+    for n in range(3):
+        queue.enqueue("resize_image", {"n": n})
+    queue.process_jobs({"resize_image": fail_with("RuntimeError", "no")}, 1)
+    # When a fresh look asks for the failed jobs
+    del judged[:]
+    page = Client(app).get("/jobs", status="failed").text
+    # Then only their lines were judged, and the type menu has every type, the new one too
+    assert len(judged) == 3
+    menu = re.search(r'<select name="type">(.*?)</select>', page).group(1)
+    assert re.findall(r'<option value="([^"]*)"', menu) == ["", "resize_image", "send_email"]
+
+
+def test_a_fifo_planted_as_an_archive_file_is_reported_by_the_overview_as_by_the_list(queue):
+    queue.enqueue("send_email", {"n": 1})
+    os.mkfifo(queue.path.parent / "queue.2026-01-01.tsv")
+    kept = Client(DashboardApp(queue))
+    for path in ("/", "/api/overview", "/jobs"):
+        page = kept.get(path)
+        assert page.status == 500 and b"cannot be read" in page.body or b"not a regular" in \
+            page.body, (path, page.status, page.body[:300])
+
+
 def test_warming_counts_the_overview_before_the_first_look(queue, caplog):
     seed(queue)
     app = DashboardApp(queue)

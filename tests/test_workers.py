@@ -258,13 +258,21 @@ def test_throughput_by_minute_and_hour_reads_only_what_was_appended_since_it_las
                             f"{minute}\tw\t7\t0\t0\n".encode())
     os.replace(replacement, counts)
     assert queue.throughput()["completed"][-1] == 7
+    # and when it is emptied in place (the same inode) and written again, from its start too
+    header = counts.read_bytes().splitlines(keepends=True)[0]
+    with open(counts, "r+b") as file:
+        file.truncate(len(header))
+        file.seek(0, os.SEEK_END)
+        file.write(f"{minute}\tw\t4\t0\t0\n{minute}\tw\t6\t0\t0\n".encode())
+    assert queue.throughput()["completed"][-1] == 10 == Queue(queue.path, clock=clock).throughput(
+        )["completed"][-1]
     # A piece of a line still being appended is not read until it is whole
     with open(counts, "ab") as file:
         file.write(f"{minute}\tw\t1".encode())
-    assert queue.throughput()["completed"][-1] == 7
+    assert queue.throughput()["completed"][-1] == 10
     with open(counts, "ab") as file:
         file.write(b"0\t0\t0\n")
-    assert queue.throughput()["completed"][-1] == 17
+    assert queue.throughput()["completed"][-1] == 20
 
 
 def test_throughput_asked_from_many_threads_while_lines_are_appended_counts_each_once(

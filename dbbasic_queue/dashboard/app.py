@@ -223,8 +223,9 @@ class DashboardApp:
         tab = request.arg("tab")
         tab = tab if tab in TABS else None
         filters = pages.Filters(None if tab else status, request.arg("type"), search, number, tab)
+        types: set = set()  # every job's, gathered by the same pass: the type menu
         records, total = self.reader.page(filters.status, filters.type, search, number, PER_PAGE,
-                                          tab)
+                                          tab, types)
         rows = []
         for record in records:
             try:
@@ -234,10 +235,8 @@ class DashboardApp:
         retry_count = None
         if status == "failed" and filters.type and not search:
             retry_count = total
-        types = self.reader.cached_types()  # the last overview's, else counted once now
-        if types is None:
-            types = list(self.reader.summary()["by_type"])
-        return pages.jobs(view, filters, rows, total, PER_PAGE, types, retry_count)
+        return pages.jobs(view, filters, rows, total, PER_PAGE, self.reader.type_names(types),
+                          retry_count)
 
     def job_page(self, request: Request, view: pages.View, job_id: str, force: bool) -> Response:
         # job_info, where the backend has it, is get_job's dict with the options, progress and
@@ -285,7 +284,8 @@ class DashboardApp:
                       where=self.where, read_only=self.read_only,
                       refresh=self.refresh_seconds, version=__version__,
                       flash=actions.flash(request), listing=self.reader is not None)
-        return status, headers, body.encode("utf-8")
+        # A lone surrogate (from an exception's text, say) shows as its escape, not a 500.
+        return status, headers, body.encode("utf-8", "backslashreplace")
 
     @staticmethod
     def plain(status: str, text: str) -> Response:

@@ -6,11 +6,10 @@ overview's figures are refreshed by ``static/dashboard.js`` from the JSON endpoi
 sets text, never HTML.
 """
 
-import json
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from ..model.job import FINISHED, STATUSES
-from .templates import Markup, age, badge, join, relative, render, shorten, url, utc, when
+from .templates import Markup, age, badge, join, json_text, relative, render, shorten, url, utc, when
 
 Page = Tuple[str, Markup]
 
@@ -340,7 +339,7 @@ PAYLOAD_SHOWN = 60  # characters of a payload's JSON in the jobs' list; the job'
 
 def payload_preview(payload: Any) -> Markup:
     """A job's payload as one line of compact JSON, cut short, the start of it on hover."""
-    text = json.dumps(payload, ensure_ascii=False, separators=(", ", ": "))
+    text = json_text(payload)
     return render('<code title="{hint}">{short}</code>', hint=text[:500],
                   short=text if len(text) <= PAYLOAD_SHOWN else text[:PAYLOAD_SHOWN - 1] + "\u2026")
 

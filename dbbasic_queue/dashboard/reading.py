@@ -146,9 +146,16 @@ class Reader:
         self._summary: Optional[Tuple[Any, float, Dict[str, Any]]] = None
 
     def records(self, status: Optional[str] = None, job_type: Optional[str] = None,
-                search: Optional[str] = None,
-                corrupt: Optional[List[Any]] = None) -> Iterator[Record]:
+                search: Optional[str] = None, corrupt: Optional[List[Any]] = None,
+                types: Optional[set] = None) -> Iterator[Record]:
+        """The jobs that match, in file order; ``corrupt`` gets the corrupt lines' places,
+        ``types`` every job's type, matching or not (see ``type_names``)."""
         raise NotImplementedError
+
+    @staticmethod
+    def type_names(types: set) -> List[str]:
+        """The types ``records`` gathered, as names, sorted."""
+        return sorted(types)
 
     def load(self, record: Record) -> Dict[str, Any]:
         """The job as get_job shows it, plus ``options`` (a dict, or None if unknown)."""
@@ -269,17 +276,18 @@ class Reader:
         return queue_and_priority(options)[0] if isinstance(options, dict) else DEFAULT_QUEUE
 
     def page(self, status: Optional[str], job_type: Optional[str], search: Optional[str],
-             number: int, per_page: int, tab: Optional[str] = None) -> Tuple[List[Record], int]:
+             number: int, per_page: int, tab: Optional[str] = None,
+             types: Optional[set] = None) -> Tuple[List[Record], int]:
         """Page ``number`` (from 1) of the jobs that match, newest first; and how many match.
         ``tab``: ``scheduled`` (pending, due later) or ``retries`` (pending after a failed
-        attempt) narrows them."""
+        attempt) narrows them; ``types`` gets every job's type on the way (the type menu)."""
         keep = number * per_page
         newest: List[Tuple[int, int, Record]] = []  # a heap of the newest ``keep``
         total = 0
         if tab in TABS:
             status = "pending"
         now = self.clock()
-        for record in self.records(status, job_type, search):
+        for record in self.records(status, job_type, search, types=types):
             if tab == "scheduled" and record.run_at <= now:
                 continue
             if tab == "retries" and not self.attempts_of(record):

@@ -7,6 +7,7 @@ in full. ``ListingReader`` uses ``jobs()`` of any backend declaring ``listing``.
 with neither has no reader: the dashboard then looks its jobs up by id.
 """
 
+import array
 import itertools
 import json
 import os
@@ -16,6 +17,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 from .. import backend as interface
 from ..errors import CorruptLineError
 from ..model.job import as_dict, corrupt_message, job_with_id_prefix, line_id, parse_line, peek_listing
+from ..model.checks import checked_job_type
 from ..model.options import decode_options
 from .reading import Active, Reader, Record, Tally, matches, search_fragments
 
@@ -28,7 +30,7 @@ class FileReader(Reader):
         super().__init__(queue, clock)
         self.table = queue.table
         self.archive = getattr(queue, "archive", None)  # finished jobs, in files of their day
-        self._archived: Dict[Any, tuple] = {}  # path -> (place, tally, ids, usable)
+        self._archived: Dict[Any, tuple] = {}  # path -> (place, tally, id keys, usable)
         self._tallying = threading.Lock()  # one count at a time brings the kept tallies up
 
     def archive_files(self) -> List[Any]:
@@ -58,15 +60,17 @@ class FileReader(Reader):
             yield path, self.archive.table_of(path).lines(), current
         yield self.table.path, iter(live), None
 
-    def records(self, status=None, job_type=None, search=None, corrupt=None):
+    def records(self, status=None, job_type=None, search=None, corrupt=None, types=None):
         order = itertools.count(1)
         for path, lines, skip in self.sources():
-            yield from self.records_in(path, lines, skip, order, status, job_type, search, corrupt)
+            yield from self.records_in(path, lines, skip, order, status, job_type, search,
+                                       corrupt, types)
 
     def records_in(self, path, lines, skip, order, status=None, job_type=None, search=None,
-                   corrupt=None) -> Iterator[Record]:
+                   corrupt=None, types=None) -> Iterator[Record]:
         """The records of one file's ``lines`` that match, numbered from ``order``; a line
-        whose id is in ``skip`` is left out, a corrupt one added to ``corrupt``."""
+        whose id is in ``skip`` is left out, a corrupt one added to ``corrupt``; ``types``
+        gets each line's type field as it is written (see ``type_names``)."""
         # Byte searches first: a line lacking the status word, the type or a search fragment
         # cannot match, and skipping it costs a fraction of a parse.
         status_word = status.encode() if status else None
@@ -74,6 +78,9 @@ class FileReader(Reader):
         fragments = search_fragments(search) if search else []
         for number, line in lines:
             place = next(order)
+            if types is not None:
+                start = line.find(b"\t") + 1
+                types.add(line[start:line.find(b"\t", start)])
             if ((status_word is not None and status_word not in line)
                     or (type_word is not None and type_word not in line)):
                 continue
@@ -105,11 +112,12 @@ class FileReader(Reader):
         with self._tallying:
             live = list(self.table.lines())
             current = {line_id(line) for _, line in live}
+            current_keys = {id_key(job_id) for job_id in current}
             tally, active, corrupt, order = Tally(), Active(now, self), [], itertools.count(1)
             for gone in set(self._archived) - set(files):
                 del self._archived[gone]
             for path in files:
-                kept = self._archived_tally(path, current)
+                kept = self._archived_tally(path, current_keys)
                 if kept is not None:
                     tally.add_tally(kept)
                     continue
@@ -126,30 +134,45 @@ class FileReader(Reader):
             tally.corrupt += len(corrupt)
         return self._figures(now, tally, active)
 
-    def _archived_tally(self, path, current: set) -> Optional[Tally]:
+    def _archived_tally(self, path, current_keys: set) -> Optional[Tally]:
         """The tally of an archive file, brought up to date with the lines appended since it
         was kept; None when it cannot stand for the file: it holds a job to run or running
-        (no writer of ours puts one there), or a job the live file holds too (a retry moves
-        a job back: only its live line counts)."""
-        place, tally, ids, usable = self._archived.get(path, (None, None, None, True))
+        (no writer of ours puts one there), or may hold a job the live file holds too (a
+        retry moves a job back: only its live line counts). ``current_keys``: the live
+        file's ids as ``id_key`` makes them; the file's are kept the same way, 8 bytes each."""
+        place, tally, keys, usable = self._archived.get(path, (None, None, None, True))
         followed = self.archive.table_of(path).follow(place)
         if followed is None:
             self._archived.pop(path, None)
             return Tally()
         again, lines, place = followed
         if again or tally is None:
-            tally, ids, usable = Tally(), set(), True
+            tally, keys, usable = Tally(), array.array("Q"), True
         corrupt: List[Any] = []
         for number, line in lines:
-            ids.add(line[:line.find(b"\t")])
+            keys.append(id_key(line[:line.find(b"\t")]))
             record = judged(line, path, number, 0, corrupt)
             if record is None:
                 continue
             usable = usable and record.status not in ("pending", "processing")
             tally.add(record)
         tally.corrupt += len(corrupt)
-        self._archived[path] = (place, tally, ids, usable)
-        return tally if usable and ids.isdisjoint(current) else None
+        self._archived[path] = (place, tally, keys, usable)
+        return tally if usable and current_keys.isdisjoint(keys) else None
+
+    @staticmethod
+    def type_names(types: set) -> List[str]:
+        """The type fields gathered, as names: unquoted where the file quotes them; a field
+        that is no type's (a corrupt line's) is left out."""
+        names = set()
+        for field in types:
+            if field[:1] == b'"' and field[-1:] == b'"' and len(field) > 1:
+                field = field[1:-1].replace(b'""', b'"')
+            try:
+                names.add(checked_job_type(field.decode("utf-8")))
+            except (UnicodeDecodeError, TypeError, ValueError):
+                continue
+        return sorted(names)
 
     def load(self, record: Record) -> Dict[str, Any]:
         job = parse_line(record.source)
@@ -181,8 +204,10 @@ class FileReader(Reader):
 class ListingReader(Reader):
     """Reads any backend that lists its jobs (``jobs()``), as get_job dicts."""
 
-    def records(self, status=None, job_type=None, search=None, corrupt=None):
+    def records(self, status=None, job_type=None, search=None, corrupt=None, types=None):
         for number, job in enumerate(self.backend.jobs(), start=1):
+            if types is not None:
+                types.add(job["type"])
             if (status and job["status"] != status) or (job_type and job["type"] != job_type):
                 continue
             if search and not matches(search, job["id"], json.dumps(job["payload"],
@@ -194,6 +219,12 @@ class ListingReader(Reader):
 
     def load(self, record: Record) -> Dict[str, Any]:
         return dict(record.source, options=record.source.get("options"))
+
+
+def id_key(job_id: bytes) -> int:
+    """A job id as 64 bits, for telling cheaply whether two files may hold one job: two ids
+    with one key (one chance in 2**64 a pair) only send a count the long way."""
+    return hash(job_id) & 0xFFFF_FFFF_FFFF_FFFF
 
 
 def judged(line: bytes, path, number: int, order: int, corrupt: Optional[List[Any]]

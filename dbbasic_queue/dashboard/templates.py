@@ -9,6 +9,7 @@ Content-Security-Policy forbids both, and the page's code is in ``static/``.
 
 import html
 import json
+import re
 from typing import Any, Iterable, Optional
 from urllib.parse import quote, urlencode
 
@@ -87,9 +88,20 @@ def shorten(text: Optional[str], limit: int = 80) -> Markup:
     return render('<span class="short" title="{full}">{short}</span>', full=text, short=short)
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def json_text(value: Any, indent: Optional[int] = None) -> str:
+    """A JSON value for reading: its characters as they are, except a lone surrogate (which a
+    payload's JSON may hold, ``"\\ud800"``, and a page cannot) as its ``\\u`` escape."""
+    text = json.dumps(value, indent=indent, ensure_ascii=False,
+                      separators=None if indent else (", ", ": "))
+    return _LONE_SURROGATE.sub(lambda found: f"\\u{ord(found.group()):04x}", text)
+
+
 def pretty_json(value: Any) -> str:
     """A JSON value indented for reading (escaped when inserted, like any value)."""
-    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False)
+    return json_text(value, indent=2)
 
 
 def badge(status: str) -> Markup:

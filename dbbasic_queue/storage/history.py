@@ -194,34 +194,55 @@ def whole_lines(path: Path) -> Iterator[bytes]:
 
 
 class Place(NamedTuple):
-    """How far a reader has read one dated file: its inode, the end of the whole lines read
-    (a byte offset) and the number of the next line."""
+    """How far a reader has read one dated file: its inode, where its lines start (after the
+    header), the end of the whole lines read (a byte offset), the number of the next line,
+    and samples of what it read that the file must still hold: the first bytes after the
+    header and the last ones before ``end``."""
     inode: int
+    start: int
     end: int
     next_number: int
+    head: bytes
+    tail: bytes
+
+    def still_in(self, fd: int, status: os.stat_result) -> bool:
+        """Whether the file open at ``fd`` is the one read, grown or not."""
+        return (self.inode == status.st_ino and self.end <= status.st_size
+                and os.pread(fd, len(self.tail), self.end - len(self.tail)) == self.tail
+                and os.pread(fd, len(self.head), self.start) == self.head)
+
+
+SAMPLE = 64  # bytes of a followed file compared at each look, at its start and at the place
 
 
 def follow(path: Path, place: Optional[Place],
            check_header: Callable[[bytes], None] = lambda header: None):
     """The whole lines of a dated file a reader at ``place`` has not read: (whether it read
     from the start, [(line number, line)], its new place, None to start over), or None if
-    the file is missing or not a regular file. Since such a file only grows by appends or is replaced whole by a
-    rename, the same inode grown means the lines read are still there: only the ones after
-    ``place`` are read. A new inode, or a file shorter than ``place``, is read from its
-    start. ``check_header`` may raise on a first line that is no header of the file's kind."""
+    the file is missing. A file that is not a regular file raises QueueError.
+
+    Such a file only grows by appends or is replaced whole by a rename, so the same file
+    grown, still holding the bytes read at its start and just before ``place``, holds the
+    lines read: only the ones after ``place`` are read. Otherwise (a new file, one that
+    reuses a freed inode, one emptied or shortened in place) it is read from its start. An
+    edit in place that keeps the file's size and the bytes compared is not seen: no writer
+    of ours edits in place, and a hand edit that replaces the file (``sed -i``) is seen.
+    ``check_header`` may raise on a first line that is no header of the file's kind."""
     try:
         fd = open_own(str(path), os.O_RDONLY)
-        status = check_regular(fd, str(path))
-    except (OSError, QueueError):
+    except FileNotFoundError:
         return None
+    except OSError as error:  # a symbolic link planted there (see files.open_own)
+        raise QueueError(f"cannot read {path} ({error.strerror or error})") from None
+    status = check_regular(fd, str(path))  # closes it and raises if not a regular file
     with open(fd, "rb") as file:
-        again = place is None or place.inode != status.st_ino or place.end > status.st_size
+        again = place is None or not place.still_in(fd, status)
         if again:
             header = file.readline()
             if not header.endswith(b"\n"):
                 return True, [], None  # a header still being written: read it from the start
             check_header(header)
-            place = Place(status.st_ino, len(header), 2)
+            place = Place(status.st_ino, len(header), len(header), 2, b"", header[-SAMPLE:])
         else:
             file.seek(place.end)
         found, end, number = [], place.end, place.next_number
@@ -231,7 +252,11 @@ def follow(path: Path, place: Optional[Place],
             found.append((number, line))
             number += 1
             end += len(line)
-    return again, found, Place(status.st_ino, end, number)
+        head = place.head
+        if len(head) < SAMPLE and end > place.start + len(head):
+            head = os.pread(fd, min(SAMPLE, end - place.start), place.start)
+        tail = os.pread(fd, min(SAMPLE, end), end - min(SAMPLE, end))
+    return again, found, Place(status.st_ino, place.start, end, number, head, tail)
 
 
 def whole_lines_end(fd: int, size: int) -> int:

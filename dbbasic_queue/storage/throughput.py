@@ -20,6 +20,7 @@ import threading
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+from ..errors import QueueError
 from .history import DatedFiles, Place, day_of, day_start, follow
 
 COLUMNS = ("minute", "worker", "completed", "failed", "retried")
@@ -78,7 +79,10 @@ class Throughput:
         """A day file's counts by minute, kept with the place read up to: read again, the
         file costs only the lines appended since."""
         place, by_minute = self._read.get(path, (None, None))
-        followed = follow(path, place)
+        try:
+            followed = follow(path, place)
+        except QueueError:  # planted (a FIFO, a link): counts are a view, it is left out
+            followed = None
         if followed is None:
             self._read.pop(path, None)
             return {}

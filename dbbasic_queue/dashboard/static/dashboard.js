@@ -237,9 +237,9 @@
     function refresh() {
       if (busy || document.hidden || !toggle.checked) { return; }
       busy = true;
-      var ticked = {};
+      var ticked = new Set();
       document.querySelectorAll('input[name="id"][form="bulk"]:checked').forEach(function (box) {
-        ticked[box.value] = true;
+        ticked.add(box.value);
       });
       fetch(window.location.href, { credentials: "same-origin", cache: "no-store" })
         .then(function (response) {
@@ -253,7 +253,7 @@
             if (now && next) { now.replaceChildren.apply(now, Array.from(next.childNodes)); }
           });
           document.querySelectorAll('input[name="id"][form="bulk"]').forEach(function (box) {
-            box.checked = ticked[box.value] === true;
+            box.checked = ticked.has(box.value);
           });
           document.querySelector("table.jobs").setAttribute("data-refreshed", String(Date.now()));
         })
