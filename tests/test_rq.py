@@ -433,6 +433,24 @@ def test_unique_keys_survive_migrate_to_redis_and_back(tmp_path, redis_url):
     assert target.enqueue("welcome", {"user": 42}, unique_key="welcome:42") != keyed
 
 
+def test_migrate_back_does_not_add_a_job_whose_key_a_file_job_holds_and_names_that_job(
+        tmp_path, redis_url):
+    from dbbasic_queue.rq.backend import migrate_back
+    source, target = rq_queue(redis_url), Queue(tmp_path / "queue.tsv")
+    in_file = target.enqueue("welcome", {"user": 7}, unique_key="welcome:7")
+    in_redis = source.enqueue("welcome", {"user": 7}, unique_key="welcome:7")
+    # When the Redis job moves back to a file whose pending job holds its key
+    assert [job["id"] for job in migrate_back(source, target)] == [in_redis]
+    # Then it is not added (as the file's enqueue would not add it), and its error names
+    # the file's job; the file has one job with the key
+    assert [job["id"] for job in target.jobs() if job["status"] == "pending"] == [in_file]
+    assert target.get_job(in_redis) is None
+    assert source.get_job(in_redis)["status"] == "cancelled"
+    assert source.get_job(in_redis)["error"] == (f"moved to {target.describe()}: job {in_file} "
+                                                 f"there has its unique key")
+    assert migrate_back(source, target) == []
+
+
 # --- jobs that wait for jobs, on Redis ----------------------------------------------------
 
 def decline(payload):

@@ -36,6 +36,7 @@ from ..model.checks import (check_attempts, check_duration, check_number, checke
 from ..errors import CorruptLineError, UnsupportedError
 from ..model.job import PENDING, Job, job_line, one_line, parse_line
 from ..storage.edits import has_line
+from ..storage.unique import UniqueKeys as FileUniqueKeys
 from ..storage.notes import checked_note
 from ..model.options import decode_options, encode_options, register
 from ..model.dependencies import checked_dependencies, waiting_for
@@ -728,8 +729,9 @@ def migrate_back(source: RQQueue, target: Queue, dry_run: bool = False) -> List[
     """Move the pending jobs of Redis (queued and scheduled) into a TSV queue, keeping their
     ids, type, payload, run_at, attempts, max_attempts, timeout, unique key, queue and
     priority; jobs that wait for others, or that others wait for, stay in Redis. A job
-    is appended to the file unless the file has its id already, and only then cancelled in
-    Redis (its error saying where it went): an interrupted migration loses nothing, and a
+    is appended to the file unless the file has its id already, or a pending or processing
+    job there holds its unique key (as the file's enqueue would not add it; its error in
+    Redis names that job), and only then cancelled in Redis (its error saying where it went): an interrupted migration loses nothing, and a
     second run moves nothing. Returns the jobs moved (or, with ``dry_run``, that would be),
     as get_job dicts."""
     with source._reaching():
@@ -754,6 +756,7 @@ def migrate_back(source: RQQueue, target: Queue, dry_run: bool = False) -> List[
     if dry_run:
         return [shown for _, shown in waiting]
     note = f"moved to {target.describe()}"
+    file_keys = FileUniqueKeys()  # which file job holds a key, read under the file's lock
     for rq_job, shown in waiting:
         meta = rq_job.meta
         unique_key = meta.get("unique_key")
@@ -769,10 +772,15 @@ def migrate_back(source: RQQueue, target: Queue, dry_run: bool = False) -> List[
             logger.warning("job %s in Redis: %s; left there", shown["id"], error)
             continue
         prefix = shown["id"].encode() + b"\t"
-        target.table.append(line, durable=target.durable,
-                            unless=lambda fd: "there" if has_line(fd, prefix) else None)
-        with source._reaching():
-            rq_job.meta["error"] = note
+
+        def already(fd: int) -> Optional[str]:
+            if has_line(fd, prefix):
+                return shown["id"]  # moved by an earlier run
+            return file_keys.job_with(fd, unique_key) if isinstance(unique_key, str) else None
+        twin = target.table.append(line, durable=target.durable, unless=already)
+        with source._reaching():  # as the file's enqueue would: its job stands for this one
+            rq_job.meta["error"] = (note if twin in (None, shown["id"]) else
+                                    f"{note}: job {twin} there has its unique key")
             rq_job.save_meta()
             rq_job.cancel()
             source.unique_keys.release(unique_key, rq_job.id)
