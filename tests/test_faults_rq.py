@@ -571,3 +571,41 @@ def test_the_rq_calls_of_rq_dashboard_s_actions_leave_our_jobs_ours(rq_queue):
     RQ(name, connection=connection).empty()
     assert queue.get_job(emptied) is None and queue.get_job(later)["status"] == "pending"
     assert queue.stats()["corrupt_lines"] == 0
+
+
+# --- the sweep of the jobs that wait ------------------------------------------------------
+
+def test_a_waiting_job_whose_links_are_not_rq_s_is_passed_over_and_the_others_run(
+        rq_queue, caplog):
+    queue, _ = rq_queue
+    first = queue.enqueue("ok", {}, run_at=time.time() + 3600)
+    odd = queue.enqueue("ok", {}, depends_on=[first])
+    plain = queue.enqueue("ok", {})
+    key = Job(odd, connection=queue.redis).dependencies_key
+    queue.redis.delete(key)
+    queue.redis.set(key, "not a set")  # WRONGTYPE for RQ's SMEMBERS
+    assert queue.process_jobs({"ok": lambda payload: 1}) == 1
+    assert queue.get_job(plain)["status"] == "completed"
+    assert f"job {odd}: its dependencies cannot be read" in caplog.text
+    assert queue.job_info(odd)["status"] == "pending"
+    assert len(list(queue.jobs())) == 3
+
+
+def test_the_sweep_of_waiting_jobs_reads_a_bounded_batch_and_settles_only_those_with_an_end(
+        rq_queue, monkeypatch):
+    from dbbasic_queue.rq import links
+    queue, _ = rq_queue
+    first = queue.enqueue("ok", {}, run_at=time.time() + 3600)
+    waiting = [queue.enqueue("ok", {"n": n}, depends_on=[first]) for n in range(25)]
+    settled = []
+    settle = links.settle
+    monkeypatch.setattr(links, "settle", lambda connection, job_id, told={}: (
+        settled.append(job_id), settle(connection, job_id, told))[1])
+    # Nothing has ended: a sweep looks at a batch and settles none
+    assert links.sweep([queue.rq], batch=10) == 10 and settled == []
+    # Once their dependency is gone (as `rq empty` deletes it), the sweeps in turn cancel them
+    Job(first, connection=queue.redis).delete()
+    for _ in range(3):
+        links.sweep([queue.rq], batch=10)
+    assert sorted(settled) == sorted(waiting)
+    assert {queue.get_job(job_id)["status"] for job_id in waiting} == {"cancelled"}

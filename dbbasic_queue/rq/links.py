@@ -13,8 +13,9 @@ failed, with ``allow_failure``). What RQ lacks, and docs/workflows.md promises, 
 
 ``settle`` decides one deferred job from the statuses of the jobs it depends on. It is called
 where a job of ours ends (the worker, cancel_job, delete), once after a dependent is written
-(its dependencies may have ended meanwhile), and in the worker's sweep of every deferred job,
-for jobs that RQ's own tools ended. Queueing a deferred job is one transaction that watches
+(its dependencies may have ended meanwhile), and by the worker's sweep of the deferred jobs,
+for jobs that RQ's own tools ended: a bounded batch of them per sweep, read pipelined, only
+those with a dependency ended settled one by one (see ``sweep``). Queueing a deferred job is one transaction that watches
 it and takes it out of its dependencies' dependents sets, which RQ's own queueing watches: so
 RQ and this module never both queue it, and two workers settling it queue it once.
 """
@@ -24,7 +25,7 @@ import logging
 import zlib
 from typing import Dict, Iterable, List, Mapping, Optional
 
-from redis.exceptions import WatchError
+from redis.exceptions import ResponseError, WatchError
 from rq import Queue as RedisJobQueue
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 
@@ -43,6 +44,8 @@ DELETED = "deleted"
 NOT_COMPLETED = {"failed": "failed for good", "stopped": "was stopped", "canceled": "was cancelled",
                  DELETED: "was deleted"}
 ENDED = frozenset({"finished"}) | frozenset(NOT_COMPLETED)
+SWEEP_BATCH = 2000  # deferred jobs of one RQ queue a sweep looks at (see sweep)
+BATCH = 500  # jobs read from Redis in one pipelined round trip
 BATCH_STATUS = {"finished": "completed", "failed": "failed", "stopped": "failed"}  # else cancelled
 
 
@@ -85,6 +88,14 @@ def waiting(connection, job: SafeJob) -> Optional[Dict[str, object]]:
     the jobs not ended yet, or ``batch``, its counts so far), for job_info; else None."""
     if job.get_status(refresh=False) != "deferred":
         return None
+    try:
+        return _waiting(connection, job)
+    except ResponseError as error:  # its links are not RQ's: it cannot be said
+        logger.warning("job %s: cannot read what it waits for (%s)", job.id, error)
+        return None
+
+
+def _waiting(connection, job: SafeJob) -> Dict[str, object]:
     if isinstance(job.meta.get("batch"), dict):
         counts = batch_counts(connection, job)
         return {"batch": dict(counts, size=job.meta["batch"].get("size", counts["size"]))}
@@ -156,13 +167,18 @@ def cancel(connection, job: SafeJob, error: str) -> List[str]:
 
 
 def tell(connection, job_ids: Iterable[str], told: Mapping[str, str] = {}) -> None:
-    """Settle ``job_ids``, and in turn the jobs waiting for any cancelled, down the chain."""
+    """Settle ``job_ids``, and in turn the jobs waiting for any cancelled, down the chain. A
+    job whose keys are not what RQ writes (WRONGTYPE) is logged and passed over."""
     todo, seen = list(job_ids), set()
     while todo:
         job_id = todo.pop()
         if job_id not in seen:
             seen.add(job_id)
-            todo.extend(settle(connection, job_id, told))
+            try:
+                todo.extend(settle(connection, job_id, told))
+            except ResponseError as error:
+                logger.warning("job %s: cannot settle it, its links in Redis are not RQ's "
+                               "(%s); passed over, the others go on", job_id, error)
 
 
 def unlink_completed(connection, job_id: str) -> None:
@@ -172,10 +188,56 @@ def unlink_completed(connection, job_id: str) -> None:
         connection.srem(SafeJob(other, connection=connection).dependencies_key, job_id)
 
 
-def sweep(rq_queues: Iterable[RedisJobQueue]) -> None:
-    """Settle every deferred job of these RQ queues: the safety net for the jobs whose
-    dependencies RQ's own tools (or its cleanup of a dead worker's job) ended."""
+def sweep(rq_queues: Iterable[RedisJobQueue], batch: int = SWEEP_BATCH) -> int:
+    """Settle the deferred jobs of these RQ queues whose dependencies have ended: the safety
+    net for the jobs whose dependencies RQ's own tools (or its cleanup of a dead worker's
+    job) ended. Each sweep looks at the next ``batch`` deferred jobs of each RQ queue, from
+    where the last sweep (of any worker) stopped, wrapping round, in two pipelined round
+    trips per 500 jobs (their dependencies, then those dependencies' statuses), and settles
+    only those with a dependency ended. A job whose links are not RQ's (a Redis key of
+    another type) is logged and passed over. Returns how many jobs it looked at."""
+    looked = 0
     for rq_queue in rq_queues:
-        ids = rq_queue.deferred_job_registry.get_job_ids(cleanup=False)
-        if ids:
-            tell(rq_queue.connection, ids)
+        connection = rq_queue.connection
+        where = f"{rq_queue.name}/sweep"  # the offset the next sweep starts from
+        registry = rq_queue.deferred_job_registry
+        start = int(connection.get(where) or 0)
+        ids = [member.decode() for member in
+               connection.zrange(registry.key, start, start + batch - 1)]
+        if not ids and start:  # past the end: round again from the first
+            start = 0
+            ids = [member.decode() for member in connection.zrange(registry.key, 0, batch - 1)]
+        connection.set(where, start + len(ids) if len(ids) == batch else 0)
+        looked += len(ids)
+        for chunk in range(0, len(ids), BATCH):
+            _settle_ended(connection, ids[chunk:chunk + BATCH])
+    return looked
+
+
+def _settle_ended(connection, job_ids: List[str]) -> None:
+    """Settle those of ``job_ids`` (deferred) with a dependency ended, or none left."""
+    with connection.pipeline(transaction=False) as pipe:
+        for job_id in job_ids:
+            pipe.smembers(SafeJob(job_id, connection=connection).dependencies_key)
+        found = pipe.execute(raise_on_error=False)
+    depends: Dict[str, List[str]] = {}
+    for job_id, members in zip(job_ids, found):
+        if isinstance(members, Exception):
+            logger.warning("job %s: its dependencies cannot be read (%s); passed over, the "
+                           "others go on", job_id, members)
+        else:
+            depends[job_id] = [member.decode() for member in members]
+    others = sorted({other for members in depends.values() for other in members})
+    with connection.pipeline(transaction=False) as pipe:
+        for other in others:
+            pipe.hget(SafeJob.key_for(other), "status")
+        status = dict(zip(others, pipe.execute(raise_on_error=False)))
+    ended = [job_id for job_id, members in depends.items()
+             if not members or any(_ended(status[other]) for other in members)]
+    tell(connection, ended)
+
+
+def _ended(status) -> bool:
+    """Whether an HGET of a job's status says it has ended (or is gone, or is not a job)."""
+    return (status is None or isinstance(status, Exception)
+            or status.decode("utf-8", "replace") in ENDED)
