@@ -29,7 +29,7 @@ from rq.job import Callback, Job  # noqa: E402
 from rq.serializers import JSONSerializer  # noqa: E402
 
 from dbbasic_queue.rq.backend import RQQueue  # noqa: E402
-from support import TESTS, Transaction, closed_port  # noqa: E402
+from support import TESTS, Transaction, closed_port, wait_for  # noqa: E402
 
 DISPATCH = "dbbasic_queue.rq.backend.dispatch"  # the one function our jobs name (README)
 CLI_DB = 8  # the command line uses the default queue name: it gets a database of its own
@@ -573,7 +573,159 @@ def test_the_rq_calls_of_rq_dashboard_s_actions_leave_our_jobs_ours(rq_queue):
     assert queue.stats()["corrupt_lines"] == 0
 
 
-# --- the sweep of the jobs that wait ------------------------------------------------------
+# --- a worker killed mid-job, and the verbs after it -----------------------------------
+
+# A worker that runs one job, telling the test through a file named after the job's payload
+# that it has started it: RQ's record of the run (its heartbeat TTL, the job's timeout + 60
+# s) is cut to 3 s, and the worker's "alive" string to 1 s, so that what a minute of a dead
+# worker does happens here in seconds. Nothing else of RQ or dbbasic-queue is changed.
+DYING_WORKER = """
+import pathlib, sys, time
+from dbbasic_queue.rq import stops, worker
+from dbbasic_queue.rq.backend import RQQueue
+worker.DispatchWorker.get_heartbeat_ttl = lambda self, job: 3
+stops.ALIVE_SECONDS, stops.BEAT_SECONDS = 1, 0.2
+url, name, queue, started = sys.argv[1:5]
+
+def hang(payload):
+    (pathlib.Path(started) / payload["n"]).write_text("")
+    time.sleep(600)
+RQQueue(url, name=name).work({"hang": hang}, max_jobs=1, queues=[queue])
+"""
+
+
+def test_a_dead_worker_s_jobs_in_every_queue_end_at_the_next_run_and_retry_delete_purge_work(
+        rq_queue, redis_url, children, tmp_path):
+    queue, name = rq_queue
+    # Given three jobs, two of the default queue and one of "emails", each run by a worker
+    # SIGKILLed mid-job; one has a job waiting for it, two have unique keys, one was asked
+    # to stop just before
+    retried = queue.enqueue("hang", {"n": "a"}, unique_key="key-a", max_attempts=1)
+    emails = queue.enqueue("hang", {"n": "b"}, unique_key="key-b", max_attempts=1,
+                           queue="emails")
+    waiting = queue.enqueue("hang", {"n": "w"}, depends_on=emails, queue="emails")
+    purged = queue.enqueue("hang", {"n": "c"}, max_attempts=1)
+    workers = [children.start([sys.executable, "-c", DYING_WORKER, redis_url, name, served,
+                               tmp_path], env=dict(os.environ, PYTHONPATH=str(TESTS.parent)))
+               for served in ("default", "emails", "default")]
+    wait_for(lambda: all((tmp_path / n).exists() for n in "abc"), seconds=30,
+             what="the three workers to start their jobs")
+    assert queue.stop(retried, by="ann") is True
+    for worker in workers:
+        worker.kill()
+        worker.wait(timeout=30)
+    # stop() of a job whose worker is dead says False, as on the file
+    wait_for(lambda: queue.stop(emails, by="ann") is False, seconds=10,
+             what="stop() to see the worker is dead")
+
+    # When RQ's record of their runs has expired and a cron run of process_jobs starts
+    registries = [queue.rq_queue(pair).started_job_registry
+                  for pair in (("default", 0), ("emails", 0))]
+    wait_for(lambda: all(len(registry.get_expired_job_ids()) == count
+                         for registry, count in zip(registries, (2, 1))),
+             seconds=15, what="RQ's record of the dead runs to expire")
+    assert queue.process_jobs({"hang": lambda payload: "done"}) == 0
+
+    # Then every served queue was cleaned: each job failed, saying its worker died and how
+    # to run it again; its unique key is free; the job waiting for it is cancelled
+    for job_id in (retried, emails, purged):
+        job = queue.get_job(job_id)
+        assert (job["status"], job["error"]) == ("failed", (
+            f"its worker died while running it (attempt 1); `dbbasic-queue retry {job_id}` "
+            f"runs it again"))
+    assert queue.get_job(waiting)["status"] == "cancelled"
+    assert "failed for good" in queue.get_job(waiting)["error"]
+    assert queue.unique_keys.holder("key-b") is None
+    assert queue.redis.get(queue.unique_keys.key("key-b")) is None
+    assert sorted(job["id"] for job in queue.jobs() if job["status"] == "failed") == sorted(
+        [retried, emails, purged])
+    # And retry, delete and purge work on them; the old stop request stops nothing
+    assert queue.retry_job(retried) is True
+    assert queue.get_job(retried)["status"] == "pending"
+    assert queue.job_options(retried)["unique_key"] == "key-a"
+    assert queue.delete(emails) is True and queue.get_job(emails) is None
+    assert queue.purge(0, statuses=("failed",)) == 1 and queue.get_job(purged) is None
+    assert queue.process_jobs({"hang": lambda payload: "done"}) == 1
+    assert (queue.get_job(retried)["status"], queue.get_job(retried)["result"]) == (
+        "completed", "done")
+
+
+RETRIER = """
+import sys
+from dbbasic_queue.rq.backend import RQQueue
+print(RQQueue(sys.argv[1], name=sys.argv[2]).retry_failed())
+"""
+
+
+def test_retries_at_once_add_each_failed_job_once(rq_queue, redis_url, children):
+    queue, name = rq_queue
+    ids = [queue.enqueue("boom", {}, max_attempts=1) for _ in range(40)]
+    queue.process_jobs({"boom": lambda payload: 1 / 0})
+    # When four processes retry every failed job at once
+    retriers = [children.start([sys.executable, "-c", RETRIER, redis_url, name],
+                               env=dict(os.environ, PYTHONPATH=str(TESTS.parent)),
+                               stderr=subprocess.PIPE) for _ in range(4)]
+    outputs = [retrier.communicate(timeout=60) for retrier in retriers]
+    # Then none crashed, together they retried each job once, and each runs once
+    assert [retrier.returncode for retrier in retriers] == [0] * 4, outputs
+    assert sum(int(out) for out, _ in outputs) == len(ids)
+    assert sorted(queue.rq.get_job_ids()) == sorted(ids)
+    ran = []
+    assert queue.process_jobs({"boom": lambda payload: ran.append(1)}) == len(ids)
+    assert len(ran) == len(ids)
+
+
+def test_a_retry_racing_an_enqueue_of_its_unique_key_never_gives_two_jobs_the_key(
+        rq_queue, monkeypatch):
+    from dbbasic_queue.rq.jobs import SafeJob
+    queue, name = rq_queue
+    other = RQQueue(queue.url, name=name)  # another client, as another process would be
+    failed = queue.enqueue("boom", {}, unique_key="K", max_attempts=1)
+    queue.process_jobs({"boom": lambda payload: 1 / 0})
+    # When an enqueue of its key lands while retry is replacing the job
+    deleting, enqueued = threading.Event(), threading.Event()
+    delete = SafeJob.delete
+
+    def held_delete(self, *args, **kwargs):
+        result = delete(self, *args, **kwargs)
+        deleting.set()
+        assert enqueued.wait(30)
+        return result
+    monkeypatch.setattr(SafeJob, "delete", held_delete)
+    retry = threading.Thread(target=lambda: results.append(queue.retry_job(failed)))
+    results: list = []
+    retry.start()
+    assert deleting.wait(30)
+    newer = other.enqueue("boom", {}, unique_key="K")
+    enqueued.set()
+    retry.join(30)
+    # Then both jobs are pending, and one alone holds the key
+    assert results == [True] and newer != failed
+    pending = [job["id"] for job in queue.jobs() if job["status"] == "pending"]
+    assert sorted(pending) == sorted([failed, newer])
+    assert [queue.job_options(job_id).get("unique_key") for job_id in (failed, newer)] == [
+        None, "K"]
+    assert queue.enqueue("boom", {}, unique_key="K") == newer
+
+
+def test_a_stop_asked_as_a_job_ends_does_not_stop_it_later(rq_queue):
+    queue, _ = rq_queue
+
+    def asked_then_failed(payload):
+        assert queue.stop(job_id, by="ann")  # `stop ID` landing as the job fails on its own
+        raise RuntimeError("failed on its own")
+
+    def slow(payload):
+        time.sleep(0.8)  # longer than a stop's grace and the keeper's ticks
+        return "done"
+    job_id = queue.enqueue("t", {}, max_attempts=1)
+    queue.process_jobs({"t": asked_then_failed}, stop_grace=0.2)
+    assert queue.get_job(job_id)["status"] == "failed"
+    assert queue.retry_job(job_id)
+    queue.process_jobs({"t": slow}, stop_grace=0.2)
+    job = queue.get_job(job_id)
+    assert (job["status"], job["result"]) == ("completed", "done")
+
 
 def test_a_waiting_job_whose_links_are_not_rq_s_is_passed_over_and_the_others_run(
         rq_queue, caplog):

@@ -24,6 +24,7 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
+from redis.exceptions import WatchError
 from rq import Queue as RedisJobQueue
 from rq import Retry as RQRetry
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
@@ -45,7 +46,8 @@ from . import links
 from ..model.queues import (DEFAULT_QUEUE, QueueChoice, Scope, check_priority, check_queue_name,
                             queue_and_priority)
 from ..queue import Queue
-from .jobs import DISPATCHER, SERIALIZER, ForeignJobError, SafeJob, read_job, read_options
+from .jobs import (DISPATCHER, SERIALIZER, ForeignJobError, SafeJob, drop_executions, read_job,
+                   read_options)
 from .listing import job_dicts, read_all, summary
 from .queues import Pair, QueueMap, rq_queue_name
 from .stops import RedisStops
@@ -264,11 +266,33 @@ class RQQueue:
              allow_failure: bool = False) -> str:
         """Add one checked job to Redis: with ``unique_key``, unless a live job holds it (its
         id is returned); with ``after``, waiting for those jobs (RQ's depends_on)."""
+        meta_kept = dict(kept or {})
+        if unique_key is not None:
+            meta_kept["unique_key"] = unique_key
+        write = self._writer(job_id, job_type, payload_json, run_at, created_at, attempts,
+                             max_attempts, timeout, pair, meta_kept, after, allow_failure)
+        if unique_key is None:
+            write()
+        else:
+            holder = self.unique_keys.add(unique_key, job_id, write)
+            if holder != job_id:
+                return holder
+        if after:  # its dependencies may have ended while it was being added
+            links.tell(self.redis, [job_id])
+        if hooks.registered:
+            hooks.call(hooks.JobEvent("on_enqueue", job_id, job_type, pair[0], pair[1], attempts,
+                                      max_attempts, json.loads(payload_json), run_at=run_at))
+        return job_id
+
+    def _writer(self, job_id, job_type, payload_json, run_at, created_at, attempts,
+                max_attempts, timeout, pair: Pair, kept: dict, after=None,
+                allow_failure: bool = False) -> Callable:
+        """``write(pipeline=None)``, which adds one checked job to Redis (queued, or scheduled
+        for a later ``run_at``), its commands in ``pipeline`` if given; the job's queue is
+        recorded first, so that a worker looking finds it."""
         left = max_attempts - attempts - 1
         meta = {"created_at": created_at, "run_at": run_at, "attempts": attempts,
-                "max_attempts": max_attempts, "timeout": timeout, **(kept or {})}
-        if unique_key is not None:
-            meta["unique_key"] = unique_key
+                "max_attempts": max_attempts, "timeout": timeout, **kept}
         if pair[0] != DEFAULT_QUEUE:  # kept as the TSV queue keeps them: only when not the default
             meta["queue"] = pair[0]
         if pair[1]:
@@ -282,7 +306,7 @@ class RQQueue:
             options["job_timeout"] = math.ceil(timeout)
         if after:
             options["depends_on"] = Dependency(jobs=after, allow_failure=allow_failure)
-        self.queue_map.record(*pair)  # before the job, so that a worker looking finds it
+        self.queue_map.record(*pair)
         rq = self.rq_queue(pair)
 
         def write(pipeline=None) -> None:
@@ -293,18 +317,7 @@ class RQQueue:
                 rq.enqueue_call(DISPATCHER, (job_type, payload_json), pipeline=pipeline,
                                 timeout=options.get("job_timeout"),
                                 **{k: v for k, v in options.items() if k != "job_timeout"})
-        if unique_key is None:
-            write()
-        else:
-            holder = self.unique_keys.add(unique_key, job_id, write)
-            if holder != job_id:
-                return holder
-        if after:  # its dependencies may have ended while it was being added
-            links.tell(self.redis, [job_id])
-        if hooks.registered:
-            hooks.call(hooks.JobEvent("on_enqueue", job_id, job_type, pair[0], pair[1], attempts,
-                                      max_attempts, json.loads(payload_json), run_at=run_at))
-        return job_id
+        return write
 
     def handler(self, job_type: str, *, queue: Optional[str] = None,
                 limit: Optional[int] = None, rate_limit: Optional[str] = None) -> Callable:
@@ -375,7 +388,9 @@ class RQQueue:
         ``current_job().stop_requested`` within a second; one still running the worker's
         ``stop_grace`` seconds later is interrupted; the job ends ``cancelled``, its error
         ``Stopped by <by>`` (default: this process's user). True if the job is processing
-        and the request is recorded (see rq/stops.py)."""
+        and the request is recorded (see rq/stops.py); False, as on the file, for a job
+        whose worker has died (its keeper no longer says it runs it): RQ's cleanup fails
+        that job, and ``retry`` runs it again."""
         by = checked_note(by if by is not None else _user(), "by") or "someone"
         with self._reaching():
             job = self._fetch(job_id)
@@ -384,7 +399,11 @@ class RQQueue:
                     return False
             except InvalidJobOperation:
                 return False
-            RedisStops(self.redis, self.name).ask(job_id, job.meta.get("attempts", 0), by)
+            stops = RedisStops(self.redis, self.name)
+            attempt = stops.alive(job_id)  # the attempt its worker runs (meta may lag)
+            if attempt is None:
+                return False  # its worker died: nothing would read the request
+            stops.ask(job_id, attempt, by)
             return True
 
     def cancel_job(self, job_id: str) -> bool:
@@ -413,38 +432,72 @@ class RQQueue:
             except InvalidJobOperation:
                 return False
             self._ended(job, links.DELETED)
+            drop_executions(self.redis, job_id)  # a dead worker's, else delete() fails
             job.delete()
             return True
 
     def _ended(self, job, how: Optional[str] = None) -> None:
-        """A job of ours has ended: free its unique key and tell the jobs waiting for it."""
+        """A job of ours has ended: free its unique key, forget any request to stop it, and
+        tell the jobs waiting for it."""
         self.unique_keys.release(job.meta.get("unique_key"), job.id)
+        RedisStops(self.redis, self.name).forget(job.id)
         links.tell(self.redis, links.dependents_of(self.redis, job.id),
                    {job.id: how} if how else {})
 
     def retry_job(self, job_id: str) -> bool:
         """As Queue.retry_job: a failed or cancelled job goes back to pending, due now, with
         fresh attempts (its last error and its tracebacks kept). In Redis it is added again,
-        under its id, with its type, payload and options; False for any other job."""
+        under its id, with its type, payload and options; False for any other job.
+
+        The old job goes and the new one comes in one MULTI/EXEC, under a WATCH of the job
+        and of its unique key: of two retries at once one adds it and the other, seeing it
+        pending, returns False; an enqueue of its key at the same moment either sees the
+        retried job hold it, or takes it first (the retried job then keeps no key). Its stop
+        request, if any, goes in the same step: it was for an attempt that has ended."""
         with self._reaching():
             job = self._fetch(job_id)
-            try:
-                shown = None if job is None else read_job(job, self._schedule_of(job))
-            except InvalidJobOperation:
+            if job is None:
                 return False
-            if shown is None or shown["status"] not in ("failed", "cancelled"):
-                return False
-            meta = job.meta
-            kept = {key: meta[key] for key in ("error", "tracebacks") if key in meta}
-            pair = (meta.get("queue", DEFAULT_QUEUE), meta.get("priority", 0))
-            unique_key = meta.get("unique_key")  # kept unless another job holds it now
-            if isinstance(unique_key, str) and self.unique_keys.claim_if_free(unique_key, job_id):
-                kept["unique_key"] = unique_key
-            job.delete()  # and with it RQ's links: a retried job waits for nothing
-            self._add(job_id, shown["type"], job.args[1], int(time.time()),
-                      meta.get("created_at", 0), 0, meta.get("max_attempts", DEFAULT_MAX_ATTEMPTS),
-                      meta.get("timeout"), pair, kept)
-            return True
+            stops = RedisStops(self.redis, self.name)
+            with self.redis.pipeline() as pipe:
+                while True:
+                    try:
+                        pipe.watch(job.key)
+                        job = self._fetch(job_id)
+                        shown = None if job is None else read_job(job, self._schedule_of(job))
+                        if shown is None or shown["status"] not in ("failed", "cancelled"):
+                            return False
+                        drop_executions(self.redis, job_id)  # a dead worker's: see jobs.py
+                        meta = job.meta
+                        kept = {key: meta[key] for key in ("error", "tracebacks") if key in meta}
+                        unique_key = meta.get("unique_key")
+                        if isinstance(unique_key, str):
+                            pipe.watch(self.unique_keys.key(unique_key))
+                            if self.unique_keys.holder(unique_key) in (None, job_id):
+                                kept["unique_key"] = unique_key  # else another job took it
+                        pair = (meta.get("queue", DEFAULT_QUEUE), meta.get("priority", 0))
+                        write = self._writer(
+                            job_id, shown["type"], job.args[1], int(time.time()),
+                            meta.get("created_at", 0), 0,
+                            meta.get("max_attempts", DEFAULT_MAX_ATTEMPTS), meta.get("timeout"),
+                            pair, kept)
+                        pipe.multi()
+                        job.delete(pipeline=pipe)  # and RQ's links: a retried job waits for nothing
+                        if "unique_key" in kept:
+                            pipe.set(self.unique_keys.key(unique_key), job_id)
+                        pipe.delete(stops.key(job_id))
+                        write(pipe)
+                        pipe.execute()
+                        break
+                    except InvalidJobOperation:  # deleted while being read
+                        return False
+                    except WatchError:  # retried, deleted or its key taken meanwhile: again
+                        continue
+        if hooks.registered:
+            hooks.call(hooks.JobEvent("on_enqueue", job_id, shown["type"], pair[0], pair[1], 0,
+                                      meta.get("max_attempts", DEFAULT_MAX_ATTEMPTS),
+                                      shown["payload"], run_at=int(time.time())))
+        return True
 
     def retry_failed(self, job_type: Optional[str] = None) -> int:
         """As Queue.retry_failed: every failed job (of ``job_type``) retried; how many."""
@@ -489,6 +542,7 @@ class RQQueue:
                 if job is not None:
                     if job.get_status() == "finished":
                         links.unlink_completed(self.redis, job_id)
+                    drop_executions(self.redis, job_id)
                     job.delete()
                     purged += 1
         return purged

@@ -193,7 +193,32 @@ def _failed_elsewhere(job: RQJob) -> Optional[str]:
     lines = [line for line in text.strip().splitlines() if line.strip()]
     if "DeserializationError" in text or "only be run by dbbasic-queue" in text:
         return f"failed in a worker that cannot run it: {OUR_WORKER}; then retry it"
+    if "AbandonedJobError" in text:  # RQ's cleanup of a job whose worker stopped beating
+        return died_message(job.id)
     return lines[-1].strip()[:500] if lines else None
+
+
+def died_message(job_id: str, attempt: Optional[int] = None) -> str:
+    """The error of a job whose worker died while it ran (RQ's cleanup failed it, saying
+    only "AbandonedJobError"): what happened, and the command that runs it again."""
+    which = f" (attempt {attempt})" if attempt else ""
+    return (f"its worker died while running it{which}; `dbbasic-queue retry {job_id}` "
+            f"runs it again")
+
+
+def drop_executions(connection, job_id: str) -> None:
+    """Forget RQ's records of a job's past runs (``rq:executions:<id>`` and the execution
+    hashes it names), for a job no worker runs. A dead worker's record outlives its hash (RQ
+    keeps the list 60 s longer), and RQ's ``job.delete()`` then raises "Execution ... not
+    found in Redis" halfway, leaving the job out of every registry: so retry, delete and
+    purge drop them first. They are history only: nothing of ours reads them."""
+    key = f"rq:executions:{job_id}"
+    found = connection.zrange(key, 0, -1)
+    with connection.pipeline(transaction=False) as pipe:
+        for execution_id in found:
+            pipe.delete(f"rq:execution:{job_id}:{execution_id.decode()}")
+        pipe.delete(key)
+        pipe.execute()
 
 
 def read_options(job: RQJob) -> Dict[str, Any]:

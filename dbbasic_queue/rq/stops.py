@@ -7,14 +7,17 @@ the job it runs, every TICK_SECONDS, through the file worker's own ``JobControl`
 ``current_job().stop_requested``, one still running ``stop_grace`` seconds later is
 interrupted with JobStopped inside its own call only, and the job ends ``cancelled``, its error
 ``Stopped by <who>``. RQ's own stop command (``send_stop_job_command``) is taken as the same
-request: RQ's in-process worker would otherwise kill its own process group for it.
+request: RQ's in-process worker would otherwise kill its own process group for it. While a
+job runs, the keeper also renews ``<queue name>/alive/<id>`` (the attempt it runs): a request
+is recorded only for a job a live worker runs, and names that attempt; the job's end and
+``retry`` clear it, so a request that came too late stops no later run.
 """
 
 import json
 import logging
 import threading
 import time
-from typing import Callable, Iterable, List, Optional, Tuple
+from typing import Callable, Iterable, List, Mapping, Optional, Tuple
 
 from ..storage.notes import StopRequest
 
@@ -22,6 +25,10 @@ logger = logging.getLogger("dbbasic_queue")
 
 KEPT_SECONDS = 86400  # a request for a job that never reads it goes after a day
 TICK_SECONDS = 0.2  # how often the keeper looks for requests, as the file worker's does
+# A running job's "alive" string (``<queue name>/alive/<id>``) is renewed by its worker's
+# keeper every BEAT_SECONDS and lasts ALIVE_SECONDS: once it is gone, the worker has died.
+BEAT_SECONDS = 1.0
+ALIVE_SECONDS = 10
 
 
 class RedisStops:
@@ -29,8 +36,31 @@ class RedisStops:
     progress stays in the job's meta: see worker.MetaProgress)."""
 
     def __init__(self, redis, base: str) -> None:
-        self.redis, self.prefix = redis, f"{base}/stop/"
+        self.redis, self.prefix, self.alive_prefix = redis, f"{base}/stop/", f"{base}/alive/"
         self.running: Callable[[], Iterable[str]] = tuple  # the ids the worker runs now
+
+    def key(self, job_id: str) -> str:
+        """The Redis string of the request to stop ``job_id``."""
+        return self.prefix + job_id
+
+    def beat(self, attempts: Mapping[str, int]) -> None:
+        """Say that this worker still runs these jobs, at these attempts (for ALIVE_SECONDS)."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for job_id, attempt in attempts.items():
+                pipe.set(self.alive_prefix + job_id, str(attempt), ex=ALIVE_SECONDS)
+            pipe.execute()
+
+    def gone(self, job_id: str) -> None:
+        """The job has left this worker's hands: no longer alive."""
+        self.redis.delete(self.alive_prefix + job_id)
+
+    def alive(self, job_id: str) -> Optional[int]:
+        """The attempt of ``job_id`` a live worker of ours says it runs, or None."""
+        raw = self.redis.get(self.alive_prefix + job_id)
+        try:
+            return int(raw) if raw is not None else None
+        except ValueError:  # written by other hands
+            return None
 
     def ask(self, job_id: str, attempt: int, by: str) -> None:
         """Record a request to stop attempt ``attempt`` of job ``job_id``."""
@@ -51,6 +81,7 @@ class RedisStops:
         return attempt, by
 
     def forget(self, job_id: str) -> None:
+        """Drop the request to stop ``job_id``: its attempt has ended."""
         self.redis.delete(self.prefix + job_id)
 
     # --- what JobControl asks of its storage ----------------------------------------------
@@ -71,16 +102,22 @@ class RedisStops:
 
 
 class Keeper:
-    """The thread that ticks a JobControl while the worker runs."""
+    """The thread that ticks a JobControl while the worker runs, and every BEAT_SECONDS
+    says which jobs it still runs (``stops.beat``), so that ``stop`` knows a dead worker's."""
 
-    def __init__(self, control) -> None:
-        self.control, self.done = control, threading.Event()
+    def __init__(self, control, stops: Optional[RedisStops] = None) -> None:
+        self.control, self.stops, self.done = control, stops, threading.Event()
         self.thread = threading.Thread(target=self.run, name="dbbasic-queue-stops", daemon=True)
 
     def run(self) -> None:
+        beaten = time.monotonic()
         while not self.done.wait(TICK_SECONDS):
             try:
                 self.control.tick()
+                if self.stops is not None and time.monotonic() - beaten >= BEAT_SECONDS:
+                    beaten = time.monotonic()
+                    self.stops.beat({job_id: entry[1] for job_id, entry in
+                                     list(self.control.running.items())})
             except Exception:  # Redis out of reach a moment: the jobs run all the same
                 logger.debug("could not read the stop requests", exc_info=True)
 

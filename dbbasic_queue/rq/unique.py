@@ -61,24 +61,6 @@ class UniqueKeys:
                 except WatchError:  # another enqueue took or freed the key: look again
                     continue
 
-    def claim_if_free(self, unique_key: str, job_id: str) -> bool:
-        """Let ``job_id`` hold ``unique_key`` if no live job does (a job added again, by
-        retry, keeps its key only if no other job took it meanwhile)."""
-        key = self.key(unique_key)
-        with self.redis.pipeline() as pipe:
-            while True:
-                try:
-                    pipe.watch(key)
-                    held = self.holder(unique_key)
-                    if held is not None and held != job_id:
-                        return False
-                    pipe.multi()
-                    pipe.set(key, job_id)
-                    pipe.execute()
-                    return True
-                except WatchError:
-                    continue
-
     def release(self, unique_key, job_id: str) -> None:
         """Clear ``unique_key`` if it still names ``job_id`` (its job has ended)."""
         if isinstance(unique_key, str) and unique_key:

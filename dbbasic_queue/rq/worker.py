@@ -14,7 +14,8 @@ import time
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 from rq import SimpleWorker, get_current_job
-from rq.exceptions import InvalidJobOperation
+from redis.exceptions import WatchError
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.scheduler import RQScheduler
 from rq.timeouts import JobTimeoutException
 
@@ -28,7 +29,7 @@ from ..model.job import result_json
 from ..model.queues import DEFAULT_QUEUE, Scope
 from ..model.words import plural
 from . import links
-from .jobs import OUR_WORKER, SERIALIZER, SafeJob, foreign_message, refusal
+from .jobs import OUR_WORKER, SERIALIZER, SafeJob, died_message, foreign_message, refusal
 from .stops import Keeper, RedisStops
 from .unique import UniqueKeys
 from .queues import Pair, QueueMap, claim_order
@@ -265,10 +266,17 @@ class DispatchWorker(SimpleWorker):
             if job.meta.get("timeout") is None and self.timeout is not None:
                 job.timeout = math.ceil(self.timeout)  # the job's own timeout comes first
             self.ran += 1
+            # alive, with the attempt dispatch is about to count, before RQ marks it started:
+            # stop() asks only a live worker, and for the attempt it runs
+            self.stops.beat({job.id: job.meta.get("attempts", 0) + 1})
         else:
             logger.error("%s", foreign_message(job.id, reason))
             job.retries_left = None  # failed for good: never retried
-        done = super().perform_job(job, queue)
+        try:
+            done = super().perform_job(job, queue)
+        finally:
+            if reason is None:
+                self.stops.gone(job.id)
         if reason is None:
             status = job.get_status(refresh=False)
             status = getattr(status, "value", status)
@@ -285,14 +293,56 @@ class DispatchWorker(SimpleWorker):
         see links.py for the rest)."""
         stopped = job.meta.get("stopped_by") is not None
         self.unique_keys.release(job.meta.get("unique_key"), job.id)
+        self.stops.forget(job.id)  # a request that came too late is for an attempt now over
         links.tell(self.connection, links.dependents_of(self.connection, job.id),
                    {job.id: "canceled"} if stopped else {})
         if stopped:  # after its dependents: once it reads cancelled, so do they
-            self.stops.forget(job.id)
             try:
                 job.cancel()
             except InvalidJobOperation:  # cancelled already
                 pass
+
+    def clean_registries(self) -> None:
+        """RQ's cleanup of its registries, for every RQ queue this worker serves, paused ones
+        too (RQ's own covers only ``self.queues``: here, at start, the default queue alone).
+        It fails the jobs of dead workers (RQ's AbandonedJobError; one with retries left is
+        retried instead); each of ours so failed is then ended as ours end: its error says
+        its worker died and how to run it again, its unique key is freed, and the jobs
+        waiting for it are told."""
+        served = [self.rq_queue_for(pair)
+                  for pair in claim_order(self.queue_map.pairs(), self.served)]
+        abandoned = [job_id for rq_queue in served  # read before RQ's cleanup moves them
+                     for job_id in rq_queue.started_job_registry.get_expired_job_ids()]
+        kept, self.queues = self.queues, served
+        try:
+            super().clean_registries()
+        finally:
+            self.queues = kept
+        for job_id in abandoned:
+            try:
+                self.abandoned(job_id)
+            except Exception:  # one odd job must not keep the worker from its work
+                logger.warning("job %s: could not end it after its worker died", job_id,
+                               exc_info=True)
+
+    def abandoned(self, job_id: str) -> None:
+        """A job of ours that RQ's cleanup failed for good, its worker dead: say so in its
+        error (under a WATCH, so a retry meanwhile is not overwritten), then end it."""
+        key = SafeJob.key_for(job_id)
+        with self.connection.pipeline() as pipe:
+            try:
+                pipe.watch(key)
+                job = SafeJob.fetch(job_id, connection=self.connection, serializer=SERIALIZER)
+                if refusal(job) is not None or job.get_status(refresh=False) != "failed":
+                    return  # not ours, or retried (RQ's retry, or ours) meanwhile
+                job.meta["error"] = died_message(job_id, job.meta.get("attempts"))
+                pipe.multi()
+                pipe.hset(key, "meta", SERIALIZER.dumps(job.meta))
+                pipe.execute()
+            except (NoSuchJobError, WatchError):
+                return  # deleted or retried meanwhile: its own verb ended it
+        logger.warning("job %s: %s", job_id, job.meta["error"])
+        self.ended(job)
 
     def kill_horse(self, sig=None) -> None:
         """RQ's stop command (``send_stop_job_command``) for the job in hand: asked to stop as
@@ -314,7 +364,7 @@ class DispatchWorker(SimpleWorker):
         one summary line, as the TSV worker does."""
         self.outcomes: Dict[str, int] = {}
         began = time.perf_counter()
-        with Keeper(self.control):
+        with Keeper(self.control, self.stops):
             self.work(burst=burst, with_scheduler=False, logging_level="WARNING")
         if self.ran:
             logger.info("ran %s in %.2f s: %s", plural(self.ran, "job"),
