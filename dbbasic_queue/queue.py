@@ -206,12 +206,13 @@ class Queue:
             raise ValueError("chain takes at least one step, such as ('charge', {'order': 7})")
         if not isinstance(allow_failure, bool):
             raise TypeError(f"allow_failure must be True or False, not {allow_failure!r}")
+        from .model.dependencies import checked_step
         ids = [new_job_id() for _ in steps]
         now = self.clock()
         lines = []
         for number, step in enumerate(steps):
             try:
-                job_type, payload, own = _step(step, "chain")
+                job_type, payload, own = checked_step(step, "chain")
                 links = dict(then=ids[number + 1:number + 2], after=ids[number - 1:number] if number else None,
                              allow_failure=allow_failure and number > 0 or None)
                 lines.append(self._new_line(ids[number], job_type, payload, run_at, now,
@@ -264,7 +265,8 @@ class Queue:
             except (TypeError, ValueError) as error:
                 raise type(error)(f"job {number} of the batch: {error}") from None
         if callback_id is not None:
-            job_type, payload, own = _step(on_complete, "on_complete")
+            from .model.dependencies import checked_step
+            job_type, payload, own = checked_step(on_complete, "on_complete")
             counts = {"size": len(members), "completed": 0, "failed": 0, "cancelled": 0}
             if members:
                 lines.append(self._new_line(callback_id, job_type, payload, None, now, own,
@@ -722,17 +724,6 @@ def _user() -> str:
     except Exception:  # no name for this uid (a container): its number
         import os
         return f"uid {os.getuid()}"
-
-
-def _step(step, what: str) -> Tuple[str, dict, dict]:
-    """(job_type, payload, options) of a chain's step or an on_complete job."""
-    if not isinstance(step, tuple) or len(step) not in (2, 3):
-        raise TypeError(f"{what} takes (job_type, payload) or (job_type, payload, {{options}}), "
-                        f"not {step!r}")
-    own = step[2] if len(step) == 3 else {}
-    if not isinstance(own, dict):
-        raise TypeError(f"the options of {what} must be a dict, not {type(own).__name__}")
-    return step[0], step[1], own
 
 
 def _pause_target(queue: Optional[str], job_type: Optional[str]):

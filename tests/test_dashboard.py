@@ -297,12 +297,18 @@ def test_jobs_moved_to_archive_files_are_counted_listed_and_shown_once(queue, cl
     assert figures["by_status"]["cancelled"] == 0
 
 
-def test_an_open_dashboard_counts_as_a_fresh_one_reading_only_what_changed(queue, clock,
-                                                                           monkeypatch):
+@pytest.fixture
+def judged(monkeypatch):
+    """The lines the dashboard's reader judges (its cheap look, peek_listing), as it judges
+    them: a list to clear and count."""
     from dbbasic_queue.dashboard import sources
-    judged = []
-    real_peek = sources.peek_listing
-    monkeypatch.setattr(sources, "peek_listing", lambda line: judged.append(line) or real_peek(line))
+    lines, real_peek = [], sources.peek_listing
+    monkeypatch.setattr(sources, "peek_listing", lambda line: lines.append(line) or real_peek(line))
+    return lines
+
+
+def test_an_open_dashboard_counts_as_a_fresh_one_reading_only_what_changed(queue, clock,
+                                                                           judged):
     # Given 300 finished jobs moved to an archive file, and a dashboard that has shown them
     queue.enqueue_many([("send_email", {"n": n}) for n in range(300)])
     queue.process_jobs({"send_email": noop_handler})
@@ -372,11 +378,7 @@ def test_a_payload_with_a_lone_surrogate_shows_on_every_page(queue, client):
 
 
 def test_the_jobs_page_of_a_fresh_dashboard_judges_only_the_lines_it_may_show(queue, clock,
-                                                                           monkeypatch):
-    from dbbasic_queue.dashboard import sources
-    judged = []
-    real_peek = sources.peek_listing
-    monkeypatch.setattr(sources, "peek_listing", lambda line: judged.append(line) or real_peek(line))
+                                                                           judged):
     # Given 200 completed jobs and 3 failed ones, and an overview counted long ago
     queue.enqueue_many([("send_email", {"n": n}) for n in range(200)])
     queue.process_jobs({"send_email": noop_handler})

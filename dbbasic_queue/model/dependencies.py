@@ -115,6 +115,18 @@ def checked_dependencies(depends_on) -> List[str]:
     return ids
 
 
+def checked_step(step, what: str) -> Tuple[str, dict, dict]:
+    """(job_type, payload, options) of a chain's step or a batch's on_complete job, given as
+    ``(job_type, payload)`` or ``(job_type, payload, {options})``; TypeError otherwise."""
+    if not isinstance(step, tuple) or len(step) not in (2, 3):
+        raise TypeError(f"{what} takes (job_type, payload) or (job_type, payload, {{options}}), "
+                        f"not {step!r}")
+    own = step[2] if len(step) == 3 else {}
+    if not isinstance(own, dict):
+        raise TypeError(f"the options of {what} must be a dict, not {type(own).__name__}")
+    return step[0], step[1], own
+
+
 def _encodable(text: str) -> bool:
     try:
         text.encode("utf-8")

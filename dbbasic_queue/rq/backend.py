@@ -40,7 +40,7 @@ from ..storage.edits import has_line
 from ..storage.unique import UniqueKeys as FileUniqueKeys
 from ..storage.notes import checked_note
 from ..model.options import decode_options, encode_options, register
-from ..model.dependencies import checked_dependencies, waiting_for
+from ..model.dependencies import checked_dependencies, checked_step, waiting_for
 from ..workflows import Batch
 from . import links
 from ..model.queues import (DEFAULT_QUEUE, QueueChoice, Scope, check_priority, check_queue_name,
@@ -187,7 +187,7 @@ class RQQueue:
         prepared = []
         for number, step in enumerate(steps):
             try:
-                job_type, payload, own = _step(step, "chain")
+                job_type, payload, own = checked_step(step, "chain")
                 prepared.append(self._prepare(job_type, payload, None if number else run_at,
                                               **_step_options(options, own)))
             except (TypeError, ValueError) as error:
@@ -215,7 +215,7 @@ class RQQueue:
                 raise type(error)(f"job {number} of the batch: {error}") from None
         callback = None
         if callback_id is not None:
-            job_type, payload, own = _step(on_complete, "on_complete")
+            job_type, payload, own = checked_step(on_complete, "on_complete")
             counts = {"size": len(members), "completed": 0, "failed": 0, "cancelled": 0}
             if not members:  # nothing to wait for: due now, with the counts
                 payload = {**payload, "batch": {"id": callback_id, **counts}}
@@ -688,17 +688,6 @@ class RQQueue:
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as error:
             raise ConnectionError(f"cannot reach Redis at {self.describe()} ({error}); is "
                                   f"redis-server running, and is the URL right?") from None
-
-
-def _step(step, what: str):
-    """(job_type, payload, options) of a chain's step or an on_complete job."""
-    if not isinstance(step, tuple) or len(step) not in (2, 3):
-        raise TypeError(f"{what} takes (job_type, payload) or (job_type, payload, {{options}}), "
-                        f"not {step!r}")
-    own = step[2] if len(step) == 3 else {}
-    if not isinstance(own, dict):
-        raise TypeError(f"the options of {what} must be a dict, not {type(own).__name__}")
-    return step[0], step[1], own
 
 
 def _step_options(options: Mapping[str, Any], own: Mapping[str, Any]) -> Dict[str, Any]:
