@@ -173,6 +173,38 @@ def test_migrate_back_killed_midway_then_run_again_moves_every_job_once(tmp_path
     assert Queue(path).stats()["corrupt_lines"] == 0
 
 
+def test_migrate_to_redis_killed_midway_then_run_again_moves_every_job_once(tmp_path, redis_url,
+                                                                          children):
+    # Given 1,500 pending jobs in the file, half of them with a unique key, and a migration
+    # to Redis in another process
+    from dbbasic_queue.rq.backend import RQQueue, migrate
+    source = Queue(tmp_path / "data" / "queue.tsv")
+    ids = source.enqueue_many([("send_email", {"n": n}) for n in range(750)])
+    ids += [source.enqueue("send_email", {"n": n}, unique_key=f"k{n}") for n in range(750, 1500)]
+    name = f"test-{uuid.uuid4().hex[:8]}"
+    target = RQQueue(redis_url, name=name)
+    script = (f"from dbbasic_queue import Queue\nfrom dbbasic_queue.rq.backend import "
+              f"RQQueue, migrate\nmigrate(Queue({str(source.path)!r}), "
+              f"RQQueue({redis_url!r}, name={name!r}))\n")
+    mover = children.start([sys.executable, "-c", script],
+                           env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    # When it is SIGKILLed once Redis holds some of them, but not all
+    wait_for(lambda: target.rq.count > 20, what="the first jobs in Redis")
+    mover.send_signal(signal.SIGKILL)
+    mover.wait()
+    assert target.rq.count < 1500, "the migration ended before the kill: kill it sooner"
+    # Then a second run moves the rest: each job once in Redis, with its key, and moved in
+    # the file; a third moves nothing
+    migrate(source, target)
+    queued = target.rq.job_ids
+    assert sorted(queued) == sorted(ids)  # each once: none lost, none twice
+    assert all(source.get_job(job_id)["status"] == "cancelled" for job_id in ids)
+    assert target.job_options(ids[-1])["unique_key"] == "k1499"
+    assert target.enqueue("send_email", {}, unique_key="k1499") == ids[-1]
+    assert migrate(source, target) == [] and target.rq.count == 1500
+    assert source.stats()["corrupt_lines"] == 0
+
+
 # --- RQ's own settings --------------------------------------------------------------------
 
 def test_rq_keeps_results_7_days_and_failures_10_years(redis_url):
