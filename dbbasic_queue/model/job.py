@@ -311,31 +311,19 @@ def _check_options(options: Dict[str, Any]) -> None:
                                f"(size, completed, failed, cancelled)")
 
 
-def peek_listing(line: bytes, judged: bool = False) -> Optional[Tuple[str, str, int, int]]:
+def peek_listing(line: bytes) -> Optional[Tuple[str, str, int, int]]:
     """(type, status, created_at, run_at) of a plainly written line that parse_line reads as a
     job, cheaply, or None when only parse_line can tell (quotes in the first fields, quoting
     around tabs, anything it may call corrupt): the same judgement without building a Job,
-    for listings that count every line but show a few (the dashboard). ``judged``: a line
-    that passed parse_line when it was written there (an archive file's), whose payload and
-    result need no second look, as ``stats`` counts them."""
-    if judged:
-        fields = line.split(b"\t", 7)
-        if len(fields) != 8 or b'"' in fields[1]:
-            return None
-    else:
-        fields = line.rstrip(b"\n").rstrip(b"\r").split(b"\t")
-        if len(fields) not in _FIELD_COUNTS or not fields[0] or b'"' in fields[0] + fields[1]:
-            return None
+    for listings that count every line but show a few (the dashboard, ``stats``)."""
+    fields = line.rstrip(b"\n").rstrip(b"\r").split(b"\t")
+    if len(fields) not in _FIELD_COUNTS or not fields[0] or b'"' in fields[0] + fields[1]:
+        return None
     status = STATUS_OF_WORD.get(fields[3])
     created, run_at, attempts = fields[4], fields[5], fields[6]
     if (status is None or not (created.isdigit() and run_at.isdigit() and attempts.isdigit())
             or max(len(created), len(run_at), len(attempts)) > MAX_INT_DIGITS):
         return None
-    if judged:
-        try:
-            return fields[1].decode("utf-8"), status, int(created), int(run_at)
-        except UnicodeDecodeError:
-            return None
     # Fields 3 to 6 hold no quote (a status word, digits); the others are read unquoted.
     payload, result = _unquoted(fields[2]), _unquoted(fields[8])
     options = _unquoted(fields[9]) if len(fields) > 9 else b""
