@@ -84,6 +84,15 @@ class Queue:
         return self._traceback_files
 
     @property
+    def counts_files(self):
+        """The jobs finished per minute (storage/throughput.py), opened at first use and kept:
+        asked again, it reads only what the workers appended since."""
+        if self._throughput is None:
+            from .storage.throughput import Throughput
+            self._throughput = Throughput(self.path)
+        return self._throughput
+
+    @property
     def pauses(self):
         """The record of paused queues and types (storage/pauses.py), opened at first use."""
         if self._pauses is None:
@@ -583,10 +592,9 @@ class Queue:
         the queue file and its archive files."""
         from .periodic.firing import listing
         from .storage.stats import queue_stats, workers_summary
-        from .storage.throughput import Throughput
         stats = queue_stats(self)
         stats["workers"] = workers_summary(self.workers(), self.clock())
-        stats["throughput"] = Throughput(self.path).totals(self.clock())
+        stats["throughput"] = self.counts_files.totals(self.clock())
         try:  # the schedules as the workers last recorded them
             stats["schedules"] = listing(self)
         except QueueError as error:  # the state file cannot be read: the counts still can
@@ -606,10 +614,7 @@ class Queue:
                              f"not {step!r}")
         if not (type(steps) is int and 1 <= steps <= 10_000):
             raise ValueError(f"steps must be a whole number from 1 to 10000, not {steps!r}")
-        if self._throughput is None:
-            from .storage.throughput import Throughput
-            self._throughput = Throughput(self.path)
-        return self._throughput.series(self.clock(), step, steps)
+        return self.counts_files.series(self.clock(), step, steps)
 
     def workers(self) -> List[Dict[str, Any]]:
         """The workers seen working this queue (storage/workers.py), most recently seen
