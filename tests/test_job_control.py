@@ -103,6 +103,28 @@ def test_threads_a_handler_starts_report_progress_and_see_a_stop_through_with_cu
     assert real_queue.get_job(job_id)["status"] == "cancelled"
 
 
+def test_the_guide_s_executor_example_reports_each_part_s_progress(real_queue):
+    # Given docs/workflows.md's example of with_current_job, as written there
+    import re
+    from pathlib import Path
+    guide = (Path(__file__).resolve().parent.parent / "docs" / "workflows.md").read_text()
+    [example] = [block for block in re.findall(r"```python\n(.*?)```", guide, re.S)
+                 if "with_current_job(" in block]
+    resized, seen = [], []
+    namespace = {"queue": real_queue, "resize": resized.append}
+    exec(compile(example, "docs/workflows.md", "exec"), namespace)
+    real_job = namespace["resize_one"]
+    namespace["resize_one"] = lambda number, path: (real_job(number, path),
+                                                    seen.append(current_job().id))
+    # When a worker runs it over 100 paths
+    job_id = real_queue.enqueue("resize_album", {"paths": [f"p{n}.jpg" for n in range(100)]})
+    assert real_queue.process_jobs(real_queue.handlers) == 1
+    # Then each path was resized in the executor's threads, knowing its job
+    assert real_queue.get_job(job_id)["status"] == "completed"
+    assert sorted(resized) == sorted(f"p{n}.jpg" for n in range(100))
+    assert seen == [job_id] * 100
+
+
 def pool_less_current_job():
     """current_job() in a plain thread started without with_current_job: None."""
     found = []
