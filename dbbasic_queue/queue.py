@@ -86,7 +86,8 @@ class Queue:
     @property
     def counts_files(self):
         """The jobs finished per minute (storage/throughput.py), opened at first use and kept:
-        asked again, it reads only what the workers appended since."""
+        asked again, it reads only what the workers appended since. (A worker run imports
+        the module as it starts, in storage/engine.py, before it may drop privileges.)"""
         if self._throughput is None:
             from .storage.throughput import Throughput
             self._throughput = Throughput(self.path)

@@ -39,6 +39,7 @@ from .liveness import RunLock, WorkerLocks, new_token
 from .notes import RunNotes
 from .rates import Rates
 from .slots import Slot, Slots
+from .throughput import Throughput
 from .workers import WorkerRecord, Workers
 
 logger = logging.getLogger("dbbasic_queue")
@@ -99,7 +100,7 @@ class RunStorage:
         self.rates.remove_stale(now)
         if self.options.retention_seconds is not None:
             drop_before = now - self.options.retention_seconds
-            for files in (queue.archive, queue.traceback_files, queue.counts_files):
+            for files in (queue.archive, queue.traceback_files, Throughput(queue.path)):
                 try:
                     files.remove_expired(drop_before)
                 except Exception:  # a file we may not delete: the jobs run all the same
@@ -130,7 +131,7 @@ class RunStorage:
         between runs (a loop worker's heartbeat): it needs no open run."""
         try:
             Workers(self.queue.path).record(record, self.queue.clock(), in_hand)
-            self.queue.counts_files.add(record.name, minutes)
+            Throughput(self.queue.path).add(record.name, minutes)
         except Exception:
             logger.warning("could not write this worker's line or counts beside %s",
                            self.queue.path, exc_info=True)
